@@ -1,0 +1,2 @@
+"""clipunlearn: make a CLIP model forget a class without its training data, and prove it."""
+__version__ = "0.1.0"

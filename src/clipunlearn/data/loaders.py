@@ -1,0 +1,262 @@
+"""Reading a registered dataset from disk, in one of three layouts.
+
+(a) manifest: ``<root>/<name>/classes.txt`` + ``manifest.csv`` (``path,label,split``), as in the
+    project's shared data; (b) class folders: ``<root>/<name>/<split>/<class name>/<image>``;
+(c) torchvision's own layout of the dataset under ``<root>/<name>``, downloadable with
+    ``download=True`` by users who are online.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import DataError, UnknownNameError, suggest
+from .registry import DatasetSpec, get_dataset_spec
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SPLITS = ("train", "test")
+ENV_DATA_ROOT = "CLIPUNLEARN_DATA"
+
+
+def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
+    """The data root from the argument, else from ``$CLIPUNLEARN_DATA``; it must exist."""
+    value = data_root if data_root not in (None, "") else os.environ.get(ENV_DATA_ROOT)
+    if not value:
+        raise DataError(
+            f"No data root given. Pass --data-root DIR (data_root=...) or set {ENV_DATA_ROOT}=DIR, "
+            "where DIR holds one folder per dataset (e.g. DIR/caltech101)."
+        )
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataError(f"The data root {str(root)!r} does not exist or is not a folder. "
+                        f"Pass --data-root with the folder that holds the dataset folders.")
+    return root
+
+
+@dataclass
+class ImageSet:
+    """The labelled images of one split of one dataset, not yet decoded."""
+
+    name: str
+    split: str
+    classnames: list[str]
+    labels: list[int]
+    source: str
+    paths: list[Path] | None = None
+    tv_dataset: Any = None  # torchvision dataset: item i -> (PIL image, label)
+    indices: list[int] | None = None  # rows of tv_dataset when this is a subset
+    spec: DatasetSpec | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        from .registry import DEFAULT_TEMPLATE
+
+        return self.spec.templates if self.spec else (DEFAULT_TEMPLATE,)
+
+    def load(self, i: int) -> Image.Image:
+        """Image ``i`` as RGB; raises ``OSError``/``ValueError`` if it cannot be decoded."""
+        if self.paths is not None:
+            with Image.open(self.paths[i]) as im:
+                return im.convert("RGB")
+        row = self.indices[i] if self.indices is not None else i
+        image, _ = self.tv_dataset[row]
+        return image.convert("RGB")
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i]) if self.paths is not None else f"{self.source}[{i}]"
+
+    def class_index(self, classname: str) -> int:
+        """Index of a class, matched exactly; a miss suggests close names."""
+        try:
+            return self.classnames.index(classname)
+        except ValueError:
+            hint = suggest(classname, self.classnames)
+            raise UnknownNameError(
+                f"Class {classname!r} is not in {self.name} ({len(self.classnames)} classes).{hint} "
+                "Class names are matched exactly, as written in the dataset's classes.txt."
+            ) from None
+
+    def subset(self, classes: Sequence[int] | None = None, exclude: Sequence[int] = ()) -> ImageSet:
+        """The images whose label is in ``classes`` (all if None) and not in ``exclude``."""
+        keep_labels = set(range(len(self.classnames))) if classes is None else set(classes)
+        keep_labels -= set(exclude)
+        rows = [i for i, y in enumerate(self.labels) if y in keep_labels]
+        return ImageSet(
+            name=self.name,
+            split=self.split,
+            classnames=self.classnames,
+            labels=[self.labels[i] for i in rows],
+            source=self.source,
+            paths=[self.paths[i] for i in rows] if self.paths is not None else None,
+            tv_dataset=self.tv_dataset,
+            indices=[(self.indices[i] if self.indices is not None else i) for i in rows]
+            if self.paths is None else None,
+            spec=self.spec,
+        )
+
+    def fingerprint(self) -> str:
+        """A key that changes when the images, labels or their order change."""
+        h = hashlib.sha1()
+        h.update(f"{self.source}|{self.split}|{len(self)}".encode())
+        if self.paths is not None:
+            for p, y in zip(self.paths, self.labels):
+                st = p.stat()
+                h.update(f"{p}|{y}|{st.st_size}|{st.st_mtime_ns};".encode())
+        else:
+            h.update(repr((self.indices, self.labels)).encode())
+        return h.hexdigest()[:16]
+
+
+def load_image_set(
+    name: str,
+    data_root: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    download: bool = False,
+) -> ImageSet:
+    """Find dataset ``name`` under the data root and read its ``split``."""
+    spec = get_dataset_spec(name)
+    root = resolve_data_root(data_root)
+    if split not in SPLITS:
+        raise DataError(f"Unknown split {split!r}. Use one of: {', '.join(SPLITS)}.")
+    folder = root / spec.name
+    if (folder / "manifest.csv").exists() or (folder / "classes.txt").exists() and not (folder / split).is_dir():
+        return _read_manifest(spec, folder, split)
+    if (folder / split).is_dir():
+        return _read_class_folders(spec, folder, split)
+    if spec.torchvision is not None and (folder.is_dir() or download):
+        return _read_torchvision(spec, folder, split, download)
+    if not folder.exists():
+        others = [p.name for p in root.iterdir() if p.is_dir()]
+        hint = suggest(spec.name, others)
+        how = (" or pass --download to fetch it with torchvision" if spec.torchvision else "")
+        raise DataError(
+            f"No folder for dataset {spec.name!r} under the data root {str(root)!r}.{hint} "
+            f"Put it at {str(folder)!r} (classes.txt + manifest.csv, or <split>/<class>/<images>){how}."
+        )
+    raise DataError(
+        f"{str(folder)!r} has neither manifest.csv nor a {split}/ folder of class folders"
+        + (" nor torchvision's layout" if spec.torchvision else "")
+        + ". See the docs on dataset layouts."
+    )
+
+
+def _read_classes(path: Path) -> list[str]:
+    if not path.exists():
+        raise DataError(f"{str(path)!r} is missing: write one class name a line (line i is label i).")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{str(path)!r} lists no class names.")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"{str(path)!r} lists these class names twice: {dupes[:5]}. Names must be unique.")
+    return names
+
+
+def _read_manifest(spec: DatasetSpec, folder: Path, split: str) -> ImageSet:
+    classnames = _read_classes(folder / "classes.txt")
+    manifest = folder / "manifest.csv"
+    if not manifest.exists():
+        raise DataError(f"{str(manifest)!r} is missing: it lists path,label,split for every image.")
+    with manifest.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing_cols = {"path", "label", "split"} - set(reader.fieldnames or [])
+        if missing_cols:
+            raise DataError(
+                f"{str(manifest)!r} lacks the column(s) {sorted(missing_cols)}; its header must be "
+                f"'path,label,split' (found {reader.fieldnames})."
+            )
+        rows = list(reader)
+    paths: list[Path] = []
+    labels: list[int] = []
+    bad_labels: list[str] = []
+    for line_no, row in enumerate(rows, start=2):
+        if row["split"].strip() != split:
+            continue
+        try:
+            label = int(row["label"])
+        except ValueError:
+            bad_labels.append(f"line {line_no}: {row['label']!r}")
+            continue
+        if not 0 <= label < len(classnames):
+            bad_labels.append(f"line {line_no}: {label}")
+            continue
+        paths.append(folder / row["path"].strip())
+        labels.append(label)
+    if bad_labels:
+        raise DataError(
+            f"{str(manifest)!r} has {len(bad_labels)} label(s) that are not integers in "
+            f"[0, {len(classnames) - 1}] (classes.txt has {len(classnames)} names): "
+            f"{', '.join(bad_labels[:5])}. Fix those rows."
+        )
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image path(s) in {str(manifest)!r} do not exist, e.g. "
+            f"{', '.join(str(p) for p in missing[:3])}. Paths are relative to the dataset folder."
+        )
+    if not paths:
+        splits = sorted({r['split'] for r in rows})
+        raise DataError(f"{str(manifest)!r} has no rows with split {split!r} (splits there: {splits}).")
+    return ImageSet(spec.name, split, classnames, labels, f"manifest:{folder}", paths=paths, spec=spec)
+
+
+def _read_class_folders(spec: DatasetSpec, folder: Path, split: str) -> ImageSet:
+    split_dir = folder / split
+    class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DataError(f"{str(split_dir)!r} holds no class folders (<class name>/<images>).")
+    if (folder / "classes.txt").exists():
+        classnames = _read_classes(folder / "classes.txt")
+        strays = [d.name for d in class_dirs if d.name not in classnames and d.name.replace("_", " ") not in classnames]
+        if strays:
+            raise DataError(f"Folders {strays[:5]} in {str(split_dir)!r} are not in classes.txt.")
+    else:
+        classnames = [d.name.replace("_", " ") for d in class_dirs]
+    index = {n: i for i, n in enumerate(classnames)}
+    paths: list[Path] = []
+    labels: list[int] = []
+    for d in class_dirs:
+        label = index.get(d.name, index.get(d.name.replace("_", " ")))
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(label)
+    if not paths:
+        raise DataError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(split_dir)!r}.")
+    return ImageSet(spec.name, split, classnames, labels, f"folders:{folder}", paths=paths, spec=spec)
+
+
+def _read_torchvision(spec: DatasetSpec, folder: Path, split: str, download: bool) -> ImageSet:
+    assert spec.torchvision is not None
+    try:
+        ds, classnames = spec.torchvision(str(folder), split, download)
+    except (RuntimeError, FileNotFoundError, OSError) as e:
+        raise DataError(
+            f"torchvision could not read {spec.title} under {str(folder)!r}: {e}. "
+            + ("" if download else "Pass --download (download=True) to fetch it, or use the manifest layout.")
+        ) from None
+    if classnames and (folder / "classes.txt").exists():
+        classnames = _read_classes(folder / "classes.txt")
+    labels = _torchvision_labels(ds)
+    return ImageSet(spec.name, split, classnames, labels, f"torchvision:{folder}", tv_dataset=ds, spec=spec)
+
+
+def _torchvision_labels(ds: Any) -> list[int]:
+    for attr in ("targets", "_labels", "y"):
+        value = getattr(ds, attr, None)
+        if value is not None:
+            return [int(v) for v in value]
+    samples = getattr(ds, "_samples", None) or getattr(ds, "samples", None)
+    if samples is not None:
+        return [int(s[1]) for s in samples]
+    return [int(ds[i][1]) for i in range(len(ds))]

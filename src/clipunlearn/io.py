@@ -1,0 +1,88 @@
+"""Atomic file writes and run folders: nothing half-written, nothing overwritten by surprise."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import RunExistsError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def check_output_free(path: str | os.PathLike[str], overwrite: bool, what: str = "output") -> Path:
+    """Raise if ``path`` exists and the user did not ask to overwrite it."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RunExistsError(
+            f"The {what} {str(path)!r} exists already. Choose another path, or pass --overwrite "
+            f"(overwrite=True) to replace it."
+        )
+    return path
+
+
+@contextmanager
+def staged_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it into place when the block succeeds.
+
+    An interrupted block leaves ``final`` as it was (absent, or the old run if overwriting).
+    """
+    final = check_output_free(final, overwrite, "run folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield staging
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
+    """Call ``writer(tmp)`` and move ``tmp`` onto ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)

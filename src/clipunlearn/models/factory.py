@@ -1,0 +1,317 @@
+"""One factory, :func:`load_clip`, for every CLIP clipunlearn works on.
+
+``model`` is an open_clip architecture name (``RN50``, ``ViT-B-16``, ...) or a mini-zoo name
+(``mini-rn``, ``mini-vit``). ``pretrained`` is an open_clip tag (``openai``), a local checkpoint
+file (OpenAI's JIT ``.pt``, an open_clip state dict ``.pt/.bin/.pth``, ``.safetensors``), ``zoo``
+(the shipped weights of a zoo model) or ``none`` (random initialisation). ``weights`` loads a
+checkpoint written by clipunlearn (or any state dict of the same architecture) on top.
+
+Images are handled in one pixel space everywhere: float tensors in [0, 1]; the model's own
+normalisation is applied inside :meth:`Clip.encode_image`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import open_clip
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+from ..errors import WeightsError, unknown
+from .catalogue import image_family
+from .zoo import ZOO_MODELS, register_with_open_clip, weights_path
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+ENV_WEIGHTS = "CLIPUNLEARN_WEIGHTS"
+META_ARCH = "clipunlearn_arch"
+META_QUICK_GELU = "clipunlearn_quick_gelu"
+
+
+@dataclass
+class Clip:
+    """An open_clip CLIP model with its tokenizer and pixel statistics."""
+
+    model: nn.Module
+    arch: str
+    source: str
+    tokenizer: Any = field(repr=False)
+    image_size: int = 224
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    quick_gelu: bool = False
+
+    @property
+    def family(self) -> str:
+        return image_family(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> Clip:
+        self.model.to(device)
+        return self
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Image features of ``pixels`` ([0, 1], shape N×3×H×W); raw unless ``normalize``."""
+        return self.model.encode_image(self.normalize(pixels), normalize=normalize)
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        return self.tokenizer(prompts).to(self.device)
+
+    def encode_text(self, prompts: list[str], normalize: bool = False) -> torch.Tensor:
+        return self.model.encode_text(self.tokenize(prompts), normalize=normalize)
+
+    def image_transform(self) -> T.Compose:
+        """PIL image -> [0, 1] tensor at the model's input size (resize short side, centre crop)."""
+        return T.Compose([
+            T.Resize(self.image_size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(self.image_size),
+            T.ToTensor(),
+        ])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the weights as safetensors (atomically), loadable by :func:`load_clip` and open_clip."""
+        from safetensors.torch import save_file
+
+        from ..io import save_with
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        meta = {META_ARCH: self.arch, META_QUICK_GELU: str(self.quick_gelu).lower()}
+        save_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+
+
+def available_models() -> list[str]:
+    register_with_open_clip()
+    return list(ZOO_MODELS) + [m for m in open_clip.list_models() if m not in ZOO_MODELS]
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get(ENV_WEIGHTS, Path.home() / ".cache" / "clipunlearn" / "weights")).expanduser()
+
+
+def load_clip(
+    model: str,
+    pretrained: str | None = "default",
+    weights: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> Clip:
+    """Build ``model`` and load its weights; see the module docstring for the accepted values."""
+    register_with_open_clip()
+    names = available_models()
+    if model not in names:
+        raise unknown("model", model, names)
+    pretrained = _resolve_pretrained(model, pretrained)
+    quick_gelu = False
+    checkpoint: Path | None = None
+    source = "random"
+    if pretrained not in (None, "none"):
+        if pretrained == "zoo":
+            checkpoint = weights_path(model)
+            if not checkpoint.exists():
+                raise WeightsError(
+                    f"The zoo weights of {model} are not in the package ({checkpoint}). Reinstall clipunlearn, "
+                    f"or make them with `clipunlearn zoo train {model}`, or pass --pretrained none."
+                )
+            source = "zoo"
+        elif open_clip.get_pretrained_cfg(model, pretrained):
+            cfg = open_clip.get_pretrained_cfg(model, pretrained)
+            checkpoint = _find_or_download(model, pretrained, cfg)
+            quick_gelu = bool(cfg.get("quick_gelu", False))
+            source = f"open_clip:{pretrained}"
+        elif Path(pretrained).expanduser().is_file():
+            checkpoint = Path(pretrained).expanduser()
+            source = str(checkpoint)
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(model)
+            raise WeightsError(
+                f"--pretrained {pretrained!r} is neither an open_clip tag of {model} (tags: {tags or 'none'}) "
+                "nor an existing file. Pass a tag, a checkpoint path, or 'none' for random weights."
+            )
+    weight_file = Path(weights).expanduser() if weights else None
+    if weight_file is not None and not weight_file.is_file():
+        raise WeightsError(f"The weights file {str(weight_file)!r} does not exist. Pass the path of a "
+                           "model.safetensors written by clipunlearn, or of a checkpoint of this architecture.")
+    state = None
+    for path in (checkpoint, weight_file):
+        if path is None:
+            continue
+        state, meta = read_checkpoint(path)
+        if meta.get(META_ARCH) and meta[META_ARCH] != model:
+            raise WeightsError(f"{str(path)!r} holds a {meta[META_ARCH]} model, not {model}. "
+                               f"Pass --model {meta[META_ARCH]}.")
+        if META_QUICK_GELU in meta:
+            quick_gelu = meta[META_QUICK_GELU] == "true"
+        elif _is_jit(path):
+            quick_gelu = True  # OpenAI's models all use QuickGELU
+    net = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+    for path in (checkpoint, weight_file):
+        if path is not None:
+            state, _ = read_checkpoint(path)
+            _load_state(net, state, model, path)
+    if weight_file is not None:
+        source = f"{source}+{weight_file}"
+    net.eval()
+    cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained not in (None, "none", "zoo") else {}
+    image_size = net.visual.image_size
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
+    clip = Clip(
+        model=net,
+        arch=model,
+        source=source,
+        tokenizer=open_clip.get_tokenizer(model),
+        image_size=image_size,
+        mean=tuple((cfg or {}).get("mean", OPENAI_MEAN)),
+        std=tuple((cfg or {}).get("std", OPENAI_STD)),
+        quick_gelu=quick_gelu,
+    )
+    image_family(net)  # fail early on towers we have no catalogue for
+    return clip.to(device)
+
+
+def _resolve_pretrained(model: str, pretrained: str | None) -> str | None:
+    if pretrained is None:
+        return None
+    pretrained = str(pretrained)
+    if pretrained.lower() == "none":
+        return "none"
+    if pretrained != "default":
+        return pretrained
+    if model in ZOO_MODELS:
+        return "zoo"
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if "openai" in tags:
+        return "openai"
+    if tags:
+        return tags[0]
+    return "none"
+
+
+def _is_jit(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a checkpoint, without unpickling arbitrary objects.
+
+    safetensors are read as they are; OpenAI's TorchScript archives through ``torch.jit.load``; other
+    files through ``torch.load(weights_only=True)``, which refuses anything but tensors and containers.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = dict(f.metadata() or {})
+                return {k: f.get_tensor(k) for k in f.keys()}, meta
+        if _is_jit(path):
+            module = torch.jit.load(str(path), map_location="cpu")
+            state = {k: v for k, v in module.state_dict().items()
+                     if k not in ("input_resolution", "context_length", "vocab_size")}
+            return state, {}
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every reader error means "not a usable checkpoint"
+        raise WeightsError(
+            f"Could not read {str(path)!r} as a checkpoint ({type(e).__name__}: {e}). Provide a .safetensors "
+            "file, an OpenAI JIT .pt, or a state dict saved with torch.save (tensors only)."
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{str(path)!r} is not a state dict (a mapping of names to tensors).")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, {}
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], model: str, path: Path) -> None:
+    own = net.state_dict()
+    if "logit_scale" in state and state["logit_scale"].ndim != own["logit_scale"].ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(own["logit_scale"].shape)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: file {tuple(state[k].shape)}, "
+                         f"{model} {tuple(own[k].shape)})")
+        raise WeightsError(
+            f"The checkpoint {str(path)!r} does not match the {model} architecture: {'; '.join(parts)}. "
+            "Pass the --model the checkpoint was made for."
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def _find_or_download(model: str, tag: str, cfg: dict[str, Any]) -> Path:
+    """The local file of an open_clip pretrained tag; downloads it only when online."""
+    url = cfg.get("url") or ""
+    url_name = Path(urlparse(url).path).name if url else ""
+    here = weights_dir()
+    candidates = [here / f"{model}-{tag}.safetensors", here / f"{model}-{tag}.pt"]
+    if url_name:
+        candidates += [here / url_name, Path.home() / ".cache" / "clip" / url_name]
+    hf_repo = (cfg.get("hf_hub") or "").strip("/")
+    if hf_repo:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+                hit = try_to_load_from_cache(hf_repo, fname)
+                if isinstance(hit, str):
+                    candidates.append(Path(hit))
+        except Exception:  # noqa: BLE001 - the cache is only one place to look
+            pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    where = f"{here / url_name}" if url_name else f"{here / (model + '-' + tag + '.safetensors')}"
+    source = url or f"the Hugging Face repo {hf_repo}"
+    if _offline(url, hf_repo):
+        raise WeightsError(
+            f"The {model} weights for pretrained={tag!r} are not on this machine and it is offline. "
+            f"Download {source} on a connected machine and put the file at {where} "
+            f"(or set {ENV_WEIGHTS} to the folder holding it), or pass --pretrained /path/to/file."
+        )
+    try:
+        return Path(open_clip.download_pretrained(cfg, cache_dir=str(here)))
+    except Exception as e:  # noqa: BLE001
+        raise WeightsError(f"Downloading {model} pretrained={tag!r} failed ({e}). Download {source} "
+                           f"yourself and put it at {where}.") from None
+
+
+def _offline(url: str, hf_repo: str, timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("CLIPUNLEARN_OFFLINE") == "1":
+        return True
+    hosts = [urlparse(url).hostname] if url else []
+    if hf_repo:
+        hosts.append("huggingface.co")
+    for host in hosts:
+        if not host:
+            continue
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                return False
+        except OSError:
+            continue
+    return True

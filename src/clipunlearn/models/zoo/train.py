@@ -1,0 +1,203 @@
+"""The mini zoo's training recipe: contrastive training from scratch, on CPU, on the train splits of
+all eight datasets, with class prompts as captions.
+
+Recipe (seeded, reproducible on one machine):
+
+* every train image decoded once at the model's input size (short side resized, centre crop, as at
+  test time) and kept in memory as uint8; augmentation: reflect-pad 6 px + random crop + flip;
+* each batch is drawn from one dataset (datasets in proportion to their size), so in-batch negatives
+  are the fine-grained neighbours a zero-shot classifier has to tell apart;
+* captions: the class name in a template drawn from a pool of prompts per class and step;
+* loss: CLIP's symmetric cross-entropy over the batch's distinct captions; images of the same class
+  share one caption, so there are no false negatives (image->text: one positive; text->image:
+  uniform over the images of that class);
+* AdamW (no decay on gains, biases, embeddings, logit scale), linear warm-up then cosine decay.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ...data import dataset_names, load_image_set
+from ..factory import Clip, load_clip
+
+TRAIN_TEMPLATES = (
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "a good photo of a {}.",
+    "A picture of {}",
+    "{}",
+)
+
+
+@dataclass
+class ZooRecipe:
+    epochs: int = 16
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    pad: int = 6
+    seed: int = 0
+    threads: int = 2
+
+
+RECIPES: dict[str, ZooRecipe] = {
+    "mini-rn": ZooRecipe(epochs=16),
+    "mini-vit": ZooRecipe(epochs=10, lr=5e-4),
+}
+
+
+class _Decode(Dataset):
+    def __init__(self, images, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.transform(self.images.load(i))
+        return (x * 255).round().to(torch.uint8)
+
+
+def decode_split(clip: Clip, data_root, split: str, workers: int = 2):
+    """All images of ``split`` of every dataset as uint8 tensors at the model's input size."""
+    out = []
+    for name in dataset_names():
+        images = load_image_set(name, data_root, split)
+        loader = DataLoader(_Decode(images, clip.image_transform()), batch_size=256, num_workers=workers)
+        pixels = torch.cat(list(loader))
+        out.append((name, images, pixels, torch.tensor(images.labels)))
+    return out
+
+
+def _augment(batch: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    x = batch.float().div_(255)
+    n, _, h, w = x.shape
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.empty(n, 3, h, w)
+    for i in range(n):
+        crop = x[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("class_embedding"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def zero_shot_top1(clip: Clip, splits, batch_size: int = 512) -> dict[str, float]:
+    """Top-1 per dataset with each dataset's default template (the evaluator's protocol)."""
+    clip.model.eval()
+    result = {}
+    for name, images, pixels, labels in splits:
+        prompts = [images.templates[0].format(c) for c in images.classnames]
+        text = F.normalize(torch.cat([clip.encode_text(prompts[i:i + 256]) for i in range(0, len(prompts), 256)]), dim=-1)
+        correct = 0
+        for i in range(0, len(pixels), batch_size):
+            f = clip.encode_image(pixels[i:i + batch_size].float() / 255, normalize=True)
+            correct += (f @ text.T).argmax(-1).eq(labels[i:i + batch_size]).sum().item()
+        result[name] = correct / len(pixels)
+    return result
+
+
+def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
+                    log=print) -> dict:
+    """Train zoo model ``name`` from scratch; write its weights to ``out``; return the training record."""
+    recipe = recipe or RECIPES[name]
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    clip = load_clip(name, pretrained="none")
+    model = clip.model
+    channels_last = clip.family == "resnet"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    t0 = time.time()
+    train = decode_split(clip, data_root, "train")
+    test = decode_split(clip, data_root, "test")
+    t_decode = time.time() - t0
+    n_train = sum(len(p) for _, _, p, _ in train)
+    log(f"decoded {n_train} train and {sum(len(p) for _, _, p, _ in test)} test images of "
+        f"{len(train)} datasets in {t_decode:.0f}s")
+
+    gen = torch.Generator().manual_seed(recipe.seed)
+    steps_per_epoch = sum(math.ceil(len(p) / recipe.batch_size) for _, _, p, _ in train)
+    total_steps = steps_per_epoch * recipe.epochs
+    opt = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+    rng = random.Random(recipe.seed)
+    step = 0
+    t_train = time.time()
+    for epoch in range(recipe.epochs):
+        model.train()
+        batches = []
+        for d, (_, images, pixels, _) in enumerate(train):
+            perm = torch.randperm(len(pixels), generator=gen)
+            batches += [(d, perm[i:i + recipe.batch_size]) for i in range(0, len(perm), recipe.batch_size)]
+        rng.shuffle(batches)
+        losses = []
+        for d, idx in batches:
+            _, images, pixels, labels = train[d]
+            x = _augment(pixels[idx], recipe.pad, gen)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = labels[idx]
+            classes, target = torch.unique(y, return_inverse=True)
+            templates = [rng.choice(TRAIN_TEMPLATES + images.templates) for _ in classes]
+            prompts = [t.format(images.classnames[c]) for t, c in zip(templates, classes.tolist())]
+            img = F.normalize(clip.encode_image(x), dim=-1)
+            txt = F.normalize(clip.encode_text(prompts), dim=-1)
+            logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+            onehot = F.one_hot(target, len(classes)).float()
+            loss_i2t = F.cross_entropy(logits, target)
+            loss_t2i = -(F.log_softmax(logits.T, dim=-1) * (onehot.T / onehot.sum(0, keepdim=True).T)).sum(-1).mean()
+            loss = 0.5 * (loss_i2t + loss_t2i)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+        log(f"epoch {epoch + 1}/{recipe.epochs}  loss {np.mean(losses):.3f}  "
+            f"scale {model.logit_scale.exp().item():.1f}  {time.time() - t_train:.0f}s")
+    train_seconds = time.time() - t_train
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    top1 = zero_shot_top1(clip, test)
+    log("test top-1: " + ", ".join(f"{k} {v:.3f}" for k, v in top1.items()))
+    if out is not None:
+        clip.save(out)
+    return {
+        "model": name,
+        "recipe": asdict(recipe),
+        "train_images": n_train,
+        "datasets": [n for n, *_ in train],
+        "steps": step,
+        "decode_seconds": round(t_decode, 1),
+        "train_seconds": round(train_seconds, 1),
+        "test_top1": top1,
+    }
