@@ -49,12 +49,13 @@ class ZooRecipe:
     weight_decay: float = 0.1
     warmup_steps: int = 200
     pad: int = 6
+    batching: str = "mixed"  # "mixed": batches across datasets; "per_dataset": one dataset a batch
     seed: int = 0
     threads: int = 2
 
 
 RECIPES: dict[str, ZooRecipe] = {
-    "mini-rn": ZooRecipe(epochs=16),
+    "mini-rn": ZooRecipe(epochs=14),
     "mini-vit": ZooRecipe(epochs=10, lr=5e-4),
 }
 
@@ -144,31 +145,49 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         f"{len(train)} datasets in {t_decode:.0f}s")
 
     gen = torch.Generator().manual_seed(recipe.seed)
-    steps_per_epoch = sum(math.ceil(len(p) / recipe.batch_size) for _, _, p, _ in train)
+    steps_per_epoch = (sum(math.ceil(len(p) / recipe.batch_size) for _, _, p, _ in train)
+                       if recipe.batching == "per_dataset" else math.ceil(n_train / recipe.batch_size))
     total_steps = steps_per_epoch * recipe.epochs
     opt = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps)
                                               * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
     rng = random.Random(recipe.seed)
+    offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
     step = 0
     t_train = time.time()
     for epoch in range(recipe.epochs):
         model.train()
         batches = []
-        for d, (_, images, pixels, _) in enumerate(train):
-            perm = torch.randperm(len(pixels), generator=gen)
-            batches += [(d, perm[i:i + recipe.batch_size]) for i in range(0, len(perm), recipe.batch_size)]
-        rng.shuffle(batches)
+        if recipe.batching == "per_dataset":
+            for d, (_, images, pixels, _) in enumerate(train):
+                perm = torch.randperm(len(pixels), generator=gen)
+                batches += [[(d, perm[i:i + recipe.batch_size])] for i in range(0, len(perm), recipe.batch_size)]
+            rng.shuffle(batches)
+        else:
+            owner = torch.cat([torch.full((len(p),), d) for d, (_, _, p, _) in enumerate(train)])
+            row = torch.cat([torch.arange(len(p)) for _, _, p, _ in train])
+            perm = torch.randperm(len(owner), generator=gen)
+            for i in range(0, len(perm), recipe.batch_size):
+                chunk = perm[i:i + recipe.batch_size]
+                batches.append([(d, row[chunk[owner[chunk] == d]]) for d in range(len(train))
+                                if (owner[chunk] == d).any()])
         losses = []
-        for d, idx in batches:
-            _, images, pixels, labels = train[d]
-            x = _augment(pixels[idx], recipe.pad, gen)
+        for parts in batches:
+            xs, ys, prompts = [], [], []
+            for d, idx in parts:
+                _, images, pixels, labels = train[d]
+                xs.append(pixels[idx])
+                ys.append(labels[idx] + offsets[d])
+            x = _augment(torch.cat(xs), recipe.pad, gen)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[idx]
+            y = torch.cat(ys)
             classes, target = torch.unique(y, return_inverse=True)
-            templates = [rng.choice(TRAIN_TEMPLATES + images.templates) for _ in classes]
-            prompts = [t.format(images.classnames[c]) for t, c in zip(templates, classes.tolist())]
+            for c in classes.tolist():
+                d = int(np.searchsorted(offsets, c, side="right") - 1)
+                images = train[d][1]
+                template = rng.choice(TRAIN_TEMPLATES + images.templates)
+                prompts.append(template.format(images.classnames[c - offsets[d]]))
             img = F.normalize(clip.encode_image(x), dim=-1)
             txt = F.normalize(clip.encode_text(prompts), dim=-1)
             logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T

@@ -1,0 +1,322 @@
+"""The ``clipunlearn`` command line. Each verb maps onto the Python API one to one."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ClipUnlearnError
+
+
+def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--model", required=True, help="open_clip architecture (RN50, ViT-B-16, ...) or zoo model (mini-rn, mini-vit)")
+    p.add_argument("--pretrained", default="default",
+                   help="open_clip tag (openai), checkpoint file, 'zoo' or 'none' (random); default: zoo weights "
+                        "for zoo models, 'openai' for OpenAI architectures")
+    p.add_argument("--weights", default=None, help="a model.safetensors written by clipunlearn, loaded on top")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    if data:
+        p.add_argument("--data-root", default=None, help="folder holding one folder per dataset "
+                                                         "(default: $CLIPUNLEARN_DATA)")
+
+
+def _load(args):
+    from .api import resolve_device
+    from .models import load_clip
+
+    return load_clip(args.model, args.pretrained, args.weights, resolve_device(args.device))
+
+
+def cmd_layers(args) -> int:
+    from .models import load_clip, tensor_catalogue
+
+    clip = load_clip(args.model, pretrained="none")
+    rows = tensor_catalogue(clip.model)
+    if args.json:
+        print(json.dumps({"model": args.model, "family": clip.family,
+                          "tensors": [r.as_dict() for r in rows]}, indent=2))
+        return 0
+    import pandas as pd
+
+    table = pd.DataFrame([{"tensor": r.name, "tower": r.tower, "shape": "x".join(map(str, r.shape)) or "scalar",
+                           "eligible": "yes" if r.eligible else "no", "why": r.reason} for r in rows])
+    if not args.all:
+        table = table[table.eligible == "yes"]
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+        print(table.to_string(index=False))
+    n_img = sum(r.eligible and r.tower == "image" for r in rows)
+    n_txt = sum(r.eligible and r.tower == "text" for r in rows)
+    print(f"\n{args.model} ({clip.family} image tower): {n_img} image and {n_txt} text tensors may be updated, "
+          f"{sum(not r.eligible for r in rows)} never" + ("" if args.all else " (--all lists them)"))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .api import evaluate, split_names
+    from .data import load_image_set
+    from .evaluation import Evaluator, FeatureCache
+    from .io import check_output_free, write_json
+
+    if args.json:
+        check_output_free(args.json, args.overwrite, "JSON output")
+    names = split_names(args.datasets)
+    if not names:
+        raise ClipUnlearnError("--datasets is empty. Pass names such as --datasets caltech101,cifar10.")
+    for n in names:  # fail on a bad name or folder before loading the model
+        load_image_set(n, args.data_root, args.split)
+    clip = _load(args)
+    templates = split_names(args.templates.split("|")) if args.templates else None
+    evaluator = Evaluator(clip, FeatureCache(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
+                          progress=not args.quiet)
+    t0 = time.time()
+    results = evaluate(clip, names, args.data_root, args.split, templates, evaluator)
+    out = {name: r.to_json() for name, r in results.items()}
+    width = max(len(n) for n in out)
+    print(f"{'dataset':<{width}}  {'top1':>6}  {'n':>6}")
+    for name, r in out.items():
+        print(f"{name:<{width}}  {r['top1']:6.3f}  {r['n']:6d}")
+    if not args.quiet:
+        print(f"({clip.arch}, {clip.source}, {args.split} split, {time.time() - t0:.1f}s)", file=sys.stderr)
+    if args.json:
+        write_json(args.json, out)
+    return 0
+
+
+def cmd_zoo_train(args) -> int:
+    from .io import check_output_free, write_json
+    from .models.zoo import ZOO_MODELS
+    from .models.zoo.train import RECIPES, train_zoo_model
+
+    if args.name not in ZOO_MODELS:
+        from .errors import unknown
+
+        raise unknown("zoo model", args.name, ZOO_MODELS)
+    out = Path(args.out or f"{args.name}.safetensors")
+    check_output_free(out, args.overwrite, "weights file")
+    import dataclasses
+
+    recipe = RECIPES[args.name]
+    if args.epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=args.epochs)
+    if args.seed is not None:
+        recipe = dataclasses.replace(recipe, seed=args.seed)
+    record = train_zoo_model(args.name, args.data_root, out, recipe, log=print)
+    write_json(out.with_suffix(".json"), record)
+    print(f"trained {args.name} on {record['train_images']} images of {len(record['datasets'])} datasets "
+          f"in {record['train_seconds']:.0f}s (+{record['decode_seconds']:.0f}s decoding); weights: {out}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import available_models
+    from .models.zoo import ZOO_MODELS
+
+    names = available_models()
+    if not args.all:
+        names = [n for n in names if n in ZOO_MODELS or n.startswith(("RN", "ViT-B", "ViT-L"))]
+    print("\n".join(names))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import dataset_names, get_dataset_spec
+
+    for n in dataset_names():
+        s = get_dataset_spec(n)
+        print(f"{n:<15} {s.templates[0]!r}" + ("  (paper)" if s.paper else ""))
+    return 0
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("clipunlearn")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "_clipunlearn_console", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._clipunlearn_console = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    for h in logger.handlers:
+        if getattr(h, "_clipunlearn_console", False):
+            h.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def cmd_generate(args) -> int:
+    from .api import split_names
+    from .data import load_image_set
+    from .io import check_output_free
+    from .synthetic import GenerationConfig, save_synthetic
+    from .runs.pipeline import make_synthetic
+    from .methods import ForgetRequest
+
+    check_output_free(args.out, args.overwrite, "synthetic set")
+    names = split_names(args.classes)
+    if not names:
+        raise ClipUnlearnError("--classes is empty. Pass one or more class names, comma-separated.")
+    images = load_image_set(args.dataset, args.data_root, "test")
+    classes = [images.class_index(c) for c in names]
+    clip = _load(args)
+    cfg = GenerationConfig(n_per_class=args.n_per_class, threshold=args.threshold, max_steps=args.max_steps,
+                           bn_prior=args.bn_prior, seed=args.seed)
+    req = ForgetRequest(images.name, images.classnames, classes, images.templates[0])
+    s = make_synthetic(clip, req, cfg, not args.quiet)
+    save_synthetic(s, args.out)
+    print(f"{len(s)} images for {', '.join(names)}: {int(s.accepted.sum())} accepted, mean target probability "
+          f"{float(s.probs.mean()):.3f}, final threshold {s.final_threshold:.3f}, {s.seconds:.1f}s -> {args.out}")
+    return 0
+
+
+def _print_table(results: dict) -> None:
+    rows = [(f"target: {', '.join(results['classes'])}", results["target_before"], results["target_after"]),
+            (f"other classes of {results['dataset']}", results["other_classes_before"], results["other_classes_after"])]
+    rows += [(k, v["before"], v["after"]) for k, v in results["datasets"].items()]
+    if results.get("synthetic_acc_before") is not None:
+        rows.append(("synthetic forget set", results["synthetic_acc_before"], results["synthetic_acc_after"]))
+    w = max(len(r[0]) for r in rows)
+    print(f"{'accuracy':<{w}}  {'before':>7}  {'after':>7}")
+    for name, b, a in rows:
+        print(f"{name:<{w}}  {b:7.3f}  {a:7.3f}")
+    print(f"Avg. Score (lower is better): {results['avg_score']:.3f}   epochs: {results['epochs']}   "
+          f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+
+
+def cmd_forget(args) -> int:
+    from .api import split_names
+    from .runs import ForgetSettings, forget
+
+    _setup_logging(args.quiet)
+    settings = ForgetSettings(
+        model=args.model, dataset=args.dataset, classes=split_names(args.classes), out=args.out,
+        data_root=args.data_root, pretrained=args.pretrained, weights=args.weights,
+        other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
+        synthetic=args.synthetic, method=args.method, preset=args.preset, seed=args.seed, device=args.device,
+        n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
+        max_epochs=args.max_epochs)
+    results = forget(settings)
+    _print_table(results)
+    print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
+    return 0
+
+
+#: what `clipunlearn demo` forgets: a class mini-rn knows well, measured on two small datasets
+DEMO = {"model": "mini-rn", "dataset": "caltech101", "classes": ["motorbike"],
+        "other_datasets": ["cifar10", "imagenette"], "n_per_class": 32}
+
+
+def cmd_demo(args) -> int:
+    import tempfile
+
+    from .runs import ForgetSettings, forget
+
+    _setup_logging(args.quiet)
+    out = args.out or str(Path(tempfile.mkdtemp(prefix="clipunlearn-demo-")) / "run")
+    settings = ForgetSettings(model=DEMO["model"], dataset=DEMO["dataset"], classes=DEMO["classes"], out=out,
+                              data_root=args.data_root, other_datasets=DEMO["other_datasets"],
+                              n_per_class=DEMO["n_per_class"], progress=not args.quiet)
+    t0 = time.time()
+    results = forget(settings)
+    _print_table(results)
+    print(f"demo took {time.time() - t0:.0f}s; run written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipunlearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("layers", help="which tensors a method may update, per architecture")
+    p.add_argument("--model", required=True)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--all", action="store_true", help="list the tensors that never change too")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("eval", help="zero-shot top-1 on datasets")
+    _model_args(p)
+    p.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--templates", default=None, help="prompt templates separated by '|' (ensemble); "
+                                                     "default: each dataset's own")
+    p.add_argument("--json", default=None, help="write {dataset: {top1, n, per_class}} here")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cache-dir", default=None, help="keep image features here across runs")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("zoo", help="the mini zoo")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    z = zsub.add_parser("train", help="train a zoo model from scratch (CPU, seeded)")
+    z.add_argument("name")
+    z.add_argument("--data-root", default=None)
+    z.add_argument("--out", default=None, help="weights file (default NAME.safetensors)")
+    z.add_argument("--epochs", type=int, default=None)
+    z.add_argument("--seed", type=int, default=None)
+    z.add_argument("--overwrite", action="store_true")
+    z.set_defaults(func=cmd_zoo_train)
+
+    p = sub.add_parser("models", help="list model names")
+    p.add_argument("--all", action="store_true", help="every open_clip architecture")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("datasets", help="list dataset names and default templates")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("generate", help="make a synthetic forget set from class names")
+    _model_args(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True, help="comma-separated class names, as in the dataset")
+    p.add_argument("-n", "--n-per-class", type=int, default=64)
+    p.add_argument("--out", required=True, help="file to write (.safetensors; a .png grid is written beside it)")
+    p.add_argument("--threshold", type=float, default=None, help="acceptance probability (default 0.7 ResNet, 0.9 ViT)")
+    p.add_argument("--max-steps", type=int, default=3000)
+    p.add_argument("--bn-prior", type=float, default=0.0, help="weight of the batch-norm statistics prior (ResNet)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("forget", help="make a model forget classes, evaluate before and after, write a run folder")
+    _model_args(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True, help="comma-separated class names, as in the dataset")
+    p.add_argument("--other-datasets", default=None,
+                   help="datasets whose accuracy must be kept (default: the other paper datasets; '' for none)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--synthetic", default=None, help="reuse a synthetic set made by `clipunlearn generate`")
+    p.add_argument("--method", default="lip")
+    p.add_argument("--preset", default="default", choices=["default", "paper"])
+    p.add_argument("-n", "--n-per-class", type=int, default=64)
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default=None, help="run folder (default: a new temporary folder)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip logs "random init" warnings on the root logger
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ClipUnlearnError as e:
+        print(f"clipunlearn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clipunlearn: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

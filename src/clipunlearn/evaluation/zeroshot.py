@@ -1,0 +1,195 @@
+"""Zero-shot classification: classifiers from prompts, batched and cached image features, accuracies."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data import ImageSet
+from ..errors import DataError
+from ..models.catalogue import image_family
+from ..models.factory import Clip
+from .features import FeatureCache, image_stages
+
+LOGIT_SCALE = 100.0
+
+
+@torch.no_grad()
+def zero_shot_classifier(clip: Clip, classnames: Sequence[str], templates: Sequence[str],
+                         batch_size: int = 256) -> torch.Tensor:
+    """One unit-norm weight per class: the mean of the normalised prompt embeddings, renormalised."""
+    if not templates:
+        raise DataError("No prompt template given. Pass at least one template containing '{}'.")
+    for t in templates:
+        if "{}" not in t:
+            raise DataError(f"Template {t!r} has no '{{}}' where the class name goes.")
+    clip.model.eval()
+    total = None
+    for template in templates:
+        prompts = [template.format(c) for c in classnames]
+        emb = torch.cat([clip.encode_text(prompts[i:i + batch_size], normalize=True)
+                         for i in range(0, len(prompts), batch_size)])
+        total = emb if total is None else total + emb
+    weights = total
+    return F.normalize(weights, dim=-1)
+
+
+@dataclass
+class EvalResult:
+    """Logits of every image of one image set, and accuracies derived from them."""
+
+    dataset: str
+    classnames: list[str]
+    labels: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(len(self.labels))
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predictions == self.labels
+
+    @property
+    def top1(self) -> float:
+        return float(self.correct.mean()) if self.n else float("nan")
+
+    def accuracy(self, classes: Sequence[int] | None = None, exclude: Sequence[int] = ()) -> float:
+        """Top-1 over the images whose true class is in ``classes`` (all if None) and not in ``exclude``."""
+        mask = np.ones(self.n, bool) if classes is None else np.isin(self.labels, list(classes))
+        if exclude:
+            mask &= ~np.isin(self.labels, list(exclude))
+        if not mask.any():
+            return float("nan")
+        return float(self.correct[mask].mean())
+
+    def per_class(self) -> dict[str, float]:
+        return {self.classnames[c]: float(self.correct[self.labels == c].mean())
+                for c in range(len(self.classnames)) if (self.labels == c).any()}
+
+    def to_json(self) -> dict:
+        return {"top1": self.top1, "n": self.n, "per_class": self.per_class()}
+
+
+class _Pixels(Dataset):
+    def __init__(self, images: ImageSet, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(self.images.load(i)), True
+        except Exception:  # noqa: BLE001 - counted and reported by the caller
+            return torch.zeros(3, 1, 1), False
+
+
+def _collate(batch):
+    ok = [b[1] for b in batch]
+    good = [b[0] for b in batch if b[1]]
+    return (torch.stack(good) if good else None), torch.tensor(ok)
+
+
+class Evaluator:
+    """Zero-shot evaluation of one model; reuses cached features of unchanged image-tower stages.
+
+    On a miss, the final image features are cached, and for ResNet towers the input of the
+    attention pool as well, so after a method changed only the pool (as Lip does on ResNets) the
+    evaluation runs the pool alone.
+    """
+
+    def __init__(self, clip: Clip, cache: FeatureCache | None = None, batch_size: int = 128,
+                 workers: int = 2, progress: bool = True):
+        self.clip = clip
+        self.cache = cache if cache is not None else FeatureCache()
+        self.batch_size = batch_size
+        self.workers = workers
+        self.progress = progress
+
+    def _cache_cuts(self) -> list[int]:
+        n = len(image_stages(self.clip))
+        return [n, n - 1] if image_family(self.clip.model) == "resnet" else [n]
+
+    def _stage_hashes(self) -> list[str]:
+        visual = self.clip.model.visual
+        tensors = list(visual.named_parameters()) + list(visual.named_buffers())
+        hashes = []
+        for st in image_stages(self.clip):
+            h = hashlib.blake2b(digest_size=16)
+            for name, t in tensors:
+                if name.startswith(st.prefixes):
+                    h.update(name.encode())
+                    h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            hashes.append(h.hexdigest())
+        return hashes
+
+    def _key(self, images: ImageSet, stage_hashes: list[str], cut: int) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(repr((images.fingerprint(), self.clip.arch, self.clip.image_size, self.clip.mean,
+                       self.clip.std, cut, stage_hashes[:cut])).encode())
+        return h.hexdigest()
+
+    @torch.no_grad()
+    def image_features(self, images: ImageSet) -> torch.Tensor:
+        """Unit-norm image features of every image, in order."""
+        from .features import run_stages
+
+        self.clip.model.eval()
+        hashes = self._stage_hashes()
+        n_stages = len(hashes)
+        for cut in self._cache_cuts():
+            cached = self.cache.get(self._key(images, hashes, cut))
+            if cached is not None:
+                feats = cached if cut == n_stages else torch.cat([
+                    run_stages(self.clip, cached[i:i + self.batch_size].to(self.clip.device), cut)
+                    for i in range(0, len(cached), self.batch_size)])
+                return F.normalize(feats.float(), dim=-1)
+        cuts = sorted(set(self._cache_cuts()))
+        outputs: dict[int, list[torch.Tensor]] = {c: [] for c in cuts}
+        loader = DataLoader(_Pixels(images, self.clip.image_transform()), batch_size=self.batch_size,
+                            num_workers=self.workers, collate_fn=_collate)
+        bad: list[int] = []
+        seen = 0
+        for x, ok in tqdm(loader, desc=f"{images.name} {images.split}", disable=not self.progress,
+                          unit="batch", leave=False):
+            bad += [seen + i for i in np.flatnonzero(~ok.numpy()).tolist()]
+            seen += len(ok)
+            if x is None:
+                continue
+            start = 0
+            x = x.to(self.clip.device)
+            for c in cuts:
+                x = run_stages(self.clip, x, start, c)
+                outputs[c].append(x.cpu())
+                start = c
+        if bad:
+            examples = ", ".join(images.describe(i) for i in bad[:3])
+            raise DataError(
+                f"{len(bad)} of {len(images)} images of {images.name} ({images.split}) could not be read, "
+                f"e.g. {examples}. Replace or remove them (and their manifest rows); no image is skipped silently."
+            )
+        for c in cuts:
+            self.cache.put(self._key(images, hashes, c), torch.cat(outputs[c]))
+        return F.normalize(torch.cat(outputs[n_stages]).float(), dim=-1)
+
+    @torch.no_grad()
+    def evaluate(self, images: ImageSet, templates: Sequence[str] | None = None,
+                 classnames: Sequence[str] | None = None) -> EvalResult:
+        """Zero-shot logits (100 · cosine) of ``images`` against all of its classes."""
+        classnames = list(classnames or images.classnames)
+        weights = zero_shot_classifier(self.clip, classnames, list(templates or images.templates))
+        feats = self.image_features(images).to(weights.device)
+        logits = LOGIT_SCALE * feats @ weights.T
+        return EvalResult(images.name, classnames, np.asarray(images.labels), logits.cpu().numpy())

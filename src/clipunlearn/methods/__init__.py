@@ -1,0 +1,8 @@
+"""Unlearning methods, one file each, found by name in a registry.
+
+A new method is one file here with a ``@register_method`` class, imported below.
+"""
+from .base import ForgetRequest, Method, Trace, get_method, method_names, register_method
+from . import lip  # noqa: F401  (registers)
+
+__all__ = ["ForgetRequest", "Method", "Trace", "get_method", "method_names", "register_method"]

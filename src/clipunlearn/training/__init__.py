@@ -1,0 +1,8 @@
+"""Training machinery shared by the unlearning methods: perturbation losses, tensor selection,
+stage schedules."""
+from .lipschitz import draw_perturbations, lipschitz_loss, lipschitz_terms, reduce_terms
+from .schedule import Stage, paper_stages
+from .selection import rank_by_gradient, restore, select_top_k, snapshot
+
+__all__ = ["Stage", "draw_perturbations", "lipschitz_loss", "lipschitz_terms", "paper_stages",
+           "rank_by_gradient", "reduce_terms", "restore", "select_top_k", "snapshot"]

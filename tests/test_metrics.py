@@ -1,0 +1,321 @@
+"""Tests of clipunlearn.metrics: paper values, hand-computed values and brute-force references."""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import numpy as np
+import pytest
+
+from clipunlearn.errors import ClipUnlearnError
+from clipunlearn.metrics import (
+    avg_score,
+    precision_at_k,
+    precision_at_k_per_class,
+    ratio_score,
+    sensitivity_analysis,
+)
+
+# --------------------------------------------------------------------------- avg_score
+
+
+def test_avg_score_paper_table4_lip_stanforddogs_pekinese():
+    target = (0.705, 0.066)
+    others = [(0.515, 0.514), (0.558, 0.559), (0.857, 0.867), (0.661, 0.658)]
+    assert round(avg_score(target, others), 2) == 0.02
+
+
+def test_avg_score_hand_computed():
+    # target 0.4/0.8 = 0.5; others: (0.5-0.25)/0.5 = 0.5 and 0 -> (0.5 + 0.5 + 0) / 3
+    assert avg_score((0.8, 0.4), [(0.5, 0.25), (0.6, 0.6)]) == pytest.approx(1 / 3)
+
+
+def test_avg_score_clips_improvements_at_zero():
+    # the other column improved: its term is 0, not negative
+    assert avg_score((0.5, 0.0), [(0.5, 0.9)]) == 0.0
+    assert avg_score((0.5, 0.25), [(0.4, 0.8), (0.4, 0.2)]) == pytest.approx((0.5 + 0 + 0.5) / 3)
+
+
+def test_avg_score_without_others_is_the_target_ratio():
+    assert avg_score((0.8, 0.2), []) == pytest.approx(0.25)
+
+
+def test_avg_score_accepts_numpy_scalars_and_lists():
+    value = avg_score([np.float32(0.8), np.float64(0.4)], np.array([[0.5, 0.25], [0.6, 0.6]]))
+    assert value == pytest.approx(1 / 3)
+
+
+def test_avg_score_target_before_zero_raises():
+    with pytest.raises(ClipUnlearnError, match="never recognised"):
+        avg_score((0.0, 0.0), [(0.5, 0.5)])
+
+
+def test_avg_score_other_before_zero_raises():
+    with pytest.raises(ClipUnlearnError, match=r"others\[1\].*undefined"):
+        avg_score((0.5, 0.1), [(0.5, 0.5), (0.0, 0.1)])
+
+
+@pytest.mark.parametrize("bad", [(1.2, 0.5), (0.5, -0.1), (70.5, 6.6)])
+def test_avg_score_accuracy_outside_unit_interval_raises(bad):
+    with pytest.raises(ClipUnlearnError, match=r"outside \[0, 1\]"):
+        avg_score(bad, [])
+
+
+def test_avg_score_percentage_hint():
+    with pytest.raises(ClipUnlearnError, match="divide it by 100"):
+        avg_score((0.7, 0.1), [(51.5, 51.4)])
+
+
+def test_avg_score_nan_raises():
+    with pytest.raises(ClipUnlearnError, match="NaN"):
+        avg_score((0.7, float("nan")), [])
+    with pytest.raises(ClipUnlearnError, match="NaN"):
+        avg_score((0.7, 0.1), [(np.nan, 0.5)])
+
+
+@pytest.mark.parametrize("bad", [(0.5,), (0.5, 0.4, 0.3), "ab", 0.5, (True, 0.5), ("0.5", 0.4)])
+def test_avg_score_malformed_pair_raises(bad):
+    with pytest.raises(ClipUnlearnError):
+        avg_score(bad, [])
+
+
+def test_avg_score_malformed_others_raises():
+    with pytest.raises(ClipUnlearnError, match="others"):
+        avg_score((0.5, 0.1), 0.3)
+    with pytest.raises(ClipUnlearnError, match=r"others\[0\]"):
+        avg_score((0.5, 0.1), [0.3])
+
+
+# --------------------------------------------------------------------------- ratio_score
+
+
+def test_ratio_score_hand_computed():
+    # target 1 - 0.2/0.8 = 0.75; others 0.25/0.5 = 0.5, min(0.9/0.6, 1) = 1 -> mean 0.75
+    assert ratio_score((0.8, 0.2), [(0.5, 0.25), (0.6, 0.9)]) == pytest.approx(0.75)
+
+
+def test_ratio_score_perfect_and_worst():
+    assert ratio_score((0.9, 0.0), [(0.5, 0.5), (0.3, 0.3)]) == pytest.approx(1.0)
+    assert ratio_score((0.9, 0.9), [(0.5, 0.0)]) == pytest.approx(0.0)
+
+
+def test_ratio_score_target_term_clipped_at_zero():
+    # target accuracy doubled: 1 - 2 = -1 is clipped to 0; other kept: 1 -> (0 + 1) / 2
+    assert ratio_score((0.4, 0.8), [(0.5, 0.5)]) == pytest.approx(0.5)
+
+
+def test_ratio_score_errors():
+    with pytest.raises(ClipUnlearnError, match="never recognised"):
+        ratio_score((0.0, 0.0), [])
+    with pytest.raises(ClipUnlearnError, match="undefined"):
+        ratio_score((0.5, 0.0), [(0.0, 0.3)])
+    with pytest.raises(ClipUnlearnError, match="NaN"):
+        ratio_score((0.5, math.nan), [])
+    with pytest.raises(ClipUnlearnError, match=r"outside \[0, 1\]"):
+        ratio_score((0.5, 0.1), [(0.5, 1.5)])
+
+
+# --------------------------------------------------------------------------- precision@k
+
+
+def brute_force_precision(query_labels, database_labels, similarity, k, exclude_self):
+    """Per-query precision@k with plain Python loops (ties to the lower database index)."""
+    out = []
+    for i, qlabel in enumerate(query_labels):
+        candidates = [j for j in range(len(database_labels)) if not (exclude_self and j == i)]
+        candidates.sort(key=lambda j: (-similarity[i][j], j))
+        top = candidates[:k]
+        out.append(sum(1 for j in top if database_labels[j] == qlabel) / k)
+    return out
+
+
+def random_fixture(n_query, n_database, n_labels, seed):
+    rng = random.Random(seed)
+    q = [rng.randrange(n_labels) for _ in range(n_query)]
+    db = [rng.randrange(n_labels) for _ in range(n_database)]
+    # one decimal: many ties, so the tie rule is exercised
+    sim = [[round(rng.uniform(-1, 1), 1) for _ in range(n_database)] for _ in range(n_query)]
+    return q, db, sim
+
+
+def test_precision_at_k_hand_example():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.8]])
+    # query 0 (label 0): order 0, 2, 1 -> labels 0, 0, 1
+    # query 1 (label 1): order 2, 0, 1 (0 before 1 on the tie) -> labels 0, 0, 1
+    result = precision_at_k([0, 1], [0, 1, 0], sim, ks=(1, 2, 3))
+    assert result == pytest.approx({1: 0.5, 2: 0.5, 3: 0.5})
+    per_class = precision_at_k_per_class([0, 1], [0, 1, 0], sim, ks=(1, 2, 3))
+    assert sorted(per_class) == [0, 1]
+    assert per_class[0] == pytest.approx({1: 1.0, 2: 1.0, 3: 2 / 3})
+    assert per_class[1] == pytest.approx({1: 0.0, 2: 0.0, 3: 1 / 3})
+
+
+def test_precision_at_k_matches_brute_force():
+    q, db, sim = random_fixture(7, 11, 3, seed=0)
+    ks = (1, 3, 5, 11)
+    result = precision_at_k(q, db, np.array(sim), ks=ks)
+    for k in ks:
+        assert result[k] == pytest.approx(statistics.mean(brute_force_precision(q, db, sim, k, False)))
+
+
+def test_precision_at_k_per_class_matches_brute_force():
+    q, db, sim = random_fixture(9, 10, 3, seed=1)
+    ks = (1, 4)
+    result = precision_at_k_per_class(q, db, sim, ks=ks)
+    assert sorted(result) == sorted(set(q))
+    for k in ks:
+        per_query = brute_force_precision(q, db, sim, k, False)
+        for label in set(q):
+            expected = statistics.mean(p for p, ql in zip(per_query, q) if ql == label)
+            assert result[label][k] == pytest.approx(expected)
+
+
+def test_precision_at_k_exclude_self_matches_brute_force():
+    labels, _, sim = random_fixture(8, 8, 2, seed=2)
+    ks = (1, 2, 7)
+    result = precision_at_k(labels, labels, sim, ks=ks, exclude_self=True)
+    per_class = precision_at_k_per_class(labels, labels, sim, ks=ks, exclude_self=True)
+    for k in ks:
+        per_query = brute_force_precision(labels, labels, sim, k, True)
+        assert result[k] == pytest.approx(statistics.mean(per_query))
+        for label in set(labels):
+            expected = statistics.mean(p for p, ql in zip(per_query, labels) if ql == label)
+            assert per_class[label][k] == pytest.approx(expected)
+
+
+def test_precision_at_k_exclude_self_removes_the_diagonal():
+    sim = np.eye(3)  # each item is most similar to itself
+    labels = [0, 1, 1]
+    assert precision_at_k(labels, labels, sim, ks=(1,))[1] == pytest.approx(1.0)
+    # without itself, item 0 has no match; item 1 ranks 0 (tie, lower index) before 2
+    assert precision_at_k(labels, labels, sim, ks=(1, 2), exclude_self=True) == pytest.approx(
+        {1: 0.0, 2: (0 + 0.5 + 0.5) / 3}
+    )
+
+
+def test_precision_at_k_string_labels_and_torch():
+    torch = pytest.importorskip("torch")
+    sim = torch.tensor([[0.1, 0.9], [0.8, 0.3]])
+    result = precision_at_k_per_class(["cat", "dog"], ["cat", "dog"], sim, ks=(1,))
+    assert result == {"cat": {1: 0.0}, "dog": {1: 0.0}}
+    assert all(isinstance(label, str) for label in result)
+
+
+def test_precision_at_k_k_too_large_raises():
+    sim = np.zeros((2, 3))
+    with pytest.raises(ClipUnlearnError, match="k=4"):
+        precision_at_k([0, 1], [0, 1, 0], sim, ks=(1, 4))
+    with pytest.raises(ClipUnlearnError, match="excluding"):
+        precision_at_k([0, 1, 0], [0, 1, 0], np.zeros((3, 3)), ks=(3,), exclude_self=True)
+
+
+@pytest.mark.parametrize(
+    "q, db, sim, kwargs, match",
+    [
+        ([0, 1], [0, 1, 0], np.zeros((3, 2)), {}, "shape"),
+        ([0, 1], [0, 1, 0], np.zeros((2, 3)), {"exclude_self": True, "ks": (1,)}, "square"),
+        ([0, 1], [0, 1, 0], [[0.0, np.nan, 0.0], [0, 0, 0]], {"ks": (1,)}, "NaN"),
+        ([0.5, 1.0], [0, 1, 0], np.zeros((2, 3)), {"ks": (1,)}, "integer or string"),
+        (["a", "b"], [0, 1, 0], np.zeros((2, 3)), {"ks": (1,)}, "different kinds"),
+        ([], [0, 1, 0], np.zeros((0, 3)), {"ks": (1,)}, "non-empty"),
+        ([0, 1], [0, 1, 0], np.zeros((2, 3)), {"ks": (0,)}, "positive"),
+        ([0, 1], [0, 1, 0], np.zeros((2, 3)), {"ks": ()}, "empty"),
+    ],
+)
+def test_precision_at_k_bad_inputs_raise(q, db, sim, kwargs, match):
+    with pytest.raises(ClipUnlearnError, match=match):
+        precision_at_k(q, db, sim, **kwargs)
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def sensitivity_fixture():
+    before = np.array(
+        [
+            [5.0, 0, 0, 0, 0],  # a: label 0, right before
+            [0, 5.0, 0, 0, 0],  # b: label 1, right before
+            [0, 0, 5.0, 0, 0],  # c: label 2, right before
+            [0, 0, 0, 5.0, 0],  # d: label 3, right before, right after: not counted
+            [5.0, 0, 0, 0, 0],  # e: label 4, wrong before: not counted
+            [0, 5.0, 0, 0, 0],  # f: label 0, wrong before, right after: not counted
+        ]
+    )
+    after = np.array(
+        [
+            [3.0, 4.0, 0, 0, 0],  # a: one class above the true class -> rank 2
+            [5.0, 2.0, 4.0, 0, 0],  # b: two classes above -> rank 3
+            [4.0, 3.0, 0.0, 2.0, 1.0],  # c: four classes above -> rank 5
+            [0, 0, 0, 5.0, 0],
+            [0, 0, 0, 0, 1.0],
+            [2.0, 0, 0, 0, 0],
+        ]
+    )
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    return before, after, labels
+
+
+def test_sensitivity_hand_fixture():
+    before, after, labels = sensitivity_fixture()
+    result = sensitivity_analysis(before, after, labels)
+    assert result["n_turned_wrong"] == 3
+    assert isinstance(result["n_turned_wrong"], int)
+    assert result["share_rank1"] == pytest.approx(1 / 3)
+    assert result["share_rank_le2"] == pytest.approx(2 / 3)
+    gaps = [
+        (4.0 - 3.0) / statistics.pstdev([3.0, 4.0, 0, 0, 0]),
+        (5.0 - 2.0) / statistics.pstdev([5.0, 2.0, 4.0, 0, 0]),
+        (4.0 - 0.0) / statistics.pstdev([4.0, 3.0, 0.0, 2.0, 1.0]),
+    ]
+    assert result["mean_std_logit_gap"] == pytest.approx(statistics.mean(gaps))
+
+
+def test_sensitivity_tie_at_top_counts_as_rank2():
+    # argmax picks class 0 on the tie, so label 1 is wrong and ranked second
+    before = np.array([[0.0, 1.0, 0.0]])
+    after = np.array([[2.0, 2.0, 0.0]])
+    result = sensitivity_analysis(before, after, [1])
+    assert result["n_turned_wrong"] == 1
+    assert result["share_rank1"] == 1.0
+    assert result["share_rank_le2"] == 1.0
+    assert result["mean_std_logit_gap"] == 0.0
+
+
+def test_sensitivity_none_turned_wrong_gives_nan():
+    before, _, labels = sensitivity_fixture()
+    result = sensitivity_analysis(before, before, labels)
+    assert result["n_turned_wrong"] == 0
+    assert math.isnan(result["share_rank1"])
+    assert math.isnan(result["share_rank_le2"])
+    assert math.isnan(result["mean_std_logit_gap"])
+
+
+def test_sensitivity_accepts_torch():
+    torch = pytest.importorskip("torch")
+    before, after, labels = sensitivity_fixture()
+    result = sensitivity_analysis(torch.tensor(before), torch.tensor(after), torch.tensor(labels))
+    assert result["n_turned_wrong"] == 3
+
+
+@pytest.mark.parametrize(
+    "before, after, labels, match",
+    [
+        (np.zeros((2, 3)), np.zeros((2, 4)), [0, 1], "same images"),
+        (np.zeros(3), np.zeros(3), [0], "n_images, n_classes"),
+        (np.zeros((2, 3)), np.zeros((2, 3)), [0, 1, 2], "one true class per row"),
+        (np.zeros((2, 3)), np.zeros((2, 3)), [0, 3], r"\[0, 3\)"),
+        (np.zeros((2, 3)), np.zeros((2, 3)), [0.0, 1.0], "integer"),
+        (np.array([[np.nan, 0, 0], [0, 0, 0]]), np.zeros((2, 3)), [0, 1], "NaN"),
+    ],
+)
+def test_sensitivity_bad_inputs_raise(before, after, labels, match):
+    with pytest.raises(ClipUnlearnError, match=match):
+        sensitivity_analysis(before, after, labels)
+
+
+def test_sensitivity_constant_logits_after_raise():
+    before = np.array([[0.0, 1.0, 0.0]])
+    after = np.zeros((1, 3))
+    with pytest.raises(ClipUnlearnError, match="Image 0.*all its logits"):
+        sensitivity_analysis(before, after, [1])
