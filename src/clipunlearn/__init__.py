@@ -1,2 +1,24 @@
 """clipunlearn: make a CLIP model forget a class without its training data, and prove it."""
+from __future__ import annotations
+
+import logging as _logging
+
 __version__ = "0.1.0"
+
+_logging.getLogger("clipunlearn").addHandler(_logging.NullHandler())
+
+from .api import evaluate, resolve_device  # noqa: E402
+from .data import load_image_set  # noqa: E402
+from .errors import ClipUnlearnError  # noqa: E402
+from .evaluation import Evaluator, FeatureCache  # noqa: E402
+from .methods import get_method, method_names  # noqa: E402
+from .models import Clip, load_clip, tensor_catalogue  # noqa: E402
+from .models.zoo import register_with_open_clip as _register  # noqa: E402
+from .runs import ForgetSettings, forget  # noqa: E402
+from .synthetic import GenerationConfig, generate_synthetic, load_synthetic, save_synthetic  # noqa: E402
+
+_register()  # zoo architectures become open_clip model names on import
+
+__all__ = ["Clip", "ClipUnlearnError", "Evaluator", "FeatureCache", "ForgetSettings", "GenerationConfig",
+           "evaluate", "forget", "generate_synthetic", "get_method", "load_clip", "load_image_set",
+           "load_synthetic", "method_names", "resolve_device", "save_synthetic", "tensor_catalogue"]

@@ -67,7 +67,7 @@ def cmd_eval(args) -> int:
     if not names:
         raise ClipUnlearnError("--datasets is empty. Pass names such as --datasets caltech101,cifar10.")
     for n in names:  # fail on a bad name or folder before loading the model
-        load_image_set(n, args.data_root, args.split)
+        load_image_set(n, args.data_root, args.split, download=args.download)
     clip = _load(args)
     templates = split_names(args.templates.split("|")) if args.templates else None
     evaluator = Evaluator(clip, FeatureCache(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
@@ -195,7 +195,7 @@ def cmd_forget(args) -> int:
         other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
         synthetic=args.synthetic, method=args.method, preset=args.preset, seed=args.seed, device=args.device,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
-        max_epochs=args.max_epochs)
+        max_epochs=args.max_epochs, generation_max_steps=args.max_steps)
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cache-dir", default=None, help="keep image features here across runs")
+    p.add_argument("--download", action="store_true", help="let torchvision download datasets it knows (online)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="default", choices=["default", "paper"])
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

@@ -129,12 +129,14 @@ def load_image_set(
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}. Use one of: {', '.join(SPLITS)}.")
     folder = root / spec.name
-    if (folder / "manifest.csv").exists() or (folder / "classes.txt").exists() and not (folder / split).is_dir():
+    if (folder / "manifest.csv").exists():
         return _read_manifest(spec, folder, split)
     if (folder / split).is_dir():
         return _read_class_folders(spec, folder, split)
     if spec.torchvision is not None and (folder.is_dir() or download):
         return _read_torchvision(spec, folder, split, download)
+    if (folder / "classes.txt").exists():
+        return _read_manifest(spec, folder, split)  # says that manifest.csv is missing
     if not folder.exists():
         others = [p.name for p in root.iterdir() if p.is_dir()]
         hint = suggest(spec.name, others)
@@ -179,6 +181,10 @@ def _read_manifest(spec: DatasetSpec, folder: Path, split: str) -> ImageSet:
     paths: list[Path] = []
     labels: list[int] = []
     bad_labels: list[str] = []
+    short = [str(n) for n, row in enumerate(rows, start=2) if None in (row["path"], row["label"], row["split"])]
+    if short:
+        raise DataError(f"{str(manifest)!r} has rows with too few fields (lines {', '.join(short[:5])}); "
+                        "every row needs path,label,split.")
     for line_no, row in enumerate(rows, start=2):
         if row["split"].strip() != split:
             continue
@@ -243,9 +249,10 @@ def _read_torchvision(spec: DatasetSpec, folder: Path, split: str, download: boo
     except (RuntimeError, FileNotFoundError, OSError) as e:
         raise DataError(
             f"torchvision could not read {spec.title} under {str(folder)!r}: {e}. "
-            + ("" if download else "Pass --download (download=True) to fetch it, or use the manifest layout.")
+            + ("" if download else "Pass --download (download=True) to fetch it, or use the manifest layout "
+               "(classes.txt + manifest.csv).")
         ) from None
-    if classnames and (folder / "classes.txt").exists():
+    if (folder / "classes.txt").exists():
         classnames = _read_classes(folder / "classes.txt")
     labels = _torchvision_labels(ds)
     return ImageSet(spec.name, split, classnames, labels, f"torchvision:{folder}", tv_dataset=ds, spec=spec)

@@ -1,0 +1,96 @@
+"""The evaluator against an independent reference computation, and the stage cache."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clipunlearn.data import load_image_set
+from clipunlearn.errors import DataError
+from clipunlearn.evaluation import Evaluator, FeatureCache, first_changed_stage, image_stages, zero_shot_classifier
+
+
+def reference_logits(clip, images, templates):
+    """Plain loops: one image at a time, one prompt at a time."""
+    tf = clip.image_transform()
+    with torch.no_grad():
+        w = []
+        for c in images.classnames:
+            embs = [F.normalize(clip.encode_text([t.format(c)]), dim=-1)[0] for t in templates]
+            w.append(F.normalize(torch.stack(embs).mean(0), dim=0))
+        w = torch.stack(w)
+        rows = []
+        for i in range(len(images)):
+            x = tf(images.load(i)).unsqueeze(0)
+            f = F.normalize(clip.model.encode_image(clip.normalize(x)), dim=-1)[0]
+            rows.append(100 * f @ w.T)
+    return torch.stack(rows).numpy()
+
+
+def test_evaluator_matches_reference(data_slice, mini_rn_random):
+    images = load_image_set("caltech101", data_slice, "test")
+    templates = ["a photo of a {}.", "a picture of a {}."]
+    ev = Evaluator(mini_rn_random, batch_size=5, workers=0, progress=False)
+    got = ev.evaluate(images, templates)
+    ref = reference_logits(mini_rn_random, images, templates)
+    np.testing.assert_allclose(got.logits, ref, rtol=1e-4, atol=1e-3)
+    pred = ref.argmax(1)
+    labels = np.array(images.labels)
+    assert got.top1 == pytest.approx((pred == labels).mean())
+    for c, name in enumerate(images.classnames):
+        assert got.per_class()[name] == pytest.approx((pred[labels == c] == c).mean())
+    assert got.accuracy([1, 2]) == pytest.approx((pred == labels)[np.isin(labels, [1, 2])].mean())
+    assert got.accuracy(exclude=[0]) == pytest.approx((pred == labels)[labels != 0].mean())
+    js = got.to_json()
+    assert js["n"] == len(images) and set(js) == {"top1", "n", "per_class"}
+
+
+def test_cache_hits_and_partial_recompute(data_slice, mini_rn_random):
+    clip = copy.deepcopy(mini_rn_random)
+    images = load_image_set("caltech101", data_slice, "test")
+    cache = FeatureCache()
+    ev = Evaluator(clip, cache, workers=0, progress=False)
+    first = ev.evaluate(images)
+    assert cache.misses >= 1 and cache.hits == 0
+    again = ev.evaluate(images)
+    assert cache.hits == 1
+    np.testing.assert_array_equal(first.logits, again.logits)
+    with torch.no_grad():  # change only the attention pool, as Lip does on ResNets
+        clip.model.visual.attnpool.c_proj.weight.mul_(1.5).add_(0.01)
+    partial = ev.evaluate(images)
+    full = Evaluator(clip, FeatureCache(), workers=0, progress=False).evaluate(images)
+    np.testing.assert_allclose(partial.logits, full.logits, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(partial.logits, first.logits)
+    with torch.no_grad():  # a change below the pool must not be served from the cache
+        clip.model.visual.layer1[0].conv1.weight.mul_(0.5)
+    hits = cache.hits
+    ev.evaluate(images)
+    assert cache.hits == hits
+
+
+def test_first_changed_stage(mini_rn_random):
+    n = len(image_stages(mini_rn_random))
+    assert first_changed_stage(mini_rn_random, ["visual.attnpool.q_proj.weight", "transformer.resblocks.0.ln_1.bias"]) == n - 1
+    assert first_changed_stage(mini_rn_random, ["transformer.resblocks.0.ln_1.bias"]) == n
+    assert first_changed_stage(mini_rn_random, ["visual.layer2.0.conv1.weight"]) == 2
+
+
+def test_unreadable_images_are_counted(data_slice, mini_rn_random, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(data_slice / "cifar10", root / "cifar10")
+    images = load_image_set("cifar10", root, "test")
+    for p in images.paths[:2]:
+        p.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"2 of 18 images"):
+        Evaluator(mini_rn_random, workers=0, progress=False).evaluate(images)
+
+
+def test_classifier_needs_placeholder(mini_rn_random):
+    with pytest.raises(DataError, match="no '{}'"):
+        zero_shot_classifier(mini_rn_random, ["a"], ["a photo"])

@@ -1,0 +1,144 @@
+"""Lip's parts: the loss, tensor selection, the schedule, keep/revert/stop, generation, determinism."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from clipunlearn.errors import ClipUnlearnError, TrainingError
+from clipunlearn.methods import ForgetRequest, get_method
+from clipunlearn.methods.lip import Lip, LipConfig
+from clipunlearn.synthetic import GenerationConfig, generate_synthetic
+from clipunlearn.training import Stage, lipschitz_terms, paper_stages, reduce_terms, select_top_k
+
+
+def test_loss_against_hand_computation():
+    clean = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    text = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
+    perturbed = torch.tensor([[[0.0, 0.0], [1.0, 2.0]], [[3.0, 0.0], [1.0, 1.0]]])  # draws x images x dim
+    eps_norm = torch.tensor([[1.0, 2.0], [0.5, 1.0]])
+    k = lipschitz_terms(clean, text, perturbed, eps_norm)
+    # draw 0: img0 (0 + 5)/1 = 5; img1 (1 + 1)/2 = 1. draw 1: img0 (3 + 4)/0.5 = 14; img1 (0 + 0)/1 = 0
+    assert k.flatten().tolist() == pytest.approx([5.0, 1.0, 14.0, 0.0])
+    assert reduce_terms(k, "official").item() == pytest.approx((5 + 1 + 14 + 0) / 2 / (2 * 2))
+    assert reduce_terms(k, "mean").item() == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        reduce_terms(k, "other")
+
+
+def test_top_k_selection_on_toy_model():
+    model = nn.Module()
+    model.a = nn.Linear(2, 2)
+    model.b = nn.Linear(2, 2)
+    model.c = nn.Linear(2, 2)
+    for scale, m in ((1.0, model.a), (3.0, model.b), (2.0, model.c)):
+        m.weight.grad = torch.full_like(m.weight, -scale)
+        m.bias.grad = torch.full_like(m.bias, scale / 10)
+    towers = {"image": ["a.weight", "b.weight", "c.weight"], "text": ["a.bias", "b.bias", "c.bias"]}
+    kept = select_top_k(model, towers, {"image": 2, "text": 1})
+    assert kept == ["b.weight", "c.weight", "b.bias"]
+    assert model.a.weight.grad is None and model.a.bias.grad is None and model.c.bias.grad is None
+    assert model.b.weight.grad is not None
+
+
+def test_paper_schedule():
+    st = paper_stages("resnet", 8, 48)
+    assert [s.sigma for s in st] == [0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0]
+    assert [s.k_img for s in st] == [5, 7, 8, 8, 8, 8, 8]  # capped by the 8 attention-pool tensors
+    assert [s.k_txt for s in st] == [5, 7, 12, 18, 25, 30, 35]
+    vit = paper_stages("vit", 146, 144)
+    assert vit[0].k_img == 25 and vit[-1].k_img == 45 and vit[-1].k_txt == 45
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(mini_rn_random):
+    cfg = GenerationConfig(n_per_class=3, threshold=0.0, max_steps=2, seed=1)
+    return generate_synthetic(mini_rn_random, ["cat", "dog", "car"], [0, 1], "toy", "a photo of a {}.", cfg)
+
+
+def test_generation_accepts_each_image_on_its_own(mini_rn_random):
+    # threshold 0: an image is accepted as soon as its target is the argmax; others keep going
+    cfg = GenerationConfig(n_per_class=4, threshold=0.0, max_steps=40, seed=0)
+    s = generate_synthetic(mini_rn_random, ["cat", "dog", "car"], [2], "toy", "a photo of a {}.", cfg)
+    assert s.images.shape == (4, 3, 64, 64) and s.images.min() >= 0 and s.images.max() <= 1
+    assert s.targets.tolist() == [2, 2, 2, 2]
+    assert s.accepted.all()
+    assert s.steps.min() >= 1 and (s.steps <= 40).all()
+
+
+def test_generation_threshold_lowering_and_give_up(mini_rn_random):
+    cfg = GenerationConfig(n_per_class=2, threshold=0.999, threshold_floor=0.95, threshold_drop=0.025,
+                           max_steps=1, seed=0)
+    s = generate_synthetic(mini_rn_random, [f"class {i}" for i in range(50)], [0], "toy", "{}", cfg)
+    assert s.final_threshold == pytest.approx(0.974)  # dropped once to 0.974, the next drop would pass the floor
+    assert not s.accepted.any()  # given up with their best state, reported as not accepted
+    with pytest.raises(ClipUnlearnError):
+        generate_synthetic(mini_rn_random, ["a"], [], "toy", "{}", cfg)
+
+
+def _request():
+    return ForgetRequest("toy", ["cat", "dog", "car"], [0, 1], "a photo of a {}.")
+
+
+def _state(clip):
+    return {k: v.clone() for k, v in clip.model.state_dict().items()}
+
+
+def test_no_kept_step_returns_the_original(mini_rn_random, tiny_synthetic):
+    clip = copy.deepcopy(mini_rn_random)
+    before = _state(clip)
+    # keep on accuracy with best starting at 1.0 and a learning rate of 0: nothing can improve
+    cfg = LipConfig(lr=0.0, weight_decay=0.0, n_draws=2, max_epochs=5, keep="target_prob",
+                    stages=[Stage(0, 0.1, 2, 2), Stage(1, 0.3, 3, 3)])
+    trace = Lip(cfg).run(clip, _request(), tiny_synthetic)
+    assert not trace.kept_any_step and trace.stopped_because == "stages exhausted"
+    assert trace.epochs == 2 and [r["kept"] for r in trace.steps[1:]] == [False, False]
+    after = clip.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_kept_steps_change_only_eligible_tensors_and_stop(mini_rn_random, tiny_synthetic):
+    clip = copy.deepcopy(mini_rn_random)
+    before = _state(clip)
+    cfg = LipConfig(lr=1e-2, n_draws=2, max_epochs=3, keep="target_prob", goal_acc=-1.0)
+    trace = Lip(cfg).run(clip, _request(), tiny_synthetic)
+    assert trace.epochs <= 3
+    changed = {k for k, v in clip.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed <= set(trace.changed_tensors)
+    for name in changed:
+        assert name.startswith(("visual.attnpool.", "transformer.resblocks."))
+    for row in trace.steps[1:]:
+        n_img = sum(n.startswith("visual.") for n in row["selected"])
+        assert n_img <= row["k_img"] and len(row["selected"]) - n_img <= row["k_txt"]
+
+
+def test_seeded_run_repeats_exactly(mini_rn_random, tiny_synthetic):
+    states = []
+    for _ in range(2):
+        clip = copy.deepcopy(mini_rn_random)
+        Lip(LipConfig(lr=1e-3, n_draws=3, max_epochs=2, keep="target_prob", seed=7)).run(clip, _request(), tiny_synthetic)
+        states.append(_state(clip))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_nan_loss_keeps_original_and_names_stage(mini_rn_random, tiny_synthetic):
+    clip = copy.deepcopy(mini_rn_random)
+    before = _state(clip)
+    bad = copy.copy(tiny_synthetic)
+    bad.images = tiny_synthetic.images.clone()
+    bad.images[0, 0, 0, 0] = math.nan
+    with pytest.raises(TrainingError, match="stage 0"):
+        Lip(LipConfig(n_draws=2, max_epochs=2)).run(clip, _request(), bad)
+    assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())
+
+
+def test_registry_and_presets():
+    assert get_method("lip") is Lip
+    assert Lip.preset("paper", "resnet").keep == "accuracy"
+    with pytest.raises(ClipUnlearnError):
+        get_method("lipp")
+    with pytest.raises(TrainingError):
+        Lip.preset("fast", "resnet")
