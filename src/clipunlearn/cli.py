@@ -104,7 +104,10 @@ def cmd_zoo_train(args) -> int:
         recipe = dataclasses.replace(recipe, epochs=args.epochs)
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
-    record = train_zoo_model(args.name, args.data_root, out, recipe, log=print)
+    from .api import split_names
+
+    record = train_zoo_model(args.name, args.data_root, out, recipe, log=print,
+                             datasets=split_names(args.datasets) or None)
     write_json(out.with_suffix(".json"), record)
     print(f"trained {args.name} on {record['train_images']} images of {len(record['datasets'])} datasets "
           f"in {record['train_seconds']:.0f}s (+{record['decode_seconds']:.0f}s decoding); weights: {out}")
@@ -257,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--out", default=None, help="weights file (default NAME.safetensors)")
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--seed", type=int, default=None)
+    z.add_argument("--datasets", default=None, help="train on these datasets only (default: all eight)")
     z.add_argument("--overwrite", action="store_true")
     z.set_defaults(func=cmd_zoo_train)
 

@@ -188,7 +188,15 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
              + ", ".join(f"{k} {v:.3f}" for k, v in after["datasets"].items()))
     others = [(before["other_classes"], after["other_classes"])] + [
         (before["datasets"][k], after["datasets"][k]) for k in before["datasets"]]
-    score = avg_score((before["target"], after["target"]), others) if before["target"] > 0 else float("nan")
+    # a column the model never recognised (before = 0) has no ratio: it is left out and named
+    excluded = [name for name, (b, _) in zip(["other_classes", *before["datasets"]], others) if b <= 0]
+    kept_cols = [pair for pair in others if pair[0] > 0]
+    if before["target"] > 0:
+        score = avg_score((before["target"], after["target"]), kept_cols)
+    else:
+        score = float("nan")
+        excluded.insert(0, "target")
+        log.warning("the model never recognised the target before forgetting: the Avg. Score is undefined")
     syn_after = method_cls.synthetic_scores(clip, synthetic, request.template) if synthetic is not None else None
     syn_before = trace.steps[0] if trace.steps else {}
     clip.save(run / "model.safetensors")
@@ -206,6 +214,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
         "other_classes_after": after["other_classes"],
         "datasets": {k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]},
         "avg_score": score,
+        "avg_score_excluded": excluded,
         "synthetic_acc_before": syn_before.get("synthetic_acc"),
         "synthetic_acc_after": syn_after[0] if syn_after else None,
         "synthetic_prob_after": syn_after[1] if syn_after else None,

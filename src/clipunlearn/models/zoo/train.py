@@ -72,10 +72,10 @@ class _Decode(Dataset):
         return (x * 255).round().to(torch.uint8)
 
 
-def decode_split(clip: Clip, data_root, split: str, workers: int = 2):
-    """All images of ``split`` of every dataset as uint8 tensors at the model's input size."""
+def decode_split(clip: Clip, data_root, split: str, workers: int = 2, datasets=None):
+    """All images of ``split`` of each dataset (default: all registered) as uint8 at the model's input size."""
     out = []
-    for name in dataset_names():
+    for name in datasets or dataset_names():
         images = load_image_set(name, data_root, split)
         loader = DataLoader(_Decode(images, clip.image_transform()), batch_size=256, num_workers=workers)
         pixels = torch.cat(list(loader))
@@ -124,7 +124,7 @@ def zero_shot_top1(clip: Clip, splits, batch_size: int = 512) -> dict[str, float
 
 
 def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
-                    log=print) -> dict:
+                    log=print, datasets: list[str] | None = None) -> dict:
     """Train zoo model ``name`` from scratch; write its weights to ``out``; return the training record."""
     recipe = recipe or RECIPES[name]
     torch.manual_seed(recipe.seed)
@@ -137,8 +137,10 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     if channels_last:
         model.to(memory_format=torch.channels_last)
     t0 = time.time()
-    train = decode_split(clip, data_root, "train")
-    test = decode_split(clip, data_root, "test")
+    for d in datasets or dataset_names():  # every folder found before any work
+        load_image_set(d, data_root, "train")
+    train = decode_split(clip, data_root, "train", datasets=datasets)
+    test = decode_split(clip, data_root, "test", datasets=datasets)
     t_decode = time.time() - t0
     n_train = sum(len(p) for _, _, p, _ in train)
     log(f"decoded {n_train} train and {sum(len(p) for _, _, p, _ in test)} test images of "

@@ -1,0 +1,123 @@
+"""The CLI verbs end to end on a small slice of ../shared/data (random-init mini-rn: seconds)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from clipunlearn.cli import main
+
+TINY = ["--model", "mini-rn", "--pretrained", "none"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_root_logger():
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
+
+
+def test_eval_writes_json(data_slice, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", *TINY, "--datasets", "caltech101,cifar10", "--data-root", str(data_slice),
+                 "--json", str(out), "--workers", "0", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "caltech101" in table and "cifar10" in table
+    data = json.loads(out.read_text())
+    assert set(data) == {"caltech101", "cifar10"}
+    assert data["caltech101"]["n"] == 24 and set(data["caltech101"]["per_class"]) == {"face", "leopard", "motorbike", "accordion"}
+    assert 0 <= data["cifar10"]["top1"] <= 1
+    # an existing output is kept unless --overwrite
+    assert main(["eval", *TINY, "--datasets", "cifar10", "--data-root", str(data_slice), "--json", str(out),
+                 "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_eval_bad_names(data_slice, capsys):
+    assert main(["eval", *TINY, "--datasets", "caltech10", "--data-root", str(data_slice)]) == 2
+    assert "caltech101" in capsys.readouterr().err
+    assert main(["eval", "--model", "mini-rnn", "--datasets", "cifar10", "--data-root", str(data_slice)]) == 2
+    assert "mini-rn" in capsys.readouterr().err
+    assert main(["eval", *TINY, "--datasets", "stanford_dogs", "--data-root", str(data_slice)]) == 2
+    assert "No folder for dataset 'stanford_dogs'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    code = main(["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--other-datasets", "cifar10",
+                 "--data-root", str(data_slice), "--out", str(out), "-n", "2", "--max-steps", "2",
+                 "--max-epochs", "2", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_forget_writes_a_complete_run(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"results.json", "model.safetensors", "report.md", "log.txt", "synthetic.safetensors",
+            "synthetic.png"} <= names
+    r = json.loads((run_dir / "results.json").read_text())
+    for key in ("target_before", "target_after", "other_classes_before", "other_classes_after", "datasets",
+                "avg_score", "synthetic_acc_after", "epochs", "stage_reached", "selected_tensors", "seconds"):
+        assert key in r
+    assert set(r["datasets"]) == {"cifar10"} and set(r["seconds"]) == {"generation", "forgetting", "evaluation"}
+    assert "| before | after |" in (run_dir / "report.md").read_text()
+    assert "epoch" in (run_dir / "log.txt").read_text()
+
+
+def test_run_model_loads_back(run_dir, data_slice, capsys):
+    assert main(["eval", "--model", "mini-rn", "--pretrained", "none", "--weights", str(run_dir / "model.safetensors"),
+                 "--datasets", "cifar10", "--data-root", str(data_slice), "--quiet"]) == 0
+
+
+def test_forget_refuses_to_overwrite(run_dir, data_slice, capsys):
+    before = (run_dir / "results.json").read_text()
+    args = ["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--other-datasets", "",
+            "--data-root", str(data_slice), "--out", str(run_dir), "--quiet"]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run_dir / "results.json").read_text() == before
+
+
+def test_forget_bad_inputs(data_slice, tmp_path, capsys, run_dir):
+    base = ["forget", *TINY, "--dataset", "caltech101", "--data-root", str(data_slice), "--other-datasets", "",
+            "--quiet"]
+    assert main([*base, "--classes", "leopards", "--out", str(tmp_path / "a")]) == 2
+    assert "'leopard'" in capsys.readouterr().err
+    assert main([*base, "--classes", " , ", "--out", str(tmp_path / "b")]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main([*base, "--classes", "face", "--synthetic", str(run_dir / "synthetic.safetensors"),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "made for classes ['leopard']" in capsys.readouterr().err
+    assert main([*base[:-3], "--classes", "face", "--other-datasets", "food101", "--out", str(tmp_path / "d")]) == 2
+    assert "food101" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main([*base, "--classes", "face", "--device", "cuda", "--out", str(tmp_path / "e")]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def test_generate_and_reuse(data_slice, tmp_path, capsys):
+    syn = tmp_path / "syn.safetensors"
+    assert main(["generate", *TINY, "--dataset", "caltech101", "--classes", "face", "-n", "2", "--max-steps", "2",
+                 "--out", str(syn), "--data-root", str(data_slice), "--quiet"]) == 0
+    assert syn.exists() and syn.with_suffix(".png").exists()
+    out = tmp_path / "run"
+    assert main(["forget", *TINY, "--dataset", "caltech101", "--classes", "face", "--synthetic", str(syn),
+                 "--other-datasets", "", "--data-root", str(data_slice), "--out", str(out), "--max-epochs", "1",
+                 "--quiet"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["synthetic"]["source"] == str(syn) and r["seconds"]["generation"] == 0
+
+
+def test_zoo_train_on_a_slice(data_slice, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["zoo", "train", "mini-rn", "--data-root", str(data_slice), "--datasets", "caltech101,cifar10",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["train_images"] == 42 and set(record["test_top1"]) == {"caltech101", "cifar10"}
+    assert main(["eval", "--model", "mini-rn", "--pretrained", str(out), "--datasets", "cifar10",
+                 "--data-root", str(data_slice), "--quiet"]) == 0
