@@ -280,11 +280,24 @@ def test_missing_weights_file(tmp_path: Path) -> None:
         load_clip("mini-rn", pretrained="none", weights=tmp_path / "nope.safetensors")
 
 
-def test_missing_zoo_weights(tmp_path: Path) -> None:
-    if weights_path("mini-rn").exists():
-        pytest.skip("the zoo weights of mini-rn are installed")
+def test_missing_zoo_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clipunlearn.models.factory as factory
+
+    monkeypatch.setattr(factory, "weights_path", lambda name: tmp_path / f"{name}.safetensors")
     with pytest.raises(WeightsError, match="zoo weights of mini-rn"):
         load_clip("mini-rn")  # default: the shipped weights
+
+
+@pytest.mark.parametrize("name", ZOO_MODELS)
+def test_shipped_zoo_weights_load_offline_by_name(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = weights_path(name)
+    assert path.exists(), f"{name} weights must ship in the package"
+    assert path.stat().st_size <= 25 * 1024 * 1024
+    clip = load_clip(name)
+    assert clip.source == "zoo"
+    state = clip.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
 # --- names, tags and being offline -------------------------------------------------------------
@@ -337,3 +350,16 @@ def test_cli_layers_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("clipunlearn: error: Unknown model 'RN-50'")
+
+
+def test_torchscript_archive_loads_like_openai_checkpoints(tmp_path: Path) -> None:
+    """OpenAI ships TorchScript archives; they are read with torch.jit.load, never unpickled."""
+    clip = load_clip("mini-rn", pretrained="none")
+    model = clip.model.eval()
+    traced = torch.jit.trace(model, (torch.rand(1, 3, 64, 64), clip.tokenize(["a photo"])), check_trace=False)
+    path = tmp_path / "openai-style.pt"
+    traced.save(str(path))
+    loaded = load_clip("mini-rn", pretrained=str(path))
+    assert loaded.quick_gelu  # OpenAI's models use QuickGELU
+    own = clip.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in loaded.model.state_dict().items())

@@ -83,13 +83,17 @@ class Clip:
             T.ToTensor(),
         ])
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the weights as safetensors (atomically), loadable by :func:`load_clip` and open_clip."""
+    def save(self, path: str | os.PathLike[str], dtype: torch.dtype | None = None) -> None:
+        """Write the weights as safetensors (atomically), loadable by :func:`load_clip` and open_clip.
+
+        ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type; they load back as fp32.
+        """
         from safetensors.torch import save_file
 
         from ..io import save_with
 
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+                 for k, v in self.model.state_dict().items()}
         meta = {META_ARCH: self.arch, META_QUICK_GELU: str(self.quick_gelu).lower()}
         save_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
@@ -241,6 +245,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 
 def _load_state(net: nn.Module, state: dict[str, torch.Tensor], model: str, path: Path) -> None:
     own = net.state_dict()
+    # TorchScript archives also carry buffers that open_clip does not persist (e.g. the causal mask)
+    transient = {n for n, _ in net.named_buffers()} - set(own)
+    state = {k: v for k, v in state.items() if k not in transient}
     if "logit_scale" in state and state["logit_scale"].ndim != own["logit_scale"].ndim:
         state["logit_scale"] = state["logit_scale"].reshape(own["logit_scale"].shape)
     missing = sorted(set(own) - set(state))
