@@ -132,3 +132,13 @@ register_dataset(DatasetSpec("pins_faces", "Pins Faces", aliases=("pinsfaces", "
 register_dataset(DatasetSpec("cifar10", "CIFAR-10", torchvision=_tv_cifar10))
 register_dataset(DatasetSpec("imagenette", "Imagenette", torchvision=_tv_imagenette))
 register_dataset(DatasetSpec("food101", "Food-101", torchvision=_tv_food101, aliases=("food",)))
+
+
+#: the classes the WACV'25 paper forgets (METHOD.md §1.3), by dataset
+PAPER_FORGET_CLASSES: dict[str, tuple[str, ...]] = {
+    "stanford_dogs": ("Pekinese", "toy poodle", "Scotch terrier"),
+    "stanford_cars": ("2009 Spyker C8 Coupe", "2010 Dodge Ram Pickup 3500 Crew Cab", "2011 Ford Ranger SuperCab"),
+    "caltech101": ("euphonium", "minaret", "platypus"),
+    "oxford_flowers": ("gazania", "tree mallow", "trumpet creeper"),
+    "pins_faces": ("Gal Gadot", "Henry Cavil", "Amanda Crew"),
+}

@@ -56,7 +56,7 @@ class ZooRecipe:
 
 RECIPES: dict[str, ZooRecipe] = {
     "mini-rn": ZooRecipe(epochs=14),
-    "mini-vit": ZooRecipe(epochs=10, lr=5e-4),
+    "mini-vit": ZooRecipe(epochs=6, lr=5e-4),
 }
 
 

@@ -1,0 +1,93 @@
+"""The forgetting table of issue 3: Lip on the mini zoo, one run per class, both presets.
+
+    python benchmarks/forget_table.py --model mini-rn --preset default --out runs/table-mini-rn-default
+
+Class rule (docs/lip.md): in each of the paper's four datasets, the paper's forget classes that the
+model recognises (test accuracy >= 0.3), completed by the model's best-recognised classes of that
+dataset, `--per-dataset` classes each. Every run is a normal `clipunlearn forget` run folder under
+--out; the table (markdown + JSON) is rebuilt from their results.json files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from clipunlearn.data import load_image_set, paper_datasets  # noqa: E402
+from clipunlearn.data.registry import PAPER_FORGET_CLASSES  # noqa: E402
+from clipunlearn.evaluation import Evaluator  # noqa: E402
+from clipunlearn.models import load_clip  # noqa: E402
+from clipunlearn.runs import ForgetSettings, forget  # noqa: E402
+
+
+def pick_classes(model: str, data_root: str, per_dataset: int, min_acc: float = 0.3) -> dict[str, list[str]]:
+    clip = load_clip(model)
+    ev = Evaluator(clip, progress=False)
+    chosen: dict[str, list[str]] = {}
+    for name in paper_datasets():
+        per_class = ev.evaluate(load_image_set(name, data_root, "test")).per_class()
+        picks = [c for c in PAPER_FORGET_CLASSES.get(name, ()) if per_class.get(c, 0) >= min_acc]
+        for c, _ in sorted(per_class.items(), key=lambda kv: (-kv[1], kv[0])):
+            if len(picks) >= per_dataset:
+                break
+            if c not in picks and per_class[c] >= min_acc:
+                picks.append(c)
+        chosen[name] = picks[:per_dataset]
+    return chosen
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | class | target BF | target AF | other cls BF→AF | other datasets AF/BF (min) | Avg. Score | epochs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratios = [v["after"] / v["before"] for v in r["datasets"].values() if v["before"] > 0]
+        lines.append(f"| {r['dataset']} | {', '.join(r['classes'])} | {r['target_before']:.3f} | {r['target_after']:.3f} | "
+                     f"{r['other_classes_before']:.3f}→{r['other_classes_after']:.3f} | "
+                     f"{min(ratios) if ratios else float('nan'):.3f} | {r['avg_score']:.3f} | {r['epochs']} |")
+    n = len(rows)
+    if n:
+        mean = lambda k: sum(r[k] for r in rows) / n  # noqa: E731
+        rel = sum(r["target_after"] / r["target_before"] for r in rows) / n
+        keep = sum(r["other_classes_after"] / r["other_classes_before"] for r in rows) / n
+        lines.append(f"| **mean** | {n} runs | {mean('target_before'):.3f} | {mean('target_after'):.3f} "
+                     f"(AF/BF {rel:.3f}) | kept {keep:.3f} | | {mean('avg_score'):.3f} | |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    logging.getLogger().setLevel(logging.ERROR)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini-rn")
+    ap.add_argument("--preset", default="default", choices=["default", "paper"])
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--per-dataset", type=int, default=2)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("-n", "--n-per-class", type=int, default=64)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = pick_classes(args.model, args.data_root, args.per_dataset)
+    print("classes:", json.dumps(classes), flush=True)
+    rows = []
+    for dataset, names in classes.items():
+        for c in names:
+            run = out / f"{dataset}--{c.replace(' ', '_').replace('/', '_')}"
+            if not (run / "results.json").exists():
+                forget(ForgetSettings(model=args.model, dataset=dataset, classes=[c], out=str(run),
+                                      data_root=args.data_root, preset=args.preset, n_per_class=args.n_per_class,
+                                      progress=False))
+            rows.append(json.loads((run / "results.json").read_text()))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    md = table(rows)
+    (out / "table.md").write_text(md + "\n")
+    (out / "table.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
