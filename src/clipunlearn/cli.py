@@ -47,7 +47,9 @@ def cmd_layers(args) -> int:
     if not args.all:
         table = table[table.eligible == "yes"]
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
-        print(table.to_string(index=False))
+        width = int(table.tensor.str.len().max())
+        print(table.to_string(index=False, justify="left",
+                              formatters={"tensor": lambda v: f"{v:<{width}}", "why": lambda v: f"{v:<40}"}))
     n_img = sum(r.eligible and r.tower == "image" for r in rows)
     n_txt = sum(r.eligible and r.tower == "text" for r in rows)
     print(f"\n{args.model} ({clip.family} image tower): {n_img} image and {n_txt} text tensors may be updated, "
