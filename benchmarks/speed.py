@@ -28,7 +28,7 @@ from clipunlearn.data import load_image_set  # noqa: E402
 from clipunlearn.evaluation import Evaluator, FeatureCache  # noqa: E402
 from clipunlearn.models import eligible_names, load_clip  # noqa: E402
 from clipunlearn.synthetic import GenerationConfig, generate_synthetic  # noqa: E402
-from clipunlearn.training import draw_perturbations, lipschitz_loss, reduce_terms, select_top_k  # noqa: E402
+from clipunlearn.training import draw_perturbations, lipschitz_loss, select_top_k  # noqa: E402
 from clipunlearn.training.lipschitz import lipschitz_terms  # noqa: E402
 
 

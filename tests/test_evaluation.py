@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from clipunlearn.data import load_image_set
 from clipunlearn.errors import DataError

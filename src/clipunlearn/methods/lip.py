@@ -21,7 +21,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,6 @@ class Lip(Method):
         device = clip.device
         pixels = synthetic.images.to(device)
         tokens = clip.tokenize([cfg.prompt.format(synthetic.classnames[t]) for t in synthetic.targets.tolist()])
-        targets = synthetic.targets.to(device)
 
         acc0, prob0 = self.synthetic_scores(clip, synthetic, request.template)
         best = 1.0 if cfg.keep == "accuracy" else prob0

@@ -3,7 +3,6 @@ forget, evaluate again, and write the run folder atomically."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..api import resolve_device, split_names
+from ..api import resolve_device
 from ..data import ImageSet, load_image_set, paper_datasets
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
@@ -19,8 +18,8 @@ from ..io import check_output_free, staged_dir, write_json
 from ..methods import ForgetRequest, get_method
 from ..metrics import avg_score
 from ..models import Clip, load_clip
-from ..synthetic import GenerationConfig, SyntheticSet, check_synthetic_fits, generate_synthetic, load_synthetic
-from ..synthetic import save_synthetic
+from ..synthetic import (GenerationConfig, SyntheticSet, check_synthetic_fits, generate_synthetic, load_synthetic,
+                         save_synthetic)
 
 log = logging.getLogger("clipunlearn")
 
@@ -156,8 +155,6 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
             gcfg = GenerationConfig(n_per_class=s.n_per_class, seed=s.seed)
             if s.generation_max_steps is not None:
                 gcfg.max_steps = s.generation_max_steps
-            if s.preset == "default" and clip.family == "resnet":
-                gcfg.bn_prior = DEFAULT_BN_PRIOR
             synthetic = make_synthetic(clip, request, gcfg, s.progress)
             seconds["generation"] = synthetic.seconds
             log.info(f"generated {len(synthetic)} images, {int(synthetic.accepted.sum())} accepted, "
@@ -243,12 +240,4 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
     return results
 
 
-#: weight of the batch-norm prior in the default preset's generation (ResNet towers)
-DEFAULT_BN_PRIOR = 0.0
-
-
-def resolve_out(out: str | os.PathLike[str]) -> Path:
-    return Path(out).expanduser()
-
-
-__all__ = ["ForgetSettings", "forget", "resolve_targets", "evaluate_all", "make_synthetic", "split_names"]
+__all__ = ["ForgetSettings", "forget", "resolve_targets", "evaluate_all", "make_synthetic"]
