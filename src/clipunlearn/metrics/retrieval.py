@@ -123,6 +123,16 @@ def _check_same_label_kind(q: np.ndarray, db: np.ndarray) -> None:
         )
 
 
+def finite_numeric(arr: np.ndarray, what: str, kinds: str, hint: str) -> np.ndarray:
+    """``arr`` as float64 if its dtype kind is in ``kinds`` and every value is finite; else a clear error."""
+    if arr.dtype.kind not in kinds:
+        raise ClipUnlearnError(f"{what} must be numeric, got dtype {arr.dtype}.")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ClipUnlearnError(f"{what} holds NaN or infinite values{hint}")
+    return arr
+
+
 def _similarity(similarity: Any, n_query: int, n_database: int) -> np.ndarray:
     sim = to_numpy(similarity, "similarity")
     if sim.shape != (n_query, n_database):
@@ -130,14 +140,8 @@ def _similarity(similarity: Any, n_query: int, n_database: int) -> np.ndarray:
             f"similarity has shape {sim.shape}, expected (n_query, n_database) = "
             f"({n_query}, {n_database}). Transpose it if queries are its columns."
         )
-    if sim.dtype.kind not in "biuf":
-        raise ClipUnlearnError(f"similarity must be numeric, got dtype {sim.dtype}.")
-    sim = sim.astype(np.float64)
-    if not np.isfinite(sim).all():
-        raise ClipUnlearnError(
-            "similarity holds NaN or infinite values, so the ranking is undefined. "
-            "Check the embeddings (a zero vector normalised gives NaN)."
-        )
+    sim = finite_numeric(sim, "similarity", "biuf", ", so the ranking is undefined. "
+                         "Check the embeddings (a zero vector normalised gives NaN).")
     return sim
 
 

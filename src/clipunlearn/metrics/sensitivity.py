@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClipUnlearnError
-from .retrieval import to_numpy
+from .retrieval import finite_numeric, to_numpy
 
 
 def sensitivity_analysis(logits_before: Any, logits_after: Any, labels: Any) -> dict[str, Any]:
@@ -87,14 +87,8 @@ def _logits(logits: Any, what: str) -> np.ndarray:
             f"{what} must have shape (n_images, n_classes) with at least one image and "
             f"two classes, got {arr.shape}. Stack one row of class logits per image."
         )
-    if arr.dtype.kind not in "iuf":
-        raise ClipUnlearnError(f"{what} must be numeric, got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ClipUnlearnError(
-            f"{what} holds NaN or infinite values. Check the model's outputs (a NaN "
-            f"weight after training gives NaN logits)."
-        )
+    arr = finite_numeric(arr, what, "iuf", ". Check the model's outputs (a NaN weight after training "
+                         "gives NaN logits).")
     return arr
 
 
