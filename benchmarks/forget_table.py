@@ -67,6 +67,8 @@ def main() -> int:
     ap.add_argument("--per-dataset", type=int, default=2)
     ap.add_argument("--out", required=True)
     ap.add_argument("-n", "--n-per-class", type=int, default=64)
+    ap.add_argument("--synthetic-from", help="another table's --out: reuse each run's synthetic.safetensors, "
+                    "so that both presets forget from the same images")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,9 +79,12 @@ def main() -> int:
         for c in names:
             run = out / f"{dataset}--{c.replace(' ', '_').replace('/', '_')}"
             if not (run / "results.json").exists():
+                reuse = Path(args.synthetic_from) / run.name / "synthetic.safetensors" if args.synthetic_from else None
+                if reuse is not None and not reuse.exists():
+                    raise SystemExit(f"{reuse} does not exist: run the other preset's table first, or drop --synthetic-from.")
                 forget(ForgetSettings(model=args.model, dataset=dataset, classes=[c], out=str(run),
                                       data_root=args.data_root, preset=args.preset, n_per_class=args.n_per_class,
-                                      progress=False))
+                                      synthetic=str(reuse) if reuse else None, progress=False))
             rows.append(json.loads((run / "results.json").read_text()))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     md = table(rows)

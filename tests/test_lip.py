@@ -138,7 +138,46 @@ def test_nan_loss_keeps_original_and_names_stage(mini_rn_random, tiny_synthetic)
 def test_registry_and_presets():
     assert get_method("lip") is Lip
     assert Lip.preset("paper", "resnet").keep == "accuracy"
+    assert Lip.preset("paper", "resnet").retain_weight == 0 and Lip.preset("paper", "vit").text_tower
     with pytest.raises(ClipUnlearnError):
         get_method("lipp")
     with pytest.raises(TrainingError):
         Lip.preset("fast", "resnet")
+
+
+def test_retain_kl_against_reference(mini_rn_random):
+    import torch.nn.functional as F
+
+    from clipunlearn.training import RetainAnchor
+
+    clip = copy.deepcopy(mini_rn_random)
+    names = ["cat", "dog", "car"]
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    anchor = RetainAnchor(clip, images, names, "a photo of a {}.")
+    assert anchor.kl(clip).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        clip.model.visual.attnpool.c_proj.weight.mul_(1.5).add_(0.01)
+        # independent reference: sum_c p log(p / q), averaged over images
+        text = F.normalize(clip.model.encode_text(clip.tokenize([f"a photo of a {n}." for n in names])), dim=-1)
+        q = F.softmax(100 * clip.encode_image(images, normalize=True) @ text.T, dim=1)
+        p = anchor.reference
+        expected = (p * (p.log() - q.log())).sum(1).mean().item()
+    assert expected > 0
+    assert anchor.kl(clip).item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_default_preset_updates_image_tower_only_for_fixed_epochs(mini_rn_random, tiny_synthetic):
+    clip = copy.deepcopy(mini_rn_random)
+    before = _state(clip)
+    cfg = Lip.preset("default", "resnet")
+    assert cfg.keep == "always" and cfg.goal_acc is None and not cfg.text_tower and cfg.retain_weight > 0
+    cfg.n_draws, cfg.max_epochs, cfg.retain_steps = 2, 2, 2
+    trace = Lip(cfg).run(clip, _request(), tiny_synthetic)
+    assert trace.epochs == 2 and all(r["kept"] for r in trace.steps[1:])
+    assert trace.stopped_because == "reached max_epochs (2)"
+    # one retain image for the only class that is not forgotten ("car"), and a finite retain term
+    assert trace.steps[0]["retain_images"] == 1
+    assert all(math.isfinite(r["retain_kl"]) for r in trace.steps[1:])
+    changed = {k for k, v in clip.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(name.startswith("visual.attnpool.") for name in changed)
+    assert all(r["k_img"] == 8 and r["k_txt"] == 0 for r in trace.steps[1:])  # k capped to the 8 pool tensors

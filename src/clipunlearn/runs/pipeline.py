@@ -170,7 +170,9 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
 
     def on_step(row: dict) -> None:
         log.info(f"epoch {row['epoch']:2d}  stage {row['stage']} σ={row['sigma']} k={row['k_img']}/{row['k_txt']}  "
-                 f"loss {row['loss']:.4f}  synthetic acc {row['synthetic_acc']:.3f}  "
+                 f"loss {row['loss']:.4f}  "
+                 + (f"retain KL {row['retain_kl']:.4f}  " if row.get("retain_kl") is not None else "")
+                 + f"synthetic acc {row['synthetic_acc']:.3f}  "
                  f"p(target) {row['target_prob']:.3f}  {'kept' if row['kept'] else 'reverted'}")
 
     method = method_cls(config)

@@ -1,0 +1,33 @@
+"""A data-free retain term: keep the model's predictions on synthetic images of classes it must keep.
+
+The images are made from class names alone (``synthetic.generate``), so no training data is needed.
+The term is KL(p_original ‖ p_current) of the zero-shot predictions over the dataset's classes,
+averaged over the images; the classifier is rebuilt from the current text tower on every call, so
+gradients reach both towers.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..evaluation.zeroshot import LOGIT_SCALE
+from ..models.factory import Clip
+
+
+class RetainAnchor:
+    """Predictions of the original model on ``images`` ([0, 1], B×3×H×W) over ``classnames``."""
+
+    def __init__(self, clip: Clip, images: torch.Tensor, classnames: list[str], template: str):
+        self.images = images.to(clip.device)
+        self.tokens = clip.tokenize([template.format(c) for c in classnames])
+        with torch.no_grad():
+            self.reference = F.softmax(self._logits(clip), dim=1)
+
+    def _logits(self, clip: Clip) -> torch.Tensor:
+        feats = clip.encode_image(self.images, normalize=True)
+        text = F.normalize(clip.model.encode_text(self.tokens), dim=-1)
+        return LOGIT_SCALE * feats @ text.T
+
+    def kl(self, clip: Clip) -> torch.Tensor:
+        """KL(original ‖ current), mean over images; 0 for the unchanged model."""
+        return F.kl_div(F.log_softmax(self._logits(clip), dim=1), self.reference, reduction="batchmean")
