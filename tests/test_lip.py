@@ -12,7 +12,14 @@ from clipunlearn.errors import ClipUnlearnError, TrainingError
 from clipunlearn.methods import ForgetRequest, get_method
 from clipunlearn.methods.lip import Lip, LipConfig
 from clipunlearn.synthetic import GenerationConfig, generate_synthetic
-from clipunlearn.training import Stage, lipschitz_terms, paper_stages, reduce_terms, select_top_k
+from clipunlearn.training import (
+    Stage,
+    lipschitz_terms,
+    paper_stages,
+    reduce_terms,
+    select_top_k,
+    vocabulary_to_keep,
+)
 
 
 def test_loss_against_hand_computation():
@@ -175,9 +182,14 @@ def test_default_preset_updates_image_tower_only_for_fixed_epochs(mini_rn_random
     trace = Lip(cfg).run(clip, _request(), tiny_synthetic)
     assert trace.epochs == 2 and all(r["kept"] for r in trace.steps[1:])
     assert trace.stopped_because == "reached max_epochs (2)"
-    # one retain image for the only class that is not forgotten ("car"), and a finite retain term
-    assert trace.steps[0]["retain_images"] == 1
+    # one retain image for the only class that is not forgotten ("car") and one per everyday concept
+    assert trace.steps[0]["retain_images"] == 1 + len(vocabulary_to_keep(["cat", "dog", "car"], ["cat", "dog"]))
     assert all(math.isfinite(r["retain_kl"]) for r in trace.steps[1:])
     changed = {k for k, v in clip.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(name.startswith("visual.attnpool.") for name in changed)
     assert all(r["k_img"] == 8 and r["k_txt"] == 0 for r in trace.steps[1:])  # k capped to the 8 pool tensors
+
+
+def test_vocabulary_skips_classes_and_words_of_forgotten_classes():
+    words = vocabulary_to_keep(["cat", "tree"], ["African hunting dog"], ("dog", "Cat", "tree", "bird", "hunting horn"))
+    assert words == ["bird"]

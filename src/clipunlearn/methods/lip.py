@@ -35,7 +35,7 @@ from ..models.catalogue import eligible_names
 from ..models.factory import Clip
 from ..synthetic import SyntheticSet
 from ..synthetic.generate import GenerationConfig, generate_synthetic
-from ..training import RetainAnchor, Stage, draw_perturbations, lipschitz_loss, paper_stages, restore, select_top_k, snapshot
+from ..training import RetainAnchor, Stage, vocabulary_to_keep, draw_perturbations, lipschitz_loss, paper_stages, restore, select_top_k, snapshot
 from .base import ForgetRequest, Method, Trace, register_method
 
 KEEP_CRITERIA = ("accuracy", "target_prob", "always")
@@ -56,7 +56,8 @@ class LipConfig:
     text_tower: bool = True  # False: only the image tower is updated
     retain_weight: float = 0.0  # weight of the retain KL term; 0: off
     retain_classes: int = 48  # other classes given one retain image each (a seeded sample if more)
-    retain_steps: int = 300  # generation budget per retain image (the most probable state is kept)
+    retain_vocabulary: bool = True  # also anchor everyday concepts (training.retain.GENERAL_VOCABULARY)
+    retain_steps: int = 100  # generation budget per retain image (the most probable state is kept)
     max_epochs: int = 30
     stages: list[Stage] | None = None  # None: the paper's for the model's family
     seed: int = 0
@@ -180,20 +181,26 @@ class Lip(Method):
 
     def make_retain(self, clip: Clip, request: ForgetRequest) -> RetainAnchor | None:
         """One synthetic image for each of up to ``retain_classes`` of the dataset's other classes (a
-        seeded sample), made like the forget images but with a short budget and no threshold lowering:
-        each keeps its most probable state. None when the dataset has no other class."""
+        seeded sample) and, with ``retain_vocabulary``, for each everyday concept that does not overlap
+        a forgotten class. Made like the forget images but with a short budget and no threshold
+        lowering: each keeps its most probable state. None when there is nothing to keep."""
         cfg = self.config
         others = [i for i in range(len(request.classnames)) if i not in set(request.classes)]
-        if not others or cfg.retain_classes < 1:
-            return None
         if len(others) > cfg.retain_classes:
             order = torch.randperm(len(others), generator=torch.Generator().manual_seed(cfg.seed + 1))
-            others = sorted(others[i] for i in order[: cfg.retain_classes].tolist())
+            others = sorted(others[i] for i in order[: max(0, cfg.retain_classes)].tolist())
+        names = list(request.classnames)
+        if cfg.retain_vocabulary:
+            extra = vocabulary_to_keep(names, request.class_names)
+            others += list(range(len(names), len(names) + len(extra)))
+            names += extra
+        if not others:
+            return None
         gcfg = GenerationConfig(n_per_class=1, max_steps=cfg.retain_steps, threshold_floor=1.0, seed=cfg.seed + 1)
         t0 = time.time()
-        images = generate_synthetic(clip, request.classnames, others, request.dataset, request.template, gcfg).images
+        images = generate_synthetic(clip, names, others, request.dataset, request.template, gcfg).images
         self.retain_seconds = time.time() - t0
-        return RetainAnchor(clip, images, request.classnames, request.template)
+        return RetainAnchor(clip, images, names, request.template)
 
     @staticmethod
     @torch.no_grad()

@@ -14,6 +14,26 @@ from ..evaluation.zeroshot import LOGIT_SCALE
 from ..models.factory import Clip
 
 
+#: everyday concepts anchored besides the dataset's own classes, so that forgetting one class of a
+#: narrow dataset (dog breeds) does not spill over into everything else the model knows
+GENERAL_VOCABULARY: tuple[str, ...] = (
+    "person", "man", "woman", "child", "face", "car", "truck", "bus", "bicycle", "airplane", "boat", "train",
+    "house", "building", "street", "city", "tree", "forest", "flower", "grass", "mountain", "beach", "sea",
+    "sky", "dog", "cat", "bird", "horse", "fish", "insect", "food", "fruit", "vegetable", "bread", "cake",
+    "chair", "table", "bed", "book", "phone", "computer", "clock", "bottle", "cup", "shoe", "shirt", "ball",
+    "toy", "musical instrument", "tool",
+)
+
+
+def vocabulary_to_keep(classnames: list[str], forget: list[str],
+                       vocabulary: tuple[str, ...] = GENERAL_VOCABULARY) -> list[str]:
+    """The words of ``vocabulary`` that are not already classes and share no word with a forgotten
+    class (case-insensitive): anchoring "dog" would fight forgetting "African hunting dog"."""
+    known = {c.lower() for c in classnames}
+    gone = {word for c in forget for word in c.lower().split()}
+    return [w for w in vocabulary if w.lower() not in known and not set(w.lower().split()) & gone]
+
+
 class RetainAnchor:
     """Predictions of the original model on ``images`` ([0, 1], B×3×H×W) over ``classnames``."""
 
