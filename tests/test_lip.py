@@ -193,3 +193,15 @@ def test_default_preset_updates_image_tower_only_for_fixed_epochs(mini_rn_random
 def test_vocabulary_skips_classes_and_words_of_forgotten_classes():
     words = vocabulary_to_keep(["cat", "tree"], ["African hunting dog"], ("dog", "Cat", "tree", "bird", "hunting horn"))
     assert words == ["bird"]
+
+
+def test_api_generate_mirrors_the_cli(data_slice, mini_rn_random):
+    import clipunlearn as cu
+
+    cfg = GenerationConfig(n_per_class=2, threshold=0.0, max_steps=3, seed=0)
+    s = cu.generate(mini_rn_random, "caltech101", "accordion", data_root=data_slice, config=cfg)
+    assert len(s) == 2 and s.target_names == ["accordion"] and s.dataset == "caltech101"
+    with pytest.raises(ClipUnlearnError, match="accordion"):
+        cu.generate(mini_rn_random, "caltech101", "acordion", data_root=data_slice, config=cfg)
+    with pytest.raises(ClipUnlearnError, match="empty"):
+        cu.generate(mini_rn_random, "caltech101", " , ", data_root=data_slice, config=cfg)

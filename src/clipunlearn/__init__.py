@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 _logging.getLogger("clipunlearn").addHandler(_logging.NullHandler())
 
-from .api import evaluate, resolve_device  # noqa: E402
+from .api import evaluate, generate, resolve_device  # noqa: E402
 from .data import load_image_set  # noqa: E402
 from .errors import ClipUnlearnError  # noqa: E402
 from .evaluation import Evaluator, FeatureCache  # noqa: E402
@@ -20,5 +20,5 @@ from .synthetic import GenerationConfig, generate_synthetic, load_synthetic, sav
 _register()  # zoo architectures become open_clip model names on import
 
 __all__ = ["Clip", "ClipUnlearnError", "Evaluator", "FeatureCache", "ForgetSettings", "GenerationConfig",
-           "evaluate", "forget", "generate_synthetic", "get_method", "load_clip", "load_image_set",
+           "evaluate", "forget", "generate", "generate_synthetic", "get_method", "load_clip", "load_image_set",
            "load_synthetic", "method_names", "resolve_device", "save_synthetic", "tensor_catalogue"]

@@ -10,6 +10,7 @@ from .data import load_image_set
 from .errors import ClipUnlearnError
 from .evaluation import EvalResult, Evaluator
 from .models import Clip, load_clip
+from .synthetic import GenerationConfig, SyntheticSet
 
 
 def resolve_device(device: str | None) -> str:
@@ -56,3 +57,32 @@ def evaluate(
     evaluator = evaluator or Evaluator(clip, progress=progress)
     image_sets = [load_image_set(n, data_root, split) for n in names]  # all found before any compute
     return {s.name: evaluator.evaluate(s, templates) for s in image_sets}
+
+
+def generate(
+    model: Clip | str,
+    dataset: str,
+    classes: str | Sequence[str],
+    data_root: str | os.PathLike[str] | None = None,
+    config: GenerationConfig | None = None,
+    pretrained: str | None = "default",
+    weights: str | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> SyntheticSet:
+    """Synthetic forget images for ``classes`` of ``dataset`` (``clipunlearn generate``).
+
+    Only the dataset's class list and prompt template are read, never its images. Save the result
+    with :func:`clipunlearn.save_synthetic` and pass the file to ``ForgetSettings(synthetic=...)``.
+    """
+    from .methods import ForgetRequest
+    from .runs.pipeline import make_synthetic
+
+    names = split_names(classes)
+    if not names:
+        raise ClipUnlearnError("The class list is empty. Pass one or more class names, e.g. classes='motorbike'.")
+    images = load_image_set(dataset, data_root, "test")
+    targets = [images.class_index(c) for c in names]  # unknown names fail here, with close matches
+    clip = model if isinstance(model, Clip) else load_clip(model, pretrained, weights, resolve_device(device))
+    request = ForgetRequest(images.name, images.classnames, targets, images.templates[0])
+    return make_synthetic(clip, request, config or GenerationConfig(), progress)

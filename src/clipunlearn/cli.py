@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="default", choices=["default", "paper"])
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--max-epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000)")
+    p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000); also caps the retain images' budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

@@ -128,6 +128,8 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     config.seed = s.seed
     if s.max_epochs is not None:
         config.max_epochs = s.max_epochs
+    if s.generation_max_steps is not None and hasattr(config, "retain_steps"):
+        config.retain_steps = min(config.retain_steps, s.generation_max_steps)  # the budget caps retain images too
     request = ForgetRequest(t.images.name, t.images.classnames, t.classes, t.images.templates[0])
     with staged_dir(s.out, s.overwrite) as run:
         handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
