@@ -180,6 +180,9 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
     method = method_cls(config)
     trace = method.run(clip, request, synthetic, on_step)
     seconds["forgetting"] = trace.seconds
+    if trace.steps and "retain_images" in trace.steps[0]:
+        log.info(f"retain term: {trace.steps[0]['retain_images']} synthetic images of classes to keep, "
+                 f"made in {trace.steps[0]['retain_seconds']:.1f}s")
     log.info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({trace.seconds:.1f}s)")
 
     t0 = time.time()
