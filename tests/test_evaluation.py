@@ -71,6 +71,32 @@ def test_cache_hits_and_partial_recompute(data_slice, mini_rn_random):
     assert cache.hits == hits
 
 
+def test_text_classifier_is_reused_until_the_text_tower_changes(mini_rn_random, monkeypatch):
+    from clipunlearn.evaluation import zeroshot
+
+    clip = copy.deepcopy(mini_rn_random)
+    calls = []
+    real = zeroshot.zero_shot_classifier
+    monkeypatch.setattr(zeroshot, "zero_shot_classifier", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ev = Evaluator(clip, workers=0, progress=False)
+    names, templates = ["cat", "dog"], ["a photo of a {}."]
+    first = ev.classifier(names, templates)
+    with torch.no_grad():  # an image-tower change keeps the text classifier
+        clip.model.visual.attnpool.c_proj.weight.mul_(1.5)
+    again = ev.classifier(names, templates)
+    assert len(calls) == 1
+    torch.testing.assert_close(again, first)
+    ev.classifier(["cat", "bird"], templates)  # other names: computed
+    ev.classifier(names, ["a picture of a {}."])  # other templates: computed
+    assert len(calls) == 3
+    with torch.no_grad():  # a text-tower change must not be served from the cache
+        clip.model.token_embedding.weight.mul_(0.5)
+    changed = ev.classifier(names, templates)
+    assert len(calls) == 4
+    torch.testing.assert_close(changed, real(clip, names, templates))
+    assert not torch.allclose(changed, first)
+
+
 def test_first_changed_stage(mini_rn_random):
     n = len(image_stages(mini_rn_random))
     assert first_changed_stage(mini_rn_random, ["visual.attnpool.q_proj.weight", "transformer.resblocks.0.ln_1.bias"]) == n - 1

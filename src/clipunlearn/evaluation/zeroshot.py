@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,7 +108,9 @@ class Evaluator:
 
     On a miss, the final image features are cached, and for ResNet towers the input of the
     attention pool as well, so after a method changed only the pool (as Lip does on ResNets) the
-    evaluation runs the pool alone.
+    evaluation runs the pool alone. Text classifiers are kept too, keyed by a hash of every tensor
+    outside the image tower, the class names and the templates: a method that left the text tower
+    alone gets the same classifier back without running the text tower again.
     """
 
     def __init__(self, clip: Clip, cache: FeatureCache | None = None, batch_size: int = 128,
@@ -117,6 +120,30 @@ class Evaluator:
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress
+        self._classifiers: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def _text_hash(self) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        model = self.clip.model
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if not name.startswith("visual."):
+                h.update(name.encode())
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """:func:`zero_shot_classifier`, reused while the text tower, names and templates are unchanged."""
+        h = hashlib.blake2b(digest_size=20)
+        h.update(repr((self.clip.arch, self._text_hash(), list(classnames), list(templates))).encode())
+        key = h.hexdigest()
+        if key in self._classifiers:
+            self._classifiers.move_to_end(key)
+            return self._classifiers[key].to(self.clip.device)
+        weights = zero_shot_classifier(self.clip, classnames, templates)
+        self._classifiers[key] = weights.detach().cpu()
+        while len(self._classifiers) > 32:
+            self._classifiers.popitem(last=False)
+        return weights
 
     def _cache_cuts(self) -> list[int]:
         n = len(image_stages(self.clip))
@@ -189,7 +216,7 @@ class Evaluator:
                  classnames: Sequence[str] | None = None) -> EvalResult:
         """Zero-shot logits (100 · cosine) of ``images`` against all of its classes."""
         classnames = list(classnames or images.classnames)
-        weights = zero_shot_classifier(self.clip, classnames, list(templates or images.templates))
+        weights = self.classifier(classnames, list(templates or images.templates))
         feats = self.image_features(images).to(weights.device)
         logits = LOGIT_SCALE * feats @ weights.T
         return EvalResult(images.name, classnames, np.asarray(images.labels), logits.cpu().numpy())

@@ -89,6 +89,11 @@ class Lip(Method):
 
     def run(self, clip: Clip, request: ForgetRequest, synthetic: SyntheticSet | None,
             progress: Callable[[dict], None] | None = None) -> Trace:
+        with clip.fast_conv_layout():
+            return self._run(clip, request, synthetic, progress)
+
+    def _run(self, clip: Clip, request: ForgetRequest, synthetic: SyntheticSet | None,
+             progress: Callable[[dict], None] | None) -> Trace:
         if synthetic is None:
             raise TrainingError("lip needs a synthetic forget set.")
         cfg = self.config

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ class Clip:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     quick_gelu: bool = False
+    _layout_depth: int = field(default=0, repr=False, compare=False)
 
     @property
     def family(self) -> str:
@@ -59,6 +62,24 @@ class Clip:
     def to(self, device: str | torch.device) -> Clip:
         self.model.to(device)
         return self
+
+    @contextmanager
+    def fast_conv_layout(self) -> Iterator[torch.memory_format]:
+        """Within the block, a ResNet image tower keeps its convolution weights channels-last, which
+        runs batched convolutions about 1.5x faster on CPU (oneDNN); values are unchanged and the
+        usual layout is restored on leaving the outermost block (safetensors needs it). Yields the layout inputs should use."""
+        if self.family != "resnet":
+            yield torch.contiguous_format
+            return
+        if self._layout_depth == 0:
+            self.model.visual.to(memory_format=torch.channels_last)
+        self._layout_depth += 1
+        try:
+            yield torch.channels_last
+        finally:
+            self._layout_depth -= 1
+            if self._layout_depth == 0:
+                self.model.visual.to(memory_format=torch.contiguous_format)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

@@ -147,7 +147,8 @@ def generate_synthetic(
     try:
         weights = zero_shot_classifier(clip, list(classnames), [template])
         labels = torch.tensor([t for t in targets for _ in range(config.n_per_class)], device=clip.device)
-        out = _ascend(clip, weights, labels, config, gen, progress)
+        with clip.fast_conv_layout() as fmt:
+            out = _ascend(clip, weights, labels, config, gen, progress, fmt)
     finally:
         for p in clip.model.parameters():
             p.requires_grad_(True)
@@ -160,7 +161,7 @@ def generate_synthetic(
 
 
 def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: GenerationConfig,
-            gen: torch.Generator, progress) -> tuple:
+            gen: torch.Generator, progress, fmt: torch.memory_format = torch.contiguous_format) -> tuple:
     n = len(labels)
     size = clip.image_size
     jitter = max(0, round(config.jitter_224 * size / 224))
@@ -182,7 +183,7 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
             if len(active) == 0:
                 break
             active = active[: config.batch_size]
-            xa = x[active].clone().requires_grad_(True)
+            xa = x[active].contiguous(memory_format=fmt).requires_grad_(True)
             dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
             shifted = torch.roll(xa, shifts=(dy, dx), dims=(2, 3))
             feats = clip.encode_image(shifted, normalize=True)
