@@ -369,3 +369,29 @@ def test_torchscript_archive_loads_like_openai_checkpoints(tmp_path: Path) -> No
     assert loaded.quick_gelu  # OpenAI's models use QuickGELU
     own = clip.model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_fast_conv_layout_is_nested_and_restored(mini_rn: Clip) -> None:
+    x = torch.rand(3, 3, mini_rn.image_size, mini_rn.image_size)
+    with torch.no_grad():
+        before = mini_rn.encode_image(x)
+    conv = mini_rn.model.visual.conv1.weight
+    with mini_rn.fast_conv_layout() as fmt:
+        assert fmt == torch.channels_last and conv.is_contiguous(memory_format=torch.channels_last)
+        with mini_rn.fast_conv_layout():  # an inner block (generation inside forgetting) keeps it
+            pass
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            inside = mini_rn.encode_image(x.contiguous(memory_format=fmt))
+    assert conv.is_contiguous() and mini_rn._layout_depth == 0
+    torch.testing.assert_close(inside, before, rtol=1e-4, atol=1e-5)
+    with pytest.raises(RuntimeError):  # restored on an error too
+        with mini_rn.fast_conv_layout():
+            raise RuntimeError("boom")
+    assert conv.is_contiguous()
+
+
+def test_fast_conv_layout_leaves_vit_alone(vit_b16: Clip) -> None:
+    with vit_b16.fast_conv_layout() as fmt:
+        assert fmt == torch.contiguous_format
+        assert vit_b16.model.visual.conv1.weight.is_contiguous()
