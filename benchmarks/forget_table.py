@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from clipunlearn.data import load_image_set, paper_datasets  # noqa: E402
 from clipunlearn.data.registry import PAPER_FORGET_CLASSES  # noqa: E402
 from clipunlearn.evaluation import Evaluator  # noqa: E402
+from clipunlearn.methods import parse_option  # noqa: E402
 from clipunlearn.models import load_clip  # noqa: E402
 from clipunlearn.runs import ForgetSettings, forget  # noqa: E402
 
@@ -69,7 +70,10 @@ def main() -> int:
     ap.add_argument("-n", "--n-per-class", type=int, default=64)
     ap.add_argument("--synthetic-from", help="another table's --out: reuse each run's synthetic.safetensors, "
                     "so that both presets forget from the same images")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a field of the method's config over the preset (as `clipunlearn forget --set`)")
     args = ap.parse_args()
+    options = dict(parse_option(o) for o in args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     classes = pick_classes(args.model, args.data_root, args.per_dataset)
@@ -84,7 +88,7 @@ def main() -> int:
                     raise SystemExit(f"{reuse} does not exist: run the other preset's table first, or drop --synthetic-from.")
                 forget(ForgetSettings(model=args.model, dataset=dataset, classes=[c], out=str(run),
                                       data_root=args.data_root, preset=args.preset, n_per_class=args.n_per_class,
-                                      synthetic=str(reuse) if reuse else None, progress=False))
+                                      synthetic=str(reuse) if reuse else None, progress=False, options=options))
             rows.append(json.loads((run / "results.json").read_text()))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     md = table(rows)

@@ -100,6 +100,24 @@ def test_forget_bad_inputs(data_slice, tmp_path, capsys, run_dir):
     assert not any((tmp_path / n).exists() for n in "abcde")
 
 
+def test_forget_set_overrides_preset_fields(data_slice, tmp_path, capsys, run_dir):
+    base = ["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--data-root", str(data_slice),
+            "--other-datasets", "", "--synthetic", str(run_dir / "synthetic.safetensors"), "--quiet"]
+    out = tmp_path / "run"
+    assert main([*base, "--out", str(out), "--set", "retain_weight=0", "--set", "lr=1e-4", "--set", "max_epochs=1",
+                 "--set", "keep=target_prob"]) == 0
+    cfg = json.loads((out / "results.json").read_text())["method_config"]
+    assert (cfg["retain_weight"], cfg["lr"], cfg["max_epochs"], cfg["keep"]) == (0.0, 1e-4, 1, "target_prob")
+    assert isinstance(cfg["retain_weight"], float)
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", "retain_wieght=1"]) == 2
+    assert "'retain_weight'" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", "max_epochs=many"]) == 2
+    assert "max_epochs=" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "c"), "--set", "lr"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
 def test_generate_and_reuse(data_slice, tmp_path, capsys):
     syn = tmp_path / "syn.safetensors"
     assert main(["generate", *TINY, "--dataset", "caltech101", "--classes", "face", "-n", "2", "--max-steps", "2",

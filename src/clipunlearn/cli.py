@@ -191,6 +191,7 @@ def _print_table(results: dict) -> None:
 
 def cmd_forget(args) -> int:
     from .api import split_names
+    from .methods import parse_option
     from .runs import ForgetSettings, forget
 
     _setup_logging(args.quiet)
@@ -200,7 +201,8 @@ def cmd_forget(args) -> int:
         other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
         synthetic=args.synthetic, method=args.method, preset=args.preset, seed=args.seed, device=args.device,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
-        max_epochs=args.max_epochs, generation_max_steps=args.max_steps)
+        max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
+        options=dict(parse_option(o) for o in args.set))
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -299,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000); also caps the retain images' budget")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a field of the method's config over the preset, e.g. --set lr=1e-4 --set retain_weight=0 "
+                        "(repeatable; fields: docs/lip.md, LipConfig)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

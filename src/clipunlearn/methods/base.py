@@ -2,11 +2,13 @@
 data it is allowed to see, changes the model in place and returns a trace of what it did."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import unknown
+from ..errors import ClipUnlearnError, unknown
 from ..models.factory import Clip
 from ..synthetic import SyntheticSet
 
@@ -77,3 +79,39 @@ def get_method(name: str) -> type[Method]:
 
 def method_names() -> list[str]:
     return sorted(_METHODS)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"key=value"`` -> (key, value); the value is read as JSON (``3``, ``0.5``, ``true``, ``null``)
+    and as a plain string when it is not JSON."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ClipUnlearnError(f"Option {text!r} is not KEY=VALUE, e.g. --set max_epochs=6.")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_options(config: Any, options: dict[str, Any]) -> Any:
+    """Set fields of a method's config dataclass from ``options`` (e.g. from ``--set lr=1e-4``),
+    checking each name and the value's type against the field's annotation."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for key, value in options.items():
+        if key not in fields:
+            raise unknown(f"option of {type(config).__name__}", key, fields)
+        hint = str(fields[key].type)
+        ok = ((value is None and "None" in hint)
+              or (isinstance(value, bool) and "bool" in hint)
+              or (isinstance(value, int) and not isinstance(value, bool) and ("int" in hint or "float" in hint))
+              or (isinstance(value, float) and "float" in hint)
+              or (isinstance(value, str) and "str" in hint))
+        if not ok:
+            raise ClipUnlearnError(f"Option {key}={value!r} does not fit the field's type ({hint}); "
+                                   f"pass e.g. {key}={json.dumps(getattr(config, key))}.")
+        if isinstance(value, int) and not isinstance(value, bool) and "float" in hint and "int" not in hint:
+            value = float(value)
+        setattr(config, key, value)
+    return config
+

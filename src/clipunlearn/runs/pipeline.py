@@ -15,7 +15,7 @@ from ..data import ImageSet, load_image_set, paper_datasets
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
 from ..io import check_output_free, staged_dir, write_json
-from ..methods import ForgetRequest, get_method
+from ..methods import ForgetRequest, apply_options, get_method
 from ..metrics import avg_score
 from ..models import Clip, load_clip
 from ..synthetic import (GenerationConfig, SyntheticSet, check_synthetic_fits, generate_synthetic, load_synthetic,
@@ -44,6 +44,7 @@ class ForgetSettings:
     progress: bool = True
     max_epochs: int | None = None
     generation_max_steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
 
 
 @dataclass
@@ -130,6 +131,7 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
         config.max_epochs = s.max_epochs
     if s.generation_max_steps is not None and hasattr(config, "retain_steps"):
         config.retain_steps = min(config.retain_steps, s.generation_max_steps)  # the budget caps retain images too
+    apply_options(config, s.options)
     request = ForgetRequest(t.images.name, t.images.classnames, t.classes, t.images.templates[0])
     with staged_dir(s.out, s.overwrite) as run:
         handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
