@@ -26,6 +26,27 @@ def test_avg_score_paper_table4_lip_stanforddogs_pekinese():
     assert round(avg_score(target, others), 2) == 0.02
 
 
+#: rows of the paper's Table 4 (ResNet): method, class, target (BF, AF), other classes (BF, AF), the
+#: other datasets' (BF, AF), and the printed Avg. Score (three decimals, from unrounded accuracies)
+TABLE4_ROWS = [
+    ("Lip", "2010 Dodge Ram Pickup 3500 Crew Cab", (0.405, 0.143), [(0.558, 0.544), (0.517, 0.502), (0.857, 0.845), (0.661, 0.638)], 0.091),
+    ("Lip", "trumpet creeper", (0.588, 0.0), [(0.661, 0.643), (0.558, 0.557), (0.517, 0.503), (0.857, 0.866)], 0.011),
+    ("Emb", "Pekinese", (0.705, 0.361), [(0.515, 0.484), (0.558, 0.559), (0.857, 0.84), (0.661, 0.633)], 0.127),
+    ("Emb", "platypus", (0.9, 0.0), [(0.857, 0.829), (0.558, 0.549), (0.517, 0.49), (0.661, 0.597)], 0.039),
+    ("Amns", "2010 Dodge Ram Pickup 3500 Crew Cab", (0.405, 0.429), [(0.558, 0.49), (0.517, 0.5), (0.857, 0.868), (0.661, 0.658)], 0.244),
+    ("Amns", "gazania", (0.957, 0.87), [(0.658, 0.595), (0.558, 0.557), (0.517, 0.489), (0.857, 0.834)], 0.217),
+    ("EMMN", "Scotch terrier", (0.5, 0.0), [(0.517, 0.046), (0.558, 0.1), (0.857, 0.284), (0.661, 0.061)], 0.661),
+    ("EMMN", "gazania", (0.957, 0.0), [(0.658, 0.107), (0.558, 0.11), (0.517, 0.104), (0.857, 0.643)], 0.538),
+    ("AmnsRetain", "Pekinese", (0.705, 0.049), [(0.515, 0.667), (0.558, 0.531), (0.857, 0.835), (0.661, 0.61)], 0.044),
+]
+
+
+@pytest.mark.parametrize("method,name,target,others,printed", TABLE4_ROWS)
+def test_avg_score_paper_table4_rows(method, name, target, others, printed):
+    # the table's accuracies are rounded to three decimals, so allow that much slack
+    assert avg_score(target, others) == pytest.approx(printed, abs=1.5e-3)
+
+
 def test_avg_score_hand_computed():
     # target 0.4/0.8 = 0.5; others: (0.5-0.25)/0.5 = 0.5 and 0 -> (0.5 + 0.5 + 0) / 3
     assert avg_score((0.8, 0.4), [(0.5, 0.25), (0.6, 0.6)]) == pytest.approx(1 / 3)
