@@ -395,3 +395,12 @@ def test_fast_conv_layout_leaves_vit_alone(vit_b16: Clip) -> None:
     with vit_b16.fast_conv_layout() as fmt:
         assert fmt == torch.contiguous_format
         assert vit_b16.model.visual.conv1.weight.is_contiguous()
+
+
+def test_loading_zoo_weights_does_not_claim_random_init(caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        load_clip("mini-rn")
+    assert not any("initialized randomly" in r.getMessage() for r in caplog.records)
+    with caplog.at_level(logging.INFO):
+        load_clip("mini-rn", pretrained="none")
+    assert any("random initialisation" in r.getMessage() for r in caplog.records)

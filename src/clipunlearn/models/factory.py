@@ -11,6 +11,7 @@ normalisation is applied inside :meth:`Clip.encode_image`.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import zipfile
@@ -29,6 +30,8 @@ from torchvision import transforms as T
 from ..errors import WeightsError, unknown
 from .catalogue import image_family
 from .zoo import ZOO_MODELS, register_with_open_clip, weights_path
+
+logger = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -119,6 +122,24 @@ class Clip:
         save_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """open_clip warns "initialized randomly" whenever it builds a model without its own weights,
+    although clipunlearn loads the checkpoint right after; that warning would mislead."""
+    root = logging.getLogger()
+    filt = _DropRandomInitWarning()
+    root.addFilter(filt)
+    try:
+        yield
+    finally:
+        root.removeFilter(filt)
+
+
 def available_models() -> list[str]:
     register_with_open_clip()
     return list(ZOO_MODELS) + [m for m in open_clip.list_models() if m not in ZOO_MODELS]
@@ -182,7 +203,10 @@ def load_clip(
             quick_gelu = meta[META_QUICK_GELU] == "true"
         elif _is_jit(path):
             quick_gelu = True  # OpenAI's models all use QuickGELU
-    net = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+    with _quiet_random_init_warning():  # the weights are loaded below; "none" is logged by the caller's choice
+        net = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+    if checkpoint is None and weight_file is None:
+        logger.info("%s: random initialisation (pretrained='none')", model)
     for path in (checkpoint, weight_file):
         if path is not None:
             state, _ = read_checkpoint(path)
