@@ -10,7 +10,13 @@ import torch.nn.functional as F
 
 from clipunlearn.data import load_image_set
 from clipunlearn.errors import DataError
-from clipunlearn.evaluation import Evaluator, FeatureCache, first_changed_stage, image_stages, zero_shot_classifier
+from clipunlearn.evaluation import (
+    Evaluator,
+    FeatureCache,
+    first_changed_stage,
+    image_stages,
+    zero_shot_classifier,
+)
 
 
 def reference_logits(clip, images, templates):

@@ -385,9 +385,8 @@ def test_fast_conv_layout_is_nested_and_restored(mini_rn: Clip) -> None:
             inside = mini_rn.encode_image(x.contiguous(memory_format=fmt))
     assert conv.is_contiguous() and mini_rn._layout_depth == 0
     torch.testing.assert_close(inside, before, rtol=1e-4, atol=1e-5)
-    with pytest.raises(RuntimeError):  # restored on an error too
-        with mini_rn.fast_conv_layout():
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), mini_rn.fast_conv_layout():  # restored on an error too
+        raise RuntimeError("boom")
     assert conv.is_contiguous()
 
 

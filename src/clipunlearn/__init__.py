@@ -15,7 +15,12 @@ from .methods import get_method, method_names  # noqa: E402
 from .models import Clip, load_clip, tensor_catalogue  # noqa: E402
 from .models.zoo import register_with_open_clip as _register  # noqa: E402
 from .runs import ForgetSettings, forget  # noqa: E402
-from .synthetic import GenerationConfig, generate_synthetic, load_synthetic, save_synthetic  # noqa: E402
+from .synthetic import (  # noqa: E402
+    GenerationConfig,
+    generate_synthetic,
+    load_synthetic,
+    save_synthetic,
+)
 
 _register()  # zoo architectures become open_clip model names on import
 

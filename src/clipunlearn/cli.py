@@ -154,9 +154,9 @@ def cmd_generate(args) -> int:
     from .api import split_names
     from .data import load_image_set
     from .io import check_output_free
-    from .synthetic import GenerationConfig, save_synthetic
-    from .runs.pipeline import make_synthetic
     from .methods import ForgetRequest
+    from .runs.pipeline import make_synthetic
+    from .synthetic import GenerationConfig, save_synthetic
 
     check_output_free(args.out, args.overwrite, "synthetic set")
     names = split_names(args.classes)

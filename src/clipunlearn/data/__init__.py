@@ -11,7 +11,15 @@ from .registry import (
 )
 
 __all__ = [
-    "CHANGED_TEMPLATES", "DEFAULT_TEMPLATE", "DatasetSpec", "ENV_DATA_ROOT", "ImageSet",
-    "dataset_names", "get_dataset_spec", "load_image_set", "paper_datasets", "register_dataset",
+    "CHANGED_TEMPLATES",
+    "DEFAULT_TEMPLATE",
+    "ENV_DATA_ROOT",
+    "DatasetSpec",
+    "ImageSet",
+    "dataset_names",
+    "get_dataset_spec",
+    "load_image_set",
+    "paper_datasets",
+    "register_dataset",
     "resolve_data_root",
 ]

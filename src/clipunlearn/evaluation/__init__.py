@@ -2,5 +2,13 @@
 from .features import FeatureCache, first_changed_stage, image_stages, run_stages
 from .zeroshot import LOGIT_SCALE, EvalResult, Evaluator, zero_shot_classifier
 
-__all__ = ["EvalResult", "Evaluator", "FeatureCache", "LOGIT_SCALE", "first_changed_stage", "image_stages",
-           "run_stages", "zero_shot_classifier"]
+__all__ = [
+    "LOGIT_SCALE",
+    "EvalResult",
+    "Evaluator",
+    "FeatureCache",
+    "first_changed_stage",
+    "image_stages",
+    "run_stages",
+    "zero_shot_classifier",
+]

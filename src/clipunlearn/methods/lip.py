@@ -35,7 +35,17 @@ from ..models.catalogue import eligible_names
 from ..models.factory import Clip
 from ..synthetic import SyntheticSet
 from ..synthetic.generate import GenerationConfig, generate_synthetic
-from ..training import RetainAnchor, Stage, vocabulary_to_keep, draw_perturbations, lipschitz_loss, paper_stages, restore, select_top_k, snapshot
+from ..training import (
+    RetainAnchor,
+    Stage,
+    draw_perturbations,
+    lipschitz_loss,
+    paper_stages,
+    restore,
+    select_top_k,
+    snapshot,
+    vocabulary_to_keep,
+)
 from .base import ForgetRequest, Method, Trace, register_method
 
 KEEP_CRITERIA = ("accuracy", "target_prob", "always")

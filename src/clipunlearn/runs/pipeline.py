@@ -18,8 +18,14 @@ from ..io import check_output_free, staged_dir, write_json
 from ..methods import ForgetRequest, apply_options, get_method
 from ..metrics import avg_score
 from ..models import Clip, load_clip
-from ..synthetic import (GenerationConfig, SyntheticSet, check_synthetic_fits, generate_synthetic, load_synthetic,
-                         save_synthetic)
+from ..synthetic import (
+    GenerationConfig,
+    SyntheticSet,
+    check_synthetic_fits,
+    generate_synthetic,
+    load_synthetic,
+    save_synthetic,
+)
 
 log = logging.getLogger("clipunlearn")
 
@@ -249,4 +255,4 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
     return results
 
 
-__all__ = ["ForgetSettings", "forget", "resolve_targets", "evaluate_all", "make_synthetic"]
+__all__ = ["ForgetSettings", "evaluate_all", "forget", "make_synthetic", "resolve_targets"]

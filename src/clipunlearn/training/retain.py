@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from ..evaluation.zeroshot import LOGIT_SCALE
 from ..models.factory import Clip
 
-
 #: everyday concepts anchored besides the dataset's own classes, so that forgetting one class of a
 #: narrow dataset (dog breeds) does not spill over into everything else the model knows
 GENERAL_VOCABULARY: tuple[str, ...] = (
