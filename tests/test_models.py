@@ -396,7 +396,9 @@ def test_fast_conv_layout_leaves_vit_alone(vit_b16: Clip) -> None:
         assert vit_b16.model.visual.conv1.weight.is_contiguous()
 
 
-def test_loading_zoo_weights_does_not_claim_random_init(caplog) -> None:
+def test_loading_zoo_weights_does_not_claim_random_init(caplog, monkeypatch) -> None:
+    # the CLI (run by other tests in this process) stops clipunlearn's logger propagating to the root
+    monkeypatch.setattr(logging.getLogger("clipunlearn"), "propagate", True)
     with caplog.at_level(logging.INFO):
         load_clip("mini-rn")
     assert not any("initialized randomly" in r.getMessage() for r in caplog.records)
