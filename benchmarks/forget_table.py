@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("-n", "--n-per-class", type=int, default=64)
     ap.add_argument("--synthetic-from", help="another table's --out: reuse each run's synthetic.safetensors, "
                     "so that both presets forget from the same images")
+    ap.add_argument("--cache-dir", default=None, help="image-feature cache shared by the runs (default OUT/.features)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a field of the method's config over the preset (as `clipunlearn forget --set`)")
     args = ap.parse_args()
@@ -88,7 +89,8 @@ def main() -> int:
                     raise SystemExit(f"{reuse} does not exist: run the other preset's table first, or drop --synthetic-from.")
                 forget(ForgetSettings(model=args.model, dataset=dataset, classes=[c], out=str(run),
                                       data_root=args.data_root, preset=args.preset, n_per_class=args.n_per_class,
-                                      synthetic=str(reuse) if reuse else None, progress=False, options=options))
+                                      synthetic=str(reuse) if reuse else None, progress=False, options=options,
+                                      cache_dir=args.cache_dir or str(out / ".features")))
             rows.append(json.loads((run / "results.json").read_text()))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     md = table(rows)

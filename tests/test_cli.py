@@ -118,6 +118,24 @@ def test_forget_set_overrides_preset_fields(data_slice, tmp_path, capsys, run_di
     assert not any((tmp_path / n).exists() for n in "abc")
 
 
+def test_forget_reuses_a_feature_cache_across_runs(data_slice, tmp_path, run_dir):
+    cache = tmp_path / "features"
+    base = ["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--data-root", str(data_slice),
+            "--other-datasets", "cifar10", "--synthetic", str(run_dir / "synthetic.safetensors"),
+            "--max-epochs", "1", "--max-steps", "2", "--cache-dir", str(cache), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    # before: 2 datasets x 2 cuts missed; after: the final features missed, the layer4 features reused
+    assert (first["feature_cache"]["hits"], first["feature_cache"]["misses"]) == (2, 6) and any(cache.iterdir())
+    assert main([*base, "--out", str(tmp_path / "b")]) == 0
+    second = json.loads((tmp_path / "b" / "results.json").read_text())
+    # "before" of both datasets comes from disk; "after" reuses the layer4 features (only the pool changed)
+    assert second["feature_cache"]["hits"] == 4 and second["feature_cache"]["misses"] == 2
+    for key in ("target_before", "other_classes_before", "target_after", "other_classes_after"):
+        assert second[key] == first[key]
+    assert second["datasets"] == first["datasets"]
+
+
 def test_generate_and_reuse(data_slice, tmp_path, capsys):
     syn = tmp_path / "syn.safetensors"
     assert main(["generate", *TINY, "--dataset", "caltech101", "--classes", "face", "-n", "2", "--max-steps", "2",

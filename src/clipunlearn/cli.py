@@ -202,7 +202,7 @@ def cmd_forget(args) -> int:
         synthetic=args.synthetic, method=args.method, preset=args.preset, seed=args.seed, device=args.device,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
-        options=dict(parse_option(o) for o in args.set))
+        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir)
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -304,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a field of the method's config over the preset, e.g. --set lr=1e-4 --set retain_weight=0 "
                         "(repeatable; fields: docs/lip.md, LipConfig)")
+    p.add_argument("--cache-dir", default=None,
+                   help="keep image features here across runs: a later run on the same model and datasets "
+                        "evaluates 'before' from disk and only re-runs the layers the method changed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

@@ -51,6 +51,7 @@ class ForgetSettings:
     max_epochs: int | None = None
     generation_max_steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
+    cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
 
 
 @dataclass
@@ -171,7 +172,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
                      f"threshold {synthetic.final_threshold:.3f}, {synthetic.seconds:.1f}s")
         save_synthetic(synthetic, run / "synthetic.safetensors")
 
-    evaluator = Evaluator(clip, FeatureCache(), progress=s.progress)
+    evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
     t0 = time.time()
     before = evaluate_all(evaluator, t)
     seconds["evaluation"] += time.time() - t0
@@ -243,6 +244,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
                              for r in trace.steps if "selected" in r],
         "steps": [{k: v for k, v in r.items() if k != "selected"} for r in trace.steps],
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
         "settings": {k: v for k, v in asdict(s).items()},
         "method_config": config.to_json() if hasattr(config, "to_json") else asdict(config),
         "generation_config": synthetic.config if synthetic is not None else None,
