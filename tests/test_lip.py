@@ -205,3 +205,24 @@ def test_api_generate_mirrors_the_cli(data_slice, mini_rn_random):
         cu.generate(mini_rn_random, "caltech101", "acordion", data_root=data_slice, config=cfg)
     with pytest.raises(ClipUnlearnError, match="empty"):
         cu.generate(mini_rn_random, "caltech101", " , ", data_root=data_slice, config=cfg)
+
+
+def test_apply_options_checks_names_types_and_structured_fields():
+    from clipunlearn.errors import ClipUnlearnError, UnknownNameError
+    from clipunlearn.methods import apply_options, parse_option
+
+    cfg = Lip.preset("default", "resnet")
+    apply_options(cfg, dict(parse_option(o) for o in ["lr=1e-4", "goal_acc=null", "text_tower=true", "max_epochs=2"]))
+    assert (cfg.lr, cfg.goal_acc, cfg.text_tower, cfg.max_epochs) == (1e-4, None, True, 2)
+    apply_options(cfg, {"retain_weight": 1})
+    assert cfg.retain_weight == 1.0 and isinstance(cfg.retain_weight, float)
+    with pytest.raises(UnknownNameError, match="'goal_acc'"):
+        apply_options(cfg, {"goal_ac": 0.1})
+    with pytest.raises(ClipUnlearnError, match="does not fit"):
+        apply_options(cfg, {"max_epochs": 1.5})
+    with pytest.raises(ClipUnlearnError, match="does not fit"):
+        apply_options(cfg, {"text_tower": "yes"})
+    with pytest.raises(ClipUnlearnError, match="cannot be set from the command line"):
+        apply_options(cfg, {"stages": [1]})
+    assert parse_option("prompt=a photo of {}") == ("prompt", "a photo of {}")
+

@@ -102,6 +102,9 @@ def apply_options(config: Any, options: dict[str, Any]) -> Any:
         if key not in fields:
             raise unknown(f"option of {type(config).__name__}", key, fields)
         hint = str(fields[key].type)
+        if any(t in hint for t in ("list", "tuple", "dict")):
+            raise ClipUnlearnError(f"Option {key} ({hint}) cannot be set from the command line; build the "
+                                   f"config in Python instead, e.g. {type(config).__name__}(..., {key}=...).")
         ok = ((value is None and "None" in hint)
               or (isinstance(value, bool) and "bool" in hint)
               or (isinstance(value, int) and not isinstance(value, bool) and ("int" in hint or "float" in hint))
