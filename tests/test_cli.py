@@ -122,7 +122,8 @@ def test_forget_reuses_a_feature_cache_across_runs(data_slice, tmp_path, run_dir
     cache = tmp_path / "features"
     base = ["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--data-root", str(data_slice),
             "--other-datasets", "cifar10", "--synthetic", str(run_dir / "synthetic.safetensors"),
-            "--max-epochs", "1", "--max-steps", "2", "--cache-dir", str(cache), "--quiet"]
+            "--max-epochs", "1", "--max-steps", "2", "--cache-dir", str(cache), "--quiet",
+            "--no-retrieval", "--no-template-change"]  # counted alone: those reuse the same features
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     first = json.loads((tmp_path / "a" / "results.json").read_text())
     # before: 2 datasets x 2 cuts missed; after: the final features missed, the layer4 features reused
@@ -146,7 +147,9 @@ def test_generate_and_reuse(data_slice, tmp_path, capsys):
                  "--other-datasets", "", "--data-root", str(data_slice), "--out", str(out), "--max-epochs", "1",
                  "--quiet"]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["synthetic"]["source"] == str(syn) and r["seconds"]["generation"] == 0
+    assert r["synthetic"]["source"] == str(syn) and str(syn) in r["data_seen"]["synthetic_forget"]["source"]
+    assert r["data_seen"]["synthetic_forget"]["n"] == 2  # reused: only the retain images were made
+    assert r["seconds"]["generation"] == pytest.approx(r["data_seen"]["synthetic_retain"]["seconds"], abs=0.05)
 
 
 def test_zoo_train_on_a_slice(data_slice, tmp_path, capsys):

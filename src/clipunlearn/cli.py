@@ -25,8 +25,7 @@ def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def _load(args):
-    from .api import resolve_device
-    from .models import load_clip
+    from .models import load_clip, resolve_device
 
     return load_clip(args.model, args.pretrained, args.weights, resolve_device(args.device))
 
@@ -35,7 +34,15 @@ def cmd_layers(args) -> int:
     from .models import load_clip, tensor_catalogue
 
     clip = load_clip(args.model, pretrained="none")
-    rows = tensor_catalogue(clip.model)
+    rule = "catalogue"
+    if args.method is not None:
+        from .methods import get_method
+
+        config = get_method(args.method).build_config(args.preset, clip.family, args.ablation)
+        rule = getattr(config, "eligibility", "catalogue")
+    elif args.preset != "default" or args.ablation:
+        raise ClipUnlearnError("--preset and --ablation need --method (e.g. --method lip --preset paper).")
+    rows = tensor_catalogue(clip.model, rule)
     if args.json:
         print(json.dumps({"model": args.model, "family": clip.family,
                           "tensors": [r.as_dict() for r in rows]}, indent=2))
@@ -58,8 +65,8 @@ def cmd_layers(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .api import evaluate, split_names
-    from .data import load_image_set
+    from .api import evaluate
+    from .data import load_image_set, split_names
     from .evaluation import Evaluator, FeatureCache
     from .io import check_output_free, write_json
 
@@ -91,7 +98,7 @@ def cmd_eval(args) -> int:
 def cmd_zoo_train(args) -> int:
     from .io import check_output_free, write_json
     from .models.zoo import ZOO_MODELS
-    from .models.zoo.train import RECIPES, train_zoo_model
+    from .zoo import RECIPES, train_zoo_model
 
     if args.name not in ZOO_MODELS:
         from .errors import unknown
@@ -106,7 +113,7 @@ def cmd_zoo_train(args) -> int:
         recipe = dataclasses.replace(recipe, epochs=args.epochs)
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
-    from .api import split_names
+    from .data import split_names
 
     record = train_zoo_model(args.name, args.data_root, out, recipe, log=print,
                              datasets=split_names(args.datasets) or None)
@@ -151,12 +158,9 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def cmd_generate(args) -> int:
-    from .api import split_names
-    from .data import load_image_set
+    from .data import load_image_set, split_names
     from .io import check_output_free
-    from .methods import ForgetRequest
-    from .runs.pipeline import make_synthetic
-    from .synthetic import GenerationConfig, save_synthetic
+    from .synthetic import GenerationConfig, generate_with_progress, save_synthetic
 
     check_output_free(args.out, args.overwrite, "synthetic set")
     names = split_names(args.classes)
@@ -167,8 +171,8 @@ def cmd_generate(args) -> int:
     clip = _load(args)
     cfg = GenerationConfig(n_per_class=args.n_per_class, threshold=args.threshold, max_steps=args.max_steps,
                            bn_prior=args.bn_prior, seed=args.seed)
-    req = ForgetRequest(images.name, images.classnames, classes, images.templates[0])
-    s = make_synthetic(clip, req, cfg, not args.quiet)
+    s = generate_with_progress(clip, images.classnames, classes, images.name, images.templates[0], cfg,
+                               not args.quiet)
     save_synthetic(s, args.out)
     print(f"{len(s)} images for {', '.join(names)}: {int(s.accepted.sum())} accepted, mean target probability "
           f"{float(s.probs.mean()):.3f}, final threshold {s.final_threshold:.3f}, {s.seconds:.1f}s -> {args.out}")
@@ -176,21 +180,40 @@ def cmd_generate(args) -> int:
 
 
 def _print_table(results: dict) -> None:
-    rows = [(f"target: {', '.join(results['classes'])}", results["target_before"], results["target_after"]),
-            (f"other classes of {results['dataset']}", results["other_classes_before"], results["other_classes_after"])]
-    rows += [(k, v["before"], v["after"]) for k, v in results["datasets"].items()]
-    if results.get("synthetic_acc_before") is not None:
-        rows.append(("synthetic forget set", results["synthetic_acc_before"], results["synthetic_acc_after"]))
-    w = max(len(r[0]) for r in rows)
+    from .runs import BeforeAfter
+    from .runs.results import parse_results
+
+    r = parse_results(results)
+    rows: list[tuple[str, BeforeAfter]] = [(f"target: {', '.join(r.classes)}", r.target),
+                                           (f"other classes of {r.dataset}", r.other_classes), *r.datasets.items()]
+    if r.synthetic_acc.before is not None:
+        rows.append(("synthetic forget set", r.synthetic_acc))
+    w = max(len(name) for name, _ in rows)
     print(f"{'accuracy':<{w}}  {'before':>7}  {'after':>7}")
-    for name, b, a in rows:
-        print(f"{name:<{w}}  {b:7.3f}  {a:7.3f}")
-    print(f"Avg. Score (lower is better): {results['avg_score']:.3f}   epochs: {results['epochs']}   "
-          f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    for name, ba in rows:
+        print(f"{name:<{w}}  {ba.before:7.3f}  {ba.after:7.3f}")
+    score = "undefined" if r.avg_score is None else f"{r.avg_score:.3f}"
+    print(f"Avg. Score (lower is better): {score}   epochs: {r.epochs}   "
+          f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in r.seconds.items()))
+
+
+def cmd_methods(args) -> int:
+    from .methods import DATA_KINDS, get_method, method_names
+
+    rows = [get_method(n).describe() for n in method_names()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']:<12} {r['zero_shot']:<8} {r['title']}")
+        print(f"{'':<12} needs: {', '.join(r['needs']) or 'nothing but class names'}; presets: "
+              f"{', '.join(r['presets'])}; ablations: {', '.join(r['ablations']) or 'none'}")
+    print("\ndata kinds: " + "; ".join(f"{k}: {v}" for k, v in DATA_KINDS.items()))
+    return 0
 
 
 def cmd_forget(args) -> int:
-    from .api import split_names
+    from .data import split_names
     from .methods import parse_option
     from .runs import ForgetSettings, forget
 
@@ -199,7 +222,8 @@ def cmd_forget(args) -> int:
         model=args.model, dataset=args.dataset, classes=split_names(args.classes), out=args.out,
         data_root=args.data_root, pretrained=args.pretrained, weights=args.weights,
         other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
-        synthetic=args.synthetic, method=args.method, preset=args.preset, seed=args.seed, device=args.device,
+        synthetic=args.synthetic, method=args.method, preset=args.preset, ablation=args.ablation, seed=args.seed,
+        device=args.device, retrieval=not args.no_retrieval, template_change=not args.no_template_change,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
         options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir)
@@ -237,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("layers", help="which tensors a method may update, per architecture")
     p.add_argument("--model", required=True)
+    p.add_argument("--method", default=None, help="show the eligibility of this method's preset (e.g. lip)")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--ablation", default=None)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--all", action="store_true", help="list the tensors that never change too")
     p.set_defaults(func=cmd_layers)
@@ -273,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list dataset names and default templates")
     p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("methods", help="list the unlearning methods, their data needs, presets and ablations")
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("generate", help="make a synthetic forget set from class names")
     _model_args(p)
@@ -296,14 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datasets whose accuracy must be kept (default: the other paper datasets; '' for none)")
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--synthetic", default=None, help="reuse a synthetic set made by `clipunlearn generate`")
-    p.add_argument("--method", default="lip")
-    p.add_argument("--preset", default="default", choices=["default", "paper"])
+    p.add_argument("--method", default="lip", help="a registered method (clipunlearn methods lists them)")
+    p.add_argument("--preset", default="default", help="a preset of the method: default (tuned on the mini "
+                                                        "zoo) or paper (the paper's settings)")
+    p.add_argument("--ablation", default=None, help="an ablation switch of the method, e.g. no-text-loss")
+    p.add_argument("--no-retrieval", action="store_true", help="skip retrieval precision@k")
+    p.add_argument("--no-template-change", action="store_true", help="skip the evaluation with other templates")
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000); also caps the retain images' budget")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a field of the method's config over the preset, e.g. --set lr=1e-4 --set retain_weight=0 "
-                        "(repeatable; fields: docs/lip.md, LipConfig)")
+                   help="set a field of the method's config over the preset, e.g. --set lr=1e-4 "
+                        "(repeatable; fields: docs/methods.md)")
     p.add_argument("--cache-dir", default=None,
                    help="keep image features here across runs: a later run on the same model and datasets "
                         "evaluates 'before' from disk and only re-runs the layers the method changed")

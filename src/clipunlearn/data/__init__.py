@@ -8,6 +8,7 @@ from .registry import (
     get_dataset_spec,
     paper_datasets,
     register_dataset,
+    split_names,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "paper_datasets",
     "register_dataset",
     "resolve_data_root",
+    "split_names",
 ]

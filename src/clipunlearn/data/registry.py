@@ -5,7 +5,7 @@ read any registered name from a manifest folder, a class-folder tree or torchvis
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,14 @@ def get_dataset_spec(name: str) -> DatasetSpec:
         if key == spec.name or key in spec.aliases:
             return spec
     raise unknown("dataset", name, _REGISTRY)
+
+
+def split_names(value: str | Sequence[str] | None) -> list[str]:
+    """'a,b' or ['a', 'b'] -> ['a', 'b'], whitespace trimmed, empties dropped."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [v.strip() for v in items if v and v.strip()]
 
 
 def paper_datasets() -> list[str]:

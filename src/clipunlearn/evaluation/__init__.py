@@ -1,13 +1,15 @@
 """Evaluation: zero-shot classification with a stage-wise feature cache."""
-from .features import FeatureCache, first_changed_stage, image_stages, run_stages
-from .zeroshot import LOGIT_SCALE, EvalResult, Evaluator, zero_shot_classifier
+from .features import FeatureCache, ImageStage, hash_tensors, image_stages, run_stages
+from .zeroshot import LOGIT_SCALE, EvalResult, Evaluator, image_scores, zero_shot_classifier
 
 __all__ = [
     "LOGIT_SCALE",
     "EvalResult",
     "Evaluator",
     "FeatureCache",
-    "first_changed_stage",
+    "ImageStage",
+    "hash_tensors",
+    "image_scores",
     "image_stages",
     "run_stages",
     "zero_shot_classifier",

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,18 +25,18 @@ from ..models.factory import Clip
 
 
 @dataclass(frozen=True)
-class Stage:
+class ImageStage:
     name: str
     prefixes: tuple[str, ...]  # parameter/buffer name prefixes (under model.visual) of this stage
     run: Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
-def _resnet_stages(visual: nn.Module) -> list[Stage]:
+def _resnet_stages(visual: nn.Module) -> list[ImageStage]:
     stem = ("conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.")
-    stages = [Stage("stem", stem, lambda v, x: v.stem(x))]
+    stages = [ImageStage("stem", stem, lambda v, x: v.stem(x))]
     for i in range(1, 5):
-        stages.append(Stage(f"layer{i}", (f"layer{i}.",), lambda v, x, i=i: getattr(v, f"layer{i}")(x)))
-    stages.append(Stage("attnpool", ("attnpool.",), lambda v, x: v.attnpool(x)))
+        stages.append(ImageStage(f"layer{i}", (f"layer{i}.",), lambda v, x, i=i: getattr(v, f"layer{i}")(x)))
+    stages.append(ImageStage("attnpool", ("attnpool.",), lambda v, x: v.attnpool(x)))
     return stages
 
 
@@ -51,36 +52,17 @@ def _vit_pool(v: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return pooled @ v.proj if v.proj is not None else pooled
 
 
-def _vit_stages(visual: nn.Module) -> list[Stage]:
+def _vit_stages(visual: nn.Module) -> list[ImageStage]:
     embed = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.", "patch_dropout.")
-    stages = [Stage("embed", embed, lambda v, x: v._embeds(x))]
+    stages = [ImageStage("embed", embed, lambda v, x: v._embeds(x))]
     for i in range(len(visual.transformer.resblocks)):
-        stages.append(Stage(f"block{i}", (f"transformer.resblocks.{i}.",), lambda v, x, i=i: _vit_block(v, x, i)))
-    stages.append(Stage("pool", ("ln_post.", "proj", "attn_pool"), _vit_pool))
+        stages.append(ImageStage(f"block{i}", (f"transformer.resblocks.{i}.",), lambda v, x, i=i: _vit_block(v, x, i)))
+    stages.append(ImageStage("pool", ("ln_post.", "proj", "attn_pool"), _vit_pool))
     return stages
 
 
-def image_stages(clip: Clip) -> list[Stage]:
+def image_stages(clip: Clip) -> list[ImageStage]:
     return _resnet_stages(clip.model.visual) if image_family(clip.model) == "resnet" else _vit_stages(clip.model.visual)
-
-
-def first_changed_stage(clip: Clip, changed: Iterable[str] | None) -> int:
-    """Index of the first stage holding a changed tensor (``model``-level names); all stages if None."""
-    stages = image_stages(clip)
-    if changed is None:
-        return 0
-    cut = len(stages)
-    for name in changed:
-        if not name.startswith("visual."):
-            continue
-        local = name[len("visual."):]
-        for i, st in enumerate(stages):
-            if any(local.startswith(p) for p in st.prefixes):
-                cut = min(cut, i)
-                break
-        else:
-            return 0  # a tensor no stage claims: recompute everything
-    return cut
 
 
 def run_stages(clip: Clip, x: torch.Tensor, start: int, end: int | None = None) -> torch.Tensor:
@@ -95,15 +77,12 @@ def run_stages(clip: Clip, x: torch.Tensor, start: int, end: int | None = None) 
     return x
 
 
-def trunk_hash(clip: Clip, cut: int) -> str:
-    """Hash of every parameter and buffer of stages ``[0, cut)``, with the pixel statistics."""
-    stages = image_stages(clip)
-    prefixes = tuple(p for st in stages[:cut] for p in st.prefixes)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr((clip.arch, clip.image_size, clip.mean, clip.std, cut)).encode())
-    visual = clip.model.visual
-    for name, t in list(visual.named_parameters()) + list(visual.named_buffers()):
-        if name.startswith(prefixes):
+def hash_tensors(module: nn.Module, keep: Callable[[str], bool], h: Any = None) -> str:
+    """Hash of the names and fp32 values of ``module``'s parameters and buffers whose name ``keep``
+    accepts (fed into ``h`` after what it already holds, if given)."""
+    h = h or hashlib.blake2b(digest_size=16)
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if keep(name):
             h.update(name.encode())
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()

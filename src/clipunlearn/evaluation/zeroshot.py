@@ -16,7 +16,7 @@ from ..data import ImageSet
 from ..errors import DataError
 from ..models.catalogue import image_family
 from ..models.factory import Clip
-from .features import FeatureCache, image_stages
+from .features import FeatureCache, hash_tensors, image_stages
 
 LOGIT_SCALE = 100.0
 
@@ -39,6 +39,19 @@ def zero_shot_classifier(clip: Clip, classnames: Sequence[str], templates: Seque
         total = emb if total is None else total + emb
     weights = total
     return F.normalize(weights, dim=-1)
+
+
+@torch.no_grad()
+def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str],
+                 templates: Sequence[str], batch_size: int = 256) -> tuple[float, float]:
+    """Zero-shot accuracy of ``images`` ([0, 1], N×3×H×W) against ``classnames`` and the mean
+    probability of each image's label, with a classifier built from the model as it is now."""
+    weights = zero_shot_classifier(clip, classnames, templates)
+    feats = torch.cat([clip.encode_image(images[i:i + batch_size].to(clip.device), normalize=True)
+                       for i in range(0, len(images), batch_size)])
+    p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
+    t = labels.to(clip.device)
+    return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
 
 
 @dataclass
@@ -122,19 +135,10 @@ class Evaluator:
         self.progress = progress
         self._classifiers: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-    def _text_hash(self) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        model = self.clip.model
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if not name.startswith("visual."):
-                h.update(name.encode())
-                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return h.hexdigest()
-
     def classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """:func:`zero_shot_classifier`, reused while the text tower, names and templates are unchanged."""
         h = hashlib.blake2b(digest_size=20)
-        h.update(repr((self.clip.arch, self._text_hash(), list(classnames), list(templates))).encode())
+        h.update(repr((self.clip.arch, hash_tensors(self.clip.model, lambda name: not name.startswith("visual.")), list(classnames), list(templates))).encode())
         key = h.hexdigest()
         if key in self._classifiers:
             self._classifiers.move_to_end(key)
@@ -151,16 +155,7 @@ class Evaluator:
 
     def _stage_hashes(self) -> list[str]:
         visual = self.clip.model.visual
-        tensors = list(visual.named_parameters()) + list(visual.named_buffers())
-        hashes = []
-        for st in image_stages(self.clip):
-            h = hashlib.blake2b(digest_size=16)
-            for name, t in tensors:
-                if name.startswith(st.prefixes):
-                    h.update(name.encode())
-                    h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            hashes.append(h.hexdigest())
-        return hashes
+        return [hash_tensors(visual, lambda name, st=st: name.startswith(st.prefixes)) for st in image_stages(self.clip)]
 
     def _key(self, images: ImageSet, stage_hashes: list[str], cut: int) -> str:
         h = hashlib.blake2b(digest_size=20)

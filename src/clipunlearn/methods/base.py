@@ -1,64 +1,81 @@
-"""What an unlearning method is: a registered class that takes a model, a forget request and the
-data it is allowed to see, changes the model in place and returns a trace of what it did."""
+"""What an unlearning method is: a registered class that takes a context (model, forget request, knobs
+and the data it declared), changes the model in place and returns a trace of what it did."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import ClipUnlearnError, unknown
-from ..models.factory import Clip
-from ..synthetic import SyntheticSet
+from ..training.loop import Trace
+from .context import ForgetContext
 
-
-@dataclass
-class ForgetRequest:
-    """Forget ``classes`` (indices into ``classnames``) of ``dataset``."""
-
-    dataset: str
-    classnames: list[str]
-    classes: list[int]
-    template: str
-
-    @property
-    def class_names(self) -> list[str]:
-        return [self.classnames[c] for c in self.classes]
-
-
-@dataclass
-class Trace:
-    """What a method did, step by step; written into results.json."""
-
-    epochs: int = 0
-    stage_reached: int = 0
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    stopped_because: str = ""
-    changed_tensors: list[str] = field(default_factory=list)
-    kept_any_step: bool = False
-    seconds: float = 0.0
+FAMILIES = ("resnet", "vit")
 
 
 class Method:
-    """Base class: subclasses set ``name``, ``config_cls``, ``needs_synthetic`` and implement ``run``."""
+    """Base class of the unlearning methods. A subclass (one file under ``methods/``, decorated with
+    ``@register_method``) sets:
+
+    * ``name``: the registry name; ``title``: one line for ``clipunlearn methods``;
+    * ``config_cls``: a dataclass of its settings;
+    * ``needs``: the data kinds it may see (``context.DATA_KINDS``); the run hands it nothing else;
+    * ``presets``: ``{name: {field: value, ..., "resnet": {...}, "vit": {...}}}``, overrides of the
+      config's defaults, the ``resnet`` / ``vit`` entries for one image-tower family only;
+    * ``ablations``: ``{name: {field: value}}``, switches applied over the preset;
+
+    and implements ``run(ctx) -> Trace``, changing ``ctx.clip`` in place.
+    """
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""
     config_cls: ClassVar[type]
-    needs_synthetic: ClassVar[bool] = True
-    summary: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.config_cls()
 
     @classmethod
-    def preset(cls, name: str, family: str) -> Any:
-        """The configuration of a named preset for an image-tower family."""
+    def build_config(cls, preset: str = "default", family: str = "resnet", ablation: str | None = None,
+                     options: dict[str, Any] | None = None) -> Any:
+        """The config of ``preset`` for an image-tower ``family``, with an ``ablation`` switched on and
+        the user's ``options`` (checked names and types) over it."""
+        if preset not in cls.presets:
+            raise unknown(f"preset of {cls.name}", preset, cls.presets)
+        if ablation is not None and ablation not in cls.ablations:
+            if not cls.ablations:
+                raise ClipUnlearnError(f"Method {cls.name} has no ablations; drop --ablation {ablation}.")
+            raise unknown(f"ablation of {cls.name}", ablation, cls.ablations)
+        values = {k: v for k, v in cls.presets[preset].items() if k not in FAMILIES}
+        values.update(cls.presets[preset].get(family, {}))
+        if ablation is not None:
+            values.update(cls.ablations[ablation])
+        config = dataclasses.replace(cls.config_cls(), **copy.deepcopy(values))
+        return apply_options(config, options or {})
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """What ``clipunlearn methods --json`` prints for this method."""
+        return {"name": cls.name, "title": cls.title, "needs": sorted(cls.needs), "zero_shot": cls.zero_shot(),
+                "presets": sorted(cls.presets), "ablations": sorted(cls.ablations)}
+
+    @classmethod
+    def zero_shot(cls) -> str:
+        """The paper's classes: "ZS" (no real image), "semi ZS" (real forget images), "not ZS"."""
+        if "real_retain" in cls.needs:
+            return "not ZS"
+        return "semi ZS" if "real_forget" in cls.needs else "ZS"
+
+    def run(self, ctx: ForgetContext) -> Trace:
         raise NotImplementedError
 
-    def run(self, clip: Clip, request: ForgetRequest, synthetic: SyntheticSet | None,
-            progress: Callable[[dict], None] | None = None) -> Trace:
-        raise NotImplementedError
+
+def config_json(config: Any) -> dict[str, Any]:
+    """A method config as JSON-ready data (tuples as lists, nested dataclasses as dicts)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 _METHODS: dict[str, type[Method]] = {}

@@ -1,54 +1,63 @@
 """Lip: zero-shot class unlearning with synthetic samples (Kravets & Namboodiri, WACV 2025).
 
-Reads like the paper (§4.2-4.5, App. H Algorithm 1, App. K; METHOD.md §1.2):
+Reads like the paper (§4.2-4.5, App. H Algorithm 1, App. K):
 
-    for each epoch (at most ``max_epochs``):
-        draw N perturbations of every synthetic image at the current stage's σ
-        loss = Lipschitz loss of the image and text embeddings (Eq. 5)
-        rank the eligible tensors by mean |grad|; keep the top k_img / k_txt, drop the rest
-        one Adam step (coupled weight decay)
-        measure the synthetic set with a classifier rebuilt from the updated model
-        if it improved: keep the step, stop if synthetic accuracy <= goal
-        else: restore model and optimiser, go to the next stage (larger σ and k); stop when none is left
+    forget images = synthetic images of the class, made from its name (§4.3)
+    stages: σ and the number of tensors per tower k grow together (§4.5)
+    for each epoch:
+        draw N perturbations ε ~ N(0, σ²) of every forget image
+        loss = Lipschitz loss: (‖f_img(x) − f_img(x+ε)‖ + ‖f_txt(t) − f_img(x+ε)‖) / ‖ε‖ (Eq. 4-5)
+        keep the gradient of the top k_img / k_txt tensors by mean |grad| (§4.4); one Adam step
+        measure the forget images with a classifier rebuilt from the updated model
+        if their accuracy fell: keep the step, stop once it is <= the goal
+        else: revert it and go to the next stage; stop when none is left
     if no step was ever kept: the result is the original model
 
-Presets: ``paper`` is the above with the paper's numbers, keeping a step only if synthetic accuracy
-strictly fell. ``default`` is what our measurements on the mini zoo showed works (docs/lip.md): the
-image tower only, lr 5e-4 without weight decay, a fixed 4 epochs, and a data-free retain term: the
-KL divergence between the original and the current model's predictions on synthetic images of the
-dataset's *other* classes (made here, from their names only), weighted by ``retain_weight``.
+Presets: ``paper`` is the above with the paper's numbers and the official code's choices (its
+perturbation clamp and, for ViT, its tensor eligibility and k schedule; docs/methods.md).
+``default`` is what our measurements on the mini zoo showed works (docs/lip.md): the image tower
+only, lr 5e-4 without weight decay, a fixed 4 epochs, and a data-free retain term: the KL divergence
+between the original and the current model's predictions on synthetic images of classes to keep
+(the dataset's other classes and everyday concepts, made from their names), weighted by
+``retain_weight``.
+
+Ablations (paper §6, App. B): ``all-params-vary`` (every tensor trains, no selection),
+``one-iter`` (a single epoch), ``no-text-loss`` (image term only, image tower only: ULip on
+synthetic images), ``cupl-gen`` (forget images made from descriptive CuPL prompts),
+``text-emb-perturb`` (the text term perturbs the prompt's token embeddings instead of comparing
+with the perturbed image).
 """
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
-from ..errors import TrainingError
-from ..evaluation.zeroshot import LOGIT_SCALE, zero_shot_classifier
+from ..evaluation.zeroshot import image_scores
 from ..models.catalogue import eligible_names
-from ..models.factory import Clip
-from ..synthetic import SyntheticSet
-from ..synthetic.generate import GenerationConfig, generate_synthetic
 from ..training import (
+    KeepRule,
+    Loop,
+    OptimConfig,
     RetainAnchor,
     Stage,
+    StopRule,
+    Trace,
     draw_perturbations,
     lipschitz_loss,
-    paper_stages,
-    restore,
-    select_top_k,
-    snapshot,
-    vocabulary_to_keep,
+    run_loop,
 )
-from .base import ForgetRequest, Method, Trace, register_method
+from .base import Method, register_method
+from .context import ForgetContext, ImageBatch
 
-KEEP_CRITERIA = ("accuracy", "target_prob", "always")
+#: the paper's schedule (§4.5, App. K)
+SIGMAS = (0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+RESNET_K_IMAGE = (5, 7, 10, 13, 15, 20, 25)
+RESNET_K_TEXT = (5, 7, 12, 18, 25, 30, 35)
+#: the official code's ViT schedule: 25 + [0, 2, 5, 8, 10, 15, 20], both towers
+OFFICIAL_VIT_K = tuple(25 + d for d in (0, 2, 5, 8, 10, 15, 20))
+#: how an epoch is judged: accuracy of the forget images must fall, their mean target probability
+#: must fall, or every epoch is kept
+KEEP_CRITERIA = {"accuracy": KeepRule("forget_acc", start=1.0), "target_prob": KeepRule("target_prob"),
+                 "always": KeepRule()}
 
 
 @dataclass
@@ -57,172 +66,108 @@ class LipConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     adam_eps: float = 1e-6
     weight_decay: float = 0.2  # coupled (Adam, not AdamW)
-    n_draws: int = 25
-    scaling: str = "official"
+    n_draws: int = 25  # N perturbations per image and epoch
+    scaling: str = "official"  # "official": Σ k / 2 / 2N; "mean": Eq. 5 as written
+    perturbation: str = "paper"  # "paper": x+ε, denominator ‖ε‖; "official": clamped to the batch's range
     prompt: str = "A picture of {}"
-    keep: str = "accuracy"  # "accuracy": synthetic accuracy must fall; "target_prob": mean target
-    # probability must fall; "always": every step is kept (fixed number of epochs)
-    goal_acc: float | None = 0.1  # stop once synthetic accuracy <= goal; None: never stop early
-    text_tower: bool = True  # False: only the image tower is updated
-    retain_weight: float = 0.0  # weight of the retain KL term; 0: off
+    keep: str = "accuracy"  # see KEEP_CRITERIA
+    goal_acc: float | None = 0.1  # stop once forget accuracy <= goal; None: never early
+    image_tower: bool = True
+    text_tower: bool = True
+    text_term: bool = True  # False: the loss has the image term only
+    text_perturbation: bool = False  # True: the text term perturbs token embeddings (TextEmbPerturb)
+    eligibility: str = "catalogue"  # which tensors may change: "catalogue", "official" or "all"
+    select_top_k: bool = True  # False: every eligible tensor trains (no selection)
+    sigmas: tuple[float, ...] = SIGMAS
+    k_image: tuple[int, ...] = RESNET_K_IMAGE
+    k_text: tuple[int, ...] = RESNET_K_TEXT
+    forget_images: str = "synthetic"  # "synthetic" or "real" (ULip)
+    generation_prompts: str = "template"  # "template" or "cupl" (descriptive prompts, CuPLGen)
+    retain_weight: float = 0.0  # weight of the data-free retain KL term; 0: off
     retain_classes: int = 48  # other classes given one retain image each (a seeded sample if more)
     retain_vocabulary: bool = True  # also anchor everyday concepts (training.retain.GENERAL_VOCABULARY)
     retain_steps: int = 100  # generation budget per retain image (the most probable state is kept)
     max_epochs: int = 30
-    stages: list[Stage] | None = None  # None: the paper's for the model's family
-    seed: int = 0
     draw_chunk: int = 512
-    preset: str = "paper"
 
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["stages"] = [asdict(s) for s in self.stages] if self.stages else None
-        return d
+    def stages(self, n_image: int, n_text: int) -> list[Stage]:
+        if not (len(self.sigmas) == len(self.k_image) == len(self.k_text)):
+            from ..errors import TrainingError
+
+            raise TrainingError(f"sigmas, k_image and k_text must have one entry per stage; got "
+                                f"{len(self.sigmas)}, {len(self.k_image)}, {len(self.k_text)}.")
+        return [Stage(i, {"image": min(ki, n_image), "text": min(kt, n_text)}, {"sigma": s})
+                for i, (s, ki, kt) in enumerate(zip(self.sigmas, self.k_image, self.k_text))]
 
 
 @register_method
 class Lip(Method):
     name = "lip"
+    title = "Lipschitz forgetting of both towers on synthetic images, selective layers (WACV'25)"
     config_cls = LipConfig
-    needs_synthetic = True
-    summary = "Lipschitz forgetting of both towers on synthetic images, selective layers (WACV'25)"
+    needs = frozenset({"synthetic_forget", "synthetic_retain"})
+    presets = {
+        "paper": {"perturbation": "official",
+                  "vit": {"eligibility": "official", "k_image": OFFICIAL_VIT_K, "k_text": OFFICIAL_VIT_K}},
+        "default": {"lr": 5e-4, "weight_decay": 0.0, "keep": "always", "goal_acc": None, "max_epochs": 4,
+                    "text_tower": False, "retain_weight": 3.0, "sigmas": (0.1,), "k_text": (0,),
+                    "resnet": {"k_image": (10_000,)}, "vit": {"k_image": (25,)}},
+    }
+    ablations = {
+        "all-params-vary": {"eligibility": "all", "select_top_k": False},
+        "one-iter": {"max_epochs": 1},
+        "no-text-loss": {"text_term": False, "text_tower": False},
+        "cupl-gen": {"generation_prompts": "cupl"},
+        "text-emb-perturb": {"text_perturbation": True},
+    }
 
-    @classmethod
-    def preset(cls, name: str, family: str) -> LipConfig:
-        if name == "paper":
-            return LipConfig(preset="paper")
-        if name == "default":
-            return LipConfig(preset="default", lr=5e-4, weight_decay=0.0, keep="always", goal_acc=None,
-                             max_epochs=4, text_tower=False, retain_weight=3.0,
-                             stages=[Stage(0, 0.1, 10_000 if family == "resnet" else 25, 0)])
-        raise TrainingError(f"Unknown preset {name!r} for lip. Use 'paper' or 'default'.")
+    def forget_images(self, ctx: ForgetContext) -> ImageBatch:
+        if self.config.forget_images == "real":
+            return ctx.real_forget()
+        return ctx.synthetic_forget(prompts=self.config.generation_prompts)
 
-    def run(self, clip: Clip, request: ForgetRequest, synthetic: SyntheticSet | None,
-            progress: Callable[[dict], None] | None = None) -> Trace:
-        with clip.fast_conv_layout():
-            return self._run(clip, request, synthetic, progress)
-
-    def _run(self, clip: Clip, request: ForgetRequest, synthetic: SyntheticSet | None,
-             progress: Callable[[dict], None] | None) -> Trace:
-        if synthetic is None:
-            raise TrainingError("lip needs a synthetic forget set.")
-        cfg = self.config
+    def run(self, ctx: ForgetContext) -> Trace:
+        cfg, clip = self.config, ctx.clip
         if cfg.keep not in KEEP_CRITERIA:
-            raise TrainingError(f"Unknown keep criterion {cfg.keep!r}; use one of {KEEP_CRITERIA}.")
-        t0 = time.time()
-        model = clip.model
-        towers = {"image": eligible_names(model, "image"),
-                  "text": eligible_names(model, "text") if cfg.text_tower else []}
-        names = towers["image"] + towers["text"]
-        n_img, n_txt = len(towers["image"]), len(towers["text"])
-        stages = [Stage(st.index, st.sigma, min(st.k_img, n_img), min(st.k_txt, n_txt))
-                  for st in (cfg.stages or paper_stages(clip.family, n_img, n_txt))]
-        retain = self.make_retain(clip, request) if cfg.retain_weight > 0 else None
-        params = dict(model.named_parameters())
-        for n, p in params.items():
-            p.requires_grad_(n in names)
-        opt = torch.optim.Adam([params[n] for n in names], lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
-                               weight_decay=cfg.weight_decay)
-        original = snapshot(model, names)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        device = clip.device
-        pixels = synthetic.images.to(device)
-        tokens = clip.tokenize([cfg.prompt.format(synthetic.classnames[t]) for t in synthetic.targets.tolist()])
+            from ..errors import TrainingError
 
-        acc0, prob0 = self.synthetic_scores(clip, synthetic, request.template)
-        best = 1.0 if cfg.keep == "accuracy" else prob0
+            raise TrainingError(f"Unknown keep criterion {cfg.keep!r}; use one of {sorted(KEEP_CRITERIA)}.")
+        forget = self.forget_images(ctx)
         trace = Trace()
-        trace.steps.append({"epoch": 0, "synthetic_acc": acc0, "target_prob": prob0, "kept": None})
-        if retain is not None:
-            trace.steps[0].update(retain_images=len(retain.images), retain_seconds=round(self.retain_seconds, 2))
-        stage_i = 0
-        model.train(False)  # batch-norm statistics stay as they are; no dropout
-        try:
-            for epoch in range(1, cfg.max_epochs + 1):
-                stage = stages[stage_i]
-                saved, saved_opt = snapshot(model, names), copy.deepcopy(opt.state_dict())
-                eps = draw_perturbations(cfg.n_draws, pixels.shape, stage.sigma, gen)
-                loss = lipschitz_loss(clip, pixels, tokens, eps, cfg.scaling, cfg.draw_chunk)
-                retain_kl = retain.kl(clip) if retain is not None else None
-                total = loss + cfg.retain_weight * retain_kl if retain_kl is not None else loss
-                if not math.isfinite(total.item()):
-                    restore(model, original)
-                    raise TrainingError(
-                        f"The Lipschitz loss became {total.item()} at epoch {epoch}, stage {stage.index} "
-                        f"(σ={stage.sigma}); the original model is kept. Lower the learning rate or σ."
-                    )
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                selected = select_top_k(model, towers, {"image": stage.k_img, "text": stage.k_txt})
-                opt.step()
-                acc, prob = self.synthetic_scores(clip, synthetic, request.template)
-                score = acc if cfg.keep == "accuracy" else prob
-                kept = cfg.keep == "always" or score < best
-                row = {"epoch": epoch, "stage": stage.index, "sigma": stage.sigma, "k_img": stage.k_img,
-                       "k_txt": stage.k_txt, "loss": loss.item(),
-                       "retain_kl": None if retain_kl is None else retain_kl.item(), "synthetic_acc": acc, "target_prob": prob,
-                       "kept": kept, "selected": selected}
-                trace.steps.append(row)
-                trace.epochs = epoch
-                trace.stage_reached = stage.index
-                if progress is not None:
-                    progress(row)
-                if kept:
-                    best = score
-                    trace.kept_any_step = True
-                    trace.changed_tensors = sorted(set(trace.changed_tensors) | set(selected))
-                    if cfg.goal_acc is not None and acc <= cfg.goal_acc:
-                        trace.stopped_because = f"synthetic accuracy {acc:.3f} <= {cfg.goal_acc}"
-                        break
-                else:
-                    restore(model, saved)
-                    opt.load_state_dict(saved_opt)
-                    stage_i += 1
-                    if stage_i == len(stages):
-                        trace.stopped_because = "stages exhausted"
-                        break
-            else:
-                trace.stopped_because = f"reached max_epochs ({cfg.max_epochs})"
-            if not trace.kept_any_step:
-                restore(model, original)
-                trace.changed_tensors = []
-        finally:
-            for p in params.values():
-                p.requires_grad_(True)
-                p.grad = None
-            model.eval()
-        trace.seconds = time.time() - t0
-        return trace
+        retain = None
+        if cfg.retain_weight > 0:
+            kept = ctx.synthetic_retain(max_classes=cfg.retain_classes, vocabulary=cfg.retain_vocabulary,
+                                        steps=cfg.retain_steps)
+            retain = RetainAnchor(clip, kept.images, kept.classnames, ctx.request.template)
+            trace.info["retain_images"] = len(kept)
+        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
+                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        pixels = forget.images.to(clip.device)
+        prompts = [cfg.prompt.format(forget.classnames[t]) for t in forget.labels.tolist()]
+        tokens = clip.tokenize(prompts) if cfg.text_term else None
+        gen = ctx.generator()
 
-    def make_retain(self, clip: Clip, request: ForgetRequest) -> RetainAnchor | None:
-        """One synthetic image for each of up to ``retain_classes`` of the dataset's other classes (a
-        seeded sample) and, with ``retain_vocabulary``, for each everyday concept that does not overlap
-        a forgotten class. Made like the forget images but with a short budget and no threshold
-        lowering: each keeps its most probable state. None when there is nothing to keep."""
-        cfg = self.config
-        others = [i for i in range(len(request.classnames)) if i not in set(request.classes)]
-        if len(others) > cfg.retain_classes:
-            order = torch.randperm(len(others), generator=torch.Generator().manual_seed(cfg.seed + 1))
-            others = sorted(others[i] for i in order[: max(0, cfg.retain_classes)].tolist())
-        names = list(request.classnames)
-        if cfg.retain_vocabulary:
-            extra = vocabulary_to_keep(names, request.class_names)
-            others += list(range(len(names), len(names) + len(extra)))
-            names += extra
-        if not others:
-            return None
-        gcfg = GenerationConfig(n_per_class=1, max_steps=cfg.retain_steps, threshold_floor=1.0, seed=cfg.seed + 1)
-        t0 = time.time()
-        images = generate_synthetic(clip, names, others, request.dataset, request.template, gcfg).images
-        self.retain_seconds = time.time() - t0
-        return RetainAnchor(clip, images, names, request.template)
+        def step(stage: Stage, epoch: int, _: int):
+            eps = draw_perturbations(cfg.n_draws, pixels.shape, stage.values["sigma"], gen)
+            text_eps = None
+            if cfg.text_perturbation and tokens is not None:
+                width = clip.model.token_embedding.embedding_dim
+                text_eps = draw_perturbations(cfg.n_draws, (*tokens.shape, width), stage.values["sigma"], gen)
+            loss = lipschitz_loss(clip, pixels, tokens, eps, cfg.scaling, cfg.draw_chunk, cfg.perturbation, text_eps)
+            metrics = {"lipschitz": float(loss.detach())}
+            if retain is not None:
+                kl = retain.kl(clip)
+                metrics["retain_kl"] = float(kl.detach())
+                loss = loss + cfg.retain_weight * kl
+            return loss, metrics
 
-    @staticmethod
-    @torch.no_grad()
-    def synthetic_scores(clip: Clip, synthetic: SyntheticSet, template: str) -> tuple[float, float]:
-        """Accuracy and mean target probability of the synthetic set under the current model."""
-        weights = zero_shot_classifier(clip, synthetic.classnames, [template])
-        feats = clip.encode_image(synthetic.images.to(clip.device), normalize=True)
-        p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
-        t = synthetic.targets.to(clip.device)
-        return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
+        def measure() -> dict[str, float]:
+            acc, prob = image_scores(clip, forget.images, forget.labels, forget.classnames, [ctx.request.template])
+            return {"forget_acc": acc, "target_prob": prob}
+
+        loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, cfg.betas, cfg.adam_eps, cfg.weight_decay),
+                    max_epochs=ctx.epochs(cfg.max_epochs),
+                    stages=cfg.stages(len(towers["image"]), len(towers["text"])),
+                    selection="top_k" if cfg.select_top_k else "all",
+                    keep=KEEP_CRITERIA[cfg.keep], stop=StopRule("forget_acc", cfg.goal_acc))
+        return run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)

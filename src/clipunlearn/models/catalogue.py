@@ -1,4 +1,4 @@
-"""Which parameter tensors an unlearning method may update (METHOD.md §1.2), per architecture.
+"""Which parameter tensors an unlearning method may update (WACV'25 §4.4), per architecture.
 
 Units are tensors: a weight and its bias count separately. The rules, by tower:
 
@@ -85,8 +85,9 @@ def _rule(name: str, family: str) -> tuple[str, bool, str]:
     return "text", False, "not a transformer block"
 
 
-def tensor_catalogue(model: nn.Module) -> list[TensorInfo]:
-    """Every parameter tensor of a CLIP model with whether a method may update it, and why.
+def tensor_catalogue(model: nn.Module, rule: str = "catalogue") -> list[TensorInfo]:
+    """Every parameter tensor of a CLIP model with whether a method may update it under ``rule``
+    (:data:`ELIGIBILITY`), and why.
 
     Batch-norm running statistics are buffers, not parameters: they never change.
     """
@@ -94,10 +95,23 @@ def tensor_catalogue(model: nn.Module) -> list[TensorInfo]:
     rows = []
     for name, p in model.named_parameters():
         tower, ok, reason = _rule(name, family)
+        if not ok and rule == "official" and family == "vit" and tower == "image":
+            ok, reason = True, f"{reason} (eligible in the official code)"
+        elif not ok and rule == "all" and tower != "shared":
+            ok, reason = True, f"{reason} (every tensor trains)"
         rows.append(TensorInfo(name, tower, tuple(p.shape), p.numel(), ok, reason))
     return rows
 
 
-def eligible_names(model: nn.Module, tower: str | None = None) -> list[str]:
-    """Names of the tensors a method may update, optionally of one tower ('image' or 'text')."""
-    return [t.name for t in tensor_catalogue(model) if t.eligible and (tower is None or t.tower == tower)]
+#: which tensors may change: "catalogue" (the rules above), "official" (the official WACV'25 code:
+#: as the catalogue, but any tensor of a ViT image tower), "all" (every tensor but the logit scale)
+ELIGIBILITY = ("catalogue", "official", "all")
+
+
+def eligible_names(model: nn.Module, tower: str | None = None, rule: str = "catalogue") -> list[str]:
+    """Names of the tensors a method may update under ``rule`` (:data:`ELIGIBILITY`), optionally of
+    one tower ('image' or 'text')."""
+    if rule not in ELIGIBILITY:
+        raise ClipUnlearnError(f"Unknown eligibility rule {rule!r}; use one of {ELIGIBILITY}.")
+    rows = [t for t in tensor_catalogue(model, rule) if tower is None or t.tower == tower]
+    return [t.name for t in rows if t.eligible]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchvision import transforms as T
 
-from ..errors import WeightsError, unknown
+from ..errors import ClipUnlearnError, WeightsError, unknown
 from .catalogue import image_family
 from .zoo import ZOO_MODELS, register_with_open_clip, weights_path
 
@@ -70,7 +70,8 @@ class Clip:
     def fast_conv_layout(self) -> Iterator[torch.memory_format]:
         """Within the block, a ResNet image tower keeps its convolution weights channels-last, which
         runs batched convolutions about 1.5x faster on CPU (oneDNN); values are unchanged and the
-        usual layout is restored on leaving the outermost block (safetensors needs it). Yields the layout inputs should use."""
+        usual layout is restored on leaving the outermost block (safetensors needs it). Yields the
+        layout that inputs should use."""
         if self.family != "resnet":
             yield torch.contiguous_format
             return
@@ -138,6 +139,19 @@ def _quiet_random_init_warning() -> Iterator[None]:
         yield
     finally:
         root.removeFilter(filt)
+
+
+def resolve_device(device: str | None) -> str:
+    """'cpu' or 'cuda' (also 'cuda:N'); fails clearly when CUDA is asked for and absent."""
+    device = (device or "cpu").strip().lower()
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ClipUnlearnError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU here. "
+                                   "Use --device cpu, or run on a machine with a GPU and a CUDA build of torch.")
+        return device
+    if device != "cpu":
+        raise ClipUnlearnError(f"Unknown device {device!r}. Use 'cpu' or 'cuda'.")
+    return device
 
 
 def available_models() -> list[str]:

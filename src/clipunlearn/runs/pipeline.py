@@ -1,31 +1,35 @@
-"""The forget pipeline behind ``clipunlearn forget``: generate (or reuse) the synthetic set, evaluate,
-forget, evaluate again, and write the run folder atomically."""
+"""The forget pipeline behind ``clipunlearn forget``: evaluate, hand the method its context, forget,
+evaluate again, and write the run folder atomically.
+
+The pipeline knows no method's settings: it builds the method's config from its preset, ablation
+and the user's options, checks that the data the method declares can be had, and hands it a
+:class:`ForgetContext` that serves exactly that data (recorded as ``data_seen``).
+"""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..api import resolve_device
-from ..data import ImageSet, load_image_set, paper_datasets
+from .. import __version__
+from ..data import load_image_set, paper_datasets
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
+from ..evaluation.forgetting import Targets, accuracies, retrieval, score, template_change
 from ..io import check_output_free, staged_dir, write_json
-from ..methods import ForgetRequest, apply_options, get_method
-from ..metrics import avg_score
-from ..models import Clip, load_clip
-from ..synthetic import (
-    GenerationConfig,
-    SyntheticSet,
-    check_synthetic_fits,
-    generate_synthetic,
-    load_synthetic,
-    save_synthetic,
-)
+from ..methods import ForgetContext, ForgetRequest, Knobs, Method, config_json, get_method
+from ..models import Clip, load_clip, resolve_device
+from ..training import Trace
+from .data import RunData, train_split
+from .results import SCHEMA_VERSION
 
 log = logging.getLogger("clipunlearn")
 
@@ -43,6 +47,7 @@ class ForgetSettings:
     synthetic: str | None = None
     method: str = "lip"
     preset: str = "default"
+    ablation: str | None = None
     seed: int = 0
     device: str = "cpu"
     n_per_class: int = 64
@@ -52,13 +57,8 @@ class ForgetSettings:
     generation_max_steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
     cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
-
-
-@dataclass
-class Targets:
-    images: ImageSet
-    classes: list[int]
-    others: list[ImageSet] = field(default_factory=list)
+    retrieval: bool = True  # precision@k before and after
+    template_change: bool = True  # accuracies under other templates before and after
 
 
 def resolve_targets(s: ForgetSettings) -> Targets:
@@ -69,12 +69,9 @@ def resolve_targets(s: ForgetSettings) -> Targets:
     classes = [images.class_index(c) for c in s.classes]
     if len(set(classes)) != len(classes):
         raise ClipUnlearnError(f"A class is named twice in {s.classes}.")
-    if s.other_datasets is None:
-        others = [d for d in paper_datasets() if d != images.name]
-    else:
-        others = [d for d in s.other_datasets if d != images.name]
+    names = [d for d in (paper_datasets() if s.other_datasets is None else s.other_datasets) if d != images.name]
     found, missing = [], []
-    for name in others:
+    for name in names:
         try:
             found.append(load_image_set(name, s.data_root, "test"))
         except DataError as e:
@@ -87,41 +84,32 @@ def resolve_targets(s: ForgetSettings) -> Targets:
     return Targets(images, classes, found)
 
 
-def _generation_progress(enabled: bool):
-    if not enabled:
-        return None, lambda: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc="generating", unit="img", leave=False)
-
-    def update(info: dict) -> None:
-        bar.total = info["total"]
-        bar.n = info["accepted"]
-        bar.set_postfix(step=info["step"], thr=f"{info['threshold']:.3f}", p=f"{info['mean_prob']:.2f}")
-        bar.refresh()
-
-    return update, bar.close
+def check_needs(method_cls: type[Method], s: ForgetSettings, dataset: str) -> None:
+    """Fail before any compute if the method needs real images that cannot be had."""
+    if method_cls.needs & {"real_forget", "real_retain"}:
+        kinds = " and ".join(sorted(method_cls.needs & {"real_forget", "real_retain"}))
+        train_split(dataset, s.data_root, f"Method {method_cls.name} ({kinds})")
+    if s.synthetic and "synthetic_forget" not in method_cls.needs:
+        raise ClipUnlearnError(f"--synthetic was given, but {method_cls.name} uses no synthetic forget images. "
+                               "Drop --synthetic, or choose a method that uses them (clipunlearn methods).")
 
 
-def make_synthetic(clip: Clip, request: ForgetRequest, config: GenerationConfig, progress: bool) -> SyntheticSet:
-    update, close = _generation_progress(progress)
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (a cluster's preemption) raises like Ctrl-C, so that every ``finally``
+    runs and no half-written run folder is left behind. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        return generate_synthetic(clip, request.classnames, request.classes, request.dataset, request.template,
-                                  config, update)
+        yield
     finally:
-        close()
-
-
-def evaluate_all(evaluator: Evaluator, t: Targets) -> dict[str, Any]:
-    main = evaluator.evaluate(t.images)
-    per_target = {main.classnames[c]: main.accuracy([c]) for c in t.classes}
-    return {
-        "target": main.accuracy(t.classes),
-        "per_target": per_target,
-        "other_classes": main.accuracy(exclude=t.classes),
-        "datasets": {o.name: evaluator.evaluate(o).top1 for o in t.others},
-        "_result": main,
-    }
+        signal.signal(signal.SIGTERM, previous)
 
 
 def forget(s: ForgetSettings) -> dict[str, Any]:
@@ -130,111 +118,128 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     method_cls = get_method(s.method)
     t = resolve_targets(s)
+    check_needs(method_cls, s, t.images.name)
     torch.manual_seed(s.seed)
     clip = load_clip(s.model, s.pretrained, s.weights, device)
-    config = method_cls.preset(s.preset, clip.family)
-    config.seed = s.seed
-    if s.max_epochs is not None:
-        config.max_epochs = s.max_epochs
-    if s.generation_max_steps is not None and hasattr(config, "retain_steps"):
-        config.retain_steps = min(config.retain_steps, s.generation_max_steps)  # the budget caps retain images too
-    apply_options(config, s.options)
+    config = method_cls.build_config(s.preset, clip.family, s.ablation, s.options)
     request = ForgetRequest(t.images.name, t.images.classnames, t.classes, t.images.templates[0])
-    with staged_dir(s.out, s.overwrite) as run:
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run:
         handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         try:
-            results = _forget_in(run, s, t, clip, method_cls, config, request)
+            results = _forget_in(run, s, t, clip, method_cls(config), request)
         finally:
             log.removeHandler(handler)
             handler.close()
     return results
 
 
-def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls, config, request) -> dict[str, Any]:
+def format_step(row: dict[str, Any]) -> str:
+    """One progress line from whatever a trace step carries."""
+    parts = [f"epoch {row.get('epoch', 0):2d}"]
+    for k, v in row.items():
+        if k in ("epoch", "kept", "selected"):
+            continue
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+        elif v is not None and not isinstance(v, (list, dict)):
+            parts.append(f"{k} {v}")
+    if row.get("selected") is not None:
+        parts.append(f"{len(row['selected'])} tensors")
+    if row.get("kept") is not None:
+        parts.append("kept" if row["kept"] else "reverted")
+    return "  ".join(parts)
+
+
+def _measure(evaluator: Evaluator, t: Targets, s: ForgetSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {"accuracy": accuracies(evaluator, t)}
+    if s.template_change:
+        out["template_change"] = template_change(evaluator, t)
+    if s.retrieval:
+        out["retrieval"] = retrieval(evaluator, t, seed=s.seed)
+    return out
+
+
+def _describe(acc: dict[str, Any]) -> str:
+    return (f"target {acc['target']:.3f}, other classes {acc['other_classes']:.3f}"
+            + "".join(f", {k} {v:.3f}" for k, v in acc["datasets"].items()))
+
+
+def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Method,
+               request: ForgetRequest) -> dict[str, Any]:
     seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
     log.info(f"model {clip.arch} ({clip.source}), forgetting {request.class_names} of {request.dataset} "
-             f"with {method_cls.name} ({s.preset} preset)")
-    synthetic = None
-    if method_cls.needs_synthetic:
-        if s.synthetic:
-            synthetic = load_synthetic(s.synthetic)
-            check_synthetic_fits(synthetic, clip.arch, request.dataset, request.class_names)
-            log.info(f"reusing {len(synthetic)} synthetic images from {s.synthetic}")
-        else:
-            gcfg = GenerationConfig(n_per_class=s.n_per_class, seed=s.seed)
-            if s.generation_max_steps is not None:
-                gcfg.max_steps = s.generation_max_steps
-            synthetic = make_synthetic(clip, request, gcfg, s.progress)
-            seconds["generation"] = synthetic.seconds
-            log.info(f"generated {len(synthetic)} images, {int(synthetic.accepted.sum())} accepted, "
-                     f"threshold {synthetic.final_threshold:.3f}, {synthetic.seconds:.1f}s")
-        save_synthetic(synthetic, run / "synthetic.safetensors")
-
+             f"with {method.name} ({s.preset} preset{', ablation ' + s.ablation if s.ablation else ''})")
     evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
     t0 = time.time()
-    before = evaluate_all(evaluator, t)
+    before = _measure(evaluator, t, s)
     seconds["evaluation"] += time.time() - t0
-    log.info(f"before: target {before['target']:.3f}, other classes {before['other_classes']:.3f}, "
-             + ", ".join(f"{k} {v:.3f}" for k, v in before["datasets"].items()))
+    log.info(f"before: {_describe(before['accuracy'])}")
 
-    def on_step(row: dict) -> None:
-        log.info(f"epoch {row['epoch']:2d}  stage {row['stage']} σ={row['sigma']} k={row['k_img']}/{row['k_txt']}  "
-                 f"loss {row['loss']:.4f}  "
-                 + (f"retain KL {row['retain_kl']:.4f}  " if row.get("retain_kl") is not None else "")
-                 + f"synthetic acc {row['synthetic_acc']:.3f}  "
-                 f"p(target) {row['target_prob']:.3f}  {'kept' if row['kept'] else 'reverted'}")
-
-    method = method_cls(config)
-    trace = method.run(clip, request, synthetic, on_step)
-    seconds["forgetting"] = trace.seconds
-    if trace.steps and "retain_images" in trace.steps[0]:
-        log.info(f"retain term: {trace.steps[0]['retain_images']} synthetic images of classes to keep, "
-                 f"made in {trace.steps[0]['retain_seconds']:.1f}s")
-    log.info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({trace.seconds:.1f}s)")
+    data = RunData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
+                   synthetic_file=s.synthetic, progress=s.progress)
+    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
+                  progress=lambda row: log.info(format_step(row)))
+    ctx = ForgetContext(clip, request, data, method.needs, knobs, method.name)
+    t0 = time.time()
+    trace: Trace = method.run(ctx)
+    seconds["generation"] = data.seconds["generation"]
+    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
+    for kind, seen in ctx.data_seen.items():
+        log.info(f"{kind}: {seen['n']} images ({seen['source']})")
+    log.info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
 
     t0 = time.time()
-    after = evaluate_all(evaluator, t)
+    after = _measure(evaluator, t, s)
     seconds["evaluation"] += time.time() - t0
-    log.info(f"after: target {after['target']:.3f}, other classes {after['other_classes']:.3f}, "
-             + ", ".join(f"{k} {v:.3f}" for k, v in after["datasets"].items()))
-    others = [(before["other_classes"], after["other_classes"])] + [
-        (before["datasets"][k], after["datasets"][k]) for k in before["datasets"]]
-    # a column the model never recognised (before = 0) has no ratio: it is left out and named
-    excluded = [name for name, (b, _) in zip(["other_classes", *before["datasets"]], others) if b <= 0]
-    kept_cols = [pair for pair in others if pair[0] > 0]
-    if before["target"] > 0:
-        score = avg_score((before["target"], after["target"]), kept_cols)
-    else:
-        score = float("nan")
-        excluded.insert(0, "target")
+    log.info(f"after: {_describe(after['accuracy'])}")
+    b, a = before["accuracy"], after["accuracy"]
+    avg, excluded = score(b, a)
+    if avg is None:
         log.warning("the model never recognised the target before forgetting: the Avg. Score is undefined")
-    syn_after = method_cls.synthetic_scores(clip, synthetic, request.template) if synthetic is not None else None
-    syn_before = trace.steps[0] if trace.steps else {}
+    syn = data.synthetic
+    syn_after = None
+    if syn is not None:
+        from ..evaluation import image_scores
+        from ..synthetic import save_synthetic
+
+        syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
+        save_synthetic(syn, run / "synthetic.safetensors")
     clip.save(run / "model.safetensors")
+    tc = None
+    if s.template_change:
+        tb, ta = before["template_change"], after["template_change"]
+        tc_score, tc_excluded = score(tb, ta)
+        tc = {"templates": tb["templates"], "before": {k: v for k, v in tb.items() if k != "templates"},
+              "after": {k: v for k, v in ta.items() if k != "templates"}, "avg_score": tc_score,
+              "avg_score_excluded": tc_excluded}
     results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
-        "method": method_cls.name,
+        "method": method.name,
         "preset": s.preset,
+        "ablation": s.ablation,
+        "zero_shot": method.zero_shot(),
         "dataset": request.dataset,
         "classes": request.class_names,
-        "target_before": before["target"],
-        "target_after": after["target"],
-        "per_target": {c: {"before": before["per_target"][c], "after": after["per_target"][c]}
-                       for c in request.class_names},
-        "other_classes_before": before["other_classes"],
-        "other_classes_after": after["other_classes"],
-        "datasets": {k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]},
-        "avg_score": score,
+        "target_before": b["target"],
+        "target_after": a["target"],
+        "per_target": {c: {"before": b["per_target"][c], "after": a["per_target"][c]} for c in request.class_names},
+        "other_classes_before": b["other_classes"],
+        "other_classes_after": a["other_classes"],
+        "datasets": {k: {"before": b["datasets"][k], "after": a["datasets"][k]} for k in b["datasets"]},
+        "avg_score": avg,
         "avg_score_excluded": excluded,
-        "synthetic_acc_before": syn_before.get("synthetic_acc"),
+        "data_seen": ctx.data_seen,
+        "retrieval": {"before": before["retrieval"], "after": after["retrieval"]} if s.retrieval else None,
+        "template_change": tc,
+        "synthetic_acc_before": data.synthetic_scores_before[0] if data.synthetic_scores_before else None,
         "synthetic_acc_after": syn_after[0] if syn_after else None,
         "synthetic_prob_after": syn_after[1] if syn_after else None,
-        "synthetic": None if synthetic is None else {
-            "n": len(synthetic), "accepted": int(synthetic.accepted.sum()),
-            "mean_prob": float(synthetic.probs.mean()), "final_threshold": synthetic.final_threshold,
-            "source": s.synthetic or "generated"},
+        "synthetic": None if syn is None else {
+            "n": len(syn), "accepted": int(syn.accepted.sum()), "mean_prob": float(syn.probs.mean()),
+            "final_threshold": syn.final_threshold, "source": s.synthetic or "generated"},
         "epochs": trace.epochs,
         "stage_reached": trace.stage_reached,
         "stopped_because": trace.stopped_because,
@@ -243,12 +248,14 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
         "selected_tensors": [{"epoch": r["epoch"], "kept": r["kept"], "tensors": r["selected"]}
                              for r in trace.steps if "selected" in r],
         "steps": [{k: v for k, v in r.items() if k != "selected"} for r in trace.steps],
+        "trace_info": trace.info,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
-        "settings": {k: v for k, v in asdict(s).items()},
-        "method_config": config.to_json() if hasattr(config, "to_json") else asdict(config),
-        "generation_config": synthetic.config if synthetic is not None else None,
+        "settings": dict(asdict(s)),
+        "method_config": config_json(method.config),
+        "generation_config": syn.config if syn is not None else None,
         "torch": torch.__version__,
+        "clipunlearn": __version__,
     }
     write_json(run / "results.json", results)
     from .report import write_report
@@ -257,4 +264,4 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method_cls,
     return results
 
 
-__all__ = ["ForgetSettings", "evaluate_all", "forget", "make_synthetic", "resolve_targets"]
+__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "sigterm_as_interrupt"]

@@ -1,12 +1,13 @@
 """report.md of a run folder, rebuilt from results.json alone (runs are data)."""
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from ..io import save_with, write_text
+from .results import BeforeAfter, RunResults, read_results
 
 
 def _fmt(x) -> str:
@@ -43,51 +44,89 @@ def plot_selection(results: dict, path: str | os.PathLike[str], top: int = 25) -
     return True
 
 
-def render_report(results: dict, has_grid: bool, has_plot: bool) -> str:
-    r = results
-    lines = [f"# Forgetting {', '.join(r['classes'])} ({r['dataset']}) in {r['model']['arch']}", ""]
-    lines += [f"Method **{r['method']}**, preset **{r['preset']}**; model weights from `{r['model']['source']}`.",
-              f"Stopped after {r['epochs']} epochs at stage {r['stage_reached']}: {r['stopped_because']}."
-              + ("" if r["kept_any_step"] else " No step was kept: the model is the original."), ""]
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
+    raw = r.raw
+    lines = [f"# Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model['arch']}", ""]
+    lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              f"Stopped after {r.epochs} epochs: {r.stopped_because}."
+              + ("" if r.kept_any_step else " No step was kept: the model is the original."), ""]
+    if r.data_seen:
+        lines += ["Data the method saw: " + "; ".join(f"{k} {v['n']} images ({v['source']})"
+                                                      for k, v in r.data_seen.items()) + ".", ""]
+    else:
+        lines += ["Data the method saw: none (class names only).", ""]
     lines += ["| measured on real test images | before | after | change |", "|---|---|---|---|"]
 
-    def row(name, b, a):
-        d = "–" if b is None or a is None else f"{a - b:+.3f}"
-        lines.append(f"| {name} | {_fmt(b)} | {_fmt(a)} | {d} |")
+    def row(name: str, ba: BeforeAfter) -> None:
+        d = "–" if ba.change is None else f"{ba.change:+.3f}"
+        lines.append(f"| {name} | {_fmt(ba.before)} | {_fmt(ba.after)} | {d} |")
 
-    row(f"**target** ({', '.join(r['classes'])})", r["target_before"], r["target_after"])
-    if len(r["per_target"]) > 1:
-        for c, v in r["per_target"].items():
-            row(f"  {c}", v["before"], v["after"])
-    row(f"other classes of {r['dataset']}", r["other_classes_before"], r["other_classes_after"])
-    for k, v in r["datasets"].items():
-        row(k, v["before"], v["after"])
-    if r.get("synthetic_acc_before") is not None:
-        row("synthetic forget set", r["synthetic_acc_before"], r["synthetic_acc_after"])
-    lines += ["", f"**Avg. Score** (WACV'25 Eq. 10, lower is better): {_fmt(r['avg_score'])}", ""]
-    s = r["seconds"]
-    lines += [f"Time: generation {s['generation']:.1f}s, forgetting {s['forgetting']:.1f}s, "
-              f"evaluation {s['evaluation']:.1f}s.", ""]
-    if r.get("synthetic"):
-        sy = r["synthetic"]
+    row(f"**target** ({', '.join(r.classes)})", r.target)
+    if len(r.per_target) > 1:
+        for c, v in r.per_target.items():
+            row(f"  {c}", v)
+    row(f"other classes of {r.dataset}", r.other_classes)
+    for k, v in r.datasets.items():
+        row(k, v)
+    if r.synthetic_acc.before is not None:
+        row("synthetic forget set", r.synthetic_acc)
+    lines += ["", f"**Avg. Score** (WACV'25 Eq. 10, lower is better): {_fmt(r.avg_score)}", ""]
+    s = r.seconds
+    lines += ["Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in s.items()) + ".", ""]
+    tc = r.template_change
+    if tc:
+        lines += ["## Other templates (WACV'25 §6.3)", "",
+                  "Mean accuracy over the templates " + ", ".join(f"\"{t}\"" for t in tc["templates"]) + ":", "",
+                  "| measured | before | after |", "|---|---|---|",
+                  f"| target | {_fmt(tc['before']['target'])} | {_fmt(tc['after']['target'])} |",
+                  f"| other classes | {_fmt(tc['before']['other_classes'])} | {_fmt(tc['after']['other_classes'])} |"]
+        lines += [f"| {k} | {_fmt(v)} | {_fmt(tc['after']['datasets'][k])} |" for k, v in tc["before"]["datasets"].items()]
+        lines += ["", f"Avg. Score under these templates: {_fmt(tc.get('avg_score'))}", ""]
+    rt = r.retrieval
+    if rt:
+        b, a = rt["before"], rt["after"]
+        lines += ["## Retrieval precision@k (WACV'25 §5.8)", "",
+                  f"Database: {b['database']['images']} test images of {', '.join(b['database']['datasets'])}; "
+                  "lower on the target means less of it is retrieved.", "",
+                  "| task | queries | " + " | ".join(f"P@{k} before | P@{k} after" for k in b["ks"]) + " |",
+                  "|---|---|" + "---|---|" * len(b["ks"])]
+        for task, title in (("ift", "image from text"), ("ifi", "image from image")):
+            for who in ("target", "other_classes"):
+                pb, pa = b[task].get(who), a[task].get(who)
+                if pb is None:
+                    continue
+                lines.append(f"| {title} | {who.replace('_', ' ')} | "
+                             + " | ".join(f"{_fmt(pb[str(k)])} | {_fmt(pa[str(k)])}" for k in b["ks"]) + " |")
+        lines.append("")
+    if r.raw.get("synthetic"):
+        sy = r.raw["synthetic"]
         lines += ["## Synthetic forget set", "",
                   f"{sy['n']} images ({sy['source']}), {sy['accepted']} accepted, mean target probability "
                   f"{sy['mean_prob']:.3f}, final threshold {sy['final_threshold']:.3f}.", ""]
         if has_grid:
             lines += ["![synthetic images](synthetic.png)", ""]
-    lines += ["## Steps", "", "| epoch | stage | σ | k img/txt | loss | synthetic acc | p(target) | kept |",
-              "|---|---|---|---|---|---|---|---|"]
-    for st in r["steps"]:
-        if st["epoch"] == 0:
-            lines.append(f"| 0 | | | | | {_fmt(st['synthetic_acc'])} | {_fmt(st['target_prob'])} | start |")
-            continue
-        lines.append(f"| {st['epoch']} | {st['stage']} | {st['sigma']} | {st['k_img']}/{st['k_txt']} | "
-                     f"{st['loss']:.4f} | {_fmt(st['synthetic_acc'])} | {_fmt(st['target_prob'])} | "
-                     f"{'yes' if st['kept'] else 'reverted'} |")
-    lines += ["", "## Selected tensors", ""]
+    keys: list[str] = []
+    for st in r.steps:
+        keys += [k for k in st if k not in keys and k not in ("epoch", "kept")]
+    lines += ["## Steps", "", "| epoch | " + " | ".join(keys) + " | kept |", "|---|" + "---|" * (len(keys) + 1)]
+    for st in r.steps:
+        kept = "start" if st.get("kept") is None else ("yes" if st["kept"] else "reverted")
+        lines.append(f"| {st.get('epoch', '')} | " + " | ".join(_cell(st.get(k)) for k in keys) + f" | {kept} |")
+    lines += ["", "## Changed tensors", ""]
     if has_plot:
         lines += ["![selected tensors](selected_tensors.png)", ""]
-    counts = selection_counts(r)
+    counts = selection_counts(raw)
     if counts:
         lines += ["| tensor | kept steps |", "|---|---|"] + [f"| `{n}` | {c} |" for n, c in counts.most_common(25)]
     else:
@@ -98,8 +137,8 @@ def render_report(results: dict, has_grid: bool, has_plot: bool) -> str:
 
 def write_report(run: str | os.PathLike[str]) -> Path:
     run = Path(run)
-    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    has_plot = plot_selection(results, run / "selected_tensors.png")
+    results = read_results(run)
+    has_plot = plot_selection(results.raw, run / "selected_tensors.png")
     out = run / "report.md"
     write_text(out, render_report(results, (run / "synthetic.png").exists(), has_plot))
     return out

@@ -131,8 +131,14 @@ def generate_synthetic(
     template: str,
     config: GenerationConfig | None = None,
     progress: Callable[[dict], None] | None = None,
+    descriptions: dict[str, list[str]] | None = None,
 ) -> SyntheticSet:
-    """Make ``config.n_per_class`` images for each class index in ``targets``."""
+    """Make ``config.n_per_class`` images for each class index in ``targets``.
+
+    With ``descriptions`` (class name -> descriptive sentences, e.g. CuPL's), each image climbs the
+    similarity to one sentence of its class drawn at random (seeded) instead of the class's template
+    prompt; the other classes' rows of the classifier stay the template prompts (WACV'25 §6.2).
+    """
     config = config or GenerationConfig()
     if not targets:
         raise ClipUnlearnError("No class to generate images for. Pass at least one class name.")
@@ -147,8 +153,19 @@ def generate_synthetic(
     try:
         weights = zero_shot_classifier(clip, list(classnames), [template])
         labels = torch.tensor([t for t in targets for _ in range(config.n_per_class)], device=clip.device)
+        own = None
+        if descriptions is not None:
+            chosen = []
+            for t in labels.tolist():
+                options = descriptions.get(classnames[t]) or []
+                if not options:
+                    raise ClipUnlearnError(f"No description of {classnames[t]!r} was given; pass at least one "
+                                           "sentence per class, or generate from the template.")
+                chosen.append(options[int(torch.randint(len(options), (1,), generator=gen))])
+            with torch.no_grad():
+                own = torch.cat([clip.encode_text(chosen[i:i + 256], normalize=True) for i in range(0, len(chosen), 256)])
         with clip.fast_conv_layout() as fmt:
-            out = _ascend(clip, weights, labels, config, gen, progress, fmt)
+            out = _ascend(clip, weights, labels, config, gen, progress, fmt, own)
     finally:
         for p in clip.model.parameters():
             p.requires_grad_(True)
@@ -160,8 +177,20 @@ def generate_synthetic(
                         seconds=time.time() - t0)
 
 
+def _logits(feats: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor,
+            own: torch.Tensor | None) -> torch.Tensor:
+    """Zero-shot logits; with ``own`` (one unit text embedding per image) it replaces the row of the
+    image's own class."""
+    logits = LOGIT_SCALE * feats @ weights.T
+    if own is None:
+        return logits
+    mine = LOGIT_SCALE * (feats * own).sum(-1, keepdim=True)
+    return logits.scatter(1, labels[:, None], mine)
+
+
 def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: GenerationConfig,
-            gen: torch.Generator, progress, fmt: torch.memory_format = torch.contiguous_format) -> tuple:
+            gen: torch.Generator, progress, fmt: torch.memory_format = torch.contiguous_format,
+            own: torch.Tensor | None = None) -> tuple:
     n = len(labels)
     size = clip.image_size
     jitter = max(0, round(config.jitter_224 * size / 224))
@@ -187,8 +216,9 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
             dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
             shifted = torch.roll(xa, shifts=(dy, dx), dims=(2, 3))
             feats = clip.encode_image(shifted, normalize=True)
-            logits = LOGIT_SCALE * feats @ weights.T
             y = labels[active]
+            own_a = own[active] if own is not None else None
+            logits = _logits(feats, weights, y, own_a)
             target_logit = logits.gather(1, y[:, None]).squeeze(1)
             objective = target_logit - config.norm_penalty * clip.normalize(xa).flatten(1).norm(dim=1)
             loss = -objective.sum()
@@ -206,7 +236,7 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
                 xa = xa.clamp_(0, 1)
                 x[active] = xa
                 # acceptance is checked on the updated, unshifted images
-                p = F.softmax(LOGIT_SCALE * clip.encode_image(xa, normalize=True) @ weights.T, dim=1)
+                p = F.softmax(_logits(clip.encode_image(xa, normalize=True), weights, y, own_a), dim=1)
                 pa = p.gather(1, y[:, None]).squeeze(1)
                 ok = (p.argmax(1) == y) & (pa > threshold)
                 probs[active] = pa
@@ -233,3 +263,25 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
         if prior is not None:
             prior.close()
     return x.detach(), probs.detach(), accepted, steps, threshold
+
+
+def generate_with_progress(clip: Clip, classnames: Sequence[str], targets: Sequence[int], dataset: str,
+                           template: str, config: GenerationConfig | None = None,
+                           progress: bool = True, descriptions: dict[str, list[str]] | None = None) -> SyntheticSet:
+    """:func:`generate_synthetic` with a progress bar (accepted images, step, threshold) when ``progress``."""
+    if not progress:
+        return generate_synthetic(clip, classnames, targets, dataset, template, config, descriptions=descriptions)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="generating", unit="img", leave=False)
+
+    def update(info: dict) -> None:
+        bar.total = info["total"]
+        bar.n = info["accepted"]
+        bar.set_postfix(step=info["step"], thr=f"{info['threshold']:.3f}", p=f"{info['mean_prob']:.2f}")
+        bar.refresh()
+
+    try:
+        return generate_synthetic(clip, classnames, targets, dataset, template, config, update, descriptions)
+    finally:
+        bar.close()

@@ -1,22 +1,43 @@
-"""Training machinery shared by the unlearning methods: perturbation losses, tensor selection,
-stage schedules."""
-from .lipschitz import draw_perturbations, lipschitz_loss, lipschitz_terms, reduce_terms
+"""The training machinery every method is built from: the one loop (stages, keep-or-revert, stop
+rules, the trace), parameter selection and freezing, losses, and the data-free retain term."""
+from .lipschitz import draw_perturbations, encode_text_perturbed, lipschitz_loss, lipschitz_terms, reduce_terms
+from .loop import KeepRule, Loop, OptimConfig, Stage, StopRule, Trace, run_loop, seeded
+from .params import (
+    all_names,
+    apply_mask,
+    frozen,
+    rank_by_gradient,
+    restore,
+    select_all,
+    select_top_k,
+    snapshot,
+    trainable,
+)
 from .retain import GENERAL_VOCABULARY, RetainAnchor, vocabulary_to_keep
-from .schedule import Stage, paper_stages
-from .selection import rank_by_gradient, restore, select_top_k, snapshot
 
 __all__ = [
     "GENERAL_VOCABULARY",
+    "KeepRule",
+    "Loop",
+    "OptimConfig",
     "RetainAnchor",
     "Stage",
+    "StopRule",
+    "Trace",
+    "all_names",
+    "apply_mask",
     "draw_perturbations",
+    "encode_text_perturbed",
+    "frozen",
     "lipschitz_loss",
     "lipschitz_terms",
-    "paper_stages",
     "rank_by_gradient",
     "reduce_terms",
     "restore",
+    "run_loop",
+    "seeded",
+    "select_all",
     "select_top_k",
     "snapshot",
-    "vocabulary_to_keep",
+    "trainable",
 ]

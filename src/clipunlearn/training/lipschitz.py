@@ -1,4 +1,4 @@
-"""The Lipschitz forgetting loss of WACV'25 Eq. 4-5 (METHOD.md §1.2), all draws in one batch.
+"""The Lipschitz forgetting loss of WACV'25 Eq. 4-5, all draws in one batch.
 
 For a synthetic image x of class t and a perturbation ε ~ N(0, σ²) in normalised pixel space:
 
@@ -16,6 +16,7 @@ import torch
 from ..models.factory import Clip
 
 SCALINGS = ("official", "mean")
+PERTURBATIONS = ("paper", "official")
 
 
 def draw_perturbations(n_draws: int, shape: torch.Size | tuple[int, ...], sigma: float,
@@ -41,19 +42,61 @@ def reduce_terms(k: torch.Tensor, scaling: str = "official") -> torch.Tensor:
     raise ValueError(f"unknown scaling {scaling!r}; use one of {SCALINGS}")
 
 
-def lipschitz_loss(clip: Clip, pixels: torch.Tensor, prompts_tokens: torch.Tensor, eps: torch.Tensor,
-                   scaling: str = "official", chunk: int = 512) -> torch.Tensor:
+def lipschitz_loss(clip: Clip, pixels: torch.Tensor, prompts_tokens: torch.Tensor | None, eps: torch.Tensor,
+                   scaling: str = "official", chunk: int = 512, perturbation: str = "paper",
+                   text_eps: torch.Tensor | None = None) -> torch.Tensor:
     """The loss for images ``pixels`` ([0, 1], B×3×H×W), their class prompts (tokens, B×L) and draws
-    ``eps`` (N×B×3×H×W, normalised units). Perturbed images are encoded in chunks without gradient."""
+    ``eps`` (N×B×3×H×W, normalised units). Perturbed images are encoded in chunks without gradient.
+
+    ``perturbation``: ``"paper"`` is Eq. 4 as written (x' = x + ε, denominator ‖ε‖); ``"official"``
+    is the official code: x' = x + ε clamped to the [min, max] of the whole normalised batch, and
+    the denominator is ‖x − x'‖ of the clamped x'. ``prompts_tokens=None`` drops the text term (the
+    image tower alone, as Foster et al.). ``text_eps`` (N×B×L×D, token-embedding units) replaces the
+    text term by its own Lipschitz ratio ‖f_txt(t) − f_txt(t + ε_t)‖ / ‖ε_t‖ (ablation
+    TextEmbPerturb, App. B.6).
+    """
+    if perturbation not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {perturbation!r}; use one of {PERTURBATIONS}")
     model = clip.model
     x_norm = clip.normalize(pixels)
     clean = model.encode_image(x_norm)
-    text = model.encode_text(prompts_tokens)
     n, b = eps.shape[:2]
     eps = eps.to(pixels.device)
     with torch.no_grad():
-        flat = (x_norm.detach().unsqueeze(0) + eps).flatten(0, 1)
+        x0 = x_norm.detach().unsqueeze(0)
+        shifted = x0 + eps
+        if perturbation == "official":
+            shifted = shifted.clamp(float(x0.min()), float(x0.max()))
+            denom = (shifted - x0).flatten(2).norm(dim=-1)
+        else:
+            denom = eps.flatten(2).norm(dim=-1)
+        flat = shifted.flatten(0, 1)
         perturbed = torch.cat([model.encode_image(flat[i:i + chunk]) for i in range(0, len(flat), chunk)])
         perturbed = perturbed.view(n, b, -1)
-    eps_norm = eps.flatten(2).norm(dim=-1)
-    return reduce_terms(lipschitz_terms(clean, text, perturbed, eps_norm), scaling)
+    if prompts_tokens is None:
+        return reduce_terms((clean.unsqueeze(0) - perturbed).norm(dim=-1) / denom, scaling)
+    text = model.encode_text(prompts_tokens)
+    if text_eps is None:
+        return reduce_terms(lipschitz_terms(clean, text, perturbed, denom), scaling)
+    image_k = (clean.unsqueeze(0) - perturbed).norm(dim=-1) / denom
+    text_k = (text.unsqueeze(0) - encode_text_perturbed(model, prompts_tokens, text_eps, chunk)).norm(dim=-1)
+    return reduce_terms(image_k + text_k / text_eps.flatten(2).norm(dim=-1), scaling)
+
+
+@torch.no_grad()
+def encode_text_perturbed(model: torch.nn.Module, tokens: torch.Tensor, text_eps: torch.Tensor,
+                          chunk: int = 512) -> torch.Tensor:
+    """Text features (N×B×D) of ``tokens`` (B×L) with ``text_eps`` (N×B×L×W) added to the token
+    embeddings, through the model's own ``encode_text`` (a hook on its token embedding)."""
+    n, b = text_eps.shape[:2]
+    flat_eps = text_eps.to(tokens.device).flatten(0, 1)
+    outputs = []
+    for i in range(0, n * b, chunk):
+        noise = flat_eps[i:i + chunk]
+        rows = torch.arange(i, i + len(noise)) % b
+        handle = model.token_embedding.register_forward_hook(lambda _m, _x, out, e=noise: out + e.to(out.dtype))
+        try:
+            outputs.append(model.encode_text(tokens[rows.to(tokens.device)]))
+        finally:
+            handle.remove()
+    return torch.cat(outputs).view(n, b, -1)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ...data import dataset_names, load_image_set
-from ..factory import Clip, load_clip
+from ..data import dataset_names, load_image_set
+from ..models.factory import Clip, load_clip
 
 TRAIN_TEMPLATES = (
     "a photo of a {}.",

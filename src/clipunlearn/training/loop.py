@@ -1,0 +1,229 @@
+"""The one training loop of every method: a schedule of stages, one optimiser, keep-or-revert and
+stop rules, seeding, and a trace of generic steps.
+
+    for each epoch (at most ``max_epochs``):
+        remember the parameters and the optimiser state (only if a step can be reverted)
+        for each of ``steps_per_epoch`` steps:
+            loss, metrics = the method's step(stage, epoch, step)
+            backward; the selection rule picks the tensors this step updates; one optimiser step
+        metrics += the method's measure() (e.g. accuracy on the forget images)
+        keep the epoch, or revert it and move on to the next stage (fewer left: stop)
+        stop when the stop rule says so
+    if no epoch was kept: the original parameters are restored
+
+A method supplies the trainable tensors, the schedule and two callbacks; everything else (freezing,
+the optimiser, reverting, NaN checks, stop reasons, the trace) lives here once.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import TrainingError
+from ..models.factory import Clip
+from .params import Towers, all_names, apply_mask, restore, select_all, select_top_k, snapshot, trainable
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SELECTIONS = ("all", "top_k", "mask")
+
+
+@dataclass
+class Trace:
+    """What a method did, step by step; written into results.json.
+
+    ``steps[i]`` is a flat dict: ``epoch`` (0 for the state before training), ``kept`` (True, False,
+    or None for the start), ``selected`` (tensor names updated, if any) and whatever metrics the
+    method measured. Reports print whatever a step carries.
+    """
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    stopped_because: str = ""
+    changed_tensors: list[str] = field(default_factory=list)
+    kept_any_step: bool = False
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # one-off facts (e.g. retain images made)
+
+    @property
+    def epochs(self) -> int:
+        return max((int(s.get("epoch", 0)) for s in self.steps), default=0)
+
+    @property
+    def stage_reached(self) -> int:
+        return max((int(s["stage"]) for s in self.steps if s.get("stage") is not None), default=0)
+
+
+@dataclass
+class OptimConfig:
+    """``adam``: Adam with coupled weight decay (as CLIP's official forgetting code); ``adamw``:
+    decoupled; ``sgd``: plain SGD with ``betas[0]`` as momentum."""
+
+    name: str = "adam"
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+
+    def build(self, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                    weight_decay=self.weight_decay)
+        if self.name == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                     weight_decay=self.weight_decay)
+        if self.name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.betas[0], weight_decay=self.weight_decay)
+        raise TrainingError(f"Unknown optimiser {self.name!r}; use one of {OPTIMIZERS}.")
+
+
+@dataclass
+class Stage:
+    """One stage of a schedule: how many tensors per tower a top-k selection keeps, and the method's
+    own values for the stage (e.g. a noise level), passed back to its step function."""
+
+    index: int = 0
+    k: dict[str, int] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """What a trace step records about its stage."""
+        return {"stage": self.index, **{f"k_{t}": v for t, v in self.k.items()}, **self.values}
+
+
+@dataclass
+class KeepRule:
+    """``metric=None``: every epoch is kept. Otherwise an epoch is kept only if ``metric`` (from the
+    step or measure metrics) is strictly below the best kept so far, which starts at ``start``
+    (``None``: the value measured before training)."""
+
+    metric: str | None = None
+    start: float | None = None
+
+
+@dataclass
+class StopRule:
+    """Stop after a kept epoch whose ``metric`` is at most ``at_most`` (``metric=None``: never early)."""
+
+    metric: str | None = None
+    at_most: float | None = None
+
+
+@dataclass
+class Loop:
+    """Everything the loop needs besides the method's callbacks."""
+
+    towers: Towers  # the tensors that may train, per tower
+    optim: OptimConfig
+    max_epochs: int
+    stages: list[Stage] = field(default_factory=lambda: [Stage()])
+    steps_per_epoch: int = 1
+    selection: str = "all"  # "all" | "top_k" (uses Stage.k) | "mask" (uses ``mask``)
+    mask: Mapping[str, torch.Tensor] | None = None
+    keep: KeepRule = field(default_factory=KeepRule)
+    stop: StopRule = field(default_factory=StopRule)
+
+
+#: step(stage, epoch, step_index) -> (loss to minimise, metrics of the step as floats)
+StepFn = Callable[[Stage, int, int], tuple[torch.Tensor, dict[str, float]]]
+#: measure() -> metrics of the model after an epoch (no gradients needed)
+MeasureFn = Callable[[], dict[str, float]]
+
+
+def _select(clip: Clip, loop: Loop, stage: Stage) -> list[str]:
+    if loop.selection == "all":
+        return select_all(clip.model, loop.towers)
+    if loop.selection == "top_k":
+        return select_top_k(clip.model, loop.towers, stage.k)
+    if loop.selection == "mask":
+        if loop.mask is None:
+            raise TrainingError("selection='mask' needs a mask (name -> 0/1 tensor); none was given.")
+        return apply_mask(clip.model, loop.towers, loop.mask)
+    raise TrainingError(f"Unknown selection {loop.selection!r}; use one of {SELECTIONS}.")
+
+
+def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = None,
+             progress: Callable[[dict], None] | None = None, trace: Trace | None = None) -> Trace:
+    """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
+    t0 = time.time()
+    trace = trace if trace is not None else Trace()
+    names = all_names(loop.towers)
+    if not names:
+        raise TrainingError("No tensor may train: the method's selection of tensors is empty.")
+    if not loop.stages:
+        raise TrainingError("The schedule has no stage.")
+    if loop.max_epochs < 1:
+        raise TrainingError(f"max_epochs must be at least 1, got {loop.max_epochs}.")
+    model = clip.model
+    reverting = loop.keep.metric is not None
+    with clip.fast_conv_layout(), trainable(model, names) as params:
+        opt = loop.optim.build(list(params.values()))
+        original = snapshot(model, names)
+        start = measure() if measure is not None else {}
+        trace.steps.append({"epoch": 0, **start, "kept": None})
+        best = loop.keep.start if loop.keep.start is not None else start.get(loop.keep.metric or "", math.inf)
+        stage_i = 0
+        for epoch in range(1, loop.max_epochs + 1):
+            stage = loop.stages[stage_i]
+            saved = (snapshot(model, names), copy.deepcopy(opt.state_dict())) if reverting else None
+            row: dict[str, Any] = {"epoch": epoch, **stage.row()}
+            selected: set[str] = set()
+            sums: dict[str, float] = {}
+            for s in range(loop.steps_per_epoch):
+                loss, metrics = step(stage, epoch, s)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    restore(model, original)
+                    raise TrainingError(
+                        f"The loss became {value} at epoch {epoch}, stage {stage.index} {stage.values or ''}; "
+                        "the original model is kept. Lower the learning rate or the perturbation."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                selected |= set(_select(clip, loop, stage))
+                opt.step()
+                for k, v in {"loss": value, **metrics}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+            row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
+            if measure is not None:
+                row.update(measure())
+            kept = not reverting or row[loop.keep.metric] < best  # type: ignore[index]
+            row["kept"] = kept
+            row["selected"] = [n for n in names if n in selected]
+            trace.steps.append(row)
+            if progress is not None:
+                progress(row)
+            if kept:
+                if reverting:
+                    best = row[loop.keep.metric]  # type: ignore[index]
+                trace.kept_any_step = True
+                trace.changed_tensors = [n for n in names if n in selected or n in trace.changed_tensors]
+                goal = loop.stop
+                if goal.metric is not None and goal.at_most is not None and row[goal.metric] <= goal.at_most:
+                    trace.stopped_because = f"{goal.metric} {row[goal.metric]:.3f} <= {goal.at_most}"
+                    break
+            else:
+                assert saved is not None
+                restore(model, saved[0])
+                opt.load_state_dict(saved[1])
+                stage_i += 1
+                if stage_i == len(loop.stages):
+                    trace.stopped_because = "stages exhausted"
+                    break
+        else:
+            trace.stopped_because = f"reached max_epochs ({loop.max_epochs})"
+        if not trace.kept_any_step:
+            restore(model, original)
+            trace.changed_tensors = []
+    trace.seconds += time.time() - t0
+    return trace
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator for the method's own random draws (perturbations, labels, noise), so that a
+    run repeats exactly under the same seed on any device."""
+    return torch.Generator().manual_seed(int(seed))
