@@ -64,3 +64,54 @@ def mini_rn_random():
 
     torch.manual_seed(0)
     return load_clip("mini-rn", pretrained="none")
+
+
+class FakeSource:
+    """A data source of seeded random images of every kind, for method tests without a data root.
+
+    ``calls`` records each kind asked for; the context around it enforces the method's ``needs``.
+    """
+
+    def __init__(self, clip, n: int = 3, seed: int = 0):
+        self.clip, self.n, self.seed, self.calls = clip, n, seed, []
+
+    def _batch(self, classes, names, source, salt):
+        from clipunlearn.methods import ImageBatch
+
+        gen = torch.Generator().manual_seed(self.seed + salt)
+        labels = torch.tensor([c for c in classes for _ in range(self.n)])
+        size = self.clip.image_size
+        return ImageBatch(torch.rand(len(labels), 3, size, size, generator=gen), labels, list(names), source)
+
+    def synthetic_forget(self, request, **options):
+        self.calls.append("synthetic_forget")
+        return self._batch(request.classes, request.classnames, "synthetic", 1)
+
+    def synthetic_retain(self, request, **options):
+        self.calls.append("synthetic_retain")
+        return self._batch(request.other_classes, request.classnames, "synthetic", 2)
+
+    def real_forget(self, request, **options):
+        self.calls.append("real_forget")
+        return self._batch(request.classes, request.classnames, "toy train", 3)
+
+    def real_retain(self, request, **options):
+        self.calls.append("real_retain")
+        return self._batch(request.other_classes, request.classnames, "toy train", 4)
+
+
+TOY_CLASSES = ["cat", "dog", "car", "tree", "boat"]
+
+
+@pytest.fixture
+def make_context():
+    """make_context(clip, method_cls, seed=0, max_epochs=2) -> a ForgetContext over a FakeSource that
+    forgets "dog" among TOY_CLASSES and serves only what ``method_cls.needs`` declares."""
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
+
+    def make(clip, method_cls, seed: int = 0, max_epochs: int | None = 2, max_steps: int | None = 2):
+        request = ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}.")
+        return ForgetContext(clip, request, FakeSource(clip, seed=seed), method_cls.needs,
+                             Knobs(seed=seed, max_epochs=max_epochs, max_steps=max_steps), method_cls.name)
+
+    return make

@@ -1,0 +1,128 @@
+"""The method contract, checked for every registered method (a new method is tested by being registered).
+
+Each method: builds every preset and ablation for both image-tower families; runs on a random-init
+ResNet and ViT CLIP; asks only for the data it declares (the context raises on anything else, and
+the source records what was asked); repeats exactly under a seed; and, through the pipeline on the
+trained mini-rn, writes results.json in the one schema that the typed reader reads.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from clipunlearn.errors import ClipUnlearnError
+from clipunlearn.methods import DATA_KINDS, ForgetContext, ForgetRequest, Knobs, get_method, method_names
+from clipunlearn.runs import ForgetSettings, forget, read_results
+
+METHODS = method_names()
+PAPER_METHODS = {"lip", "emb", "amns", "emmn", "ulip", "amns-retain", "salun"}
+
+
+def test_the_papers_methods_are_registered():
+    missing = PAPER_METHODS - set(METHODS)
+    assert not missing, f"not registered yet: {sorted(missing)}"
+
+
+@pytest.fixture(scope="module")
+def mini_vit_random():
+    from clipunlearn.models import load_clip
+
+    torch.manual_seed(0)
+    return load_clip("mini-vit", pretrained="none")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_declares_presets_ablations_and_needs(name):
+    cls = get_method(name)
+    assert cls.name == name and cls.title and cls.needs <= set(DATA_KINDS)
+    assert {"paper", "default"} <= set(cls.presets)
+    for family in ("resnet", "vit"):
+        for preset in cls.presets:
+            cls.build_config(preset, family)
+            for ablation in cls.ablations:
+                cls.build_config(preset, family, ablation)
+    d = cls.describe()
+    assert {"name", "needs", "presets", "ablations"} <= set(d) and json.dumps(d)
+
+
+def _state(clip):
+    return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+
+
+def _small(cls, preset="paper", family="resnet"):
+    """The preset made cheap enough for a unit test, through the same option mechanism users have."""
+    cfg = cls.build_config(preset, family)
+    for field, value in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("batch_size", 8)):
+        if hasattr(cfg, field):
+            setattr(cfg, field, value)
+    return cfg
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_runs_sees_only_what_it_declares_and_repeats_under_a_seed(name, family, mini_rn_random, mini_vit_random,
+                                                                  make_context):
+    cls = get_method(name)
+    base = mini_rn_random if family == "resnet" else mini_vit_random
+    states, traces = [], []
+    for _ in range(2):
+        clip = copy.deepcopy(base)
+        ctx = make_context(clip, cls, seed=3, max_epochs=2)
+        trace = cls(_small(cls, "paper", family)).run(ctx)
+        assert set(ctx._source.calls) <= cls.needs, f"{name} asked for undeclared data"
+        assert set(ctx.data_seen) <= cls.needs
+        assert trace.steps and trace.stopped_because and trace.epochs <= 2 + 2  # two-phase methods: 2 loops
+        json.dumps(trace.steps), json.dumps(trace.info)
+        for row in trace.steps:
+            assert "epoch" in row and "kept" in row
+        states.append(_state(clip))
+        traces.append(trace.steps)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0]), f"{name} does not repeat under a seed"
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in traces[0]] == \
+           [{k: v for k, v in r.items() if k != "seconds"} for r in traces[1]]
+
+
+def test_context_refuses_undeclared_data(mini_rn_random):
+    from conftest import FakeSource
+
+    request = ForgetRequest("toy", ["cat", "dog"], [1], "a photo of a {}.")
+    source = FakeSource(mini_rn_random)
+    ctx = ForgetContext(mini_rn_random, request, source, {"synthetic_forget"}, Knobs(), "zs-method")
+    assert len(ctx.synthetic_forget()) == 3
+    for kind in ("real_forget", "real_retain", "synthetic_retain"):
+        with pytest.raises(ClipUnlearnError, match=f"zs-method asked for {kind}.*does not declare"):
+            getattr(ctx, kind)()
+    assert source.calls == ["synthetic_forget"] and set(ctx.data_seen) == {"synthetic_forget"}
+    with pytest.raises(ClipUnlearnError, match="Unknown data kind"):
+        ForgetContext(mini_rn_random, request, source, {"test_images"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_pipeline_on_mini_rn_writes_the_one_schema(name, data_slice, tmp_path):
+    cls = get_method(name)
+    options = {k: v for k, v in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2))
+               if hasattr(cls.config_cls(), k)}
+    out = tmp_path / name
+    results = forget(ForgetSettings(model="mini-rn", dataset="caltech101", classes=["motorbike"], out=str(out),
+                                    data_root=str(data_slice), other_datasets=["cifar10"], method=name,
+                                    n_per_class=2, max_epochs=1, generation_max_steps=2, progress=False,
+                                    options=options))
+    r = read_results(out)
+    assert r.schema_version == 2 and r.method == name and r.preset == "default"
+    assert set(r.data_seen) <= cls.needs and all(v["n"] > 0 for v in r.data_seen.values())
+    if cls.needs & {"real_forget", "real_retain"}:
+        assert any("train" in v["source"] for v in r.data_seen.values())
+    assert r.retrieval and set(r.retrieval["before"]) >= {"ks", "ift", "ifi"}
+    assert r.template_change and r.template_change["before"]["target"] is not None
+    assert (out / "report.md").read_text().startswith("# Forgetting motorbike")
+    reference = json.loads((tmp_path / name / "results.json").read_text())
+    assert set(reference) == set(results)
+    _KEYS.setdefault("keys", set(reference))
+    assert set(reference) == _KEYS["keys"], "results.json top-level fields differ between methods"
+
+
+_KEYS: dict[str, set] = {}
