@@ -160,3 +160,30 @@ def test_zoo_train_on_a_slice(data_slice, tmp_path, capsys):
     assert record["train_images"] == 42 and set(record["test_top1"]) == {"caltech101", "cifar10"}
     assert main(["eval", "--model", "mini-rn", "--pretrained", str(out), "--datasets", "cifar10",
                  "--data-root", str(data_slice), "--quiet"]) == 0
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_partial_run(data_slice, tmp_path):
+    """A cluster's preemption (SIGTERM) in the middle of a run removes the hidden staging folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipunlearn.cli", "forget", *TINY, "--dataset", "caltech101", "--classes", "leopard",
+         "--other-datasets", "cifar10", "--data-root", str(data_slice), "--out", str(out), "--quiet",
+         "--max-steps", "100000", "-n", "64"],  # generation that would run for minutes
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".run.*.partial")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".run.*.partial")), proc.stderr.read().decode() if proc.poll() is not None else ""
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    assert code != 0
+    assert not out.exists() and not list(tmp_path.glob(".run.*")), list(tmp_path.iterdir())

@@ -13,7 +13,6 @@ from clipunlearn.errors import DataError
 from clipunlearn.evaluation import (
     Evaluator,
     FeatureCache,
-    first_changed_stage,
     image_stages,
     zero_shot_classifier,
 )
@@ -103,13 +102,6 @@ def test_text_classifier_is_reused_until_the_text_tower_changes(mini_rn_random, 
     assert not torch.allclose(changed, first)
 
 
-def test_first_changed_stage(mini_rn_random):
-    n = len(image_stages(mini_rn_random))
-    assert first_changed_stage(mini_rn_random, ["visual.attnpool.q_proj.weight", "transformer.resblocks.0.ln_1.bias"]) == n - 1
-    assert first_changed_stage(mini_rn_random, ["transformer.resblocks.0.ln_1.bias"]) == n
-    assert first_changed_stage(mini_rn_random, ["visual.layer2.0.conv1.weight"]) == 2
-
-
 def test_unreadable_images_are_counted(data_slice, mini_rn_random, tmp_path):
     import shutil
 
@@ -125,3 +117,54 @@ def test_unreadable_images_are_counted(data_slice, mini_rn_random, tmp_path):
 def test_classifier_needs_placeholder(mini_rn_random):
     with pytest.raises(DataError, match="no '{}'"):
         zero_shot_classifier(mini_rn_random, ["a"], ["a photo"])
+
+
+class _FixedFeatures:
+    """An evaluator stand-in with given unit features per image set and given class weights."""
+
+    def __init__(self, feats, weights):
+        self.feats, self.weights = feats, weights
+
+    def image_features(self, images):
+        return self.feats[images.name]
+
+    def classifier(self, classnames, templates):
+        return self.weights
+
+
+def _brute_precision(query_vecs, query_labels, db_vecs, db_labels, k, skip=None):
+    """Precision@k by sorting each query's similarities in plain Python."""
+    out = []
+    for i, (q, lab) in enumerate(zip(query_vecs, query_labels)):
+        sims = [(float(q @ d), j) for j, d in enumerate(db_vecs) if skip is None or j != skip[i]]
+        top = [j for _, j in sorted(sims, key=lambda t: -t[0])[:k]]
+        out.append(sum(db_labels[j] == lab for j in top) / k)
+    return sum(out) / len(out)
+
+
+def test_retrieval_precision_against_brute_force():
+    import torch.nn.functional as F
+
+    from clipunlearn.data import ImageSet
+    from clipunlearn.evaluation.forgetting import Targets, retrieval
+
+    gen = torch.Generator().manual_seed(0)
+    main = ImageSet("a", "test", ["x", "y", "z"], [0, 0, 0, 1, 1, 2, 2, 2], "mem")
+    other = ImageSet("b", "test", ["x", "w"], [0, 0, 1, 1, 1], "mem")
+    feats = {"a": F.normalize(torch.randn(8, 4, generator=gen), dim=-1),
+             "b": F.normalize(torch.randn(5, 4, generator=gen), dim=-1)}
+    weights = F.normalize(torch.randn(3, 4, generator=gen), dim=-1)
+    r = retrieval(_FixedFeatures(feats, weights), Targets(main, [0], [other]), ks=(1, 5, 10))
+    db = torch.cat([feats["a"], feats["b"]])
+    labels = [f"a/{main.classnames[y]}" for y in main.labels] + [f"b/{other.classnames[y]}" for y in other.labels]
+    for k in (1, 5, 10):
+        # image from text: class "x" of dataset a; "b/x" images are another dataset's class, not relevant
+        assert r["ift"]["target"][str(k)] == pytest.approx(_brute_precision(weights[[0]], ["a/x"], db, labels, k))
+        assert r["ift"]["other_classes"][str(k)] == pytest.approx(
+            _brute_precision(weights[[1, 2]], ["a/y", "a/z"], db, labels, k))
+        # image from image: each target image queries the database without itself
+        assert r["ifi"]["target"][str(k)] == pytest.approx(
+            _brute_precision(db[[0, 1, 2]], labels[:3], db, labels, k, skip=[0, 1, 2]))
+        assert r["ifi"]["other_classes"][str(k)] == pytest.approx(
+            _brute_precision(db[3:8], labels[3:8], db, labels, k, skip=[3, 4, 5, 6, 7]))
+    assert r["database"]["images"] == 13 and r["ifi"]["queries"] == {"target": 3, "other_classes": 5}
