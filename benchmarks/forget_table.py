@@ -1,6 +1,7 @@
-"""The forgetting table of issue 3: Lip on the mini zoo, one run per class, both presets.
+"""A forgetting table on the mini zoo: one run per class, for any method, preset and ablation.
 
     python benchmarks/forget_table.py --model mini-rn --preset default --out runs/table-mini-rn-default
+    python benchmarks/forget_table.py --model mini-rn --method salun --preset paper --out runs/salun-paper
 
 Class rule (docs/lip.md): in each of the paper's four datasets, the paper's forget classes that the
 model recognises (test accuracy >= 0.3), completed by the model's best-recognised classes of that
@@ -22,7 +23,7 @@ from clipunlearn.data.registry import PAPER_FORGET_CLASSES  # noqa: E402
 from clipunlearn.evaluation import Evaluator  # noqa: E402
 from clipunlearn.methods import parse_option  # noqa: E402
 from clipunlearn.models import load_clip  # noqa: E402
-from clipunlearn.runs import ForgetSettings, forget  # noqa: E402
+from clipunlearn.runs import ForgetSettings, RunResults, forget, read_results  # noqa: E402
 
 
 def pick_classes(model: str, data_root: str, per_dataset: int, min_acc: float = 0.3) -> dict[str, list[str]]:
@@ -41,21 +42,29 @@ def pick_classes(model: str, data_root: str, per_dataset: int, min_acc: float = 
     return chosen
 
 
-def table(rows: list[dict]) -> str:
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def table(rows: list[RunResults]) -> str:
     lines = ["| dataset | class | target BF | target AF | other cls BF→AF | other datasets AF/BF (min) | Avg. Score | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ratios = [v["after"] / v["before"] for v in r["datasets"].values() if v["before"] > 0]
-        lines.append(f"| {r['dataset']} | {', '.join(r['classes'])} | {r['target_before']:.3f} | {r['target_after']:.3f} | "
-                     f"{r['other_classes_before']:.3f}→{r['other_classes_after']:.3f} | "
-                     f"{min(ratios) if ratios else float('nan'):.3f} | {r['avg_score']:.3f} | {r['epochs']} |")
+        ratios = [v.after / v.before for v in r.datasets.values() if v.before]
+        lines.append(f"| {r.dataset} | {', '.join(r.classes)} | {_f(r.target.before)} | {_f(r.target.after)} | "
+                     f"{_f(r.other_classes.before)}→{_f(r.other_classes.after)} | "
+                     f"{_f(min(ratios) if ratios else None)} | {_f(r.avg_score)} | {r.epochs} |")
     n = len(rows)
     if n:
-        mean = lambda k: sum(r[k] for r in rows) / n  # noqa: E731
-        rel = sum(r["target_after"] / r["target_before"] for r in rows) / n
-        keep = sum(r["other_classes_after"] / r["other_classes_before"] for r in rows) / n
-        lines.append(f"| **mean** | {n} runs | {mean('target_before'):.3f} | {mean('target_after'):.3f} "
-                     f"(AF/BF {rel:.3f}) | kept {keep:.3f} | | {mean('avg_score'):.3f} | |")
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        rel = mean([r.target.after / r.target.before for r in rows if r.target.before])
+        keep = mean([r.other_classes.after / r.other_classes.before for r in rows if r.other_classes.before])
+        scores = [r.avg_score for r in rows if r.avg_score is not None]
+        lines.append(f"| **mean** | {n} runs | {mean([r.target.before for r in rows]):.3f} | "
+                     f"{mean([r.target.after for r in rows]):.3f} (AF/BF {rel:.3f}) | kept {keep:.3f} | | "
+                     f"{_f(mean(scores) if scores else None)} | |")
     return "\n".join(lines)
 
 
@@ -63,7 +72,10 @@ def main() -> int:
     logging.getLogger().setLevel(logging.ERROR)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini-rn")
-    ap.add_argument("--preset", default="default", choices=["default", "paper"])
+    ap.add_argument("--method", default="lip")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--ablation", default=None)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--per-dataset", type=int, default=2)
     ap.add_argument("--out", required=True)
@@ -88,14 +100,15 @@ def main() -> int:
                 if reuse is not None and not reuse.exists():
                     raise SystemExit(f"{reuse} does not exist: run the other preset's table first, or drop --synthetic-from.")
                 forget(ForgetSettings(model=args.model, dataset=dataset, classes=[c], out=str(run),
-                                      data_root=args.data_root, preset=args.preset, n_per_class=args.n_per_class,
+                                      data_root=args.data_root, method=args.method, preset=args.preset,
+                                      ablation=args.ablation, seed=args.seed, n_per_class=args.n_per_class,
                                       synthetic=str(reuse) if reuse else None, progress=False, options=options,
                                       cache_dir=args.cache_dir or str(out / ".features")))
-            rows.append(json.loads((run / "results.json").read_text()))
+            rows.append(read_results(run))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     md = table(rows)
     (out / "table.md").write_text(md + "\n")
-    (out / "table.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    (out / "table.json").write_text(json.dumps([r.raw for r in rows], indent=1, default=str) + "\n")
     print(md)
     return 0
 

@@ -142,7 +142,7 @@ register_dataset(DatasetSpec("imagenette", "Imagenette", torchvision=_tv_imagene
 register_dataset(DatasetSpec("food101", "Food-101", torchvision=_tv_food101, aliases=("food",)))
 
 
-#: the classes the WACV'25 paper forgets (METHOD.md §1.3), by dataset
+#: the classes the WACV'25 paper forgets (its Table 4), by dataset
 PAPER_FORGET_CLASSES: dict[str, tuple[str, ...]] = {
     "stanford_dogs": ("Pekinese", "toy poodle", "Scotch terrier"),
     "stanford_cars": ("2009 Spyker C8 Coupe", "2010 Dodge Ram Pickup 3500 Crew Cab", "2011 Ford Ranger SuperCab"),

@@ -1,4 +1,4 @@
-"""Synthetic forget images from nothing but class names (WACV'25 §4.3, App. I; METHOD.md §1.1).
+"""Synthetic forget images from nothing but class names (WACV'25 §4.3, App. I).
 
 Each image starts as standard-normal noise in the model's normalised pixel space and climbs the
 target logit of the zero-shot classifier by normalised gradient ascent, with roll jitter, a blur
@@ -27,6 +27,8 @@ from ..models.factory import Clip
 
 #: the official step, 25 in normalised-pixel L2 units on a 3x224x224 image, as a per-pixel RMS
 OFFICIAL_STEP_RMS = 25.0 / math.sqrt(3 * 224 * 224)
+#: seed offset of the generator that draws one description sentence per image
+SENTENCE_SEED_OFFSET = 7919
 
 
 @dataclass
@@ -155,13 +157,16 @@ def generate_synthetic(
         labels = torch.tensor([t for t in targets for _ in range(config.n_per_class)], device=clip.device)
         own = None
         if descriptions is not None:
+            # a generator of its own, so the draws leave the noise stream alone: under one seed the
+            # description run starts from the same pixels as the template run
+            pick = torch.Generator().manual_seed(config.seed + SENTENCE_SEED_OFFSET)
             chosen = []
             for t in labels.tolist():
                 options = descriptions.get(classnames[t]) or []
                 if not options:
                     raise ClipUnlearnError(f"No description of {classnames[t]!r} was given; pass at least one "
                                            "sentence per class, or generate from the template.")
-                chosen.append(options[int(torch.randint(len(options), (1,), generator=gen))])
+                chosen.append(options[int(torch.randint(len(options), (1,), generator=pick))])
             with torch.no_grad():
                 own = torch.cat([clip.encode_text(chosen[i:i + 256], normalize=True) for i in range(0, len(chosen), 256)])
         with clip.fast_conv_layout() as fmt:

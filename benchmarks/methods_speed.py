@@ -1,0 +1,84 @@
+"""CPU (or GPU) seconds per forgotten class of every registered method, beside Lip's, in one run.
+
+    python benchmarks/methods_speed.py [--model mini-rn] [--dataset caltech101 --cls motorbike]
+                                       [--preset default] [--json OUT] [--methods lip,salun]
+
+Each method forgets the same class of the same model through the normal pipeline (its run folder
+under a temporary directory); the seconds are those results.json records: making data (synthetic
+images, or decoding real train images, counted in forgetting), forgetting, and evaluation. Every
+method makes its own synthetic images (no sharing between methods), so the totals are comparable.
+Ratios are to Lip's seconds measured in the same process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from clipunlearn.data import split_names  # noqa: E402
+from clipunlearn.methods import method_names  # noqa: E402
+from clipunlearn.runs import ForgetSettings, forget, read_results  # noqa: E402
+
+
+def main() -> int:
+    logging.getLogger().setLevel(logging.ERROR)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini-rn")
+    ap.add_argument("--dataset", default="caltech101")
+    ap.add_argument("--cls", default="motorbike")
+    ap.add_argument("--other-datasets", default="cifar10,imagenette")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    methods = split_names(args.methods) or method_names()
+    if "lip" in methods:
+        methods = ["lip"] + [m for m in methods if m != "lip"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in methods:
+            t0 = time.time()
+            forget(ForgetSettings(model=args.model, dataset=args.dataset, classes=[args.cls], out=f"{tmp}/{m}",
+                                  data_root=args.data_root, other_datasets=split_names(args.other_datasets),
+                                  method=m, preset=args.preset, device=args.device, progress=False,
+                                  retrieval=False, template_change=False))
+            wall = time.time() - t0
+            r = read_results(f"{tmp}/{m}")
+            method_s = r.seconds["generation"] + r.seconds["forgetting"]
+            rows.append({"method": m, "zero_shot": r.raw["zero_shot"], "generation_s": r.seconds["generation"],
+                         "forgetting_s": r.seconds["forgetting"], "method_s": round(method_s, 2),
+                         "evaluation_s": r.seconds["evaluation"], "wall_s": round(wall, 2),
+                         "target_before": r.target.before, "target_after": r.target.after,
+                         "avg_score": r.avg_score})
+            print(f"{m}: {method_s:.1f}s method, {wall:.1f}s wall", file=sys.stderr, flush=True)
+    lip = next((row["method_s"] for row in rows if row["method"] == "lip"), None)
+    for row in rows:
+        row["vs_lip"] = round(row["method_s"] / lip, 3) if lip else None
+    header = (f"{args.model}, {args.dataset} '{args.cls}', preset {args.preset}, {args.device}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(header)
+    print(f"{'method':<12} {'kind':<7} {'generate s':>10} {'forget s':>9} {'method s':>9} {'x Lip':>6} "
+          f"{'target BF→AF':>13} {'Avg.Score':>9}")
+    for row in rows:
+        score = "–" if row["avg_score"] is None else f"{row['avg_score']:.3f}"
+        ratio = "–" if row["vs_lip"] is None else f"{row['vs_lip']:.2f}"
+        print(f"{row['method']:<12} {row['zero_shot']:<7} {row['generation_s']:>10.1f} {row['forgetting_s']:>9.1f} "
+              f"{row['method_s']:>9.1f} {ratio:>6} {row['target_before']:.2f}→{row['target_after']:.2f}"
+              f"{'':>4} {score:>9}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"setup": header, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
