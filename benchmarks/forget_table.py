@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from clipunlearn.data import load_image_set, paper_datasets  # noqa: E402
-from clipunlearn.data.registry import PAPER_FORGET_CLASSES  # noqa: E402
-from clipunlearn.evaluation import Evaluator  # noqa: E402
-from clipunlearn.methods import parse_option  # noqa: E402
-from clipunlearn.models import load_clip  # noqa: E402
-from clipunlearn.runs import ForgetSettings, RunResults, forget, read_results  # noqa: E402
+from clipunlearn.data import load_image_set, paper_datasets
+from clipunlearn.data.registry import PAPER_FORGET_CLASSES
+from clipunlearn.evaluation import Evaluator
+from clipunlearn.methods import parse_option
+from clipunlearn.models import load_clip
+from clipunlearn.runs import ForgetSettings, RunResults, forget, read_results
 
 
 def pick_classes(model: str, data_root: str, per_dataset: int, min_acc: float = 0.3) -> dict[str, list[str]]:

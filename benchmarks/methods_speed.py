@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from clipunlearn.data import split_names  # noqa: E402
-from clipunlearn.methods import method_names  # noqa: E402
-from clipunlearn.runs import ForgetSettings, forget, read_results  # noqa: E402
+from clipunlearn.data import split_names
+from clipunlearn.methods import method_names
+from clipunlearn.runs import ForgetSettings, forget, read_results
 
 
 def main() -> int:

@@ -24,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from clipunlearn.data import load_image_set  # noqa: E402
-from clipunlearn.evaluation import Evaluator, FeatureCache  # noqa: E402
-from clipunlearn.models import eligible_names, load_clip  # noqa: E402
-from clipunlearn.synthetic import GenerationConfig, generate_synthetic  # noqa: E402
-from clipunlearn.training import draw_perturbations, lipschitz_loss, select_top_k  # noqa: E402
-from clipunlearn.training.lipschitz import lipschitz_terms  # noqa: E402
+from clipunlearn.data import load_image_set
+from clipunlearn.evaluation import Evaluator, FeatureCache
+from clipunlearn.models import eligible_names, load_clip
+from clipunlearn.synthetic import GenerationConfig, generate_synthetic
+from clipunlearn.training import draw_perturbations, lipschitz_loss, select_top_k
+from clipunlearn.training.lipschitz import lipschitz_terms
 
 
 def _sync(device: str) -> None:

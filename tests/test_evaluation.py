@@ -13,7 +13,6 @@ from clipunlearn.errors import DataError
 from clipunlearn.evaluation import (
     Evaluator,
     FeatureCache,
-    image_stages,
     zero_shot_classifier,
 )
 

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from clipunlearn.errors import ClipUnlearnError, TrainingError
-from clipunlearn.methods import ForgetContext, ForgetRequest, ImageBatch, Knobs, get_method
+from clipunlearn.methods import (
+    ForgetContext,
+    ForgetRequest,
+    ImageBatch,
+    Knobs,
+    get_method,
+)
 from clipunlearn.methods.lip import OFFICIAL_VIT_K, Lip, LipConfig
 from clipunlearn.synthetic import GenerationConfig, generate_synthetic
 from clipunlearn.training import (

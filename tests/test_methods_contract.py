@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from clipunlearn.errors import ClipUnlearnError
-from clipunlearn.methods import DATA_KINDS, ForgetContext, ForgetRequest, Knobs, get_method, method_names
+from clipunlearn.methods import (
+    DATA_KINDS,
+    ForgetContext,
+    ForgetRequest,
+    Knobs,
+    get_method,
+    method_names,
+)
 from clipunlearn.runs import ForgetSettings, forget, read_results
 
 METHODS = method_names()

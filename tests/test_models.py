@@ -281,7 +281,7 @@ def test_missing_weights_file(tmp_path: Path) -> None:
 
 
 def test_missing_zoo_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clipunlearn.models.factory as factory
+    from clipunlearn.models import factory
 
     monkeypatch.setattr(factory, "weights_path", lambda name: tmp_path / f"{name}.safetensors")
     with pytest.raises(WeightsError, match="zoo weights of mini-rn"):

@@ -7,15 +7,15 @@ __version__ = "0.1.0"
 
 _logging.getLogger("clipunlearn").addHandler(_logging.NullHandler())
 
-from .api import evaluate, generate, resolve_device  # noqa: E402
-from .data import load_image_set  # noqa: E402
-from .errors import ClipUnlearnError  # noqa: E402
-from .evaluation import Evaluator, FeatureCache  # noqa: E402
-from .methods import get_method, method_names  # noqa: E402
-from .models import Clip, load_clip, tensor_catalogue  # noqa: E402
-from .models.zoo import register_with_open_clip as _register  # noqa: E402
-from .runs import ForgetSettings, forget  # noqa: E402
-from .synthetic import (  # noqa: E402
+from .api import evaluate, generate, resolve_device
+from .data import load_image_set
+from .errors import ClipUnlearnError
+from .evaluation import Evaluator, FeatureCache
+from .methods import get_method, method_names
+from .models import Clip, load_clip, tensor_catalogue
+from .models.zoo import register_with_open_clip as _register
+from .runs import ForgetSettings, forget
+from .synthetic import (
     GenerationConfig,
     generate_synthetic,
     load_synthetic,

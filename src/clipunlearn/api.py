@@ -54,11 +54,8 @@ def generate(
     Only the dataset's class list and prompt template are read, never its images. Save the result
     with :func:`clipunlearn.save_synthetic` and pass the file to ``ForgetSettings(synthetic=...)``.
     """
-    names = split_names(classes)
-    if not names:
-        raise ClipUnlearnError("The class list is empty. Pass one or more class names, e.g. classes='motorbike'.")
     images = load_image_set(dataset, data_root, "test")
-    targets = [images.class_index(c) for c in names]  # unknown names fail here, with close matches
+    targets = images.class_indices(split_names(classes))  # unknown names fail here, with close matches
     clip = model if isinstance(model, Clip) else load_clip(model, pretrained, weights, resolve_device(device))
     return generate_with_progress(clip, images.classnames, targets, images.name, images.templates[0],
                                   config or GenerationConfig(), progress)

@@ -164,10 +164,8 @@ def cmd_generate(args) -> int:
 
     check_output_free(args.out, args.overwrite, "synthetic set")
     names = split_names(args.classes)
-    if not names:
-        raise ClipUnlearnError("--classes is empty. Pass one or more class names, comma-separated.")
     images = load_image_set(args.dataset, args.data_root, "test")
-    classes = [images.class_index(c) for c in names]
+    classes = images.class_indices(names)
     clip = _load(args)
     cfg = GenerationConfig(n_per_class=args.n_per_class, threshold=args.threshold, max_steps=args.max_steps,
                            bn_prior=args.bn_prior, seed=args.seed)

@@ -86,6 +86,15 @@ class ImageSet:
                 "Class names are matched exactly, as written in the dataset's classes.txt."
             ) from None
 
+    def class_indices(self, classnames: Sequence[str]) -> list[int]:
+        """Indices of ``classnames`` (matched exactly), refusing an empty list and repeats."""
+        if not classnames:
+            raise DataError("The class list is empty. Pass one or more class names, e.g. --classes \"motorbike\".")
+        indices = [self.class_index(c) for c in classnames]
+        if len(set(indices)) != len(indices):
+            raise DataError(f"A class is named twice in {list(classnames)}. Name each class once.")
+        return indices
+
     def subset(self, classes: Sequence[int] | None = None, exclude: Sequence[int] = ()) -> ImageSet:
         """The images whose label is in ``classes`` (all if None) and not in ``exclude``."""
         keep_labels = set(range(len(self.classnames))) if classes is None else set(classes)

@@ -1,6 +1,12 @@
 """Evaluation: zero-shot classification with a stage-wise feature cache."""
 from .features import FeatureCache, ImageStage, hash_tensors, image_stages, run_stages
-from .zeroshot import LOGIT_SCALE, EvalResult, Evaluator, image_scores, zero_shot_classifier
+from .zeroshot import (
+    LOGIT_SCALE,
+    EvalResult,
+    Evaluator,
+    image_scores,
+    zero_shot_classifier,
+)
 
 __all__ = [
     "LOGIT_SCALE",

@@ -111,12 +111,12 @@ def retrieval(evaluator: Evaluator, t: Targets, ks: Sequence[int] = RETRIEVAL_KS
     if len(other_rows) > max_other_queries:
         pick = torch.randperm(len(other_rows), generator=torch.Generator().manual_seed(seed))[:max_other_queries]
         other_rows = np.sort(other_rows[pick.numpy()])
-    out: dict[str, Any] = {"ks": ks, "database": {"images": int(len(labels)), "datasets": [s.name for s in sets]},
+    out: dict[str, Any] = {"ks": ks, "database": {"images": len(labels), "datasets": [s.name for s in sets]},
                            "targets": target_names}
     out["ift"] = {"target": _keys(ift(t.classes)), "other_classes": _keys(ift(others)) if others else None}
     out["ifi"] = {"target": _keys(ifi(target_rows)) if target_rows else None,
                   "other_classes": _keys(ifi(other_rows.tolist())) if len(other_rows) else None,
-                  "queries": {"target": len(target_rows), "other_classes": int(len(other_rows))}}
+                  "queries": {"target": len(target_rows), "other_classes": len(other_rows)}}
     return out
 
 

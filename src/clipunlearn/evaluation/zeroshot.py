@@ -65,7 +65,7 @@ class EvalResult:
 
     @property
     def n(self) -> int:
-        return int(len(self.labels))
+        return len(self.labels)
 
     @property
     def predictions(self) -> np.ndarray:

@@ -6,7 +6,15 @@ imported below, and the contract tests (tests/test_methods_contract.py) run each
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-from .base import Method, apply_options, config_json, get_method, method_names, parse_option, register_method
+from .base import (
+    Method,
+    apply_options,
+    config_json,
+    get_method,
+    method_names,
+    parse_option,
+    register_method,
+)
 from .context import DATA_KINDS, ForgetContext, ForgetRequest, ImageBatch, Knobs
 
 for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):

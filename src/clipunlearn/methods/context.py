@@ -59,7 +59,7 @@ class ImageBatch:
     info: dict[str, Any] = field(default_factory=dict)  # how it was made (counts, seconds, ...)
 
     def __len__(self) -> int:
-        return int(len(self.labels))
+        return len(self.labels)
 
 
 @dataclass

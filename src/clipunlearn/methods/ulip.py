@@ -19,8 +19,8 @@ the data-free retain term, which is Lip's own addition.
 """
 from __future__ import annotations
 
-from .lip import Lip, LipConfig
 from .base import register_method
+from .lip import Lip, LipConfig
 
 _UNIMODAL = {"text_term": False, "text_tower": False, "forget_images": "real", "retain_weight": 0.0}
 

@@ -101,15 +101,17 @@ class RunData:
             s = load_synthetic(self.synthetic_file)
             check_synthetic_fits(s, self.clip.arch, request.dataset, request.class_names)
             source = f"synthetic ({self.synthetic_file})"
+            origins = None
         else:
             cfg = GenerationConfig(n_per_class=self.n_per_class, seed=self.seed)
             if self.max_steps is not None:
                 cfg.max_steps = self.max_steps
-            descriptions = None
+            descriptions, origins = None, None
             if prompts == "cupl":
-                from ..synthetic.cupl import cupl_descriptions
+                from ..synthetic.cupl import describe
 
-                descriptions = cupl_descriptions(request.class_names)
+                found = describe(request.class_names)
+                descriptions, origins = found.sentences, found.origins
             s = generate_with_progress(self.clip, request.classnames, request.classes, request.dataset,
                                        request.template, cfg, self.progress, descriptions=descriptions)
             self.seconds["generation"] += s.seconds
@@ -117,8 +119,10 @@ class RunData:
         self.synthetic = s
         # measured now, while the model is the original: a method asks for its images before training
         self.synthetic_scores_before = image_scores(self.clip, s.images, s.targets, s.classnames, [request.template])
-        return ImageBatch(s.images, s.targets, list(s.classnames), source,
-                          {"accepted": int(s.accepted.sum()), "seconds": round(s.seconds, 2)})
+        info: dict[str, Any] = {"accepted": int(s.accepted.sum()), "seconds": round(s.seconds, 2)}
+        if prompts == "cupl":
+            info["descriptions"] = origins
+        return ImageBatch(s.images, s.targets, list(s.classnames), source, info)
 
     def synthetic_retain(self, request: ForgetRequest, max_classes: int = 48, vocabulary: bool = True,
                          steps: int = 100) -> ImageBatch:

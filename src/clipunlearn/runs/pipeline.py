@@ -23,9 +23,22 @@ from .. import __version__
 from ..data import load_image_set, paper_datasets
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
-from ..evaluation.forgetting import Targets, accuracies, retrieval, score, template_change
+from ..evaluation.forgetting import (
+    Targets,
+    accuracies,
+    retrieval,
+    score,
+    template_change,
+)
 from ..io import check_output_free, staged_dir, write_json
-from ..methods import ForgetContext, ForgetRequest, Knobs, Method, config_json, get_method
+from ..methods import (
+    ForgetContext,
+    ForgetRequest,
+    Knobs,
+    Method,
+    config_json,
+    get_method,
+)
 from ..models import Clip, load_clip, resolve_device
 from ..training import Trace
 from .data import RunData, train_split
@@ -63,12 +76,8 @@ class ForgetSettings:
 
 def resolve_targets(s: ForgetSettings) -> Targets:
     """Find the dataset, the classes and the other datasets, failing before any compute."""
-    if not s.classes:
-        raise ClipUnlearnError("The class list is empty. Pass --classes \"name\" (comma-separated for several).")
     images = load_image_set(s.dataset, s.data_root, "test")
-    classes = [images.class_index(c) for c in s.classes]
-    if len(set(classes)) != len(classes):
-        raise ClipUnlearnError(f"A class is named twice in {s.classes}.")
+    classes = images.class_indices(s.classes)
     names = [d for d in (paper_datasets() if s.other_datasets is None else s.other_datasets) if d != images.name]
     found, missing = [], []
     for name in names:

@@ -24,6 +24,7 @@ from torch import nn
 from ..errors import ClipUnlearnError
 from ..evaluation.zeroshot import LOGIT_SCALE, zero_shot_classifier
 from ..models.factory import Clip
+from ..training.params import frozen
 
 #: the official step, 25 in normalised-pixel L2 units on a 3x224x224 image, as a per-pixel RMS
 OFFICIAL_STEP_RMS = 25.0 / math.sqrt(3 * 224 * 224)
@@ -150,8 +151,6 @@ def generate_synthetic(
     gen = torch.Generator().manual_seed(config.seed)
     was_training = clip.model.training
     clip.model.eval()
-    for p in clip.model.parameters():
-        p.requires_grad_(False)
     try:
         weights = zero_shot_classifier(clip, list(classnames), [template])
         labels = torch.tensor([t for t in targets for _ in range(config.n_per_class)], device=clip.device)
@@ -169,11 +168,9 @@ def generate_synthetic(
                 chosen.append(options[int(torch.randint(len(options), (1,), generator=pick))])
             with torch.no_grad():
                 own = torch.cat([clip.encode_text(chosen[i:i + 256], normalize=True) for i in range(0, len(chosen), 256)])
-        with clip.fast_conv_layout() as fmt:
+        with clip.fast_conv_layout() as fmt, frozen(clip.model):
             out = _ascend(clip, weights, labels, config, gen, progress, fmt, own)
     finally:
-        for p in clip.model.parameters():
-            p.requires_grad_(True)
         clip.model.train(was_training)
     images, probs, accepted, steps, threshold = out
     return SyntheticSet(images=images.cpu(), targets=labels.cpu(), probs=probs.cpu(), accepted=accepted.cpu(),

@@ -1,6 +1,12 @@
 """The training machinery every method is built from: the one loop (stages, keep-or-revert, stop
 rules, the trace), parameter selection and freezing, losses, and the data-free retain term."""
-from .lipschitz import draw_perturbations, encode_text_perturbed, lipschitz_loss, lipschitz_terms, reduce_terms
+from .lipschitz import (
+    draw_perturbations,
+    encode_text_perturbed,
+    lipschitz_loss,
+    lipschitz_terms,
+    reduce_terms,
+)
 from .loop import KeepRule, Loop, OptimConfig, Stage, StopRule, Trace, run_loop, seeded
 from .params import (
     all_names,
@@ -40,4 +46,5 @@ __all__ = [
     "select_top_k",
     "snapshot",
     "trainable",
+    "vocabulary_to_keep",
 ]

@@ -27,7 +27,16 @@ import torch
 
 from ..errors import TrainingError
 from ..models.factory import Clip
-from .params import Towers, all_names, apply_mask, restore, select_all, select_top_k, snapshot, trainable
+from .params import (
+    Towers,
+    all_names,
+    apply_mask,
+    restore,
+    select_all,
+    select_top_k,
+    snapshot,
+    trainable,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("all", "top_k", "mask")
@@ -126,6 +135,7 @@ class Loop:
     mask: Mapping[str, torch.Tensor] | None = None
     keep: KeepRule = field(default_factory=KeepRule)
     stop: StopRule = field(default_factory=StopRule)
+    phase: str | None = None  # a name every row of this loop carries (multi-phase methods)
 
 
 #: step(stage, epoch, step_index) -> (loss to minimise, metrics of the step as floats)
@@ -146,6 +156,22 @@ def _select(clip: Clip, loop: Loop, stage: Stage) -> list[str]:
     raise TrainingError(f"Unknown selection {loop.selection!r}; use one of {SELECTIONS}.")
 
 
+def _masked_values(params: Mapping[str, torch.nn.Parameter], loop: Loop) -> dict[str, torch.Tensor]:
+    """Values of the masked tensors before a step, so that the elements the mask holds fixed can be
+    put back after it (an optimiser's weight decay and momentum would otherwise still move them)."""
+    assert loop.mask is not None
+    return {n: p.detach().clone() for n, p in params.items() if n in loop.mask}
+
+
+@torch.no_grad()
+def _put_back(params: Mapping[str, torch.nn.Parameter], loop: Loop, held: dict[str, torch.Tensor]) -> None:
+    assert loop.mask is not None
+    for n, old in held.items():
+        p = params[n]
+        keep = loop.mask[n].to(p.device).bool()
+        p.copy_(torch.where(keep, p, old))
+
+
 def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = None,
              progress: Callable[[dict], None] | None = None, trace: Trace | None = None) -> Trace:
     """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
@@ -164,13 +190,14 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
         opt = loop.optim.build(list(params.values()))
         original = snapshot(model, names)
         start = measure() if measure is not None else {}
-        trace.steps.append({"epoch": 0, **start, "kept": None})
+        tag = {"phase": loop.phase} if loop.phase else {}
+        trace.steps.append({"epoch": 0, **tag, **start, "kept": None})
         best = loop.keep.start if loop.keep.start is not None else start.get(loop.keep.metric or "", math.inf)
         stage_i = 0
         for epoch in range(1, loop.max_epochs + 1):
             stage = loop.stages[stage_i]
             saved = (snapshot(model, names), copy.deepcopy(opt.state_dict())) if reverting else None
-            row: dict[str, Any] = {"epoch": epoch, **stage.row()}
+            row: dict[str, Any] = {"epoch": epoch, **tag, **stage.row()}
             selected: set[str] = set()
             sums: dict[str, float] = {}
             for s in range(loop.steps_per_epoch):
@@ -185,7 +212,10 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 selected |= set(_select(clip, loop, stage))
+                held = _masked_values(params, loop) if loop.selection == "mask" else None
                 opt.step()
+                if held is not None:
+                    _put_back(params, loop, held)
                 for k, v in {"loss": value, **metrics}.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
             row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
