@@ -28,10 +28,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DataError
 from ..evaluation.zeroshot import image_scores
-from ..models.catalogue import eligible_names
-from ..training import KeepRule, Loop, OptimConfig, Stage, StopRule, Trace, run_loop
+from ..training import (
+    KeepRule,
+    Loop,
+    OptimConfig,
+    Stage,
+    StopRule,
+    Trace,
+    run_loop,
+    tower_tensors,
+)
 from ..training.relabel import (
     ShuffledBatches,
     class_prompt_ce,
@@ -66,17 +73,9 @@ class Amns(Method):
     def training_data(self, ctx: ForgetContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, ImageBatch]]:
         """(images, training labels, {name: batch measured after each epoch}); labels index
         ``ctx.request.classnames``."""
-        forget = self.check_classes(ctx, ctx.synthetic_forget())
+        forget = ctx.over_request_classes(ctx.synthetic_forget())
         labels = self.relabel(ctx, forget)
         return forget.images, labels, {"forget": forget}
-
-    @staticmethod
-    def check_classes(ctx: ForgetContext, batch: ImageBatch) -> ImageBatch:
-        """``batch``, once its labels are known to index the request's class list."""
-        if list(batch.classnames) != list(ctx.request.classnames):
-            raise DataError(f"The {batch.source} images are labelled over other classes than the request's "
-                            f"{ctx.request.dataset} classes; use one class list for both.")
-        return batch
 
     @staticmethod
     def relabel(ctx: ForgetContext, forget: ImageBatch) -> torch.Tensor:
@@ -88,8 +87,7 @@ class Amns(Method):
         images, labels, measured = self.training_data(ctx)
         template = ctx.request.template
         tokens = clip.tokenize([template.format(c) for c in ctx.request.classnames])
-        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
-                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        towers = tower_tensors(clip.model, cfg.eligibility, cfg.image_tower, cfg.text_tower)
         batches = ShuffledBatches(len(labels), cfg.batch_size, ctx.generator(1))
         trace = Trace(info={"train_images": len(labels), "steps_per_epoch": batches.steps})
 

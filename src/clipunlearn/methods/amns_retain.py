@@ -46,8 +46,8 @@ class AmnsRetain(Amns):
     presets = {"paper": {}, "default": {}}
 
     def training_data(self, ctx: ForgetContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, ImageBatch]]:
-        forget = self.check_classes(ctx, ctx.real_forget(per_class=self.config.forget_per_class))
-        retain = self.check_classes(ctx, ctx.real_retain(per_class=self.config.retain_per_class))
+        forget = ctx.over_request_classes(ctx.real_forget(per_class=self.config.forget_per_class))
+        retain = ctx.over_request_classes(ctx.real_retain(per_class=self.config.retain_per_class))
         images = torch.cat([forget.images, retain.images])
         labels = torch.cat([self.relabel(ctx, forget), retain.labels.long()])
         return images, labels, {"forget": forget, "retain": retain}

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ..errors import ClipUnlearnError
+from ..errors import ClipUnlearnError, DataError
 from ..models.factory import Clip
 
 DATA_KINDS: dict[str, str] = {
@@ -130,6 +130,14 @@ class ForgetContext:
     def real_retain(self, **options: Any) -> ImageBatch:
         """Real train images of the dataset's other classes (``per_class`` caps the count)."""
         return self._get("real_retain", **options)
+
+    def over_request_classes(self, batch: ImageBatch) -> ImageBatch:
+        """``batch``, once its labels are known to index the request's class list (the real and
+        synthetic forget images do; synthetic retain images may add everyday concepts)."""
+        if list(batch.classnames) != list(self.request.classnames):
+            raise DataError(f"The {batch.source} images are labelled over other classes than the request's "
+                                   f"{self.request.dataset} classes; use one class list for both.")
+        return batch
 
     def epochs(self, wanted: int) -> int:
         """The method's epoch count under the run's cap."""

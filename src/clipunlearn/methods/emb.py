@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from ..errors import TrainingError
 from ..evaluation.zeroshot import image_scores
-from ..models.catalogue import eligible_names
 from ..training import (
     Loop,
     OptimConfig,
@@ -38,7 +37,9 @@ from ..training import (
     StopRule,
     Trace,
     draw_perturbations,
+    make_stages,
     run_loop,
+    tower_tensors,
 )
 from ..training.embedding import embedding_loss
 from .base import Method, register_method
@@ -69,11 +70,8 @@ class EmbConfig:
     draw_chunk: int = 512
 
     def stages(self, n_image: int, n_text: int) -> list[Stage]:
-        if not (len(self.sigmas) == len(self.k_image) == len(self.k_text)):
-            raise TrainingError(f"sigmas, k_image and k_text must have one entry per stage; got "
-                                f"{len(self.sigmas)}, {len(self.k_image)}, {len(self.k_text)}.")
-        return [Stage(i, {"image": min(ki, n_image), "text": min(kt, n_text)}, {"sigma": s})
-                for i, (s, ki, kt) in enumerate(zip(self.sigmas, self.k_image, self.k_text))]
+        return make_stages({"image": self.k_image, "text": self.k_text}, {"image": n_image, "text": n_text},
+                           sigma=self.sigmas)
 
 
 _PAPER = {"perturbation": "official",
@@ -93,8 +91,7 @@ class Emb(Method):
         if cfg.keep not in KEEP_CRITERIA:
             raise TrainingError(f"Unknown keep criterion {cfg.keep!r}; use one of {sorted(KEEP_CRITERIA)}.")
         forget = ctx.synthetic_forget()
-        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
-                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        towers = tower_tensors(clip.model, cfg.eligibility, cfg.image_tower, cfg.text_tower)
         pixels = forget.images.to(clip.device)
         tokens = clip.tokenize([cfg.prompt.format(forget.classnames[t]) for t in forget.labels.tolist()])
         gen = ctx.generator()

@@ -52,7 +52,6 @@ import torch.nn.functional as F
 
 from ..errors import TrainingError
 from ..evaluation.zeroshot import LOGIT_SCALE, image_scores
-from ..models.catalogue import eligible_names
 from ..models.factory import Clip
 from ..training import (
     KeepRule,
@@ -63,6 +62,7 @@ from ..training import (
     Trace,
     frozen,
     run_loop,
+    tower_tensors,
 )
 from ..training.relabel import ShuffledBatches, class_prompt_ce
 from .base import Method, register_method
@@ -190,8 +190,7 @@ class EMMN(Method):
                             "kept_classes": len(keep), "noise_steps": steps,
                             "noise_seconds": round(time.time() - t0, 2)})
 
-        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
-                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        towers = tower_tensors(clip.model, cfg.eligibility, cfg.image_tower, cfg.text_tower)
 
         def measure() -> dict[str, float]:
             out = {"max_noise_as_forget": image_scores(clip, max_noise, max_labels, classnames, [template])[0]}

@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..evaluation.zeroshot import image_scores
-from ..models.catalogue import eligible_names
 from ..training import (
     KeepRule,
     Loop,
@@ -43,7 +42,9 @@ from ..training import (
     Trace,
     draw_perturbations,
     lipschitz_loss,
+    make_stages,
     run_loop,
+    tower_tensors,
 )
 from .base import Method, register_method
 from .context import ForgetContext, ImageBatch
@@ -91,13 +92,8 @@ class LipConfig:
     draw_chunk: int = 512
 
     def stages(self, n_image: int, n_text: int) -> list[Stage]:
-        if not (len(self.sigmas) == len(self.k_image) == len(self.k_text)):
-            from ..errors import TrainingError
-
-            raise TrainingError(f"sigmas, k_image and k_text must have one entry per stage; got "
-                                f"{len(self.sigmas)}, {len(self.k_image)}, {len(self.k_text)}.")
-        return [Stage(i, {"image": min(ki, n_image), "text": min(kt, n_text)}, {"sigma": s})
-                for i, (s, ki, kt) in enumerate(zip(self.sigmas, self.k_image, self.k_text))]
+        return make_stages({"image": self.k_image, "text": self.k_text}, {"image": n_image, "text": n_text},
+                           sigma=self.sigmas)
 
 
 @register_method
@@ -140,8 +136,7 @@ class Lip(Method):
                                         steps=cfg.retain_steps)
             retain = RetainAnchor(clip, kept.images, kept.classnames, ctx.request.template)
             trace.info["retain_images"] = len(kept)
-        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
-                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        towers = tower_tensors(clip.model, cfg.eligibility, cfg.image_tower, cfg.text_tower)
         pixels = forget.images.to(clip.device)
         prompts = [cfg.prompt.format(forget.classnames[t]) for t in forget.labels.tolist()]
         tokens = clip.tokenize(prompts) if cfg.text_term else None

@@ -42,9 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DataError
 from ..evaluation.zeroshot import image_scores
-from ..models.catalogue import eligible_names
 from ..training import (
     KeepRule,
     Loop,
@@ -54,6 +52,7 @@ from ..training import (
     Trace,
     all_names,
     run_loop,
+    tower_tensors,
 )
 from ..training.relabel import (
     ShuffledBatches,
@@ -63,7 +62,7 @@ from ..training.relabel import (
 )
 from ..training.saliency import loss_gradients, mask_fraction, saliency_mask
 from .base import Method, register_method
-from .context import ForgetContext, ImageBatch
+from .context import ForgetContext
 
 
 @dataclass
@@ -84,13 +83,6 @@ class SalUnConfig:
     text_tower: bool = True
 
 
-def _check_classes(ctx: ForgetContext, batch: ImageBatch) -> ImageBatch:
-    if list(batch.classnames) != list(ctx.request.classnames):
-        raise DataError(f"The {batch.source} images are labelled over other classes than the request's "
-                        f"{ctx.request.dataset} classes; use one class list for both.")
-    return batch
-
-
 @register_method
 class SalUn(Method):
     name = "salun"
@@ -102,12 +94,11 @@ class SalUn(Method):
 
     def run(self, ctx: ForgetContext) -> Trace:
         cfg, clip = self.config, ctx.clip
-        forget = _check_classes(ctx, ctx.real_forget(per_class=cfg.forget_per_class))
-        retain = _check_classes(ctx, ctx.real_retain(per_class=cfg.retain_per_class))
+        forget = ctx.over_request_classes(ctx.real_forget(per_class=cfg.forget_per_class))
+        retain = ctx.over_request_classes(ctx.real_retain(per_class=cfg.retain_per_class))
         template = ctx.request.template
         tokens = clip.tokenize([template.format(c) for c in ctx.request.classnames])
-        towers = {"image": eligible_names(clip.model, "image", cfg.eligibility) if cfg.image_tower else [],
-                  "text": eligible_names(clip.model, "text", cfg.eligibility) if cfg.text_tower else []}
+        towers = tower_tensors(clip.model, cfg.eligibility, cfg.image_tower, cfg.text_tower)
 
         n_forget, chunk = len(forget), max(1, cfg.saliency_batch)
 

@@ -135,11 +135,15 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run:
         handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        level = log.level
+        log.setLevel(logging.INFO)  # log.txt gets every line, whatever the console shows
         log.addHandler(handler)
         try:
             results = _forget_in(run, s, t, clip, method_cls(config), request)
         finally:
             log.removeHandler(handler)
+            log.setLevel(level)
             handler.close()
     return results
 

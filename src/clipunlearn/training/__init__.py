@@ -7,7 +7,17 @@ from .lipschitz import (
     lipschitz_terms,
     reduce_terms,
 )
-from .loop import KeepRule, Loop, OptimConfig, Stage, StopRule, Trace, run_loop, seeded
+from .loop import (
+    KeepRule,
+    Loop,
+    OptimConfig,
+    Stage,
+    StopRule,
+    Trace,
+    make_stages,
+    run_loop,
+    seeded,
+)
 from .params import (
     all_names,
     apply_mask,
@@ -17,6 +27,7 @@ from .params import (
     select_all,
     select_top_k,
     snapshot,
+    tower_tensors,
     trainable,
 )
 from .retain import GENERAL_VOCABULARY, RetainAnchor, vocabulary_to_keep
@@ -37,6 +48,7 @@ __all__ = [
     "frozen",
     "lipschitz_loss",
     "lipschitz_terms",
+    "make_stages",
     "rank_by_gradient",
     "reduce_terms",
     "restore",
@@ -45,6 +57,7 @@ __all__ = [
     "select_all",
     "select_top_k",
     "snapshot",
+    "tower_tensors",
     "trainable",
     "vocabulary_to_keep",
 ]

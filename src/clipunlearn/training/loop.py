@@ -104,6 +104,19 @@ class Stage:
         return {"stage": self.index, **{f"k_{t}": v for t, v in self.k.items()}, **self.values}
 
 
+def make_stages(k: Mapping[str, Sequence[int]], caps: Mapping[str, int], **values: Sequence[float]) -> list[Stage]:
+    """Stages from per-stage lists: ``k[tower][i]`` tensors of each tower (capped by ``caps[tower]``,
+    the number that may train) and each named value's ``i``-th entry; every list must have one entry
+    per stage."""
+    lengths = {len(v) for v in (*k.values(), *values.values())}
+    if len(lengths) != 1:
+        named = {**{f"k_{t}": len(v) for t, v in k.items()}, **{n: len(v) for n, v in values.items()}}
+        raise TrainingError(f"The schedule's lists must have one entry per stage; got lengths {named}.")
+    n = lengths.pop()
+    return [Stage(i, {t: min(int(v[i]), caps.get(t, 0)) for t, v in k.items()}, {name: float(v[i]) for name, v in values.items()})
+            for i in range(n)]
+
+
 @dataclass
 class KeepRule:
     """``metric=None``: every epoch is kept. Otherwise an epoch is kept only if ``metric`` (from the

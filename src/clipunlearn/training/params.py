@@ -21,6 +21,15 @@ from torch import nn
 Towers = Mapping[str, Sequence[str]]
 
 
+def tower_tensors(model: nn.Module, rule: str = "catalogue", image: bool = True, text: bool = True) -> dict[str, list[str]]:
+    """``{"image": [...], "text": [...]}``: the tensors each tower may train under the catalogue's
+    eligibility ``rule``; a tower switched off gets none."""
+    from ..models.catalogue import eligible_names
+
+    return {"image": eligible_names(model, "image", rule) if image else [],
+            "text": eligible_names(model, "text", rule) if text else []}
+
+
 def all_names(towers: Towers) -> list[str]:
     """The tensor names of every tower, in order, without repeats."""
     seen: dict[str, None] = {}
