@@ -2,7 +2,7 @@
 seeds, through the normal pipeline; one table of means, written as a results page.
 
     python benchmarks/sweep.py --method emmn --preset paper \\
-        --grid "impair_lr=0.02,0.001" --grid "repair_lr=0.01,0.0005" \\
+        --setting "impair_lr=0.02;repair_lr=0.01" --setting "impair_lr=0.001;repair_lr=0.0005" \\
         --classes "caltech101:minaret,caltech101:euphonium,caltech101:motorbike" --seeds 0 \\
         --out runs/sweep-emmn --page docs/results/sweeps/emmn-mini-rn.md
 
@@ -61,7 +61,10 @@ def main() -> int:
     ap.add_argument("--method", required=True)
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--ablation", default=None)
-    ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2", help="repeatable")
+    ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="repeatable: every combination of the values is a setting")
+    ap.add_argument("--setting", action="append", default=[], metavar="FIELD=V[;FIELD=V]",
+                    help="repeatable: one setting each (fields separated by ';'), after the grid's")
     ap.add_argument("--classes", required=True, help="comma-separated dataset:class")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--other-datasets", default=None, help="default: the paper's other datasets")
@@ -75,7 +78,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     targets = [tuple(item.split(":", 1)) for item in split_names(args.classes)]
     seeds = [int(s) for s in split_names(args.seeds)]
-    settings = _grid(args.grid)
+    settings = _grid(args.grid) if args.grid or not args.setting else []
+    settings += [dict(parse_option(item) for item in spec.split(";")) for spec in args.setting]
     lines = [f"# Sweep of {args.method} ({args.preset} preset{', ' + args.ablation if args.ablation else ''}) "
              f"on {args.model}", "",
              "Made by `python benchmarks/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.", "",

@@ -126,6 +126,8 @@ def test_pipeline_on_mini_rn_writes_the_one_schema(name, data_slice, tmp_path):
     assert r.retrieval and set(r.retrieval["before"]) >= {"ks", "ift", "ifi"}
     assert r.template_change and r.template_change["before"]["target"] is not None
     assert (out / "report.md").read_text().startswith("# Forgetting motorbike")
+    log = (out / "log.txt").read_text()  # every line, though nothing set the logger's level
+    assert "before: target" in log and "after: target" in log and "stopped:" in log
     reference = json.loads((tmp_path / name / "results.json").read_text())
     assert set(reference) == set(results)
     _KEYS.setdefault("keys", set(reference))

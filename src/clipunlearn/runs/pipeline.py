@@ -45,6 +45,17 @@ from .data import RunData, train_split
 from .results import SCHEMA_VERSION
 
 log = logging.getLogger("clipunlearn")
+_RUN_LOGS: list[logging.Handler] = []  # the log.txt of the run in progress
+
+
+def _info(msg: str) -> None:
+    """Log ``msg`` at INFO; the run's log.txt gets it even when the logger is set to show less."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(msg)
+        return
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, msg, None, None)
+    for handler in _RUN_LOGS:
+        handler.handle(record)
 
 
 @dataclass
@@ -136,14 +147,13 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
         handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         handler.setLevel(logging.INFO)
-        level = log.level
-        log.setLevel(logging.INFO)  # log.txt gets every line, whatever the console shows
         log.addHandler(handler)
+        _RUN_LOGS.append(handler)
         try:
             results = _forget_in(run, s, t, clip, method_cls(config), request)
         finally:
+            _RUN_LOGS.remove(handler)
             log.removeHandler(handler)
-            log.setLevel(level)
             handler.close()
     return results
 
@@ -182,31 +192,31 @@ def _describe(acc: dict[str, Any]) -> str:
 def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Method,
                request: ForgetRequest) -> dict[str, Any]:
     seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
-    log.info(f"model {clip.arch} ({clip.source}), forgetting {request.class_names} of {request.dataset} "
+    _info(f"model {clip.arch} ({clip.source}), forgetting {request.class_names} of {request.dataset} "
              f"with {method.name} ({s.preset} preset{', ablation ' + s.ablation if s.ablation else ''})")
     evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
     t0 = time.time()
     before = _measure(evaluator, t, s)
     seconds["evaluation"] += time.time() - t0
-    log.info(f"before: {_describe(before['accuracy'])}")
+    _info(f"before: {_describe(before['accuracy'])}")
 
     data = RunData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
                    synthetic_file=s.synthetic, progress=s.progress)
     knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
-                  progress=lambda row: log.info(format_step(row)))
+                  progress=lambda row: _info(format_step(row)))
     ctx = ForgetContext(clip, request, data, method.needs, knobs, method.name)
     t0 = time.time()
     trace: Trace = method.run(ctx)
     seconds["generation"] = data.seconds["generation"]
     seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
     for kind, seen in ctx.data_seen.items():
-        log.info(f"{kind}: {seen['n']} images ({seen['source']})")
-    log.info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+        _info(f"{kind}: {seen['n']} images ({seen['source']})")
+    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
 
     t0 = time.time()
     after = _measure(evaluator, t, s)
     seconds["evaluation"] += time.time() - t0
-    log.info(f"after: {_describe(after['accuracy'])}")
+    _info(f"after: {_describe(after['accuracy'])}")
     b, a = before["accuracy"], after["accuracy"]
     avg, excluded = score(b, a)
     if avg is None:
