@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from clipunlearn.data import split_names
+from clipunlearn.io import write_text
 from clipunlearn.methods import method_names
 from clipunlearn.runs import ForgetSettings, forget, read_results
 
@@ -40,6 +42,7 @@ def main() -> int:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--page", default=None, help="also write the table as a markdown results page")
     args = ap.parse_args()
     methods = split_names(args.methods) or method_names()
     if "lip" in methods:
@@ -76,7 +79,21 @@ def main() -> int:
               f"{row['method_s']:>9.1f} {ratio:>6} {row['target_before']:.2f}→{row['target_after']:.2f}"
               f"{'':>4} {score:>9}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"setup": header, "rows": rows}, indent=2) + "\n")
+        write_text(args.json, json.dumps({"setup": header, "rows": rows}, indent=2) + "\n")
+    if args.page:
+        lines = [f"# Seconds per forgotten class, every method beside Lip ({args.model})", "",
+                 "Made by `python benchmarks/methods_speed.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.",
+                 "", f"Setup: {header}. One run per method, in one process; *method s* = making data "
+                 "(synthetic images) + forgetting (incl. decoding real images), evaluation excluded. "
+                 "One class and one seed: the accuracies show that each method ran, not how good it is.", "",
+                 "| method | kind | generate s | forget s | method s | × Lip | target BF → AF | Avg. Score |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            score = "–" if row["avg_score"] is None else f"{row['avg_score']:.3f}"
+            ratio = "–" if row["vs_lip"] is None else f"{row['vs_lip']:.2f}"
+            lines.append(f"| {row['method']} | {row['zero_shot']} | {row['generation_s']:.1f} | {row['forgetting_s']:.1f} | "
+                         f"{row['method_s']:.1f} | {ratio} | {row['target_before']:.2f} → {row['target_after']:.2f} | {score} |")
+        write_text(args.page, "\n".join(lines) + "\n")
     return 0
 
 

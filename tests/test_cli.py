@@ -187,3 +187,44 @@ def test_sigterm_leaves_no_partial_run(data_slice, tmp_path):
     code = proc.wait(timeout=60)
     assert code != 0
     assert not out.exists() and not list(tmp_path.glob(".run.*")), list(tmp_path.iterdir())
+
+
+def test_methods_lists_the_registry(capsys):
+    assert main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["name"]: r for r in rows}
+    assert {"lip", "emb", "amns", "emmn", "ulip", "amns-retain", "salun"} <= set(by_name)
+    assert all({"name", "needs", "presets", "ablations"} <= set(r) for r in rows)
+    assert by_name["lip"]["zero_shot"] == "ZS" and "no-text-loss" in by_name["lip"]["ablations"]
+    assert by_name["salun"]["needs"] == ["real_forget", "real_retain"] and by_name["salun"]["zero_shot"] == "not ZS"
+    assert main(["methods"]) == 0
+    assert "amns-retain" in capsys.readouterr().out
+
+
+def test_forget_bad_method_preset_ablation_and_missing_train_split(data_slice, tmp_path, capsys):
+    base = ["forget", *TINY, "--dataset", "caltech101", "--classes", "face", "--data-root", str(data_slice),
+            "--other-datasets", "", "--quiet"]
+    cases = [(["--method", "lipp"], "Unknown method 'lipp'. Did you mean 'lip'"),
+             (["--preset", "fast"], "Unknown preset of lip 'fast'"),
+             (["--ablation", "no-text"], "Did you mean 'no-text-loss'"),
+             (["--method", "ulip", "--ablation", "one-iter"], "ulip has no ablations"),
+             (["--method", "emmn", "--synthetic", str(tmp_path / "x.safetensors")], "emmn uses no synthetic")]
+    for i, (extra, message) in enumerate(cases):
+        assert main([*base, *extra, "--out", str(tmp_path / f"r{i}")]) == 2
+        assert message in capsys.readouterr().err
+    # a dataset without a train split: methods that need real images stop before any compute
+    test_only = tmp_path / "root"
+    for name in ("caltech101",):
+        src = data_slice / name
+        dst = test_only / name
+        dst.mkdir(parents=True)
+        (dst / "classes.txt").write_text((src / "classes.txt").read_text())
+        rows = [r for r in (src / "manifest.csv").read_text().splitlines() if not r.endswith(",train")]
+        (dst / "manifest.csv").write_text("\n".join(rows) + "\n")
+        (dst / "images").symlink_to(src / "images")
+    only = ["forget", *TINY, "--dataset", "caltech101", "--classes", "face", "--data-root", str(test_only),
+            "--other-datasets", "", "--quiet"]
+    assert main([*only, "--method", "salun", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "salun" in err and "train" in err and "zero-shot method" in err and err.count("\n") == 1
+    assert not any(p.name.startswith((".r", "r", ".s", "s")) for p in tmp_path.iterdir() if p.name != "root")
