@@ -3,7 +3,7 @@
 Each method: builds every preset and ablation for both image-tower families; runs on a random-init
 ResNet and ViT CLIP; asks only for the data it declares (the context raises on anything else, and
 the source records what was asked); repeats exactly under a seed; and, through the pipeline on the
-trained mini-rn, writes results.json in the one schema that the typed reader reads.
+trained mini-rn and mini-vit, writes results.json in the one schema that the typed reader reads.
 """
 from __future__ import annotations
 
@@ -109,17 +109,18 @@ def test_context_refuses_undeclared_data(mini_rn_random):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS)
-def test_pipeline_on_mini_rn_writes_the_one_schema(name, data_slice, tmp_path):
+@pytest.mark.parametrize("model", ["mini-rn", "mini-vit"])
+def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice, tmp_path):
     cls = get_method(name)
     options = {k: v for k, v in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2))
                if hasattr(cls.config_cls(), k)}
     out = tmp_path / name
-    results = forget(ForgetSettings(model="mini-rn", dataset="caltech101", classes=["motorbike"], out=str(out),
+    results = forget(ForgetSettings(model=model, dataset="caltech101", classes=["motorbike"], out=str(out),
                                     data_root=str(data_slice), other_datasets=["cifar10"], method=name,
                                     n_per_class=2, max_epochs=1, generation_max_steps=2, progress=False,
                                     options=options))
     r = read_results(out)
-    assert r.schema_version == 2 and r.method == name and r.preset == "default"
+    assert r.schema_version == 2 and r.method == name and r.preset == "default" and r.model["arch"] == model
     assert set(r.data_seen) <= cls.needs and all(v["n"] > 0 for v in r.data_seen.values())
     if cls.needs & {"real_forget", "real_retain"}:
         assert any("train" in v["source"] for v in r.data_seen.values())
