@@ -231,6 +231,24 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .benchmark import load_suite, run_suite
+    from .data import split_names
+
+    _setup_logging(True)
+    suite = load_suite(args.suite)
+    p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
+                  workers=args.workers, retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device)
+    if args.dry_run:
+        return 0
+    from .benchmark import plan
+
+    after = plan(suite, args.out, split_names(args.model) or None)
+    print(f"{len(after.done)} cells done, {len(after.failed)} failed (their errors: {args.out}/failed/), "
+          f"{len(after.todo)} to run" + (" -- rerun with --retry-failed" if after.failed else ""))
+    return 0 if not after.failed and not after.todo and p is not None else 1
+
+
 #: what `clipunlearn demo` forgets: a class mini-rn knows well, measured on two small datasets
 DEMO = {"model": "mini-rn", "dataset": "caltech101", "classes": ["motorbike"],
         "other_datasets": ["cifar10", "imagenette"], "n_per_class": 32}
@@ -343,6 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("benchmark", help="run a benchmark suite (cells of model x method x class x seed), resumable")
+    p.add_argument("--suite", required=True, help="a shipped suite (quick) or a .toml suite file")
+    p.add_argument("--out", required=True, help="folder of the suite's run folders; rerunning skips finished cells")
+    p.add_argument("--model", default=None, help="run the suite on these models instead (comma-separated)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--executor", default="local", help="local (one cell at a time) or process (a worker pool)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for --executor process")
+    p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--dry-run", action="store_true", help="list the cells, done and to run, and run nothing")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")
     p.add_argument("--data-root", default=None)

@@ -83,6 +83,7 @@ class ForgetSettings:
     cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
     retrieval: bool = True  # precision@k before and after
     template_change: bool = True  # accuracies under other templates before and after
+    run_spec: dict[str, Any] | None = None  # the RunSpec this run executes (benchmark cells), with its id
 
 
 def resolve_targets(s: ForgetSettings) -> Targets:

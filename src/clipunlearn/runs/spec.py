@@ -1,0 +1,107 @@
+"""RunSpec: everything that determines a forget run, hashable; its hash is the run id.
+
+The CLI's ``forget``, the Python API and benchmark suites can all describe a run as a RunSpec; one
+function (:func:`execute`) turns it into a run folder. Two specs with the same content give the same
+id, so a suite can tell a finished cell from one still to do, whatever machine ran it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (remembered per path, size and mtime within the process)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()[:16]
+    return _FILE_HASHES[key]
+
+
+def weights_id(model: str, pretrained: str | None = "default", weights: str | None = None) -> str:
+    """What identifies a model's weights: the hash of the zoo file or of the checkpoint file given,
+    else the open_clip tag (``openai``, ``none``)."""
+    from ..models.zoo import ZOO_MODELS, weights_path
+
+    parts = []
+    if pretrained not in (None, "none") and Path(str(pretrained)).is_file():
+        parts.append(file_hash(str(pretrained)))
+    elif model in ZOO_MODELS and pretrained in ("default", "zoo"):
+        parts.append(file_hash(weights_path(model)))
+    else:
+        parts.append(str(pretrained))
+    if weights:
+        parts.append(file_hash(weights))
+    return "+".join(parts)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One forget run. ``options`` are fields of the method's config over its preset."""
+
+    model: str
+    method: str
+    dataset: str
+    classes: tuple[str, ...]
+    preset: str = "default"
+    ablation: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+    other_datasets: tuple[str, ...] | None = None
+    n_per_class: int = 64
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    retrieval: bool = True
+    template_change: bool = True
+    pretrained: str | None = "default"
+    weights_hash: str = ""  # filled by :meth:`resolved`
+    version: str = __version__
+    extra: tuple[tuple[str, Any], ...] = field(default=(), compare=True)
+
+    def resolved(self) -> RunSpec:
+        """The spec with the hash of its model's weights filled in."""
+        from dataclasses import replace
+
+        return replace(self, weights_hash=self.weights_hash or weights_id(self.model, self.pretrained))
+
+    def key(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @property
+    def run_id(self) -> str:
+        """``method-dataset-class-HASH``: readable, and unique by content."""
+        digest = hashlib.blake2b(json.dumps(self.key(), sort_keys=True).encode(), digest_size=6).hexdigest()
+        slug = "+".join(c.replace(" ", "_").replace("/", "_") for c in self.classes)[:40]
+        tag = self.method + (f"@{self.ablation}" if self.ablation else "")
+        return f"{tag}-{self.dataset}-{slug}-s{self.seed}-{digest}"
+
+
+def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, cache_dir: str | None = None,
+            progress: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Run ``spec`` into the folder ``out`` (written atomically; never overwritten)."""
+    from .pipeline import ForgetSettings, forget
+
+    s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
+                       data_root=data_root, pretrained=spec.pretrained,
+                       other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
+                       method=spec.method, preset=spec.preset, ablation=spec.ablation, seed=spec.seed,
+                       device=device, n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
+                       generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
+                       retrieval=spec.retrieval, template_change=spec.template_change,
+                       run_spec={"run_id": spec.run_id, **spec.key()})
+    results = forget(s)
+    return results
