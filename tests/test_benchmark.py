@@ -115,6 +115,30 @@ def test_process_executor_runs_cells_in_workers(tmp_path, data_slice):
     run_suite(suite, tmp_path / "out", str(data_slice), executor="process", workers=2, echo=lambda *_: None)
     p = plan(suite, tmp_path / "out")
     assert len(p.done) == 2 and not p.failed and not p.todo
+    # tables and plots from the run folders alone
+    from clipunlearn.cli import main
+
+    assert main(["benchmark", "report", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## methods" in report and "| lip " in report and "| amns " in report
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "tables" / "methods.csv")
+    assert set(table["method"]) == {"lip", "amns"} and (table["runs"] == 1).all()
+    from clipunlearn.runs import read_results
+
+    lip = read_results(tmp_path / "out" / "runs" / next(s.run_id for s in p.done if s.method == "lip"))
+    row = table[table["method"] == "lip"].iloc[0]
+    assert float(row["target AF"]) == pytest.approx(lip.target.after, abs=5e-4)
+    assert float(row["Avg. Score"]) == pytest.approx(lip.avg_score, abs=5e-4)
+    assert (tmp_path / "out" / "plots" / "avg_score.png").stat().st_size > 0
+    from clipunlearn.benchmark.report import write_report
+
+    with pytest.raises(ClipUnlearnError, match="is not a folder"):
+        write_report(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ClipUnlearnError, match="No finished run"):
+        write_report(tmp_path / "empty")
 
 
 @pytest.mark.slow

@@ -249,6 +249,14 @@ def cmd_benchmark(args) -> int:
     return 0 if not after.failed and not after.todo and p is not None else 1
 
 
+def cmd_benchmark_report(args) -> int:
+    from .benchmark.report import write_report
+
+    out = write_report(args.folder)
+    print(f"report written to {out} (tables/ and plots/ beside it)")
+    return 0
+
+
 #: what `clipunlearn demo` forgets: a class mini-rn knows well, measured on two small datasets
 DEMO = {"model": "mini-rn", "dataset": "caltech101", "classes": ["motorbike"],
         "other_datasets": ["cifar10", "imagenette"], "n_per_class": 32}
@@ -374,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_benchmark)
 
+    p = sub.add_parser("benchmark-report", help="tables and plots of a suite's folder (also: benchmark report DIR)")
+    p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
+    p.set_defaults(func=cmd_benchmark_report)
+
     p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default=None, help="run folder (default: a new temporary folder)")
@@ -385,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs "random init" warnings on the root logger
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["benchmark", "report"]:  # `clipunlearn benchmark report DIR`
+        argv = ["benchmark-report", *argv[2:]]
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
