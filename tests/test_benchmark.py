@@ -7,11 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from clipunlearn.benchmark import check_suite, load_suite, plan, run_suite, shipped_suites
+from clipunlearn.benchmark import (
+    check_suite,
+    load_suite,
+    plan,
+    run_suite,
+    shipped_suites,
+)
 from clipunlearn.errors import ClipUnlearnError
 
 SMALL = """

@@ -25,11 +25,12 @@ known name.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import ClipUnlearnError, suggest
 from ..runs.spec import RunSpec
