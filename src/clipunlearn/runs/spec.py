@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class RunSpec:
     pretrained: str | None = "default"
     weights_hash: str = ""  # filled by :meth:`resolved`
     version: str = __version__
-    extra: tuple[tuple[str, Any], ...] = field(default=(), compare=True)
 
     def resolved(self) -> RunSpec:
         """The spec with the hash of its model's weights filled in."""
@@ -103,5 +102,4 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
                        generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
                        retrieval=spec.retrieval, template_change=spec.template_change,
                        run_spec={"run_id": spec.run_id, **spec.key()})
-    results = forget(s)
-    return results
+    return forget(s)

@@ -16,7 +16,6 @@ from .loop import (
     Trace,
     make_stages,
     run_loop,
-    seeded,
 )
 from .params import (
     all_names,
@@ -53,7 +52,6 @@ __all__ = [
     "reduce_terms",
     "restore",
     "run_loop",
-    "seeded",
     "select_all",
     "select_top_k",
     "snapshot",

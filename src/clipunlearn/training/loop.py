@@ -265,8 +265,3 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
     trace.seconds += time.time() - t0
     return trace
 
-
-def seeded(seed: int) -> torch.Generator:
-    """A CPU generator for the method's own random draws (perturbations, labels, noise), so that a
-    run repeats exactly under the same seed on any device."""
-    return torch.Generator().manual_seed(int(seed))
