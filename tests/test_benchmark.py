@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from clipunlearn.benchmark import (
     check_suite,
@@ -112,6 +113,26 @@ def test_run_resume_dry_run_failures_and_retry(tmp_path, data_slice):
     assert (done_dir / "results.json").stat().st_mtime_ns == stamp
     retry = run_suite(suite, out, str(data_slice), retry_failed=True, echo=lambda *_: None)
     assert len(retry.todo) == 1 and len(plan(suite, out).failed) == 1  # failed again, recorded again
+
+
+def test_cells_share_one_synthetic_forget_set_per_model_class_and_seed(tmp_path, data_slice):
+    out = tmp_path / "out"
+    suite = _suite(tmp_path, methods=LIP + AMNS)
+    run_suite(suite, out, str(data_slice), echo=lambda *_: None)
+    lip, amns = (json.loads((out / "runs" / s.run_id / "results.json").read_text()) for s in plan(suite, out).done)
+    assert lip["data_seen"]["synthetic_forget"]["source"] == "synthetic"  # made by the first cell
+    assert amns["data_seen"]["synthetic_forget"]["source"] == "synthetic, shared cache"  # reused by the second
+    assert amns["seconds"]["generation"] == 0.0
+    cached = [p for p in (out / "cache" / "synthetic").iterdir() if p.suffix == ".safetensors"]
+    assert len(cached) == 2  # one forget set, and Lip's synthetic retain set
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(out / "runs" / s.run_id / "synthetic.safetensors")) for s in plan(suite, out).done)
+    assert torch.equal(a["images"], b["images"])  # both methods forgot with the same images
+    other_seed = _suite(tmp_path, name="seed1.toml", methods=AMNS, text=SMALL.format(methods=AMNS).replace(
+        "seeds = [0]", "seeds = [1]"))
+    run_suite(other_seed, out, str(data_slice), echo=lambda *_: None)
+    assert len(list((out / "cache" / "synthetic").glob("*.safetensors"))) == 3  # another seed, another set
 
 
 @pytest.mark.slow

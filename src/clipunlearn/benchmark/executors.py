@@ -25,6 +25,7 @@ class Job:
     data_root: str | None
     cache_dir: str | None
     device: str = "cpu"
+    synthetic_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Outcome:
 def run_job(job: Job) -> Outcome:
     """Execute one cell; an error becomes a failed outcome (the cell's folder is never half-written)."""
     try:
-        execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device)
+        execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device, synthetic_cache=job.synthetic_cache)
         return Outcome(job.spec, True)
     except ClipUnlearnError as e:
         return Outcome(job.spec, False, str(e))

@@ -3,7 +3,8 @@
 A cell is *done* when its run folder holds results.json (run folders are moved into place only when
 complete, so a killed suite leaves no half-done cell), *failed* when ``OUT/failed/<run id>.json``
 records an error (rerun with ``retry_failed``), and *to do* otherwise. Image features are cached in
-``OUT/cache/features``, shared by every cell.
+``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by content: one set per model,
+classes and seed, whatever the method), shared by every cell.
 """
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
         return p
     from tqdm.auto import tqdm
 
-    cache = str(out / "cache" / "features")
-    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device) for spec in p.todo]
+    cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
+    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic) for spec in p.todo]
     t0 = time.time()
     with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:
         for outcome in run(jobs, workers):

@@ -3,7 +3,7 @@ then reused within the run. Real images come from the dataset's *train* split on
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from ..methods import ForgetRequest, ImageBatch
 from ..models import Clip
 from ..synthetic import (
     GenerationConfig,
+    SyntheticCache,
     SyntheticSet,
     check_synthetic_fits,
     generate_synthetic,
@@ -78,15 +79,35 @@ class RunData:
     max_steps: int | None = None  # generation steps per image (forget and retain images alike)
     synthetic_file: str | None = None  # reuse this synthetic forget set instead of generating
     progress: bool = False
+    synthetic_cache: str | None = None  # share generated sets by content (model, classes, config, seed, prompts)
     synthetic: SyntheticSet | None = None  # the synthetic forget set, once made or loaded
     synthetic_scores_before: tuple[float, float] | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"generation": 0.0, "data": 0.0})
     _cache: dict[Any, ImageBatch] = field(default_factory=dict)
+    _model_hash: str | None = None
 
     def _remember(self, key: Any, make) -> ImageBatch:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def _generate(self, what: dict[str, Any], make) -> tuple[SyntheticSet, bool]:
+        """``make()``'s set, or the one a previous run made from the same model and ``what``
+        (True when it came from the shared cache)."""
+        if self.synthetic_cache is None:
+            return make(), False
+        from ..evaluation import hash_tensors
+
+        if self._model_hash is None:  # the original model: sets are asked for before any training
+            self._model_hash = hash_tensors(self.clip.model, lambda name: True)
+        cache = SyntheticCache(self.synthetic_cache)
+        key = cache.key(self._model_hash, arch=self.clip.arch, **what)
+        found = cache.get(key)
+        if found is not None:
+            return found, True
+        s = make()
+        cache.put(key, s)
+        return s, False
 
     # --- synthetic ----------------------------------------------------------------------------
     def synthetic_forget(self, request: ForgetRequest, prompts: str = "template") -> ImageBatch:
@@ -112,10 +133,16 @@ class RunData:
 
                 found = describe(request.class_names)
                 descriptions, origins = found.sentences, found.origins
-            s = generate_with_progress(self.clip, request.classnames, request.classes, request.dataset,
-                                       request.template, cfg, self.progress, descriptions=descriptions)
-            self.seconds["generation"] += s.seconds
-            source = "synthetic" if prompts == "template" else "synthetic (CuPL descriptions)"
+            what = {"kind": "forget", "dataset": request.dataset, "classnames": list(request.classnames),
+                    "classes": list(request.classes), "template": request.template, "config": asdict(cfg),
+                    "descriptions": descriptions}
+            s, cached = self._generate(what, lambda: generate_with_progress(
+                self.clip, request.classnames, request.classes, request.dataset, request.template, cfg,
+                self.progress, descriptions=descriptions))
+            if not cached:
+                self.seconds["generation"] += s.seconds
+            source = ("synthetic" if prompts == "template" else "synthetic (CuPL descriptions)") + (
+                ", shared cache" if cached else "")
         self.synthetic = s
         # measured now, while the model is the original: a method asks for its images before training
         self.synthetic_scores_before = image_scores(self.clip, s.images, s.targets, s.classnames, [request.template])
@@ -149,10 +176,14 @@ class RunData:
         budget = steps if self.max_steps is None else min(steps, self.max_steps)
         cfg = GenerationConfig(n_per_class=1, max_steps=budget, threshold_floor=1.0, seed=self.seed + 1)
         t0 = time.time()
-        s = generate_synthetic(self.clip, names, others, request.dataset, request.template, cfg)
+        what = {"kind": "retain", "dataset": request.dataset, "classnames": names, "classes": others,
+                "template": request.template, "config": asdict(cfg)}
+        s, cached = self._generate(what, lambda: generate_synthetic(self.clip, names, others, request.dataset,
+                                                                     request.template, cfg))
         seconds = time.time() - t0
         self.seconds["generation"] += seconds
-        return ImageBatch(s.images, s.targets, names, "synthetic", {"classes": len(others), "seconds": round(seconds, 2)})
+        return ImageBatch(s.images, s.targets, names, "synthetic" + (", shared cache" if cached else ""),
+                          {"classes": len(others), "seconds": round(seconds, 2)})
 
     # --- real (train split) -------------------------------------------------------------------
     def real_forget(self, request: ForgetRequest, per_class: int | None = None) -> ImageBatch:

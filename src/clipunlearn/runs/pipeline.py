@@ -81,6 +81,7 @@ class ForgetSettings:
     generation_max_steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
     cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
+    synthetic_cache: str | None = None  # share synthetic sets here between runs of the same model and class
     retrieval: bool = True  # precision@k before and after
     template_change: bool = True  # accuracies under other templates before and after
     run_spec: dict[str, Any] | None = None  # the RunSpec this run executes (benchmark cells), with its id
@@ -202,7 +203,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     _info(f"before: {_describe(before['accuracy'])}")
 
     data = RunData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
-                   synthetic_file=s.synthetic, progress=s.progress)
+                   synthetic_file=s.synthetic, progress=s.progress, synthetic_cache=s.synthetic_cache)
     knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
                   progress=lambda row: _info(format_step(row)))
     ctx = ForgetContext(clip, request, data, method.needs, knobs, method.name)

@@ -90,8 +90,9 @@ class RunSpec:
 
 
 def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, cache_dir: str | None = None,
-            progress: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Run ``spec`` into the folder ``out`` (written atomically; never overwritten)."""
+            progress: bool = False, device: str = "cpu", synthetic_cache: str | None = None) -> dict[str, Any]:
+    """Run ``spec`` into the folder ``out`` (written atomically; never overwritten). Image features are
+    cached in ``cache_dir`` and synthetic sets shared through ``synthetic_cache``, when given."""
     from .pipeline import ForgetSettings, forget
 
     s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
@@ -100,6 +101,7 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
                        method=spec.method, preset=spec.preset, ablation=spec.ablation, seed=spec.seed,
                        device=device, n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
                        generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
+                       synthetic_cache=synthetic_cache,
                        retrieval=spec.retrieval, template_change=spec.template_change,
                        run_spec={"run_id": spec.run_id, **spec.key()})
     return forget(s)

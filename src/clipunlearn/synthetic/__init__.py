@@ -1,12 +1,12 @@
 """Synthetic forget images: batched gradient ascent from noise, saved for reuse."""
 from .generate import (
-           GenerationConfig,
-           SyntheticSet,
-           blur,
-           generate_synthetic,
-           generate_with_progress,
+    GenerationConfig,
+    SyntheticSet,
+    blur,
+    generate_synthetic,
+    generate_with_progress,
 )
-from .store import check_synthetic_fits, load_synthetic, save_grid, save_synthetic
+from .store import SyntheticCache, check_synthetic_fits, load_synthetic, save_grid, save_synthetic
 
-__all__ = ["GenerationConfig", "SyntheticSet", "blur", "check_synthetic_fits", "generate_synthetic",
-           "generate_with_progress",            "load_synthetic", "save_grid", "save_synthetic"]
+__all__ = ["GenerationConfig", "SyntheticCache", "SyntheticSet", "blur", "check_synthetic_fits", "generate_synthetic",
+           "generate_with_progress", "load_synthetic", "save_grid", "save_synthetic"]

@@ -87,3 +87,38 @@ def save_grid(s: SyntheticSet, path: str | os.PathLike[str], per_class: int = 8)
     fig.tight_layout()
     save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+class SyntheticCache:
+    """Synthetic sets kept on disk by content: the model's tensors, the dataset's classes, the
+    template, the generation config, the seed and the prompts. Benchmark cells that forget the same
+    class of the same model with the same seed share one set, whatever the method."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder).expanduser()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(model_hash: str, **what: object) -> str:
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps({"model": model_hash, **what}, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.safetensors"
+
+    def get(self, key: str) -> SyntheticSet | None:
+        p = self.path(key)
+        if not p.is_file():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return load_synthetic(p)
+
+    def put(self, key: str, s: SyntheticSet) -> None:
+        """Written atomically: a cell killed while writing leaves no set for the next one to trust."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_synthetic(s, self.path(key), grid=False)
