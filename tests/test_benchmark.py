@@ -49,7 +49,9 @@ def test_shipped_quick_suite_loads_and_expands():
     assert "quick" in shipped_suites()
     suite = load_suite("quick")
     cells = suite.cells()
-    assert len(cells) == len(suite.models) * len(suite.methods) * len(suite.targets) * len(suite.seeds) == 4
+    base = suite.table("methods")
+    assert len(cells) == len(suite.models) * len(base.methods) * len(base.targets) * len(suite.seeds) == 4
+    assert [t.name for t in suite.tables] == ["methods", "classes", "retrieval"]  # the short form, shown three ways
     ids = [c.resolved().run_id for c in cells]
     assert len(set(ids)) == 4 and ids == [c.resolved().run_id for c in load_suite("quick").cells()]
 
@@ -207,3 +209,129 @@ def test_quick_suite_runs_end_to_end_from_the_cli(tmp_path, shared_data, capsys)
     assert main(["benchmark", "--suite", "quick", "--out", str(out), "--data-root", str(shared_data),
                  "--dry-run"]) == 0
     assert "4 done, 0 failed, 0 to run" in capsys.readouterr().out
+
+
+TABLES = """
+name = "tables"
+models = ["mini-rn"]
+seeds = [0]
+other_datasets = ["cifar10"]
+n_per_class = 2
+max_steps = 2
+max_epochs = 1
+retrieval = true
+template_change = false
+
+[classes]
+min_top1 = 0.3
+per_dataset = 2
+paper = { caltech101 = [{paper}] }
+
+[[tables]]
+name = "table1"
+title = "per dataset"
+methods = [{ method = "lip", options = { n_draws = 2, retain_steps = 2 } }]
+datasets = ["caltech101"]
+
+[[tables]]
+name = "table4"
+cells = "table1"
+group_by = ["dataset", "classes", "method"]
+
+[[tables]]
+name = "retrieval"
+cells = "table1"
+show = "retrieval"
+
+[[tables]]
+name = "together"
+show = "forgetting"
+group_by = ["dataset", "n_classes"]
+methods = [{ method = "lip", options = { n_draws = 2, retain_steps = 2 } }]
+datasets = ["caltech101"]
+together = [2]
+
+[[tables]]
+name = "sensitivity"
+show = "errors"
+group_by = ["setting"]
+methods = [{ method = "lip", options = { n_draws = 2, retain_steps = 2 } }]
+targets = [{ dataset = "caltech101", classes = [{first}] }]
+vary = { n_per_class = [3], lr = [1e-3] }
+"""
+
+
+def test_class_rule_keeps_known_paper_classes_then_the_best_known():
+    from clipunlearn.benchmark.classes import ClassRule, choose_classes
+
+    top1 = {"a": 0.9, "b": 0.2, "c": 0.5, "d": 0.5, "e": 0.1}
+    rule = ClassRule(paper={"x": ("b", "a")}, min_top1=0.3)
+    chosen = choose_classes(rule, "x", top1, 3)
+    assert [(c.name, c.reason) for c in chosen] == [("a", "paper"), ("c", "best-known"), ("d", "best-known")]
+    assert [c.name for c in choose_classes(ClassRule(min_top1=0.0, paper={"x": ("b",)}), "x", top1, 2)] == ["b", "a"]
+    assert "paper's class, top-1 0.90" in chosen[0].describe()
+
+
+def test_tables_expand_into_cells_with_settings(tmp_path):
+    from clipunlearn.benchmark.classes import ChosenClass
+
+    suite = _suite(tmp_path, text=TABLES.replace("{paper}", '"leopard"').replace("{first}", '"leopard"'))
+    chosen = {"caltech101": [ChosenClass("leopard", 0.8, "paper"), ChosenClass("face", 0.7, "best-known")]}
+    cells = {t.name: suite.table_cells(t, "mini-rn", chosen) for t in suite.tables}
+    assert [c.spec.classes for c in cells["table1"]] == [("leopard",), ("face",)]
+    assert [c.spec.run_id for c in cells["table4"]] == [c.spec.run_id for c in cells["table1"]]
+    assert [c.spec.classes for c in cells["together"]] == [("leopard", "face")]
+    sens = cells["sensitivity"]
+    assert [c.setting for c in sens] == ["", "n_per_class = 3", "lr = 0.001"]
+    assert sens[1].spec.n_per_class == 3 and dict(sens[2].spec.options)["lr"] == 1e-3
+    # the sensitivity table's preset cell is table1's leopard cell: a cell shared by tables runs once
+    assert len(suite.cells(chosen=lambda m: chosen)) == 2 + 1 + 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (('show = "errors"', 'show = "eror"'), "unknown view 'eror'"),
+    (('group_by = ["setting"]', 'group_by = ["setings"]'), "Did you mean 'setting'"),
+    (("lr = [1e-3]", "lrr = [1e-3]"), "'lrr' is neither a cell setting nor an option of lip"),
+    (('cells = "table1"\ngroup_by = ["dataset", "classes", "method"]', 'cells = "tabel1"'), "no earlier table"),
+    (('paper = { caltech101 = ["leopard"] }', 'paper = { caltech101 = ["leoprd"] }'), "classes.paper.caltech101"),
+])
+def test_bad_tables_fail_before_any_cell(tmp_path, data_slice, change, message):
+    text = TABLES.replace("{paper}", '"leopard"').replace("{first}", '"leopard"').replace(*change)
+    with pytest.raises(ClipUnlearnError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        suite = _suite(tmp_path, text=text)
+        check_suite(suite, str(data_slice))
+
+
+@pytest.mark.slow
+def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
+    from clipunlearn.data import load_image_set
+    from clipunlearn.evaluation import Evaluator
+    from clipunlearn.models import load_clip
+
+    images = load_image_set("caltech101", str(data_slice), "test")
+    top1 = Evaluator(load_clip("mini-rn"), progress=False).evaluate(images).per_class()  # independent of the suite
+    paper = min(top1, key=top1.get)  # the worst-known class: used only if it reaches the bar
+    suite = _suite(tmp_path, text=TABLES.replace("{paper}", f'"{paper}"').replace("{first}", f'"{images.classnames[0]}"'))
+    out = tmp_path / "out"
+    run_suite(suite, out, str(data_slice), echo=lambda *_: None)
+    layout = json.loads((out / "suite.json").read_text())
+    chosen = layout["classes"]["mini-rn"]["caltech101"]
+    expected = ([paper] if top1[paper] >= 0.3 else []) + sorted(
+        (c for c in top1 if not (c == paper and top1[paper] >= 0.3)), key=lambda c: (-top1[c], c))
+    assert [c["name"] for c in chosen] == expected[:2]
+    assert all(c["top1"] == pytest.approx(top1[c["name"]]) for c in chosen)
+    from clipunlearn.benchmark.report import write_report
+
+    report = write_report(out, tmp_path / "page").read_text()
+    import pandas as pd
+
+    t1 = pd.read_csv(tmp_path / "page" / "tables" / "table1.csv")
+    assert list(t1["runs"]) == [2] and "±" in str(t1.loc[0, "target AF"])  # two classes averaged
+    assert len(pd.read_csv(tmp_path / "page" / "tables" / "table4.csv")) == 2
+    sens = pd.read_csv(tmp_path / "page" / "tables" / "sensitivity.csv")
+    assert sorted(sens["setting"]) == ["lr = 0.001", "n_per_class = 3", "preset"]
+    assert "fell 1 rank" in sens.columns or "turned wrong" in sens.columns
+    together = pd.read_csv(tmp_path / "page" / "tables" / "together.csv")
+    assert list(together["n_classes"]) == [2]
+    assert chosen[0]["text"] in report and "P@" in (tmp_path / "page" / "tables" / "retrieval.md").read_text()
+    assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0

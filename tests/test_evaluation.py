@@ -167,3 +167,27 @@ def test_retrieval_precision_against_brute_force():
         assert r["ifi"]["other_classes"][str(k)] == pytest.approx(
             _brute_precision(db[3:8], labels[3:8], db, labels, k, skip=[3, 4, 5, 6, 7]))
     assert r["database"]["images"] == 13 and r["ifi"]["queries"] == {"target": 3, "other_classes": 5}
+
+
+def test_error_analysis_leaves_the_target_out_and_pools_by_images_turned_wrong():
+    from clipunlearn.data import ImageSet
+    from clipunlearn.evaluation.forgetting import Targets, error_analysis
+    from clipunlearn.evaluation.zeroshot import EvalResult
+
+    main = ImageSet("a", "test", ["x", "y", "z"], [0, 1, 2], "mem")
+    other = ImageSet("b", "test", ["u", "v"], [0, 1], "mem")
+    # a: the target image (class x) turns wrong but is not counted; the y image falls one rank
+    before_a = np.array([[3.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 1.0, 3.0]])
+    after_a = np.array([[0.0, 3.0, 1.0], [0.0, 1.0, 3.0], [0.0, 1.0, 3.0]])
+    # b: the u image falls one rank (two classes: rank 2), the v image stays right
+    before_b, after_b = np.array([[2.0, 1.0], [0.0, 2.0]]), np.array([[1.0, 2.0], [0.0, 2.0]])
+    r = lambda s, x: EvalResult(s.name, s.classnames, np.asarray(s.labels), x)  # noqa: E731
+    out = error_analysis({"a": r(main, before_a), "b": r(other, before_b)},
+                         {"a": r(main, after_a), "b": r(other, after_b)}, Targets(main, [0], [other]))
+    assert out["other_classes"]["n_turned_wrong"] == 1 and out["b"]["n_turned_wrong"] == 1
+    assert out["pooled"]["n_turned_wrong"] == 2 and out["pooled"]["share_rank1"] == 1.0
+    gap_a = (3.0 - 1.0) / np.std([0.0, 1.0, 3.0])
+    gap_b = (2.0 - 1.0) / np.std([1.0, 2.0])
+    assert out["pooled"]["mean_std_logit_gap"] == pytest.approx((gap_a + gap_b) / 2)
+    none = error_analysis({"b": r(other, before_b)}, {"b": r(other, before_b)}, Targets(main, [0], []))
+    assert none["b"]["share_rank1"] is None and none["pooled"]["share_rank1"] is None

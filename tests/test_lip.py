@@ -258,8 +258,12 @@ def test_apply_options_checks_names_types_and_structured_fields():
         apply_options(cfg, {"max_epochs": 1.5})
     with pytest.raises(ClipUnlearnError, match="does not fit"):
         apply_options(cfg, {"text_tower": "yes"})
+    apply_options(cfg, {"sigmas": [1, 0.5], "k_image": [4]})  # a list of numbers for a tuple[number, ...] field
+    assert cfg.sigmas == (1.0, 0.5) and cfg.k_image == (4,)
+    with pytest.raises(ClipUnlearnError, match="non-empty list of ints"):
+        apply_options(cfg, {"k_image": [0.5]})
     with pytest.raises(ClipUnlearnError, match="cannot be set from the command line"):
-        apply_options(cfg, {"sigmas": [1]})
+        apply_options(cfg, {"betas": [0.9, 0.99]})
     assert parse_option("prompt=a photo of {}") == ("prompt", "a photo of {}")
 
 

@@ -1,18 +1,29 @@
-"""Tables and plots of a suite, rebuilt from its run folders alone (``clipunlearn benchmark report DIR``).
+"""Tables and plots of a suite, rebuilt from its folder alone (``clipunlearn benchmark report DIR``):
+the run folders under ``DIR/runs`` and the suite's layout ``DIR/suite.json`` (which cells each table
+shows, the settings they vary and the classes the class rule chose).
 
-* ``methods``: per model, dataset and method (preset, ablation): mean ± std over the forgotten classes
-  and seeds of the target, the other classes and each other dataset, before and after, and the Avg.
-  Score (the paper's Table 1);
-* ``classes``: one row per model, method and forgotten class set, mean ± std over seeds (Table 4);
-* ``retrieval``: precision@k of the target, image from text and image from image, before and after
-  (Tables 2, 25-28), where the runs measured it.
-Each table is written as CSV and markdown (pandas) under ``DIR/tables/``; plots (matplotlib) under
-``DIR/plots/``; everything is gathered in ``DIR/report.md``.
+Each table groups its cells by its ``group_by`` keys (the model first) and shows, as mean ± std over
+the rest (classes and seeds):
+
+* ``forgetting``: target, other classes and each other dataset, before (BF) and after (AF), and the
+  Avg. Score (WACV'25 Tables 1, 4, 16, 21 and the ablations);
+* ``retrieval``: precision@k of the forgotten classes, image from text and image from image (Tables 2,
+  25-28);
+* ``errors``: of the kept images that forgetting turned wrong, the share whose true class fell one
+  rank or at most two, and the standardised logit gap (Table 14);
+* ``verification``: accuracy on the synthetic forget images against the real test images (Table 23);
+* ``template``: the accuracies under templates other than the ones forgotten with (§6.3).
+
+A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
+retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
+gathered in ``report.md``.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -38,17 +49,23 @@ def _label(r: RunResults) -> str:
     return r.method + ("" if r.preset == "default" else f" ({r.preset})") + (f" +{r.ablation}" if r.ablation else "")
 
 
+def _run_id(r: RunResults) -> str:
+    return ((r.raw.get("settings") or {}).get("run_spec") or {}).get("run_id", "")
+
+
 def frame(runs: list[RunResults]) -> pd.DataFrame:
-    """One row per run: identifiers and every before/after figure."""
+    """One row per run: identifiers and every figure a table may show."""
     rows = []
     for r in runs:
-        row = {"model": r.model["arch"], "method": _label(r), "kind": r.raw.get("zero_shot", ""), "dataset": r.dataset,
-               "classes": ", ".join(r.classes), "seed": r.raw.get("settings", {}).get("seed", 0),
-               "target BF": r.target.before, "target AF": r.target.after,
-               "other classes BF": r.other_classes.before, "other classes AF": r.other_classes.after,
-               "Avg. Score": r.avg_score}
+        row: dict[str, Any] = {
+            "run_id": _run_id(r), "model": r.model["arch"], "method": _label(r), "kind": r.raw.get("zero_shot", ""),
+            "dataset": r.dataset, "classes": ", ".join(r.classes), "n_classes": len(r.classes),
+            "seed": r.raw.get("settings", {}).get("seed", 0),
+            "target BF": r.target.before, "target AF": r.target.after,
+            "other classes BF": r.other_classes.before, "other classes AF": r.other_classes.after}
         for name, ba in r.datasets.items():
             row[f"{name} BF"], row[f"{name} AF"] = ba.before, ba.after
+        row["Avg. Score"] = r.avg_score
         rt = r.retrieval
         if rt:
             for task in ("ift", "ifi"):
@@ -56,34 +73,105 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
                     target = rt[when][task].get("target") or {}
                     for k, v in target.items():
                         row[f"{task.upper()} P@{k} {'BF' if when == 'before' else 'AF'}"] = v
+        ea = (r.error_analysis or {}).get("pooled")
+        if ea:
+            row["turned wrong"] = ea["n_turned_wrong"]
+            row["fell 1 rank"] = ea["share_rank1"]
+            row["fell ≤ 2 ranks"] = ea["share_rank_le2"]
+            row["std. logit gap"] = ea["mean_std_logit_gap"]
+        row["synthetic BF"], row["synthetic AF"] = r.synthetic_acc.before, r.synthetic_acc.after
+        if r.synthetic_acc.after is not None and r.target.after is not None:
+            row["|synthetic AF - target AF|"] = abs(r.synthetic_acc.after - r.target.after)
+        tc = r.template_change
+        if tc:
+            for part, label in (("target", "target"), ("other_classes", "other classes")):
+                row[f"changed templates: {label} BF"] = tc["before"][part]
+                row[f"changed templates: {label} AF"] = tc["after"][part]
+            row["changed templates: Avg. Score"] = tc.get("avg_score")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+_RETRIEVAL = ("IFT", "IFI")
+_ERRORS = ["turned wrong", "fell 1 rank", "fell ≤ 2 ranks", "std. logit gap"]
+_VERIFY = ["target BF", "target AF", "synthetic BF", "synthetic AF", "|synthetic AF - target AF|"]
+
+
+def columns_for(show: str, df: pd.DataFrame) -> list[str]:
+    """The figure columns of a view, among those the runs measured."""
+    if show == "forgetting":
+        accuracy = [c for c in df.columns if c.endswith((" BF", " AF")) and not c.startswith(_RETRIEVAL)
+                    and not c.startswith(("synthetic", "changed templates"))]
+        return accuracy + ["Avg. Score"]
+    if show == "retrieval":
+        return [c for c in df.columns if c.startswith(_RETRIEVAL)]
+    if show == "errors":
+        return [c for c in _ERRORS if c in df.columns]
+    if show == "verification":
+        return [c for c in _VERIFY if c in df.columns] + ["Avg. Score"]
+    if show == "template":
+        return [c for c in df.columns if c.startswith("changed templates")]
+    raise ClipUnlearnError(f"Unknown table view {show!r}.")
+
+
 def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    grouped = df.groupby(keys, sort=True)[columns]
+    columns = [c for c in columns if c in df.columns and df[c].notna().any()]
+    numeric = df[keys + columns].copy()
+    for c in columns:
+        numeric[c] = pd.to_numeric(numeric[c], errors="coerce")
+    grouped = numeric.groupby(keys, sort=True, dropna=False)[columns]
     mean, std, n = grouped.mean(), grouped.std(ddof=0), grouped.size()
     out = mean.copy().astype(object)
     for c in columns:
-        out[c] = [("–" if pd.isna(m) else f"{m:.3f}" + ("" if pd.isna(s) or k == 1 else f" ± {s:.3f}"))
+        out[c] = [("–" if pd.isna(m) else _fmt(c, m) + ("" if pd.isna(s) or k == 1 else f" ± {_fmt(c, s)}"))
                   for m, s, k in zip(mean[c], std[c], n)]
     out["runs"] = n
     return out.reset_index()
 
 
-def _figure_columns(df: pd.DataFrame, prefix_skip: tuple[str, ...] = ("IFT", "IFI")) -> list[str]:
-    fixed = {"model", "method", "kind", "dataset", "classes", "seed", "Avg. Score"}
-    return [c for c in df.columns if c not in fixed and not c.startswith(prefix_skip)] + ["Avg. Score"]
+def _fmt(column: str, value: float) -> str:
+    return f"{value:.1f}" if column == "turned wrong" else f"{value:.3f}"
 
 
-def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    figures = _figure_columns(df)
+def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A folder without a suite layout: per method, per class and retrieval."""
+    figures = columns_for("forgetting", df)
     out = {"methods": _mean_std(df, ["model", "dataset", "method", "kind"], figures),
            "classes": _mean_std(df, ["model", "dataset", "classes", "method"], figures)}
-    retrieval = [c for c in df.columns if c.startswith(("IFT", "IFI"))]
+    retrieval = columns_for("retrieval", df)
     if retrieval:
         out["retrieval"] = _mean_std(df, ["model", "dataset", "method"], retrieval)
     return out
+
+
+def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:  # kept name: the generic report's tables
+    return generic_tables(df)
+
+
+def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
+    """One table of a suite layout: its cells' rows, grouped by its keys, shown by its view."""
+    cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
+    rows = df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+    if rows.empty:
+        return None
+    rows["setting"] = rows["setting"].replace("", "preset")
+    keys = ["model", *table["group_by"]]
+    return _mean_std(rows, keys, columns_for(table["show"], rows))
+
+
+def _caption(layout: dict[str, Any], table: dict[str, Any], shown: pd.DataFrame) -> list[str]:
+    lines = []
+    done = sum(1 for _ in shown["runs"]) if shown is not None else 0
+    n_cells = len(table["cells"])
+    lines.append(f"{n_cells} cells in the suite, {int(shown['runs'].sum()) if done else 0} finished and shown; "
+                 f"mean ± std over the rows' classes and seeds (seeds {layout.get('seeds')}).")
+    if table.get("class_rule"):
+        for model, per in layout.get("classes", {}).items():
+            for dataset, chosen in per.items():
+                lines.append(f"{model}, {dataset}: " + "; ".join(c["text"] for c in chosen) + ".")
+        lines.append(f"Classes: the paper's forget classes where the model's zero-shot top-1 on them is at least "
+                     f"{layout.get('min_top1', 0.3)}, else the dataset's best-known classes.")
+    return lines
 
 
 def _plot_bars(df: pd.DataFrame, path: Path, title: str, columns: list[str], ylabel: str) -> None:
@@ -103,25 +191,73 @@ def _plot_bars(df: pd.DataFrame, path: Path, title: str, columns: list[str], yla
     plt.close(fig)
 
 
-def write_report(folder: str | os.PathLike[str]) -> Path:
-    """Write ``tables/``, ``plots/`` and ``report.md`` into ``folder`` from its run folders."""
+def _plot_precision(df: pd.DataFrame, path: Path) -> bool:
+    """Precision@k of the forgotten classes against k, per method, image from text and from image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), squeeze=False)
+    drawn = False
+    for ax, task in zip(axes[0], _RETRIEVAL):
+        cols = sorted((c for c in df.columns if c.startswith(task) and c.endswith(" AF")),
+                      key=lambda c: int(c.split("@")[1].split()[0]))
+        if not cols:
+            continue
+        ks = [int(c.split("@")[1].split()[0]) for c in cols]
+        before = [c.replace(" AF", " BF") for c in cols]
+        for (model, method), g in df.groupby(["model", "method"]):
+            ax.plot(ks, g[cols].mean().values, marker="o", label=f"{method} AF ({model})")
+            drawn = True
+        ax.plot(ks, df[before].mean().values, "k--", marker="x", label="before")
+        ax.set_title(f"{'image from text' if task == 'IFT' else 'image from image'}: forgotten class")
+        ax.set_xlabel("k")
+        ax.set_ylabel("precision@k")
+        ax.set_xticks(ks)
+    if drawn:
+        axes[0][1].legend(fontsize=7)
+        fig.tight_layout()
+        save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return drawn
+
+
+def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``tables/``, ``plots/`` and ``report.md`` into ``to`` (default: ``folder``) from the
+    run folders and layout of ``folder``."""
     root = Path(folder)
+    dest = Path(to) if to is not None else root
     df = frame(collect(root))
-    made = tables(df)
-    lines = [f"# Benchmark report: {root.name}", "",
-             f"Made by `clipunlearn benchmark report {root}` from {len(df)} run folders. Figures are the mean "
-             "± std over the forgotten classes and seeds of each row (std left out for a single run); "
-             "BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better.", ""]
-    for name, table in made.items():
-        write_text(root / "tables" / f"{name}.csv", table.to_csv(index=False))
+    layout_file = root / "suite.json"
+    layout = json.loads(layout_file.read_text(encoding="utf-8")) if layout_file.is_file() else None
+    command = f"clipunlearn benchmark report {root}" + (f" --to {dest}" if to is not None else "")
+    lines = [f"# Benchmark report: {layout['suite'] if layout else root.name}", "",
+             f"Made by `{command}` from {len(df)} run folders"
+             + (f" of the suite {layout['suite']!r} ({layout.get('description', '')})" if layout else "")
+             + ". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are "
+             "mean ± std over the classes and seeds of each row (std left out for a single run).", ""]
+    if layout:
+        made: list[tuple[str, str, pd.DataFrame, list[str]]] = []
+        for table in layout["tables"]:
+            shown = suite_table(df, table)
+            if shown is not None:
+                made.append((table["name"], table.get("title") or table["name"], shown, _caption(layout, table, shown)))
+    else:
+        made = [(name, name, t, []) for name, t in generic_tables(df).items()]
+    for name, title, table, caption in made:
+        write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
         md = table.to_markdown(index=False, disable_numparse=True)
-        write_text(root / "tables" / f"{name}.md", md + "\n")
-        lines += [f"## {name}", "", md, ""]
-    _plot_bars(df, root / "plots" / "target_bf_af.png", "target accuracy before and after", ["target BF", "target AF"],
-               "top-1")
-    _plot_bars(df, root / "plots" / "avg_score.png", "Avg. Score (lower is better)", ["Avg. Score"], "Avg. Score")
-    lines += ["## Plots", "", "![target before and after](plots/target_bf_af.png)", "",
-              "![Avg. Score](plots/avg_score.png)", ""]
-    out = root / "report.md"
+        write_text(dest / "tables" / f"{name}.md", md + "\n")
+        lines += [f"## {name}" + (f": {title}" if title != name else ""), "", *caption, "", md, ""]
+    _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",
+               ["target BF", "target AF"], "top-1")
+    lines += ["## Plots", "", "![target before and after](plots/target_bf_af.png)", ""]
+    if df["Avg. Score"].notna().any():
+        _plot_bars(df, dest / "plots" / "avg_score.png", "Avg. Score (lower is better)", ["Avg. Score"], "Avg. Score")
+        lines += ["![Avg. Score](plots/avg_score.png)", ""]
+    if _plot_precision(df, dest / "plots" / "precision_at_k.png"):
+        lines += ["![precision@k](plots/precision_at_k.png)", ""]
+    out = dest / "report.md"
     write_text(out, "\n".join(lines))
     return out

@@ -1,5 +1,6 @@
-"""Benchmark suites as data: a TOML file of models × methods × forget targets × seeds, expanded into
-cells (RunSpecs). Shipped suites live in ``benchmark/suites/``; a user copies one and edits it.
+"""Benchmark suites as data: a TOML file of tables, each a set of cells (models × methods × forget
+targets × seeds, optionally a setting varied one at a time) and the way to show them. Shipped suites
+live in ``benchmark/suites/``; a user copies one and edits it for their own model.
 
     name = "quick"
     models = ["mini-rn"]
@@ -9,23 +10,36 @@ cells (RunSpecs). Shipped suites live in ``benchmark/suites/``; a user copies on
     max_steps = 300                   # generation steps per image (optional)
     max_epochs = 4                    # cap on every method's epochs (optional)
 
-    [[methods]]
-    method = "lip"                    # a registered method
-    preset = "default"                # optional
-    ablation = "no-text-loss"         # optional
-    options = { lr = 1e-4 }           # optional: fields of the method's config
+    [classes]                         # optional: how classes are chosen for `datasets = [...]`
+    min_top1 = 0.3                    # a paper class is used when the model knows it this well
+    per_dataset = 3                   # classes forgotten one at a time per dataset
+    paper = { caltech101 = ["euphonium", "minaret", "platypus"] }
 
-    [[targets]]
-    dataset = "caltech101"
-    classes = ["motorbike"]           # forgotten together in one run
+    [[tables]]
+    name = "table1"
+    title = "Forgetting per dataset"
+    show = "forgetting"               # forgetting, retrieval, errors, verification, template
+    group_by = ["dataset", "method"]  # rows; the model is always the first key
+    methods = [{ method = "lip" }, { method = "amns", preset = "default", options = { lr = 1e-4 } }]
+    datasets = ["caltech101"]         # classes chosen by [classes] ...
+    targets = [{ dataset = "cifar10", classes = ["cat"] }]   # ... and/or named
+    together = [2, 3]                 # optional: runs forgetting this many chosen classes at once
+    vary = { lr = [1e-4, 1e-3] }      # optional: each value alone, over the preset (n_per_class too)
 
-Every name is checked before any cell runs: a bad one fails with the file, the field and the closest
+    [[tables]]
+    name = "table4"
+    cells = "table1"                  # the cells of another table, shown another way
+    group_by = ["dataset", "classes", "method"]
+
+The older short form (top-level ``methods`` and ``targets``) is one table shown three ways. Every
+name is checked before any cell runs: a bad one fails with the file, the field and the closest
 known name.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,11 +48,21 @@ import tomllib
 
 from ..errors import ClipUnlearnError, suggest
 from ..runs.spec import RunSpec
+from .classes import ChosenClass, ClassRule
 
 SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per_class", "max_steps", "max_epochs",
-              "retrieval", "template_change", "methods", "targets"}
+              "retrieval", "template_change", "methods", "targets", "classes", "tables"}
 METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
+CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
+TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "together", "vary", "cells",
+              "seeds"}
+#: what a table shows of each cell (columns); see ``benchmark.report``
+SHOWS = ("forgetting", "retrieval", "errors", "verification", "template")
+#: what a table's rows may be grouped by (the model always comes first)
+GROUP_KEYS = ("dataset", "method", "classes", "n_classes", "setting", "seed")
+#: settings a table may vary that are fields of the cell, not of the method's config
+SPEC_SETTINGS = ("n_per_class",)
 
 
 @dataclass(frozen=True)
@@ -55,13 +79,37 @@ class Target:
     classes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of a suite: which cells, and how they are shown."""
+
+    name: str
+    title: str = ""
+    show: str = "forgetting"
+    group_by: tuple[str, ...] = ("dataset", "method")
+    methods: tuple[MethodEntry, ...] = ()
+    targets: tuple[Target, ...] = ()
+    datasets: tuple[str, ...] = ()  # one run per class chosen by the suite's class rule ...
+    together: tuple[int, ...] = ()  # ... or one run per count, forgetting that many chosen classes at once
+    vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # each value alone over the preset
+    cells: str | None = None  # show the cells of this other table
+    seeds: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A run of a table, with the setting it varies (``""`` for the preset itself)."""
+
+    spec: RunSpec
+    setting: str = ""
+
+
 @dataclass
 class Suite:
     name: str
     source: str
     models: list[str]
-    methods: list[MethodEntry]
-    targets: list[Target]
+    tables: list[TableSpec]
     seeds: list[int] = field(default_factory=lambda: [0])
     other_datasets: list[str] | None = None
     n_per_class: int = 64
@@ -70,21 +118,70 @@ class Suite:
     retrieval: bool = True
     template_change: bool = True
     description: str = ""
+    classes: ClassRule = field(default_factory=ClassRule)
 
-    def cells(self, models: list[str] | None = None) -> list[RunSpec]:
-        """One RunSpec per model × method entry × target × seed, in that order."""
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+    def rule_datasets(self) -> list[str]:
+        """Datasets whose classes the class rule chooses (per model)."""
+        return sorted({d for t in self.tables for d in t.datasets})
+
+    def table_cells(self, table: TableSpec, model: str,
+                    chosen: dict[str, list[ChosenClass]] | None = None) -> list[Cell]:
+        """The cells of ``table`` on ``model``; ``chosen``: the class rule's choice per dataset."""
+        if table.cells:
+            return self.table_cells(self.table(table.cells), model, chosen)
+        targets = list(table.targets)
+        for d in table.datasets:
+            names = [c.name for c in (chosen or {}).get(d, [])]
+            if table.together:
+                targets += [Target(d, tuple(names[:k])) for k in table.together if len(names) >= k]
+            else:
+                targets += [Target(d, (c,)) for c in names[: self.classes.per_dataset]]
+        variants: list[tuple[str, dict[str, Any]]] = [("", {})]
+        for key, values in table.vary:
+            variants += [(f"{key} = {_show(v)}", {key: v}) for v in values]
         out = []
-        for model in models or self.models:
-            for m in self.methods:
-                for t in self.targets:
-                    for seed in self.seeds:
-                        out.append(RunSpec(
+        for m in table.methods:
+            for t in targets:
+                for setting, change in variants:
+                    for seed in table.seeds or self.seeds:
+                        spec = RunSpec(
                             model=model, method=m.method, dataset=t.dataset, classes=t.classes, preset=m.preset,
                             ablation=m.ablation, options=m.options, seed=seed,
                             other_datasets=None if self.other_datasets is None else tuple(self.other_datasets),
                             n_per_class=self.n_per_class, max_epochs=self.max_epochs, max_steps=self.max_steps,
-                            retrieval=self.retrieval, template_change=self.template_change))
+                            retrieval=self.retrieval, template_change=self.template_change)
+                        for key, value in change.items():
+                            if key in SPEC_SETTINGS:
+                                spec = replace(spec, **{key: value})
+                            else:
+                                spec = replace(spec, options=tuple(sorted({**dict(spec.options), key: value}.items())))
+                        out.append(Cell(spec, setting))
         return out
+
+    def cells(self, models: list[str] | None = None,
+              chosen: Callable[[str], dict[str, list[ChosenClass]]] | None = None) -> list[RunSpec]:
+        """Every distinct cell of every table (a cell shared by tables runs once), in table order."""
+        seen: dict[str, RunSpec] = {}
+        for model in models or self.models:
+            picks = chosen(model) if chosen and self.rule_datasets() else None
+            for table in self.tables:
+                for cell in self.table_cells(table, model, picks):
+                    seen.setdefault(cell.spec.run_id, cell.spec)
+        return list(seen.values())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _frozen(value: Any) -> Any:
+    """Lists as tuples, so that options stay hashable parts of a cell."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def shipped_suites() -> list[str]:
@@ -104,6 +201,70 @@ def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
             raise ClipUnlearnError(f"{where}: unknown field {key!r}.{hint}")
 
 
+def _methods(where: str, entries: Any) -> tuple[MethodEntry, ...]:
+    out = []
+    for i, m in enumerate(entries or []):
+        w = f"{where}[{i}]"
+        if not isinstance(m, dict):
+            raise _fail(w, "must be a table such as { method = \"lip\" }")
+        _check_keys(w, m, METHOD_KEYS)
+        if "method" not in m:
+            raise _fail(w, "has no 'method'")
+        out.append(MethodEntry(m["method"], m.get("preset", "default"), m.get("ablation"),
+                               tuple(sorted((k, _frozen(v)) for k, v in (m.get("options") or {}).items()))))
+    return tuple(out)
+
+
+def _targets(where: str, entries: Any) -> tuple[Target, ...]:
+    out = []
+    for i, t in enumerate(entries or []):
+        w = f"{where}[{i}]"
+        _check_keys(w, t, TARGET_KEYS)
+        if "dataset" not in t or not t.get("classes"):
+            raise _fail(w, "needs 'dataset' and a non-empty 'classes' list")
+        out.append(Target(t["dataset"], tuple(t["classes"])))
+    return tuple(out)
+
+
+def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
+    _check_keys(where, t, TABLE_KEYS)
+    if not t.get("name"):
+        raise _fail(where, "has no 'name'")
+    show = t.get("show", "forgetting")
+    if show not in SHOWS:
+        raise _fail(f"{where}: show", f"unknown view {show!r} (known: {', '.join(SHOWS)})", show, list(SHOWS))
+    group_by = tuple(t.get("group_by", ("dataset", "method")))
+    for key in group_by:
+        if key not in GROUP_KEYS:
+            raise _fail(f"{where}: group_by", f"unknown row key {key!r} (known: {', '.join(GROUP_KEYS)})", key,
+                        list(GROUP_KEYS))
+    cells = t.get("cells")
+    if cells is not None:
+        if cells not in names:
+            raise _fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
+        if any(k in t for k in ("methods", "targets", "datasets", "together", "vary", "seeds")):
+            raise _fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
+    else:
+        if not t.get("methods"):
+            raise _fail(where, "field 'methods' is missing or empty")
+        if not t.get("targets") and not t.get("datasets"):
+            raise _fail(where, "needs 'targets' or 'datasets' (classes chosen by the suite's [classes] rule)")
+    vary = t.get("vary") or {}
+    if not isinstance(vary, dict):
+        raise _fail(f"{where}: vary", "must be a table of setting = [values]")
+    for key, values in vary.items():
+        if not isinstance(values, list) or not values:
+            raise _fail(f"{where}: vary.{key}", "needs a non-empty list of values")
+    together = tuple(int(k) for k in t.get("together", ()))
+    if any(k < 1 for k in together):
+        raise _fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
+    return TableSpec(name=t["name"], title=t.get("title", ""), show=show, group_by=group_by,
+                     methods=_methods(f"{where}: methods", t.get("methods")),
+                     targets=_targets(f"{where}: targets", t.get("targets")), datasets=tuple(t.get("datasets", ())),
+                     together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
+                     cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None)
+
+
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     """A shipped suite by name (``quick``) or a TOML file, checked field by field."""
     text_name = str(name_or_path)
@@ -121,34 +282,42 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     except tomllib.TOMLDecodeError as e:
         raise ClipUnlearnError(f"{where}: not valid TOML ({e}). Fix the file.") from None
     _check_keys(where, data, SUITE_KEYS)
-    for key in ("models", "methods", "targets"):
-        if not data.get(key):
-            raise _fail(where, f"field {key!r} is missing or empty")
-    methods = []
-    for i, m in enumerate(data["methods"]):
-        w = f"{where}: methods[{i}]"
-        _check_keys(w, m, METHOD_KEYS)
-        if "method" not in m:
-            raise _fail(w, "has no 'method'")
-        methods.append(MethodEntry(m["method"], m.get("preset", "default"), m.get("ablation"),
-                                   tuple(sorted((m.get("options") or {}).items()))))
-    targets = []
-    for i, t in enumerate(data["targets"]):
-        w = f"{where}: targets[{i}]"
-        _check_keys(w, t, TARGET_KEYS)
-        if "dataset" not in t or not t.get("classes"):
-            raise _fail(w, "needs 'dataset' and a non-empty 'classes' list")
-        targets.append(Target(t["dataset"], tuple(t["classes"])))
-    return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), methods=methods,
-                 targets=targets, seeds=[int(s) for s in data.get("seeds", [0])],
+    if not data.get("models"):
+        raise _fail(where, "field 'models' is missing or empty")
+    tables: list[TableSpec] = []
+    if data.get("tables"):
+        if "methods" in data or "targets" in data:
+            raise _fail(where, "has both [[tables]] and top-level methods/targets; move them into a table")
+        for i, t in enumerate(data["tables"]):
+            table = _table(f"{where}: tables[{i}]", t, [x.name for x in tables])
+            if table.name in {x.name for x in tables}:
+                raise _fail(f"{where}: tables[{i}]", f"a second table named {table.name!r}; names must differ")
+            tables.append(table)
+    else:  # the short form: one set of cells, shown per method, per class and by retrieval
+        for key in ("methods", "targets"):
+            if not data.get(key):
+                raise _fail(where, f"field {key!r} is missing or empty (or give [[tables]])")
+        base = TableSpec("methods", "Forgetting per method", "forgetting", ("dataset", "method"),
+                         _methods(f"{where}: methods", data["methods"]), _targets(f"{where}: targets", data["targets"]))
+        tables = [base, TableSpec("classes", "Forgetting per class", "forgetting", ("dataset", "classes", "method"),
+                                  cells="methods"),
+                  TableSpec("retrieval", "Retrieval precision@k of the forgotten class", "retrieval",
+                            ("dataset", "method"), cells="methods")]
+    rule = data.get("classes") or {}
+    _check_keys(f"{where}: classes", rule, CLASS_KEYS)
+    classes = ClassRule(paper={k: tuple(v) for k, v in (rule.get("paper") or {}).items()},
+                        min_top1=float(rule.get("min_top1", 0.3)), per_dataset=int(rule.get("per_dataset", 3)))
+    return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
+                 seeds=[int(s) for s in data.get("seeds", [0])],
                  other_datasets=data.get("other_datasets"), n_per_class=int(data.get("n_per_class", 64)),
                  max_steps=data.get("max_steps"), max_epochs=data.get("max_epochs"),
                  retrieval=bool(data.get("retrieval", True)), template_change=bool(data.get("template_change", True)),
-                 description=data.get("description", ""))
+                 description=data.get("description", ""), classes=classes)
 
 
 def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = None) -> None:
-    """Every method, preset, ablation, option, model, dataset and class name exists: before any cell runs."""
+    """Every method, preset, ablation, option, varied setting, model, dataset and class name exists:
+    before any cell runs."""
     from ..data import get_dataset_spec, load_image_set
     from ..methods import get_method, method_names
     from ..models import available_models
@@ -159,24 +328,52 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
     for model in models or suite.models:
         if model not in known_models:
             raise _fail(f"{where}: models", f"unknown model {model!r}", model, sorted(known_models))
-    for i, m in enumerate(suite.methods):
-        w = f"{where}: methods[{i}]"
-        if m.method not in method_names():
-            raise _fail(w, f"unknown method {m.method!r}", m.method, method_names())
+
+    def dataset(name: str, w: str):
         try:
-            get_method(m.method).build_config(m.preset, "resnet", m.ablation, dict(m.options))
+            get_dataset_spec(name)
+            return load_image_set(name, data_root, "test")
         except ClipUnlearnError as e:
             raise ClipUnlearnError(f"{w}: {e}") from None
-    for i, t in enumerate(suite.targets):
-        w = f"{where}: targets[{i}]"
+
+    for table in suite.tables:
+        tw = f"{where}: table {table.name!r}"
+        for i, m in enumerate(table.methods):
+            w = f"{tw}: methods[{i}]"
+            if m.method not in method_names():
+                raise _fail(w, f"unknown method {m.method!r}", m.method, method_names())
+            method = get_method(m.method)
+            for key, values in table.vary:
+                if key not in SPEC_SETTINGS and key not in {f.name for f in _fields(method.config_cls)}:
+                    known = sorted(SPEC_SETTINGS) + sorted(f.name for f in _fields(method.config_cls))
+                    raise _fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
+                                known)
+            trials = [dict(m.options)] + [{**dict(m.options), k: v} for k, vs in table.vary for v in vs
+                                          if k not in SPEC_SETTINGS]
+            for options in trials:
+                try:
+                    method.build_config(m.preset, "resnet", m.ablation, options)
+                except ClipUnlearnError as e:
+                    raise ClipUnlearnError(f"{w}: {e}") from None
+        for i, t in enumerate(table.targets):
+            images = dataset(t.dataset, f"{tw}: targets[{i}]")
+            try:
+                images.class_indices(list(t.classes))
+            except ClipUnlearnError as e:
+                raise ClipUnlearnError(f"{tw}: targets[{i}]: {e}") from None
+        for name in table.datasets:
+            dataset(name, f"{tw}: datasets")
+    for name, classes in suite.classes.paper.items():
+        images = dataset(name, f"{where}: classes.paper")
         try:
-            get_dataset_spec(t.dataset)
-            images = load_image_set(t.dataset, data_root, "test")
-            images.class_indices(list(t.classes))
+            images.class_indices(list(classes))
         except ClipUnlearnError as e:
-            raise ClipUnlearnError(f"{w}: {e}") from None
+            raise ClipUnlearnError(f"{where}: classes.paper.{name}: {e}") from None
     for name in suite.other_datasets or []:
-        try:
-            load_image_set(name, data_root, "test")
-        except ClipUnlearnError as e:
-            raise ClipUnlearnError(f"{where}: other_datasets: {e}") from None
+        dataset(name, f"{where}: other_datasets")
+
+
+def _fields(config_cls: type) -> tuple:
+    import dataclasses
+
+    return dataclasses.fields(config_cls)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..data import CHANGED_TEMPLATES, ImageSet
-from ..metrics import avg_score, precision_at_k
-from .zeroshot import Evaluator
+from ..metrics import avg_score, precision_at_k, sensitivity_analysis
+from .zeroshot import EvalResult, Evaluator
 
 RETRIEVAL_KS = (1, 5, 10)
 
@@ -32,16 +32,51 @@ class Targets:
     others: list[ImageSet] = field(default_factory=list)
 
 
-def accuracies(evaluator: Evaluator, t: Targets, templates: Sequence[str] | None = None) -> dict[str, Any]:
+def evaluate_all(evaluator: Evaluator, t: Targets, templates: Sequence[str] | None = None) -> dict[str, EvalResult]:
+    """Zero-shot logits of the request's dataset and of each other dataset, by dataset name."""
+    return {s.name: evaluator.evaluate(s, templates) for s in (t.images, *t.others)}
+
+
+def accuracies(evaluator: Evaluator, t: Targets, templates: Sequence[str] | None = None,
+               results: dict[str, EvalResult] | None = None) -> dict[str, Any]:
     """Top-1 on the forgotten classes (together and each), the other classes (the classifier still
-    holds the forgotten ones) and each other dataset; ``templates=None``: each dataset's own."""
-    main = evaluator.evaluate(t.images, templates)
+    holds the forgotten ones) and each other dataset; ``templates=None``: each dataset's own.
+    ``results``: the :func:`evaluate_all` of the same model, when already computed."""
+    results = results or evaluate_all(evaluator, t, templates)
+    main = results[t.images.name]
     return {
         "target": main.accuracy(t.classes),
         "per_target": {main.classnames[c]: main.accuracy([c]) for c in t.classes},
         "other_classes": main.accuracy(exclude=t.classes),
-        "datasets": {o.name: evaluator.evaluate(o, templates).top1 for o in t.others},
+        "datasets": {o.name: results[o.name].top1 for o in t.others},
     }
+
+
+def error_analysis(before: dict[str, EvalResult], after: dict[str, EvalResult], t: Targets) -> dict[str, Any]:
+    """The sensitivity analysis of WACV'25 App. D (Table 14) over every kept image: of the images
+    that forgetting turned from right to wrong (the dataset's other classes and the other datasets),
+    the share whose true class fell one rank, at most two ranks, and the mean standardised logit gap;
+    per evaluation set and pooled (shares and gap weighted by the images turned wrong)."""
+    out: dict[str, Any] = {}
+    for name, b in before.items():
+        a = after[name]
+        keep = ~np.isin(b.labels, t.classes) if name == t.images.name else np.ones(b.n, bool)
+        if not keep.any():
+            continue
+        label = "other_classes" if name == t.images.name else name
+        out[label] = _finite(sensitivity_analysis(b.logits[keep], a.logits[keep], b.labels[keep]))
+    n = sum(v["n_turned_wrong"] for v in out.values())
+    pooled: dict[str, Any] = {"n_turned_wrong": n}
+    for key in ("share_rank1", "share_rank_le2", "mean_std_logit_gap"):
+        pooled[key] = (sum(v[key] * v["n_turned_wrong"] for v in out.values() if v["n_turned_wrong"]) / n
+                       if n else None)
+    out["pooled"] = pooled
+    return out
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN (no image turned wrong) written as None, so that results.json stays strict JSON."""
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in d.items()}
 
 
 def score(before: dict[str, Any], after: dict[str, Any]) -> tuple[float | None, list[str]]:

@@ -111,6 +111,18 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _number_tuple(key: str, value: Any, kind: str, current: Any) -> tuple:
+    """A list of numbers (``--set sigmas=[0.1,0.3]``) for a ``tuple[int|float, ...]`` field."""
+    items = value if isinstance(value, (list, tuple)) else None
+    ok = items is not None and len(items) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and (kind == "float" or isinstance(v, int))
+        for v in items)
+    if not ok:
+        raise ClipUnlearnError(f"Option {key}={value!r} needs a non-empty list of {kind}s, "
+                               f"e.g. {key}={json.dumps(list(current))}.")
+    return tuple(float(v) if kind == "float" else int(v) for v in items)
+
+
 def apply_options(config: Any, options: dict[str, Any]) -> Any:
     """Set fields of a method's config dataclass from ``options`` (e.g. from ``--set lr=1e-4``),
     checking each name and the value's type against the field's annotation."""
@@ -119,6 +131,9 @@ def apply_options(config: Any, options: dict[str, Any]) -> Any:
         if key not in fields:
             raise unknown(f"option of {type(config).__name__}", key, fields)
         hint = str(fields[key].type)
+        if hint.startswith("tuple[") and hint.endswith(", ...]") and hint[6:-6] in ("int", "float"):
+            setattr(config, key, _number_tuple(key, value, hint[6:-6], getattr(config, key)))
+            continue
         if any(t in hint for t in ("list", "tuple", "dict")):
             raise ClipUnlearnError(f"Option {key} ({hint}) cannot be set from the command line; build the "
                                    f"config in Python instead, e.g. {type(config).__name__}(..., {key}=...).")

@@ -26,6 +26,8 @@ from ..evaluation import Evaluator, FeatureCache
 from ..evaluation.forgetting import (
     Targets,
     accuracies,
+    error_analysis,
+    evaluate_all,
     retrieval,
     score,
     template_change,
@@ -178,7 +180,8 @@ def format_step(row: dict[str, Any]) -> str:
 
 
 def _measure(evaluator: Evaluator, t: Targets, s: ForgetSettings) -> dict[str, Any]:
-    out: dict[str, Any] = {"accuracy": accuracies(evaluator, t)}
+    logits = evaluate_all(evaluator, t)
+    out: dict[str, Any] = {"accuracy": accuracies(evaluator, t, results=logits), "logits": logits}
     if s.template_change:
         out["template_change"] = template_change(evaluator, t)
     if s.retrieval:
@@ -259,6 +262,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "data_seen": ctx.data_seen,
         "retrieval": {"before": before["retrieval"], "after": after["retrieval"]} if s.retrieval else None,
         "template_change": tc,
+        "error_analysis": error_analysis(before["logits"], after["logits"], t),
         "synthetic_acc_before": data.synthetic_scores_before[0] if data.synthetic_scores_before else None,
         "synthetic_acc_after": syn_after[0] if syn_after else None,
         "synthetic_prob_after": syn_after[1] if syn_after else None,

@@ -52,6 +52,7 @@ class RunResults:
     seconds: dict[str, float]
     retrieval: dict[str, Any] | None
     template_change: dict[str, Any] | None
+    error_analysis: dict[str, Any] | None
     raw: dict[str, Any] = field(repr=False)
 
     @property
@@ -96,6 +97,7 @@ def parse_results(r: dict[str, Any], where: str = "results.json") -> RunResults:
             seconds=dict(r.get("seconds", {})),
             retrieval=r.get("retrieval"),
             template_change=r.get("template_change"),
+            error_analysis=r.get("error_analysis"),
             raw=r,
         )
     except KeyError as e:

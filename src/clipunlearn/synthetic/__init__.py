@@ -6,7 +6,13 @@ from .generate import (
     generate_synthetic,
     generate_with_progress,
 )
-from .store import SyntheticCache, check_synthetic_fits, load_synthetic, save_grid, save_synthetic
+from .store import (
+    SyntheticCache,
+    check_synthetic_fits,
+    load_synthetic,
+    save_grid,
+    save_synthetic,
+)
 
 __all__ = ["GenerationConfig", "SyntheticCache", "SyntheticSet", "blur", "check_synthetic_fits", "generate_synthetic",
            "generate_with_progress", "load_synthetic", "save_grid", "save_synthetic"]

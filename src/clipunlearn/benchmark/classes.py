@@ -1,0 +1,68 @@
+"""Which classes a suite forgets on a given model: the paper's forget classes where the model knows
+them, else the dataset's best-known classes.
+
+The papers forget classes a full-size CLIP recognises well. A small or retrained model may not know
+them at all (forgetting a class the model never recognised measures nothing), so a suite's
+``[classes]`` table names the paper's classes per dataset and a bar (zero-shot top-1 on the class's
+test images, default 0.3): the paper's classes at or above the bar are kept, in the paper's order,
+and the rest are filled with the dataset's best-known classes. Every choice is recorded with its
+reason and accuracy, and each table's caption says which classes were used.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import write_json
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    """``paper``: the paper's forget classes per dataset; ``min_top1``: the bar a paper class must
+    reach on the model to be used; ``per_dataset``: classes forgotten one at a time per dataset."""
+
+    paper: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    min_top1: float = 0.3
+    per_dataset: int = 3
+
+
+@dataclass(frozen=True)
+class ChosenClass:
+    name: str
+    top1: float
+    reason: str  # "paper" or "best-known"
+
+    def describe(self) -> str:
+        why = "paper's class" if self.reason == "paper" else "best-known"
+        return f"{self.name} ({why}, top-1 {self.top1:.2f})"
+
+
+def per_class_top1(model: str, pretrained: str | None, weights_hash: str, dataset: str, data_root: str | None,
+                   cache_dir: str | os.PathLike[str], device: str = "cpu") -> dict[str, float]:
+    """Zero-shot top-1 of every class of ``dataset``'s test split, remembered in ``cache_dir`` per
+    model weights (so a resumed suite does not evaluate again)."""
+    path = Path(cache_dir) / f"{model}-{weights_hash}-{dataset}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    from ..data import load_image_set
+    from ..evaluation import Evaluator, FeatureCache
+    from ..models import load_clip
+
+    clip = load_clip(model, pretrained, None, device)
+    images = load_image_set(dataset, data_root, "test")
+    top1 = Evaluator(clip, FeatureCache(Path(cache_dir).parent / "features"), progress=False).evaluate(images).per_class()
+    write_json(path, top1)
+    return top1
+
+
+def choose_classes(rule: ClassRule, dataset: str, top1: dict[str, float], n: int) -> list[ChosenClass]:
+    """Up to ``n`` classes of ``dataset``: its paper classes known at ``rule.min_top1`` or better, in
+    the paper's order, then the best-known other classes (highest top-1 first, ties by name)."""
+    chosen = [ChosenClass(c, top1[c], "paper") for c in rule.paper.get(dataset, ())
+              if c in top1 and top1[c] >= rule.min_top1]
+    taken = {c.name for c in chosen}
+    rest = sorted((c for c in top1 if c not in taken), key=lambda c: (-top1[c], c))
+    chosen += [ChosenClass(c, top1[c], "best-known") for c in rest[: max(0, n - len(chosen))]]
+    return chosen[:n]
