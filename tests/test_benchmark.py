@@ -152,11 +152,11 @@ def test_process_executor_runs_cells_in_workers(tmp_path, data_slice):
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "out" / "tables" / "methods.csv")
-    assert set(table["method"]) == {"lip", "amns"} and (table["runs"] == 1).all()
+    assert set(table["method"]) == {"lip [n_draws=2, retain_steps=2]", "amns"} and (table["runs"] == 1).all()
     from clipunlearn.runs import read_results
 
     lip = read_results(tmp_path / "out" / "runs" / next(s.run_id for s in p.done if s.method == "lip"))
-    row = table[table["method"] == "lip"].iloc[0]
+    row = table[table["method"].str.startswith("lip")].iloc[0]
     assert float(row["target AF"]) == pytest.approx(lip.target.after, abs=5e-4)
     assert float(row["Avg. Score"]) == pytest.approx(lip.avg_score, abs=5e-4)
     assert (tmp_path / "out" / "plots" / "avg_score.png").stat().st_size > 0
@@ -335,3 +335,21 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     assert list(together["n_classes"]) == [2]
     assert chosen[0]["text"] in report and "P@" in (tmp_path / "page" / "tables" / "retrieval.md").read_text()
     assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0
+
+
+def test_the_shipped_wacv_suite_names_every_table_of_the_paper(shared_data):
+    from clipunlearn.benchmark.classes import ChosenClass
+
+    suite = load_suite("wacv")
+    check_suite(suite, str(shared_data))  # every method, option, dataset and paper class exists
+    names = [t.name for t in suite.tables]
+    assert {"table1", "table4", "retrieval", "template-change", "table21", "table16", "table14", "table23",
+            "ablations", "sensitivity"} <= set(names)
+    assert suite.seeds == [0, 1, 2] and suite.classes.paper["caltech101"] == ("euphonium", "minaret", "platypus")
+    fake = {d: [ChosenClass(f"{d}-{i}", 0.9, "best-known") for i in range(5)] for d in suite.rule_datasets()}
+    cells = {t.name: suite.table_cells(t, "mini-rn", fake) for t in suite.tables}
+    assert len(cells["table1"]) == 7 * 4 * 3 * 3 and len(cells["table21"]) == 7 * 3 * 3
+    assert sorted({c.spec.classes.__len__() for c in cells["table16"]}) == [2, 3, 5]
+    assert {dict(c.spec.options).get("forget_images") for c in cells["table23"]} == {None, "real"}
+    assert {c.spec.ablation for c in cells["ablations"]} == {None, "all-params-vary", "one-iter", "no-text-loss",
+                                                             "cupl-gen", "text-emb-perturb"}

@@ -136,3 +136,22 @@ def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice,
 
 
 _KEYS: dict[str, set] = {}
+
+
+def test_a_setting_can_change_the_data_a_method_sees(mini_rn_random):
+    """Lip forgetting with real images (the verification of WACV'25 App. I) is no longer zero-shot,
+    and the context serves it real forget images and no synthetic ones."""
+    import copy
+
+    from conftest import TOY_CLASSES, FakeSource
+
+    lip = get_method("lip")
+    real = lip(lip.build_config("default", "resnet", None, {"forget_images": "real", "n_draws": 2,
+                                                            "retain_steps": 2, "max_epochs": 1}))
+    assert real.data_kinds == {"real_forget", "synthetic_retain"} and lip.zero_shot(real.data_kinds) == "semi ZS"
+    assert lip(lip.build_config()).data_kinds == lip.needs and lip.zero_shot() == "ZS"
+    clip = copy.deepcopy(mini_rn_random)
+    request = ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}.")
+    ctx = ForgetContext(clip, request, FakeSource(clip), real.data_kinds, Knobs(max_epochs=1, max_steps=2), "lip")
+    real.run(ctx)
+    assert set(ctx.data_seen) == {"real_forget", "synthetic_retain"}

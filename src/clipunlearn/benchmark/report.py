@@ -46,7 +46,11 @@ def collect(folder: str | os.PathLike[str]) -> list[RunResults]:
 
 
 def _label(r: RunResults) -> str:
-    return r.method + ("" if r.preset == "default" else f" ({r.preset})") + (f" +{r.ablation}" if r.ablation else "")
+    """method (preset) +ablation [options]: the options a cell set over its preset tell rows apart."""
+    options = (r.raw.get("settings") or {}).get("options") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return (r.method + ("" if r.preset == "default" else f" ({r.preset})") + (f" +{r.ablation}" if r.ablation else "")
+            + (f" [{shown}]" if shown else ""))
 
 
 def _run_id(r: RunResults) -> str:

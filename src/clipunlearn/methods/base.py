@@ -63,11 +63,19 @@ class Method:
                 "presets": sorted(cls.presets), "ablations": sorted(cls.ablations)}
 
     @classmethod
-    def zero_shot(cls) -> str:
-        """The paper's classes: "ZS" (no real image), "semi ZS" (real forget images), "not ZS"."""
-        if "real_retain" in cls.needs:
+    def zero_shot(cls, kinds: frozenset[str] | None = None) -> str:
+        """The paper's classes: "ZS" (no real image), "semi ZS" (real forget images), "not ZS"; of
+        ``kinds`` (a configured method's :attr:`data_kinds`) or the class's ``needs``."""
+        kinds = cls.needs if kinds is None else kinds
+        if "real_retain" in kinds:
             return "not ZS"
-        return "semi ZS" if "real_forget" in cls.needs else "ZS"
+        return "semi ZS" if "real_forget" in kinds else "ZS"
+
+    @property
+    def data_kinds(self) -> frozenset[str]:
+        """The data kinds this configured method may see: ``needs``, unless a setting of its config
+        changes them (a method that can forget with real images instead of synthetic ones)."""
+        return self.needs
 
     def run(self, ctx: ForgetContext) -> Trace:
         raise NotImplementedError

@@ -117,6 +117,14 @@ class Lip(Method):
         "text-emb-perturb": {"text_perturbation": True},
     }
 
+    @property
+    def data_kinds(self) -> frozenset[str]:
+        """Forgetting with real images (``forget_images = "real"``, the verification of App. I) sees the
+        class's real train images instead of synthetic ones: no longer zero-shot."""
+        if self.config.forget_images == "real":
+            return (self.needs - {"synthetic_forget"}) | {"real_forget"}
+        return self.needs
+
     def forget_images(self, ctx: ForgetContext) -> ImageBatch:
         if self.config.forget_images == "real":
             return ctx.real_forget()

@@ -108,12 +108,13 @@ def resolve_targets(s: ForgetSettings) -> Targets:
     return Targets(images, classes, found)
 
 
-def check_needs(method_cls: type[Method], s: ForgetSettings, dataset: str) -> None:
+def check_needs(method: Method, s: ForgetSettings, dataset: str) -> None:
     """Fail before any compute if the method needs real images that cannot be had."""
-    if method_cls.needs & {"real_forget", "real_retain"}:
-        kinds = " and ".join(sorted(method_cls.needs & {"real_forget", "real_retain"}))
+    method_cls, needs = type(method), method.data_kinds
+    if needs & {"real_forget", "real_retain"}:
+        kinds = " and ".join(sorted(needs & {"real_forget", "real_retain"}))
         train_split(dataset, s.data_root, f"Method {method_cls.name} ({kinds})")
-    if s.synthetic and "synthetic_forget" not in method_cls.needs:
+    if s.synthetic and "synthetic_forget" not in needs:
         raise ClipUnlearnError(f"--synthetic was given, but {method_cls.name} uses no synthetic forget images. "
                                "Drop --synthetic, or choose a method that uses them (clipunlearn methods).")
 
@@ -142,7 +143,8 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     method_cls = get_method(s.method)
     t = resolve_targets(s)
-    check_needs(method_cls, s, t.images.name)
+    # the data a method sees does not depend on the image tower's family: checked before loading the model
+    check_needs(method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options)), s, t.images.name)
     torch.manual_seed(s.seed)
     clip = load_clip(s.model, s.pretrained, s.weights, device)
     config = method_cls.build_config(s.preset, clip.family, s.ablation, s.options)
@@ -209,7 +211,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
                    synthetic_file=s.synthetic, progress=s.progress, synthetic_cache=s.synthetic_cache)
     knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
                   progress=lambda row: _info(format_step(row)))
-    ctx = ForgetContext(clip, request, data, method.needs, knobs, method.name)
+    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
     t0 = time.time()
     trace: Trace = method.run(ctx)
     seconds["generation"] = data.seconds["generation"]
@@ -248,7 +250,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "method": method.name,
         "preset": s.preset,
         "ablation": s.ablation,
-        "zero_shot": method.zero_shot(),
+        "zero_shot": method.zero_shot(method.data_kinds),
         "dataset": request.dataset,
         "classes": request.class_names,
         "target_before": b["target"],
