@@ -244,6 +244,13 @@ cells = "table1"
 show = "retrieval"
 
 [[tables]]
+name = "bar"
+cells = "table1"
+show = "bar"
+group_by = ["method"]
+bar = { target = 0.2, avg_score = 0.5 }
+
+[[tables]]
 name = "together"
 show = "forgetting"
 group_by = ["dataset", "n_classes"]
@@ -335,6 +342,20 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     assert list(together["n_classes"]) == [2]
     assert chosen[0]["text"] in report and "P@" in (tmp_path / "page" / "tables" / "retrieval.md").read_text()
     assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0
+    from clipunlearn.runs import read_results
+
+    runs = [read_results(out / "runs" / c["run_id"]) for c in layout["tables"][0]["cells"]]
+    ratio = sum(r.target.after / r.target.before for r in runs) / len(runs)
+    score = sum(r.avg_score for r in runs) / len(runs)
+    bar = pd.read_csv(tmp_path / "page" / "tables" / "bar.csv")
+    assert float(str(bar.loc[0, "target AF/BF"]).split(" ")[0]) == pytest.approx(ratio, abs=5e-4)
+    kept = sum(r.other_classes.after / r.other_classes.before for r in runs) / len(runs)
+    worst = sum(min(ba.after / ba.before for ba in r.datasets.values()) for r in runs) / len(runs)
+    meets = ratio <= 0.2 and kept >= 0.9 and worst >= 0.95 and score <= 0.5  # 0.9 and 0.95: the defaults
+    verdict = bar.loc[0, "verdict"]
+    assert (verdict == "meets the bar") == meets
+    if ratio > 0.2:
+        assert "target AF/BF" in verdict and "needs <= 0.2" in verdict
 
 
 def test_the_shipped_wacv_suite_names_every_table_of_the_paper(shared_data):

@@ -12,7 +12,9 @@ the rest (classes and seeds):
 * ``errors``: of the kept images that forgetting turned wrong, the share whose true class fell one
   rank or at most two, and the standardised logit gap (Table 14);
 * ``verification``: accuracy on the synthetic forget images against the real test images (Table 23);
-* ``template``: the accuracies under templates other than the ones forgotten with (§6.3).
+* ``template``: the accuracies under templates other than the ones forgotten with (§6.3);
+* ``bar``: after/before of the target, the other classes and the worst-kept other dataset, the Avg.
+  Score, and whether the row's means meet the table's thresholds (``bar = {...}``).
 
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
@@ -70,6 +72,7 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
         for name, ba in r.datasets.items():
             row[f"{name} BF"], row[f"{name} AF"] = ba.before, ba.after
         row["Avg. Score"] = r.avg_score
+        row.update(_ratios(r))
         rt = r.retrieval
         if rt:
             for task in ("ift", "ifi"):
@@ -96,6 +99,18 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ratios(r: RunResults) -> dict[str, float | None]:
+    """After/before of the target, the other classes and the worst-kept other dataset."""
+    def ratio(ba) -> float | None:
+        return ba.after / ba.before if ba.before and ba.after is not None else None
+
+    datasets = [x for x in (ratio(ba) for ba in r.datasets.values()) if x is not None]
+    return {"target AF/BF": ratio(r.target), "other classes AF/BF": ratio(r.other_classes),
+            "other datasets AF/BF (worst)": min(datasets) if datasets else None}
+
+
+_BAR = {"target": ("target AF/BF", "<="), "other_classes": ("other classes AF/BF", ">="),
+        "other_datasets": ("other datasets AF/BF (worst)", ">="), "avg_score": ("Avg. Score", "<=")}
 _RETRIEVAL = ("IFT", "IFI")
 _ERRORS = ["turned wrong", "fell 1 rank", "fell ≤ 2 ranks", "std. logit gap"]
 _VERIFY = ["target BF", "target AF", "synthetic BF", "synthetic AF", "|synthetic AF - target AF|"]
@@ -115,7 +130,24 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
         return [c for c in _VERIFY if c in df.columns] + ["Avg. Score"]
     if show == "template":
         return [c for c in df.columns if c.startswith("changed templates")]
+    if show == "bar":
+        return [column for column, _ in _BAR.values()]
     raise ClipUnlearnError(f"Unknown table view {show!r}.")
+
+
+def _verdicts(rows: pd.DataFrame, keys: list[str], bar: dict[str, float]) -> list[str]:
+    """Per group: whether the means meet every threshold of ``bar``, naming those missed."""
+    means = rows.groupby(keys, sort=True, dropna=False)[[c for c, _ in _BAR.values()]].mean()
+    out = []
+    for _, m in means.iterrows():
+        missed = []
+        for key, limit in bar.items():
+            column, op = _BAR[key]
+            value = m[column]
+            if pd.isna(value) or (value > limit if op == "<=" else value < limit):
+                missed.append(f"{column} {'–' if pd.isna(value) else f'{value:.3f}'} (needs {op} {limit:g})")
+        out.append("meets the bar" if not missed else "misses: " + "; ".join(missed))
+    return out
 
 
 def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
@@ -160,7 +192,10 @@ def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
         return None
     rows["setting"] = rows["setting"].replace("", "preset")
     keys = ["model", *table["group_by"]]
-    return _mean_std(rows, keys, columns_for(table["show"], rows))
+    shown = _mean_std(rows, keys, columns_for(table["show"], rows))
+    if table["show"] == "bar":
+        shown["verdict"] = _verdicts(rows, keys, table.get("bar") or {})
+    return shown
 
 
 def _caption(layout: dict[str, Any], table: dict[str, Any], shown: pd.DataFrame) -> list[str]:

@@ -18,7 +18,7 @@ live in ``benchmark/suites/``; a user copies one and edits it for their own mode
     [[tables]]
     name = "table1"
     title = "Forgetting per dataset"
-    show = "forgetting"               # forgetting, retrieval, errors, verification, template
+    show = "forgetting"               # forgetting, retrieval, errors, verification, template, bar
     group_by = ["dataset", "method"]  # rows; the model is always the first key
     methods = [{ method = "lip" }, { method = "amns", preset = "default", options = { lr = 1e-4 } }]
     datasets = ["caltech101"]         # classes chosen by [classes] ...
@@ -56,9 +56,12 @@ METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
 TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "together", "vary", "cells",
-              "seeds"}
+              "seeds", "bar"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
-SHOWS = ("forgetting", "retrieval", "errors", "verification", "template")
+SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar")
+#: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
+#: must keep, as after/before ratios of the row's means, and the highest Avg. Score
+BAR_KEYS = {"target": 0.2, "other_classes": 0.9, "other_datasets": 0.95, "avg_score": 0.10}
 #: what a table's rows may be grouped by (the model always comes first)
 GROUP_KEYS = ("dataset", "method", "classes", "n_classes", "setting", "seed")
 #: settings a table may vary that are fields of the cell, not of the method's config
@@ -94,6 +97,7 @@ class TableSpec:
     vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # each value alone over the preset
     cells: str | None = None  # show the cells of this other table
     seeds: tuple[int, ...] | None = None
+    bar: tuple[tuple[str, float], ...] = ()  # show = "bar": thresholds over BAR_KEYS' defaults
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,10 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     for key, values in vary.items():
         if not isinstance(values, list) or not values:
             raise _fail(f"{where}: vary.{key}", "needs a non-empty list of values")
+    bar = t.get("bar") or {}
+    if bar and show != "bar":
+        raise _fail(f"{where}: bar", 'thresholds are for show = "bar"; set it, or drop bar')
+    _check_keys(f"{where}: bar", bar, set(BAR_KEYS))
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
         raise _fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
@@ -262,7 +270,8 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                      methods=_methods(f"{where}: methods", t.get("methods")),
                      targets=_targets(f"{where}: targets", t.get("targets")), datasets=tuple(t.get("datasets", ())),
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
-                     cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None)
+                     cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
+                     bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else ())
 
 
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
