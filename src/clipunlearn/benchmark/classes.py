@@ -4,9 +4,12 @@ them, else the dataset's best-known classes.
 The papers forget classes a full-size CLIP recognises well. A small or retrained model may not know
 them at all (forgetting a class the model never recognised measures nothing), so a suite's
 ``[classes]`` table names the paper's classes per dataset and a bar (zero-shot top-1 on the class's
-test images, default 0.3): the paper's classes at or above the bar are kept, in the paper's order,
-and the rest are filled with the dataset's best-known classes. Every choice is recorded with its
-reason and accuracy, and each table's caption says which classes were used.
+*train* images, default 0.3): the paper's classes at or above the bar are kept, in the paper's order,
+and the rest are filled with the dataset's best-known classes. Choosing on the train split keeps the
+choice apart from the test images every figure is measured on (choosing the best-known classes on
+the test split would flatter their accuracy before forgetting); a dataset without a train split is
+measured on its test split, and the record says so. Every choice is recorded with its reason,
+accuracy and split, and each table's caption says which classes were used.
 """
 from __future__ import annotations
 
@@ -33,36 +36,44 @@ class ChosenClass:
     name: str
     top1: float
     reason: str  # "paper" or "best-known"
+    split: str = "train"  # where top1 was measured
 
     def describe(self) -> str:
         why = "paper's class" if self.reason == "paper" else "best-known"
-        return f"{self.name} ({why}, top-1 {self.top1:.2f})"
+        return f"{self.name} ({why}, {self.split} top-1 {self.top1:.2f})"
 
 
 def per_class_top1(model: str, pretrained: str | None, weights_hash: str, dataset: str, data_root: str | None,
-                   cache_dir: str | os.PathLike[str], device: str = "cpu") -> dict[str, float]:
-    """Zero-shot top-1 of every class of ``dataset``'s test split, remembered in ``cache_dir`` per
-    model weights (so a resumed suite does not evaluate again)."""
+                   cache_dir: str | os.PathLike[str], device: str = "cpu") -> tuple[dict[str, float], str]:
+    """Zero-shot top-1 of every class of ``dataset``'s train split (its test split if it has none),
+    and the split; remembered in ``cache_dir`` per model weights, so a resumed suite does not
+    evaluate again."""
     path = Path(cache_dir) / f"{model}-{weights_hash}-{dataset}.json"
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
+        return found["top1"], found["split"]
     from ..data import load_image_set
+    from ..errors import DataError
     from ..evaluation import Evaluator, FeatureCache
     from ..models import load_clip
 
+    try:
+        images, split = load_image_set(dataset, data_root, "train"), "train"
+    except DataError:
+        images, split = load_image_set(dataset, data_root, "test"), "test"
     clip = load_clip(model, pretrained, None, device)
-    images = load_image_set(dataset, data_root, "test")
     top1 = Evaluator(clip, FeatureCache(Path(cache_dir).parent / "features"), progress=False).evaluate(images).per_class()
-    write_json(path, top1)
-    return top1
+    write_json(path, {"split": split, "top1": top1})
+    return top1, split
 
 
-def choose_classes(rule: ClassRule, dataset: str, top1: dict[str, float], n: int) -> list[ChosenClass]:
+def choose_classes(rule: ClassRule, dataset: str, top1: dict[str, float], n: int,
+                   split: str = "train") -> list[ChosenClass]:
     """Up to ``n`` classes of ``dataset``: its paper classes known at ``rule.min_top1`` or better, in
     the paper's order, then the best-known other classes (highest top-1 first, ties by name)."""
-    chosen = [ChosenClass(c, top1[c], "paper") for c in rule.paper.get(dataset, ())
+    chosen = [ChosenClass(c, top1[c], "paper", split) for c in rule.paper.get(dataset, ())
               if c in top1 and top1[c] >= rule.min_top1]
     taken = {c.name for c in chosen}
     rest = sorted((c for c in top1 if c not in taken), key=lambda c: (-top1[c], c))
-    chosen += [ChosenClass(c, top1[c], "best-known") for c in rest[: max(0, n - len(chosen))]]
+    chosen += [ChosenClass(c, top1[c], "best-known", split) for c in rest[: max(0, n - len(chosen))]]
     return chosen[:n]
