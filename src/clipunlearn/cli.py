@@ -232,13 +232,18 @@ def cmd_forget(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import load_suite, run_suite
+    from .benchmark import ExecutorOptions, load_suite, run_suite
     from .data import split_names
 
     _setup_logging(True)
     suite = load_suite(args.suite)
+    options = ExecutorOptions(workers=args.workers, cpus_per_cell=args.cpus_per_cell,
+                              gpus_per_cell=args.gpus_per_cell, max_retries=args.max_retries,
+                              ray_address=args.ray_address, slurm_partition=args.slurm_partition,
+                              slurm_time_min=args.slurm_time_min, slurm_folder=args.slurm_folder,
+                              slurm_cluster=args.slurm_cluster)
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
-                  workers=args.workers, retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device)
+                  retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options)
     if args.dry_run:
         return 0
     from .benchmark import plan
@@ -375,8 +380,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder of the suite's run folders; rerunning skips finished cells")
     p.add_argument("--model", default=None, help="run the suite on these models instead (comma-separated)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--executor", default="local", help="local (one cell at a time) or process (a worker pool)")
+    p.add_argument("--executor", default="local", help="local (one cell at a time), process (a worker pool), "
+                   "ray (Ray tasks; pip install -e '.[distributed]') or slurm (a SLURM job array via submitit)")
     p.add_argument("--workers", type=int, default=2, help="worker processes for --executor process")
+    p.add_argument("--cpus-per-cell", type=int, default=None, metavar="N",
+                   help="CPUs (torch threads) per cell: process (default cores / workers), ray and slurm (default 1)")
+    p.add_argument("--gpus-per-cell", type=float, default=0.0, metavar="F",
+                   help="GPUs per cell, cells then run on cuda: ray (0.25 lets four cells share a GPU), slurm (whole)")
+    p.add_argument("--max-retries", type=int, default=1, metavar="N",
+                   help="ray, slurm: run a cell again when its worker or job died (default 1)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="ray: join this Ray cluster (e.g. auto, ray://head:10001); default: start one here")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--slurm-time-min", type=int, default=60, metavar="MIN", help="slurm: time limit of a cell's job")
+    p.add_argument("--slurm-folder", default=None, help="slurm: submitit's scripts and logs (default OUT/slurm)")
+    p.add_argument("--slurm-cluster", default="slurm", help=argparse.SUPPRESS)  # local / debug: test without SLURM
     p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
     p.add_argument("--dry-run", action="store_true", help="list the cells, done and to run, and run nothing")
     p.add_argument("--device", default="cpu")

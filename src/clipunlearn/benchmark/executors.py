@@ -2,15 +2,24 @@
 atomically, so an executor only has to run cells and report each outcome as it comes.
 
 * ``local``: in this process, one cell at a time;
-* ``process``: a pool of worker processes on this machine, torch's threads divided between them.
+* ``process``: a pool of worker processes on this machine, torch's threads divided between them;
+* ``ray``: each cell a Ray task with its CPU / GPU request, on a local or existing Ray cluster
+  (``ray_executor.py``);
+* ``slurm``: the cells as a SLURM job array through submitit (``slurm_executor.py``).
+
+Every executor is called as ``run(jobs, options)`` with one :class:`ExecutorOptions`; an executor
+reads only some of its fields, and setting one it does not read is an error, not a silent no-op.
+Ray and submitit are optional: ``pip install -e ".[distributed]"``.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from types import ModuleType
 
 from ..errors import ClipUnlearnError, unknown
 from ..runs.spec import RunSpec, execute
@@ -46,26 +55,82 @@ def run_job(job: Job) -> Outcome:
         return Outcome(job.spec, False, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
 
 
-def run_local(jobs: Sequence[Job], workers: int = 1) -> Iterator[Outcome]:
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How an executor runs cells. Each field names the executors that read it."""
+
+    workers: int = 2  # process: worker processes
+    cpus_per_cell: int | None = None  # process, ray, slurm: torch threads per cell (process: cores // workers; else 1)
+    gpus_per_cell: float = 0.0  # ray (0.25: four cells share a GPU), slurm (whole GPUs); > 0 runs cells on cuda
+    max_retries: int = 1  # ray, slurm: runs again a cell whose worker or job died (not one that raised)
+    ray_address: str | None = None  # ray: join this cluster (else start one on this machine)
+    slurm_partition: str | None = None  # slurm
+    slurm_time_min: int = 60  # slurm: time limit of each cell's job
+    slurm_folder: str | None = None  # slurm: submitit's scripts and logs (run_suite: OUT/slurm)
+    slurm_cluster: str = "slurm"  # slurm: submitit's cluster; "local" (processes here) and "debug" (in process) test it
+
+    def __post_init__(self) -> None:
+        for name, least in (("workers", 1), ("cpus_per_cell", 1), ("gpus_per_cell", 0), ("max_retries", 0),
+                            ("slurm_time_min", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ClipUnlearnError(f"{name} (--{name.replace('_', '-')}) must be at least {least}, not {value}.")
+        if self.slurm_cluster not in ("slurm", "local", "debug"):
+            raise ClipUnlearnError(f"Unknown SLURM cluster {self.slurm_cluster!r}: use slurm (or local / debug, "
+                                   "to test without SLURM).")
+
+
+def require(package: str, executor: str) -> ModuleType:
+    """Import an optional package an executor needs, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise ClipUnlearnError(f'The {executor} executor needs the {package} package: pip install -e ".[distributed]" '
+                               f"(or pip install {package}).") from None
+
+
+def run_job_with(job: Job, threads: int) -> Outcome:
+    """:func:`run_job` in a worker given ``threads`` CPUs (a Ray task, a SLURM job): torch uses as many threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_job(job)
+
+
+def run_local(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
     for job in jobs:
         yield run_job(job)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, start_method: str) -> None:
+    """A worker runs cells as its parent would: ``threads`` torch threads, and the parent's start
+    method for the processes a cell starts (a DataLoader's decoding workers). Left alone, a worker
+    started by spawn or forkserver starts those the same way, each importing torch and clipunlearn
+    again, for every evaluation: that made a cell 5-10 times slower in a worker than in the parent."""
+    import multiprocessing
+
     import torch
 
     torch.set_num_threads(threads)
+    multiprocessing.set_start_method(start_method, force=True)
 
 
-def run_process(jobs: Sequence[Job], workers: int = 2) -> Iterator[Outcome]:
-    """Cells over ``workers`` processes (spawned: no torch state is shared), each with an equal share
-    of the machine's cores as torch threads."""
+def run_process(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
+    """Cells over ``options.workers`` processes, each with ``cpus_per_cell`` torch threads (default: an
+    equal share of the machine's cores). Workers are forked from a server process that imported
+    clipunlearn once (``forkserver``; ``spawn`` where there is none): each starts in milliseconds
+    instead of importing torch again, and none inherits this process's torch state (its threads)."""
     import multiprocessing
 
-    workers = max(1, min(workers, len(jobs)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+    workers = max(1, min(options.workers, len(jobs)))
+    threads = options.cpus_per_cell or max(1, (os.cpu_count() or 1) // workers)
+    init = (threads, multiprocessing.get_start_method())
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["clipunlearn.runs.pipeline", "clipunlearn.benchmark.executors"])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         pending = {pool.submit(run_job, job): job for job in jobs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -77,13 +142,57 @@ def run_process(jobs: Sequence[Job], workers: int = 2) -> Iterator[Outcome]:
                     yield Outcome(job.spec, False, f"worker died: {type(e).__name__}: {e}")
 
 
-EXECUTORS: dict[str, Callable[[Sequence[Job], int], Iterator[Outcome]]] = {
-    "local": run_local,
-    "process": run_process,
+def run_ray(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
+    from .ray_executor import run_ray as run
+
+    return run(jobs, options)
+
+
+def run_slurm(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
+    from .slurm_executor import run_slurm as run
+
+    return run(jobs, options)
+
+
+def check_slurm(options: ExecutorOptions) -> None:
+    from .slurm_executor import check_slurm as check
+
+    check(options)
+
+
+Run = Callable[[Sequence[Job], ExecutorOptions], Iterator[Outcome]]
+
+
+@dataclass(frozen=True)
+class Executor:
+    run: Run
+    reads: tuple[str, ...] = ()  # the ExecutorOptions fields it reads; the others must keep their defaults
+    package: str | None = None  # the optional package it needs
+    check: Callable[[ExecutorOptions], None] | None = None  # raises on options it cannot honour
+
+
+EXECUTORS: dict[str, Executor] = {
+    "local": Executor(run_local),
+    "process": Executor(run_process, ("workers", "cpus_per_cell")),
+    "ray": Executor(run_ray, ("cpus_per_cell", "gpus_per_cell", "max_retries", "ray_address"), "ray"),
+    "slurm": Executor(run_slurm, ("cpus_per_cell", "gpus_per_cell", "max_retries", "slurm_partition",
+                                  "slurm_time_min", "slurm_folder", "slurm_cluster"), "submitit", check_slurm),
 }
 
 
-def get_executor(name: str) -> Callable[[Sequence[Job], int], Iterator[Outcome]]:
+def get_executor(name: str, options: ExecutorOptions | None = None) -> Run:
+    """The executor called ``name``; fails before any cell when its package is missing, or ``options``
+    set a field it does not read or ask for what it cannot do."""
     if name not in EXECUTORS:
         raise unknown("executor", name, EXECUTORS)
-    return EXECUTORS[name]
+    executor = EXECUTORS[name]
+    if executor.package:
+        require(executor.package, name)
+    for f in fields(ExecutorOptions):
+        if options is not None and f.name not in executor.reads and getattr(options, f.name) != f.default:
+            users = [n for n, e in EXECUTORS.items() if f.name in e.reads]
+            raise ClipUnlearnError(f"The {name} executor does not read {f.name} (--{f.name.replace('_', '-')}); "
+                                   f"it is for the {' and '.join(users)} executor{'s' if len(users) > 1 else ''}.")
+    if options is not None and executor.check is not None:
+        executor.check(options)
+    return executor.run

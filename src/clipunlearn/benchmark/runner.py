@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..io import write_json
 from ..runs.spec import RunSpec
-from .executors import Job, get_executor
+from .executors import ExecutorOptions, Job, get_executor
 from .suite import Suite, check_suite
 
 
@@ -51,11 +51,14 @@ def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_f
 
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
-              device: str = "cpu", echo=print) -> Plan:
-    """Run every cell still to do; returns the plan as it stood before running."""
+              device: str = "cpu", echo=print, options: ExecutorOptions | None = None) -> Plan:
+    """Run every cell still to do; returns the plan as it stood before running. ``options`` tell the
+    executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
-    run = get_executor(executor)
+    options = options or ExecutorOptions(workers=workers)
+    run = get_executor(executor, options)
     out = Path(out)
+    options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
     p = plan(suite, out, models, retry_failed)
     echo(f"suite {suite.name} ({suite.source}): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
          f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
@@ -72,7 +75,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic) for spec in p.todo]
     t0 = time.time()
     with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:
-        for outcome in run(jobs, workers):
+        for outcome in run(jobs, options):
             bar.update(1)
             spec = outcome.spec
             if outcome.ok:

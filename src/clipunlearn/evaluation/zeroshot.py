@@ -116,6 +116,13 @@ def _collate(batch):
     return (torch.stack(good) if good else None), torch.tensor(ok)
 
 
+def loader_workers() -> int:
+    """Image-decoding processes beside the model: 2, or none when torch may use one thread only (a
+    benchmark cell given one CPU): there, two more processes would only compete for that CPU, and
+    starting them and passing them pixels cost more than decoding in place."""
+    return 2 if torch.get_num_threads() > 1 else 0
+
+
 class Evaluator:
     """Zero-shot evaluation of one model; reuses cached features of unchanged image-tower stages.
 
@@ -127,11 +134,11 @@ class Evaluator:
     """
 
     def __init__(self, clip: Clip, cache: FeatureCache | None = None, batch_size: int = 128,
-                 workers: int = 2, progress: bool = True):
+                 workers: int | None = None, progress: bool = True):
         self.clip = clip
         self.cache = cache if cache is not None else FeatureCache()
         self.batch_size = batch_size
-        self.workers = workers
+        self.workers = loader_workers() if workers is None else workers
         self.progress = progress
         self._classifiers: OrderedDict[str, torch.Tensor] = OrderedDict()
 
