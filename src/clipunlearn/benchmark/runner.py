@@ -2,7 +2,8 @@
 
 A cell is *done* when its run folder holds results.json (run folders are moved into place only when
 complete, so a killed suite leaves no half-done cell), *failed* when ``OUT/failed/<run id>.json``
-records an error (rerun with ``retry_failed``), and *to do* otherwise. Image features are cached in
+records an error (rerun with ``retry_failed``), and *to do* otherwise. The suite's tables (their cells and the classes chosen for them) are written to ``OUT/suite.json``
+for the report. Image features are cached in
 ``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by content: one set per model,
 classes and seed, whatever the method), shared by every cell.
 """
@@ -14,8 +15,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..errors import ClipUnlearnError
 from ..io import write_json
 from ..runs.spec import RunSpec
+from .classes import ChosenClass, choose_classes, per_class_top1
 from .executors import ExecutorOptions, Job, get_executor
 from .suite import Suite, check_suite
 
@@ -35,11 +38,29 @@ def failure_file(out: Path, spec: RunSpec) -> Path:
     return out / "failed" / f"{spec.run_id}.json"
 
 
-def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_failed: bool = False) -> Plan:
+def chooser(suite: Suite, out: Path, data_root: str | None, device: str = "cpu"):
+    """The class rule's choice per dataset for a model (top-1 per class measured once per model's
+    weights, kept in ``OUT/cache/classes``)."""
+    from ..runs.spec import weights_id
+
+    def choose(model: str) -> dict[str, list[ChosenClass]]:
+        wid = weights_id(model)
+        n = max([suite.classes.per_dataset] + [k for t in suite.tables for k in t.together])
+        chosen = {}
+        for d in suite.rule_datasets():
+            top1, split = per_class_top1(model, "default", wid, d, data_root, out / "cache" / "classes", device)
+            chosen[d] = choose_classes(suite.classes, d, top1, n, split)
+        return chosen
+
+    return choose
+
+
+def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_failed: bool = False,
+         data_root: str | None = None, device: str = "cpu") -> Plan:
     """Which cells are done, failed and still to run."""
     out = Path(out)
     p = Plan()
-    for spec in (s.resolved() for s in suite.cells(models)):
+    for spec in (s.resolved() for s in suite.cells(models, chooser(suite, out, data_root, device))):
         if (run_dir(out, spec) / "results.json").exists():
             p.done.append(spec)
         elif failure_file(out, spec).exists() and not retry_failed:
@@ -47,6 +68,47 @@ def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_f
         else:
             p.todo.append(spec)
     return p
+
+
+def layout(suite: Suite, out: str | Path, models: list[str] | None = None, data_root: str | None = None,
+           device: str = "cpu") -> dict:
+    """What the report needs beside the run folders: each table's cells (run id and setting) per
+    model, and the classes the rule chose with their reasons."""
+    out = Path(out)
+    choose = chooser(suite, out, data_root, device)
+    result: dict = {"suite": suite.name, "source": suite.source, "description": suite.description,
+                    "seeds": suite.seeds, "classes": {}, "tables": []}
+    picks = {m: (choose(m) if suite.rule_datasets() else {}) for m in models or suite.models}
+    for model, chosen in picks.items():
+        result["classes"][model] = {d: [{"name": c.name, "top1": c.top1, "reason": c.reason,
+                                         "split": c.split, "text": c.describe()} for c in cs] for d, cs in chosen.items()}
+    for table in suite.tables:
+        cells = [{"model": m, "run_id": c.spec.resolved().run_id, "setting": c.setting}
+                 for m, chosen in picks.items() for c in suite.table_cells(table, m, chosen)]
+        result["tables"].append({"name": table.name, "title": table.title, "show": table.show,
+                                 "group_by": list(table.group_by), "cells": cells, "bar": dict(table.bar),
+                                 "class_rule": bool(suite.table(table.cells).datasets if table.cells else table.datasets)})
+    result["min_top1"] = suite.classes.min_top1
+    return result
+
+
+def merge_layout(path: Path, new: dict) -> dict:
+    """``new`` over the layout already in ``path`` (same suite): a suite run on one model, then on
+    another into the same folder, reports both."""
+    if not path.is_file():
+        return new
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("suite") != new["suite"]:
+        raise ClipUnlearnError(f"{path.parent} holds the runs of suite {old.get('suite')!r}, not {new['suite']!r}. "
+                               "Use another --out folder for this suite.")
+    models = set(new["classes"]) | {c["model"] for t in new["tables"] for c in t["cells"]}
+    merged = dict(new)
+    merged["classes"] = {**{m: v for m, v in old.get("classes", {}).items() if m not in models}, **new["classes"]}
+    old_tables = {t["name"]: t for t in old.get("tables", [])}
+    for t in merged["tables"]:
+        kept = [c for c in old_tables.get(t["name"], {}).get("cells", []) if c["model"] not in models]
+        t["cells"] = kept + t["cells"]
+    return merged
 
 
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
@@ -59,7 +121,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     run = get_executor(executor, options)
     out = Path(out)
     options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
-    p = plan(suite, out, models, retry_failed)
+    p = plan(suite, out, models, retry_failed, data_root, device)
     echo(f"suite {suite.name} ({suite.source}): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
          f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
     if dry_run:
@@ -67,6 +129,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
             for spec in specs:
                 echo(f"  {label:<7} {spec.run_id}")
         return p
+    write_json(out / "suite.json", merge_layout(out / "suite.json", layout(suite, out, models, data_root, device)))
     if not p.todo:
         return p
     from tqdm.auto import tqdm
