@@ -276,7 +276,7 @@ def test_class_rule_keeps_known_paper_classes_then_the_best_known():
     chosen = choose_classes(rule, "x", top1, 3)
     assert [(c.name, c.reason) for c in chosen] == [("a", "paper"), ("c", "best-known"), ("d", "best-known")]
     assert [c.name for c in choose_classes(ClassRule(min_top1=0.0, paper={"x": ("b",)}), "x", top1, 2)] == ["b", "a"]
-    assert "paper's class, train top-1 0.90" in chosen[0].describe()
+    assert "paper's class, top-1 0.90 on train and test" in chosen[0].describe()
 
 
 def test_tables_expand_into_cells_with_settings(tmp_path):
@@ -315,8 +315,11 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     from clipunlearn.evaluation import Evaluator
     from clipunlearn.models import load_clip
 
-    images = load_image_set("caltech101", str(data_slice), "train")  # classes are chosen on the train split
-    top1 = Evaluator(load_clip("mini-rn"), progress=False).evaluate(images).per_class()  # independent of the suite
+    evaluator = Evaluator(load_clip("mini-rn"), progress=False)  # independent of the suite
+    images = load_image_set("caltech101", str(data_slice), "test")
+    train, test = (evaluator.evaluate(load_image_set("caltech101", str(data_slice), split)).per_class()
+                   for split in ("train", "test"))
+    top1 = {c: min(train[c], test[c]) for c in test}  # known on both splits
     paper = min(top1, key=top1.get)  # the worst-known class: used only if it reaches the bar
     suite = _suite(tmp_path, text=TABLES.replace("{paper}", f'"{paper}"').replace("{first}", f'"{images.classnames[0]}"'))
     out = tmp_path / "out"

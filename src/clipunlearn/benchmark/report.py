@@ -208,9 +208,9 @@ def _caption(layout: dict[str, Any], table: dict[str, Any], shown: pd.DataFrame)
         for model, per in layout.get("classes", {}).items():
             for dataset, chosen in per.items():
                 lines.append(f"{model}, {dataset}: " + "; ".join(c["text"] for c in chosen) + ".")
-        lines.append(f"Classes: the paper's forget classes where the model's zero-shot top-1 on their train images "
-                     f"is at least {layout.get('min_top1', 0.3)}, else the dataset's best-known classes (by the "
-                     "same measure; every figure above is measured on the test images).")
+        lines.append(f"Classes: the paper's forget classes where the model's zero-shot top-1 on them (the lower of "
+                     f"train and test images) is at least {layout.get('min_top1', 0.3)}, else the dataset's best-known "
+                     "classes by the same measure.")
     return lines
 
 
