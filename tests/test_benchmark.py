@@ -377,3 +377,8 @@ def test_the_shipped_wacv_suite_names_every_table_of_the_paper(shared_data):
     assert {dict(c.spec.options).get("forget_images") for c in cells["table23"]} == {None, "real"}
     assert {c.spec.ablation for c in cells["ablations"]} == {None, "all-params-vary", "one-iter", "no-text-loss",
                                                              "cupl-gen", "text-emb-perturb"}
+    order = suite.cells(chosen=lambda model: fake)
+    seeds = [spec.seed for spec in order]
+    assert seeds == sorted(seeds)  # seed by seed: a suite stopped early has every table, with fewer seeds
+    first = {spec.run_id for spec in order[: seeds.count(0)]}
+    assert all(any(c.spec.run_id in first for c in cells[t.name]) for t in suite.tables)

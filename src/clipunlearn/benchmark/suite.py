@@ -167,14 +167,18 @@ class Suite:
 
     def cells(self, models: list[str] | None = None,
               chosen: Callable[[str], dict[str, list[ChosenClass]]] | None = None) -> list[RunSpec]:
-        """Every distinct cell of every table (a cell shared by tables runs once), in table order."""
+        """Every distinct cell of every table (a cell shared by tables runs once), seed by seed: all
+        tables with the first seed, then with the next, so that a suite stopped early has every table
+        with fewer seeds rather than the first tables alone; within a seed, in table order."""
         seen: dict[str, RunSpec] = {}
         for model in models or self.models:
             picks = chosen(model) if chosen and self.rule_datasets() else None
             for table in self.tables:
                 for cell in self.table_cells(table, model, picks):
                     seen.setdefault(cell.spec.run_id, cell.spec)
-        return list(seen.values())
+        order = {seed: i for i, seed in enumerate(dict.fromkeys(
+            [*self.seeds, *(s for t in self.tables for s in (t.seeds or ()))]))}
+        return sorted(seen.values(), key=lambda spec: order[spec.seed])  # stable: table order within a seed
 
 
 def _show(value: Any) -> str:
