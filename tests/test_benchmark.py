@@ -344,6 +344,8 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     together = pd.read_csv(tmp_path / "page" / "tables" / "together.csv")
     assert list(together["n_classes"]) == [2]
     assert chosen[0]["text"] in report and "P@" in (tmp_path / "page" / "tables" / "retrieval.md").read_text()
+    n_cells = len(plan(suite, out, data_root=str(data_slice)).done)
+    assert f"({n_cells} of {n_cells} cells finished)" in report
     assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0
     from clipunlearn.runs import read_results
 

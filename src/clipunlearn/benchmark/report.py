@@ -278,6 +278,13 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
              + ". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are "
              "mean ± std over the classes and seeds of each row (std left out for a single run).", ""]
     if layout:
+        models = sorted({c["model"] for t in layout["tables"] for c in t["cells"]})
+        ids = {c["run_id"] for t in layout["tables"] for c in t["cells"]}
+        finished = ids & set(df["run_id"])
+        lines += [f"Cells made by `clipunlearn benchmark --suite {layout['suite']} --model {','.join(models)} --out "
+                  f"{root}` ({len(finished)} of {len(ids)} cells finished"
+                  + ("" if len(finished) == len(ids) else "; rerunning that command runs the rest, and tables show "
+                     "what is finished") + ").", ""]
         made: list[tuple[str, str, pd.DataFrame, list[str]]] = []
         for table in layout["tables"]:
             shown = suite_table(df, table)
