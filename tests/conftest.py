@@ -115,3 +115,24 @@ def make_context():
                              Knobs(seed=seed, max_epochs=max_epochs, max_steps=max_steps), method_cls.name)
 
     return make
+
+
+#: the settings of the tiny benchmark suites the tests run: one mini-rn cell in seconds
+SUITE_HEADER = """
+name = "{name}"
+models = ["mini-rn"]
+seeds = [0]
+other_datasets = ["cifar10"]
+n_per_class = 2
+max_steps = 2
+max_epochs = 1
+"""
+SMALL_SUITE = SUITE_HEADER.format(name="small") + """retrieval = false
+template_change = false
+{methods}
+[[targets]]
+dataset = "caltech101"
+classes = ["leopard"]
+"""
+LIP_ENTRY = '[[methods]]\nmethod = "lip"\noptions = { n_draws = 2, retain_steps = 2 }\n'
+AMNS_ENTRY = '[[methods]]\nmethod = "amns"\n'

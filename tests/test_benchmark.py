@@ -10,6 +10,10 @@ import time
 
 import pytest
 import torch
+from conftest import AMNS_ENTRY as AMNS
+from conftest import LIP_ENTRY as LIP
+from conftest import SMALL_SUITE as SMALL
+from conftest import SUITE_HEADER
 
 from clipunlearn.benchmark import (
     check_suite,
@@ -19,24 +23,6 @@ from clipunlearn.benchmark import (
     shipped_suites,
 )
 from clipunlearn.errors import ClipUnlearnError
-
-SMALL = """
-name = "small"
-models = ["mini-rn"]
-seeds = [0]
-other_datasets = ["cifar10"]
-n_per_class = 2
-max_steps = 2
-max_epochs = 1
-retrieval = false
-template_change = false
-{methods}
-[[targets]]
-dataset = "caltech101"
-classes = ["leopard"]
-"""
-LIP = '[[methods]]\nmethod = "lip"\noptions = { n_draws = 2, retain_steps = 2 }\n'
-AMNS = '[[methods]]\nmethod = "amns"\n'
 
 
 def _suite(tmp_path, methods=LIP + AMNS, name="small.toml", text=None):
@@ -211,15 +197,7 @@ def test_quick_suite_runs_end_to_end_from_the_cli(tmp_path, shared_data, capsys)
     assert "4 done, 0 failed, 0 to run" in capsys.readouterr().out
 
 
-TABLES = """
-name = "tables"
-models = ["mini-rn"]
-seeds = [0]
-other_datasets = ["cifar10"]
-n_per_class = 2
-max_steps = 2
-max_epochs = 1
-retrieval = true
+TABLES = SUITE_HEADER.format(name="tables") + """retrieval = true
 template_change = false
 
 [classes]

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import AMNS_ENTRY as AMNS
+from conftest import LIP_ENTRY as LIP
+from conftest import SMALL_SUITE as SMALL
 
 from clipunlearn.benchmark import (
     ExecutorOptions,
@@ -22,24 +25,6 @@ from clipunlearn.benchmark import (
     run_suite,
 )
 from clipunlearn.errors import ClipUnlearnError
-
-SMALL = """
-name = "small"
-models = ["mini-rn"]
-seeds = [0]
-other_datasets = ["cifar10"]
-n_per_class = 2
-max_steps = 2
-max_epochs = 1
-retrieval = false
-template_change = false
-{methods}
-[[targets]]
-dataset = "caltech101"
-classes = ["leopard"]
-"""
-LIP = '[[methods]]\nmethod = "lip"\noptions = { n_draws = 2, retain_steps = 2 }\n'
-AMNS = '[[methods]]\nmethod = "amns"\n'
 
 
 def _suite(tmp_path: Path, methods: str = LIP + AMNS):
