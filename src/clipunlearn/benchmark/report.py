@@ -198,17 +198,22 @@ def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     return shown
 
 
-def _caption(layout: dict[str, Any], table: dict[str, Any], shown: pd.DataFrame) -> list[str]:
-    lines = []
-    done = sum(1 for _ in shown["runs"]) if shown is not None else 0
-    n_cells = len(table["cells"])
-    lines.append(f"{n_cells} cells in the suite, {int(shown['runs'].sum()) if done else 0} finished and shown; "
-                 f"mean ± std over the rows' classes and seeds (seeds {layout.get('seeds')}).")
+def _caption(layout: dict[str, Any], table: dict[str, Any], df: pd.DataFrame) -> list[str]:
+    """How many of the table's cells are finished, and which classes its finished cells forgot (with
+    the class rule's reason for each)."""
+    ids = {c["run_id"] for c in table["cells"]}
+    rows = df[df["run_id"].isin(ids)]
+    lines = [f"{len(ids)} cells in the suite, {len(rows)} finished and shown; mean ± std over the rows' classes "
+             f"and seeds (the suite's seeds: {layout.get('seeds')})."]
     if table.get("class_rule"):
-        for model, per in layout.get("classes", {}).items():
-            for dataset, chosen in per.items():
-                lines.append(f"{model}, {dataset}: " + "; ".join(c["text"] for c in chosen) + ".")
-        lines.append(f"Classes: the paper's forget classes where the model's zero-shot top-1 on them (the lower of "
+        # the run folders' model is the architecture; the layout's classes are keyed by the suite's model name
+        cell_model = {c["run_id"]: c["model"] for c in table["cells"]}
+        for (model, dataset), group in rows.groupby([rows["run_id"].map(cell_model), "dataset"], sort=True):
+            texts = {c["name"]: c["text"] for c in layout.get("classes", {}).get(model, {}).get(dataset, [])}
+            used = sorted({name for names in group["classes"] for name in names.split(", ")},
+                          key=lambda n: list(texts).index(n) if n in texts else len(texts))
+            lines.append(f"- {model}, {dataset}: " + "; ".join(texts.get(n, n) for n in used) + ".")
+        lines.append(f"\nClasses: the paper's forget classes where the model's zero-shot top-1 on them (the lower of "
                      f"train and test images) is at least {layout.get('min_top1', 0.3)}, else the dataset's best-known "
                      "classes by the same measure.")
     return lines
@@ -289,7 +294,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         for table in layout["tables"]:
             shown = suite_table(df, table)
             if shown is not None:
-                made.append((table["name"], table.get("title") or table["name"], shown, _caption(layout, table, shown)))
+                made.append((table["name"], table.get("title") or table["name"], shown,
+                             _caption(layout, table, df)))
     else:
         made = [(name, name, t, []) for name, t in generic_tables(df).items()]
     for name, title, table, caption in made:
