@@ -324,6 +324,12 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     assert chosen[0]["text"] in report and "P@" in (tmp_path / "page" / "tables" / "retrieval.md").read_text()
     n_cells = len(plan(suite, out, data_root=str(data_slice)).done)
     assert f"({n_cells} of {n_cells} cells finished)" in report
+    layout["tables"].append({"name": "later", "title": "a table not run yet", "show": "forgetting",
+                             "group_by": ["method"], "cells": [{"model": "mini-rn", "run_id": "x", "setting": ""}]})
+    (out / "suite.json").write_text(json.dumps(layout))
+    report = write_report(out, tmp_path / "page2").read_text()
+    assert "- later (a table not run yet): 0 of 1 cells finished" in report
+    assert f"({n_cells} of {n_cells + 1} cells finished; rerunning that command runs the rest" in report
     assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0
     from clipunlearn.runs import read_results
 

@@ -291,11 +291,15 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
                   + ("" if len(finished) == len(ids) else "; rerunning that command runs the rest, and tables show "
                      "what is finished") + ").", ""]
         made: list[tuple[str, str, pd.DataFrame, list[str]]] = []
+        waiting: list[str] = []
         for table in layout["tables"]:
             shown = suite_table(df, table)
             if shown is not None:
                 made.append((table["name"], table.get("title") or table["name"], shown,
                              _caption(layout, table, df)))
+            else:
+                waiting.append(f"{table['name']} ({table.get('title') or table['name']}): 0 of "
+                               f"{len({c['run_id'] for c in table['cells']})} cells finished")
     else:
         made = [(name, name, t, []) for name, t in generic_tables(df).items()]
     for name, title, table, caption in made:
@@ -303,6 +307,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         md = table.to_markdown(index=False, disable_numparse=True)
         write_text(dest / "tables" / f"{name}.md", md + "\n")
         lines += [f"## {name}" + (f": {title}" if title != name else ""), "", *caption, "", md, ""]
+    if layout and waiting:
+        lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",
                ["target BF", "target AF"], "top-1")
     lines += ["## Plots", "", "![target before and after](plots/target_bf_af.png)", ""]
