@@ -180,10 +180,6 @@ def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:  # kept name: the generic report's tables
-    return generic_tables(df)
-
-
 def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     """One table of a suite layout: its cells' rows, grouped by its keys, shown by its view."""
     cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])

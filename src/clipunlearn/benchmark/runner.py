@@ -2,10 +2,10 @@
 
 A cell is *done* when its run folder holds results.json (run folders are moved into place only when
 complete, so a killed suite leaves no half-done cell), *failed* when ``OUT/failed/<run id>.json``
-records an error (rerun with ``retry_failed``), and *to do* otherwise. The suite's tables (their cells and the classes chosen for them) are written to ``OUT/suite.json``
-for the report. Image features are cached in
-``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by content: one set per model,
-classes and seed, whatever the method), shared by every cell.
+records an error (rerun with ``retry_failed``), and *to do* otherwise. The suite's tables (their
+cells and the classes chosen for them) are written to ``OUT/suite.json`` for the report. Image
+features are cached in ``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by
+content: one set per model, classes and seed, whatever the method), shared by every cell.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -357,8 +357,8 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
                 raise _fail(w, f"unknown method {m.method!r}", m.method, method_names())
             method = get_method(m.method)
             for key, values in table.vary:
-                if key not in SPEC_SETTINGS and key not in {f.name for f in _fields(method.config_cls)}:
-                    known = sorted(SPEC_SETTINGS) + sorted(f.name for f in _fields(method.config_cls))
+                if key not in SPEC_SETTINGS and key not in {f.name for f in fields(method.config_cls)}:
+                    known = sorted(SPEC_SETTINGS) + sorted(f.name for f in fields(method.config_cls))
                     raise _fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
                                 known)
             trials = [dict(m.options)] + [{**dict(m.options), k: v} for k, vs in table.vary for v in vs
@@ -384,9 +384,3 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
             raise ClipUnlearnError(f"{where}: classes.paper.{name}: {e}") from None
     for name in suite.other_datasets or []:
         dataset(name, f"{where}: other_datasets")
-
-
-def _fields(config_cls: type) -> tuple:
-    import dataclasses
-
-    return dataclasses.fields(config_cls)
