@@ -216,11 +216,17 @@ def cmd_forget(args) -> int:
     from .runs import ForgetSettings, forget
 
     _setup_logging(args.quiet)
+    if args.setting or args.forget_subgroup or args.retain_subgroups or args.coarse_label:
+        return _forget_subgroup(args)
+    if not args.dataset or not args.classes:
+        raise ClipUnlearnError("forget needs --dataset and --classes (a class request), or a subgroup request: "
+                               "--setting NAME, or --dataset with --forget-subgroup, --retain-subgroups and "
+                               "--coarse-label.")
     settings = ForgetSettings(
         model=args.model, dataset=args.dataset, classes=split_names(args.classes), out=args.out,
         data_root=args.data_root, pretrained=args.pretrained, weights=args.weights,
         other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
-        synthetic=args.synthetic, method=args.method, preset=args.preset, ablation=args.ablation, seed=args.seed,
+        synthetic=args.synthetic, method=args.method or "lip", preset=args.preset, ablation=args.ablation, seed=args.seed,
         device=args.device, retrieval=not args.no_retrieval, template_change=not args.no_template_change,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
@@ -228,6 +234,50 @@ def cmd_forget(args) -> int:
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
+    return 0
+
+
+def _forget_subgroup(args) -> int:
+    from .data import split_names
+    from .methods import parse_option
+    from .runs.subgroup import SubgroupSettings, forget_subgroup, setting_from_flags
+
+    if args.classes:
+        raise ClipUnlearnError("--classes is for class requests; a subgroup request names --forget-subgroup "
+                               "(or --setting). Drop --classes.")
+    setting = setting_from_flags(args.setting, args.dataset, split_names(args.forget_subgroup or ""),
+                                 split_names(args.retain_subgroups or ""), args.coarse_label,
+                                 split_names(args.vocabulary) if args.vocabulary else None)
+    method = args.method or "forget-remind-restore"
+    settings = SubgroupSettings(
+        model=args.model, setting=setting, out=args.out, data_root=args.data_root, pretrained=args.pretrained,
+        weights=args.weights, method=method, preset=args.preset, ablation=args.ablation, seed=args.seed,
+        device=args.device, n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
+        max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
+        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, retrieval=not args.no_retrieval)
+    results = forget_subgroup(settings)
+    rows = [(f"{name} ({c['role']})", c["before"], c["after"]) for name, c in results["columns"].items()]
+    rows += [(f"{k} (own classes)", results["datasets"][k]["before"], results["datasets"][k]["after"])
+             for k in results["setting"]["other_datasets"]]
+    w = max(len(r[0]) for r in rows)
+    print(f"{'accuracy':<{w}}  {'before':>7}  {'after':>7}")
+    for name, b, a in rows:
+        print(f"{name:<{w}}  {b:7.3f}  {a:7.3f}")
+    score = results["ratio_score"]
+    print(f"Score (CVPR'25, higher is better): {'undefined' if score is None else f'{score:.1f}'}   "
+          f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
+    return 0
+
+
+def cmd_subgroups(args) -> int:
+    from .data.subgroups import get_setting, setting_names
+
+    for name in setting_names():
+        s = get_setting(name)
+        forget = ", ".join(g.describe() for g in s.forget)
+        retain = ", ".join(g.name for g in s.retain)
+        print(f"{name:24s} {s.kind:13s} forget {forget}; retain {retain}")
     return 0
 
 
@@ -335,8 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="make a synthetic forget set from class names")
     _model_args(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--classes", required=True, help="comma-separated class names, as in the dataset")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
+    g = p.add_argument_group("subgroup requests (CVPR'25): forget one subgroup of a coarse class")
+    g.add_argument("--setting", default=None, help="a shipped subgroup setting (clipunlearn subgroups lists them)")
+    g.add_argument("--forget-subgroup", default=None, help="class(es) of --dataset to forget, comma-separated")
+    g.add_argument("--retain-subgroups", default=None, help="classes of --dataset to keep (their train images "
+                   "are the retain set), comma-separated")
+    g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
+    g.add_argument("--vocabulary", default=None, help="labels the classifier chooses among, comma-separated "
+                   "(default: 14 everyday coarse labels)")
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--out", required=True, help="file to write (.safetensors; a .png grid is written beside it)")
     p.add_argument("--threshold", type=float, default=None, help="acceptance probability (default 0.7 ResNet, 0.9 ViT)")
@@ -349,13 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("forget", help="make a model forget classes, evaluate before and after, write a run folder")
     _model_args(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--classes", required=True, help="comma-separated class names, as in the dataset")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
+    g = p.add_argument_group("subgroup requests (CVPR'25): forget one subgroup of a coarse class")
+    g.add_argument("--setting", default=None, help="a shipped subgroup setting (clipunlearn subgroups lists them)")
+    g.add_argument("--forget-subgroup", default=None, help="class(es) of --dataset to forget, comma-separated")
+    g.add_argument("--retain-subgroups", default=None, help="classes of --dataset to keep (their train images "
+                   "are the retain set), comma-separated")
+    g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
+    g.add_argument("--vocabulary", default=None, help="labels the classifier chooses among, comma-separated "
+                   "(default: 14 everyday coarse labels)")
     p.add_argument("--other-datasets", default=None,
                    help="datasets whose accuracy must be kept (default: the other paper datasets; '' for none)")
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--synthetic", default=None, help="reuse a synthetic set made by `clipunlearn generate`")
-    p.add_argument("--method", default="lip", help="a registered method (clipunlearn methods lists them)")
+    p.add_argument("--method", default=None, help="a registered method (clipunlearn methods lists them; "
+                   "default: lip for classes, forget-remind-restore for subgroups)")
     p.add_argument("--preset", default="default", help="a preset of the method: default (tuned on the mini "
                                                         "zoo) or paper (the paper's settings)")
     p.add_argument("--ablation", default=None, help="an ablation switch of the method, e.g. no-text-loss")
@@ -374,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("subgroups", help="list the shipped subgroup settings (CVPR'25 in-domain, cross-domain)")
+    p.set_defaults(func=cmd_subgroups)
 
     p = sub.add_parser("benchmark", help="run a benchmark suite (cells of model x method x class x seed), resumable")
     p.add_argument("--suite", required=True, help="a shipped suite (quick) or a .toml suite file")

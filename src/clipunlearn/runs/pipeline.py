@@ -149,19 +149,39 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     clip = load_clip(s.model, s.pretrained, s.weights, device)
     config = method_cls.build_config(s.preset, clip.family, s.ablation, s.options)
     request = ForgetRequest(t.images.name, t.images.classnames, t.classes, t.images.templates[0])
-    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run:
-        handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        log.addHandler(handler)
-        _RUN_LOGS.append(handler)
-        try:
-            results = _forget_in(run, s, t, clip, method_cls(config), request)
-        finally:
-            _RUN_LOGS.remove(handler)
-            log.removeHandler(handler)
-            handler.close()
-    return results
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+        return _forget_in(run, s, t, clip, method_cls(config), request)
+
+
+@contextmanager
+def run_log(run: Path) -> Iterator[None]:
+    """Within the block every INFO message also goes to ``run``/log.txt."""
+    handler = logging.FileHandler(run / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+    _RUN_LOGS.append(handler)
+    try:
+        yield
+    finally:
+        _RUN_LOGS.remove(handler)
+        log.removeHandler(handler)
+        handler.close()
+
+
+def trace_results(trace: Trace) -> dict[str, Any]:
+    """The fields of results.json that say what a method did, from its trace."""
+    return {
+        "epochs": trace.epochs,
+        "stage_reached": trace.stage_reached,
+        "stopped_because": trace.stopped_because,
+        "kept_any_step": trace.kept_any_step,
+        "changed_tensors": trace.changed_tensors,
+        "selected_tensors": [{"epoch": r["epoch"], "kept": r["kept"], "tensors": r["selected"]}
+                             for r in trace.steps if "selected" in r],
+        "steps": [{k: v for k, v in r.items() if k != "selected"} for r in trace.steps],
+        "trace_info": trace.info,
+    }
 
 
 def format_step(row: dict[str, Any]) -> str:
@@ -271,15 +291,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "synthetic": None if syn is None else {
             "n": len(syn), "accepted": int(syn.accepted.sum()), "mean_prob": float(syn.probs.mean()),
             "final_threshold": syn.final_threshold, "source": s.synthetic or "generated"},
-        "epochs": trace.epochs,
-        "stage_reached": trace.stage_reached,
-        "stopped_because": trace.stopped_because,
-        "kept_any_step": trace.kept_any_step,
-        "changed_tensors": trace.changed_tensors,
-        "selected_tensors": [{"epoch": r["epoch"], "kept": r["kept"], "tensors": r["selected"]}
-                             for r in trace.steps if "selected" in r],
-        "steps": [{k: v for k, v in r.items() if k != "selected"} for r in trace.steps],
-        "trace_info": trace.info,
+        **trace_results(trace),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
         "settings": dict(asdict(s)),
@@ -295,4 +307,5 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     return results
 
 
-__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "sigterm_as_interrupt"]
+__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log",
+           "sigterm_as_interrupt", "trace_results"]

@@ -54,8 +54,95 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def plot_subgroup_retrieval(results: dict, path: str | os.PathLike[str]) -> bool:
+    """The best-matching test images of each retrieval query before and after forgetting (CVPR'25
+    Fig. 3-4); images of the forgotten subgroup framed in red."""
+    rt = results.get("retrieval")
+    paths = (rt or {}).get("database") or []
+    if not rt or not paths:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    n_forget = results["columns"]["target"]["n"]  # the target column comes first in the database
+    queries = list(rt["before"])
+    top = max(len(rt["before"][q]["top"]) for q in queries)
+    fig, axes = plt.subplots(2 * len(queries), top, figsize=(1.2 * top, 1.35 * 2 * len(queries)), squeeze=False)
+    for qi, q in enumerate(queries):
+        for wi, when in enumerate(("before", "after")):
+            row = axes[2 * qi + wi]
+            for j, ax in enumerate(row):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                rows = rt[when][q]["top"]
+                if j >= len(rows):
+                    ax.axis("off")
+                    continue
+                with Image.open(paths[rows[j]]) as im:
+                    ax.imshow(im.convert("RGB").resize((64, 64)))
+                color = "red" if rows[j] < n_forget else "lightgray"
+                for side in ax.spines.values():
+                    side.set_edgecolor(color)
+                    side.set_linewidth(3 if color == "red" else 1)
+            row[0].set_ylabel(f"{q!r}\n{when}", fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle("text-to-image retrieval (red: the forgotten subgroup)", fontsize=9)
+    fig.tight_layout()
+    save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)
+    return True
+
+
+def _subgroup_head(r: RunResults) -> list[str]:
+    raw = r.raw
+    st = raw["setting"]
+    coarse = ", ".join(sorted({g["coarse"] or g["name"] for g in st["forget"]}))
+    lines = [f"# Forgetting the subgroup {', '.join(r.classes)} of {coarse} ({st['name']}) in {r.model['arch']}", ""]
+    lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              f"Stopped after {r.epochs} epochs: {r.stopped_because}."
+              + ("" if r.kept_any_step else " No step was kept: the model is the original."), ""]
+    lines += ["Data the method saw: " + ("; ".join(f"{k} {v['n']} images ({v['source']})" for k, v in r.data_seen.items())
+                                         or "none (class names only)") + ".", "",
+              f"Classifier: \"{st['template']}\" over {len(st['vocabulary'])} labels ({', '.join(st['vocabulary'])}).", "",
+              "| measured on real test images | role | images | before | after | AF/BF |", "|---|---|---|---|---|---|"]
+    for name, c in raw["columns"].items():
+        ratio = "–" if not c["before"] else f"{c['after'] / c['before']:.2f}"
+        lines.append(f"| {name}: {', '.join(c['subgroups'][:4])}{' …' if len(c['subgroups']) > 4 else ''} | {c['role']} "
+                     f"| {c['n']} | {_fmt(c['before'])} | {_fmt(c['after'])} | {ratio} |")
+    for name in st["other_datasets"]:
+        v = raw["datasets"][name]
+        ratio = "–" if not v["before"] else f"{v['after'] / v['before']:.2f}"
+        lines.append(f"| {name} (own classes) | keep | | {_fmt(v['before'])} | {_fmt(v['after'])} | {ratio} |")
+    score = raw.get("ratio_score")
+    lines += ["", f"**Score** (CVPR'25 §5.1: mean over the columns of 1 − AF/BF for the target and min(1, AF/BF) "
+              f"for the others, ×100; higher is better): {'undefined' if score is None else f'{score:.1f}'}"
+              + (f" (left out, never recognised before: {', '.join(raw['ratio_score_excluded'])})"
+                 if raw.get("ratio_score_excluded") else ""), ""]
+    lines += ["Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items()) + ".", ""]
+    rt = r.retrieval
+    if rt:
+        ks = sorted({int(k.split("@")[1]) for q in rt["before"].values() for k in q if "@" in k})
+        lines += ["## Retrieval of the forgotten subgroup (CVPR'25 Fig. 3-4)", "",
+                  f"Database: the {len(rt['database'])} test images of the columns above. forget@k: share of the "
+                  "top k that are images of the forgotten subgroup; label@k: share that carry the query's label.", "",
+                  "| query | " + " | ".join(f"forget@{k} before | after" for k in ks) + " | "
+                  + " | ".join(f"label@{k} before | after" for k in ks) + " |",
+                  "|---|" + "---|---|" * (2 * len(ks))]
+        for q in rt["before"]:
+            b, a = rt["before"][q], rt["after"][q]
+            lines.append(f"| \"{q}\" | " + " | ".join(f"{b[f'forget@{k}']:.2f} | {a[f'forget@{k}']:.2f}" for k in ks)
+                         + " | " + " | ".join(f"{b[f'label@{k}']:.2f} | {a[f'label@{k}']:.2f}" for k in ks) + " |")
+        lines += ["", "![retrieval](retrieval.png)", ""]
+    return lines
+
+
 def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
     raw = r.raw
+    if raw.get("task") == "subgroup":
+        return "\n".join(_subgroup_head(r) + _steps_and_tensors(r, has_plot))
     lines = [f"# Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model['arch']}", ""]
     lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
               + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
@@ -116,6 +203,11 @@ def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
                   f"{sy['mean_prob']:.3f}, final threshold {sy['final_threshold']:.3f}.", ""]
         if has_grid:
             lines += ["![synthetic images](synthetic.png)", ""]
+    return "\n".join(lines + _steps_and_tensors(r, has_plot))
+
+
+def _steps_and_tensors(r: RunResults, has_plot: bool) -> list[str]:
+    lines: list[str] = []
     keys: list[str] = []
     for st in r.steps:
         keys += [k for k in st if k not in keys and k not in ("epoch", "kept")]
@@ -126,19 +218,23 @@ def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
     lines += ["", "## Changed tensors", ""]
     if has_plot:
         lines += ["![selected tensors](selected_tensors.png)", ""]
-    counts = selection_counts(raw)
+    counts = selection_counts(r.raw)
     if counts:
         lines += ["| tensor | kept steps |", "|---|---|"] + [f"| `{n}` | {c} |" for n, c in counts.most_common(25)]
+    elif r.changed_tensors:
+        lines += [f"`{n}`" for n in r.changed_tensors[:25]]
     else:
         lines.append("No tensor was changed.")
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(run: str | os.PathLike[str]) -> Path:
     run = Path(run)
     results = read_results(run)
     has_plot = plot_selection(results.raw, run / "selected_tensors.png")
+    if results.raw.get("task") == "subgroup":
+        plot_subgroup_retrieval(results.raw, run / "retrieval.png")
     out = run / "report.md"
     write_text(out, render_report(results, (run / "synthetic.png").exists(), has_plot))
     return out

@@ -1,0 +1,249 @@
+"""The subgroup forget pipeline (CVPR'25): ``clipunlearn forget --setting ...`` or
+``--forget-subgroup ... --retain-subgroups ... --coarse-label ...``.
+
+A subgroup request reaches a method as an ordinary :class:`ForgetRequest` whose class names are the
+setting's vocabulary (coarse labels) and whose forgotten class is the subgroup's coarse label; the
+run's data source hands ``real_forget`` = the forgotten subgroup's train images and ``real_retain`` =
+the retained subgroups' train images, both labelled by coarse label. So every registered method runs
+on a subgroup request, and one that sees only names (synthetic images of "flower") forgets the whole
+coarse class: that is the point of the paper's comparison. The run measures each column of the
+setting and each other dataset before and after (``evaluation.subgroups``) and writes the usual run
+folder (results.json with ``task = "subgroup"``, model.safetensors, report.md, log.txt).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..data import ImageSet
+from ..data.subgroups import SubgroupSetting, check_setting, column_images, get_setting
+from ..errors import ClipUnlearnError
+from ..evaluation import Evaluator, FeatureCache
+from ..evaluation.subgroups import (
+    SubgroupTargets,
+    database_paths,
+    resolve_subgroup_targets,
+    subgroup_accuracies,
+    subgroup_retrieval,
+    subgroup_score,
+)
+from ..io import check_output_free, staged_dir, write_json
+from ..methods import (
+    ForgetContext,
+    ForgetRequest,
+    ImageBatch,
+    Knobs,
+    Method,
+    config_json,
+    get_method,
+)
+from ..metrics import avg_score
+from ..models import Clip, load_clip, resolve_device
+from .data import RunData, decode
+from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
+from .results import SCHEMA_VERSION
+
+
+@dataclass
+class SubgroupSettings:
+    model: str
+    setting: SubgroupSetting | str  # a shipped setting's name or a built one (data.subgroups.custom_setting)
+    out: str
+    data_root: str | None = None
+    pretrained: str | None = "default"
+    weights: str | None = None
+    method: str = "forget-remind-restore"
+    preset: str = "default"
+    ablation: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    n_per_class: int = 64  # synthetic images per class, for methods that use them
+    overwrite: bool = False
+    progress: bool = True
+    max_epochs: int | None = None
+    generation_max_steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    retrieval: bool = True
+    run_spec: dict[str, Any] | None = None
+
+
+@dataclass
+class SubgroupData(RunData):
+    """The run's data source with real images from the setting's subgroups (train split): each
+    subgroup sampled on its own (``per_class`` images per subgroup), labelled by coarse label."""
+
+    setting: SubgroupSetting | None = None
+
+    def real_forget(self, request: ForgetRequest, per_class: int | None = None) -> ImageBatch:
+        assert self.setting is not None
+        return self._remember(("real_forget", per_class), lambda: self._subgroups("forget", per_class))
+
+    def real_retain(self, request: ForgetRequest, per_class: int | None = None) -> ImageBatch:
+        assert self.setting is not None
+        return self._remember(("real_retain", per_class), lambda: self._subgroups("retain", per_class))
+
+    def _subgroups(self, which: str, per_class: int | None) -> ImageBatch:
+        assert self.setting is not None
+        t0 = time.time()
+        groups = self.setting.forget if which == "forget" else self.setting.retain
+        gen = torch.Generator().manual_seed(self.seed + (11 if which == "forget" else 12))
+        images, labels, counts = [], [], {}
+        for g in groups:
+            part: ImageSet = column_images([g], self.setting.vocabulary, self.data_root, "train", g.name)
+            rows = list(range(len(part)))
+            if per_class is not None and len(rows) > per_class:
+                rows = sorted(torch.randperm(len(rows), generator=gen)[:per_class].tolist())
+            images.append(decode(part, rows, self.clip))
+            labels += [part.labels[i] for i in rows]
+            counts[g.name] = len(rows)
+        self.seconds["data"] += time.time() - t0
+        return ImageBatch(torch.cat(images), torch.tensor(labels, dtype=torch.long), list(self.setting.vocabulary),
+                          f"{self.setting.name} train ({which} subgroups)", {"per_subgroup": counts})
+
+
+def resolve_setting(setting: SubgroupSetting | str, data_root: str | None) -> SubgroupSetting:
+    s = get_setting(setting) if isinstance(setting, str) else setting
+    check_setting(s, data_root)
+    return s
+
+
+def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
+    """Run the subgroup pipeline; returns the results written to ``s.out``/results.json."""
+    check_output_free(s.out, s.overwrite, "run folder")
+    device = resolve_device(s.device)
+    setting = resolve_setting(s.setting, s.data_root)
+    method_cls = get_method(s.method)
+    targets = resolve_subgroup_targets(setting, s.data_root)
+    torch.manual_seed(s.seed)
+    clip = load_clip(s.model, s.pretrained, s.weights, device)
+    method = method_cls(method_cls.build_config(s.preset, clip.family, s.ablation, s.options))
+    request = ForgetRequest(setting.name, list(setting.vocabulary),
+                            [list(setting.vocabulary).index(c) for c in setting.coarse_labels], setting.template)
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+        return _forget_in(run, s, setting, targets, clip, method, request)
+
+
+def _measure(evaluator: Evaluator, t: SubgroupTargets, s: SubgroupSettings) -> dict[str, Any]:
+    out = subgroup_accuracies(evaluator, t)
+    if s.retrieval:
+        out["retrieval"] = subgroup_retrieval(evaluator, t)
+    return out
+
+
+def _describe(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in {**m["columns"], **m["datasets"]}.items())
+
+
+def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: SubgroupTargets, clip: Clip,
+               method: Method, request: ForgetRequest) -> dict[str, Any]:
+    seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
+    forget_names = [g.name for g in setting.forget]
+    _info(f"model {clip.arch} ({clip.source}), forgetting subgroup(s) {forget_names} known as "
+          f"{setting.coarse_labels} ({setting.name}) with {method.name} ({s.preset} preset"
+          f"{', ablation ' + s.ablation if s.ablation else ''})")
+    evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
+    t0 = time.time()
+    before = _measure(evaluator, t, s)
+    seconds["evaluation"] += time.time() - t0
+    _info(f"before: {_describe(before)}")
+
+    data = SubgroupData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
+                        progress=s.progress, setting=setting)
+    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
+                  progress=lambda row: _info(format_step(row)))
+    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
+    t0 = time.time()
+    trace = method.run(ctx)
+    seconds["generation"] = data.seconds["generation"]
+    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
+    for kind, seen in ctx.data_seen.items():
+        _info(f"{kind}: {seen['n']} images ({seen['source']})")
+    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+
+    t0 = time.time()
+    after = _measure(evaluator, t, s)
+    seconds["evaluation"] += time.time() - t0
+    _info(f"after: {_describe(after)}")
+    score, excluded = subgroup_score(t, before, after)
+    if score is None:
+        _info("the model never recognised the forgotten subgroup before forgetting: the Score is undefined")
+    clip.save(run / "model.safetensors")
+    b, a = before["columns"], after["columns"]
+    keep_cols = [c.name for c, _ in t.columns if c.role == "keep" and c.name != "retain"]
+    datasets = {**{k: {"before": b[k], "after": a[k]} for k in keep_cols},
+                **{k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]}}
+    others = [(v["before"], v["after"]) for v in [{"before": b["retain"], "after": a["retain"]}, *datasets.values()]
+              if v["before"] > 0]
+    wacv = avg_score((b["target"], a["target"]), others) if b["target"] > 0 else None
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "task": "subgroup",
+        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
+        "method": method.name,
+        "preset": s.preset,
+        "ablation": s.ablation,
+        "zero_shot": method.zero_shot(method.data_kinds),
+        "setting": setting.to_json(),
+        # the class-run fields, so that every reader of runs reads this one: the target is the forgotten
+        # subgroup, "other classes" the retained subgroups, "datasets" the measured-only columns and datasets
+        "dataset": setting.name,
+        "classes": forget_names,
+        "target_before": b["target"],
+        "target_after": a["target"],
+        "per_target": {n: {"before": b["target"], "after": a["target"]} for n in forget_names[:1]}
+        if len(forget_names) == 1 else {},
+        "other_classes_before": b["retain"],
+        "other_classes_after": a["retain"],
+        "datasets": datasets,
+        "columns": {c.name: {"role": c.role, "before": b[c.name], "after": a[c.name], "n": before["n"][c.name],
+                             "subgroups": [g.name for g in c.subgroups]} for c, _ in t.columns},
+        "ratio_score": score,
+        "ratio_score_excluded": excluded,
+        "avg_score": wacv,
+        "avg_score_excluded": [],
+        "data_seen": ctx.data_seen,
+        "retrieval": {"before": before["retrieval"], "after": after["retrieval"],
+                      "database": database_paths(t)} if s.retrieval else None,
+        "template_change": None,
+        "error_analysis": None,
+        **trace_results(trace),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
+        "settings": {**asdict(s), "setting": setting.name},
+        "method_config": config_json(method.config),
+        "torch": torch.__version__,
+        "clipunlearn": __version__,
+    }
+    write_json(run / "results.json", results)
+    from .report import write_report
+
+    write_report(run)
+    return results
+
+
+def setting_from_flags(setting: str | None, dataset: str | None, forget: list[str], retain: list[str],
+                       coarse_label: str | None, vocabulary: list[str] | None) -> SubgroupSetting | str:
+    """The CLI's subgroup flags as a setting: a shipped name, or a custom request (all three flags)."""
+    from ..data.subgroups import custom_setting
+
+    if setting is not None:
+        if forget or retain or coarse_label:
+            raise ClipUnlearnError("--setting names a whole request; drop --forget-subgroup, --retain-subgroups "
+                                   "and --coarse-label, or drop --setting.")
+        return setting
+    missing = [f for f, v in (("--dataset", dataset), ("--forget-subgroup", forget),
+                              ("--retain-subgroups", retain), ("--coarse-label", coarse_label)) if not v]
+    if missing:
+        raise ClipUnlearnError(f"A subgroup request needs {', '.join(missing)} too (or a shipped --setting; "
+                               "clipunlearn subgroups lists them).")
+    assert dataset is not None and coarse_label is not None
+    return custom_setting(dataset, forget, retain, coarse_label, vocabulary)
+
+
+__all__ = ["SubgroupData", "SubgroupSettings", "forget_subgroup", "resolve_setting", "setting_from_flags"]
