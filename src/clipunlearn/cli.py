@@ -254,7 +254,8 @@ def _forget_subgroup(args) -> int:
         weights=args.weights, method=method, preset=args.preset, ablation=args.ablation, seed=args.seed,
         device=args.device, n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
-        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, retrieval=not args.no_retrieval)
+        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, retrieval=not args.no_retrieval,
+        other_datasets=None if args.other_datasets is None else split_names(args.other_datasets))
     results = forget_subgroup(settings)
     rows = [(f"{name} ({c['role']})", c["before"], c["after"]) for name, c in results["columns"].items()]
     rows += [(f"{k} (own classes)", results["datasets"][k]["before"], results["datasets"][k]["after"])

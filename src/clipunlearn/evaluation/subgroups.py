@@ -14,6 +14,7 @@ import torch
 
 from ..data import ImageSet, load_image_set
 from ..data.subgroups import Column, SubgroupSetting, column_images
+from ..errors import DataError
 from ..metrics import ratio_score
 from .zeroshot import Evaluator
 
@@ -35,8 +36,18 @@ class SubgroupTargets:
 
 
 def resolve_subgroup_targets(setting: SubgroupSetting, data_root: str | None) -> SubgroupTargets:
+    """The test images of the setting's columns and datasets; a missing dataset fails with the fix."""
     cols = [(c, column_images(c.subgroups, setting.vocabulary, data_root, "test", c.name)) for c in setting.columns()]
-    return SubgroupTargets(setting, cols, [load_image_set(d, data_root, "test") for d in setting.measured_datasets()])
+    found, missing = [], []
+    for name in setting.measured_datasets():
+        try:
+            found.append(load_image_set(name, data_root, "test"))
+        except DataError as e:
+            missing.append(f"{name} ({str(e).split('.')[0]})")
+    if missing:
+        raise DataError(f"The data root lacks other dataset(s) the subgroup run measures: {'; '.join(missing)}. "
+                        "Add them, or choose others with --other-datasets a,b (--other-datasets '' for none).")
+    return SubgroupTargets(setting, cols, found)
 
 
 def _templates(images: ImageSet, setting: SubgroupSetting) -> list[str]:

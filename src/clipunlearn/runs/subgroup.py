@@ -13,7 +13,7 @@ folder (results.json with ``task = "subgroup"``, model.safetensors, report.md, l
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class SubgroupSettings:
     options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     retrieval: bool = True
+    other_datasets: list[str] | None = None  # measured over their own classes (None: the setting's)
     run_spec: dict[str, Any] | None = None
 
 
@@ -107,8 +108,12 @@ class SubgroupData(RunData):
                           f"{self.setting.name} train ({which} subgroups)", {"per_subgroup": counts})
 
 
-def resolve_setting(setting: SubgroupSetting | str, data_root: str | None) -> SubgroupSetting:
+def resolve_setting(setting: SubgroupSetting | str, data_root: str | None,
+                    other_datasets: list[str] | None = None) -> SubgroupSetting:
+    """The shipped or built setting, with ``other_datasets`` instead of its own when given, checked."""
     s = get_setting(setting) if isinstance(setting, str) else setting
+    if other_datasets is not None:
+        s = replace(s, other_datasets=tuple(other_datasets))
     check_setting(s, data_root)
     return s
 
@@ -117,7 +122,7 @@ def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     """Run the subgroup pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
     device = resolve_device(s.device)
-    setting = resolve_setting(s.setting, s.data_root)
+    setting = resolve_setting(s.setting, s.data_root, s.other_datasets)
     method_cls = get_method(s.method)
     targets = resolve_subgroup_targets(setting, s.data_root)
     torch.manual_seed(s.seed)
