@@ -62,7 +62,8 @@ def _state(clip):
 def _small(cls, preset="paper", family="resnet"):
     """The preset made cheap enough for a unit test, through the same option mechanism users have."""
     cfg = cls.build_config(preset, family)
-    for field, value in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("batch_size", 8)):
+    for field, value in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("batch_size", 8),
+                         ("align_steps", 2), ("remind_steps", 2), ("fisher_images", 4)):
         if hasattr(cfg, field):
             setattr(cfg, field, value)
     return cfg
@@ -74,6 +75,10 @@ def test_runs_sees_only_what_it_declares_and_repeats_under_a_seed(name, family, 
                                                                   make_context):
     cls = get_method(name)
     base = mini_rn_random if family == "resnet" else mini_vit_random
+    if family not in cls.families:  # a clear error, not a half-done run
+        with pytest.raises(ClipUnlearnError, match="--set"):
+            cls(_small(cls, "paper", family)).run(make_context(copy.deepcopy(base), cls, seed=3, max_epochs=2))
+        return
     states, traces = [], []
     for _ in range(2):
         clip = copy.deepcopy(base)
@@ -112,9 +117,16 @@ def test_context_refuses_undeclared_data(mini_rn_random):
 @pytest.mark.parametrize("model", ["mini-rn", "mini-vit"])
 def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice, tmp_path):
     cls = get_method(name)
-    options = {k: v for k, v in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2))
-               if hasattr(cls.config_cls(), k)}
+    options = {k: v for k, v in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("align_steps", 2),
+                                 ("remind_steps", 2), ("fisher_images", 4)) if hasattr(cls.config_cls(), k)}
     out = tmp_path / name
+    if {"mini-rn": "resnet", "mini-vit": "vit"}[model] not in cls.families:
+        with pytest.raises(ClipUnlearnError):
+            forget(ForgetSettings(model=model, dataset="caltech101", classes=["motorbike"], out=str(out),
+                                  data_root=str(data_slice), other_datasets=["cifar10"], method=name,
+                                  max_epochs=1, progress=False, options=options))
+        assert not out.exists()
+        return
     results = forget(ForgetSettings(model=model, dataset="caltech101", classes=["motorbike"], out=str(out),
                                     data_root=str(data_slice), other_datasets=["cifar10"], method=name,
                                     n_per_class=2, max_epochs=1, generation_max_steps=2, progress=False,

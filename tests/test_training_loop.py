@@ -85,3 +85,15 @@ def test_nan_loss_restores_and_bad_settings_are_named(mini_rn_random):
     with pytest.raises(TrainingError, match="Unknown optimiser"):
         run_loop(clip, Loop(towers={"image": POOL}, optim=OptimConfig("lion"), max_epochs=1), _loss(clip))
     assert isinstance(Trace().epochs, int)
+
+
+def test_after_step_sees_every_optimiser_step(mini_rn_random):
+    """The hook runs after each update (what an EMA of the weights needs), steps × epochs times."""
+    clip = copy.deepcopy(mini_rn_random)
+    w = dict(clip.model.named_parameters())[POOL[0]]
+    seen: list[torch.Tensor] = []
+    loop = Loop(towers={"image": POOL}, optim=OptimConfig("sgd", 0.1, (0.0, 0.0)), max_epochs=2, steps_per_epoch=3,
+                after_step=lambda: seen.append(w.detach().clone()))
+    run_loop(clip, loop, _loss(clip))
+    assert len(seen) == 6 and torch.equal(seen[-1], w.detach())  # the last call saw the final weights
+    assert not torch.equal(seen[0], seen[1])  # each call after a new update

@@ -14,7 +14,10 @@ the rest (classes and seeds):
 * ``verification``: accuracy on the synthetic forget images against the real test images (Table 23);
 * ``template``: the accuracies under templates other than the ones forgotten with (§6.3);
 * ``bar``: after/before of the target, the other classes and the worst-kept other dataset, the Avg.
-  Score, and whether the row's means meet the table's thresholds (``bar = {...}``).
+  Score, and whether the row's means meet the table's thresholds (``bar = {...}``);
+* ``subgroup``: a subgroup run's columns (target, retain, the measured-only groups and other
+  datasets) before and after, retrieval of the forgotten subgroup (forget@k by the coarse label and
+  by its own name) and the CVPR'25 ratio Score (higher is better; CVPR'25 Tables 1-3).
 
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
@@ -67,14 +70,19 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
             "run_id": _run_id(r), "model": r.model["arch"], "method": _label(r), "kind": r.raw.get("zero_shot", ""),
             "dataset": r.dataset, "classes": ", ".join(r.classes), "n_classes": len(r.classes),
             "seed": r.raw.get("settings", {}).get("seed", 0),
-            "target BF": r.target.before, "target AF": r.target.after,
-            "other classes BF": r.other_classes.before, "other classes AF": r.other_classes.after}
+            "target BF": r.target.before, "target AF": r.target.after}
+        subgroup = r.raw.get("task") == "subgroup"
+        kept = "retain" if subgroup else "other classes"  # a subgroup run keeps the retained subgroups
+        row[f"{kept} BF"], row[f"{kept} AF"] = r.other_classes.before, r.other_classes.after
         for name, ba in r.datasets.items():
             row[f"{name} BF"], row[f"{name} AF"] = ba.before, ba.after
         row["Avg. Score"] = r.avg_score
         row.update(_ratios(r))
         rt = r.retrieval
-        if rt:
+        if subgroup:
+            row["Score"] = r.raw.get("ratio_score")
+            row.update(_subgroup_retrieval(r))
+        elif rt:
             for task in ("ift", "ifi"):
                 for when in ("before", "after"):
                     target = rt[when][task].get("target") or {}
@@ -97,6 +105,22 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
             row["changed templates: Avg. Score"] = tc.get("avg_score")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _subgroup_retrieval(r: RunResults) -> dict[str, float]:
+    """forget@10 (share of the top 10 retrieved that are forgotten-subgroup images) by the coarse label
+    and by the subgroup's own name, before and after."""
+    rt = r.retrieval
+    if not rt:
+        return {}
+    coarse = {g["coarse"] for g in r.raw["setting"]["forget"] if g.get("coarse")}
+    out = {}
+    for query, values in rt["before"].items():
+        by = "coarse label" if query in coarse else "subgroup name"
+        k = max(int(key.split("@")[1]) for key in values if key.startswith("forget@"))
+        out[f"forget@{k} by {by} BF"] = values[f"forget@{k}"]
+        out[f"forget@{k} by {by} AF"] = rt["after"][query][f"forget@{k}"]
+    return out
 
 
 def _ratios(r: RunResults) -> dict[str, float | None]:
@@ -132,6 +156,10 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
         return [c for c in df.columns if c.startswith("changed templates")]
     if show == "bar":
         return [column for column, _ in _BAR.values()]
+    if show == "subgroup":
+        accuracy = [c for c in df.columns if c.endswith((" BF", " AF")) and not c.startswith(_RETRIEVAL)
+                    and not c.startswith(("synthetic", "changed templates", "other classes", "forget@"))]
+        return accuracy + [c for c in df.columns if c.startswith("forget@")] + ["Score"]
     raise ClipUnlearnError(f"Unknown table view {show!r}.")
 
 
@@ -166,7 +194,7 @@ def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
 
 
 def _fmt(column: str, value: float) -> str:
-    return f"{value:.1f}" if column == "turned wrong" else f"{value:.3f}"
+    return f"{value:.1f}" if column in ("turned wrong", "Score") else f"{value:.3f}"
 
 
 def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -308,6 +336,10 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",
                ["target BF", "target AF"], "top-1")
     lines += ["## Plots", "", "![target before and after](plots/target_bf_af.png)", ""]
+    if "Score" in df.columns and df["Score"].notna().any():
+        _plot_bars(df[df["Score"].notna()], dest / "plots" / "subgroup_score.png",
+                   "subgroup forgetting: Score (CVPR'25, higher is better)", ["Score"], "Score")
+        lines += ["![Score](plots/subgroup_score.png)", ""]
     if df["Avg. Score"].notna().any():
         _plot_bars(df, dest / "plots" / "avg_score.png", "Avg. Score (lower is better)", ["Avg. Score"], "Avg. Score")
         lines += ["![Avg. Score](plots/avg_score.png)", ""]

@@ -18,11 +18,12 @@ live in ``benchmark/suites/``; a user copies one and edits it for their own mode
     [[tables]]
     name = "table1"
     title = "Forgetting per dataset"
-    show = "forgetting"               # forgetting, retrieval, errors, verification, template, bar
+    show = "forgetting"               # forgetting, retrieval, errors, verification, template, bar, subgroup
     group_by = ["dataset", "method"]  # rows; the model is always the first key
     methods = [{ method = "lip" }, { method = "amns", preset = "default", options = { lr = 1e-4 } }]
     datasets = ["caltech101"]         # classes chosen by [classes] ...
     targets = [{ dataset = "cifar10", classes = ["cat"] }]   # ... and/or named
+    # subgroups = ["in-domain-flower"]  # or: shipped subgroup settings (CVPR'25), in a table of their own
     together = [2, 3]                 # optional: runs forgetting this many chosen classes at once
     vary = { lr = [1e-4, 1e-3] }      # optional: each value alone, over the preset (n_per_class too)
 
@@ -55,10 +56,11 @@ SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per
 METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
-TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "together", "vary", "cells",
+TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "subgroups", "together", "vary",
+              "cells",
               "seeds", "bar"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
-SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar")
+SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup")
 #: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
 #: must keep, as after/before ratios of the row's means, and the highest Avg. Score
 BAR_KEYS = {"target": 0.2, "other_classes": 0.9, "other_datasets": 0.95, "avg_score": 0.10}
@@ -94,6 +96,7 @@ class TableSpec:
     targets: tuple[Target, ...] = ()
     datasets: tuple[str, ...] = ()  # one run per class chosen by the suite's class rule ...
     together: tuple[int, ...] = ()  # ... or one run per count, forgetting that many chosen classes at once
+    subgroups: tuple[str, ...] = ()  # shipped subgroup settings (CVPR'25): one run each
     vary: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # each value alone over the preset
     cells: str | None = None  # show the cells of this other table
     seeds: tuple[int, ...] | None = None
@@ -143,12 +146,17 @@ class Suite:
                 targets += [Target(d, tuple(names[:k])) for k in table.together if len(names) >= k]
             else:
                 targets += [Target(d, (c,)) for c in names[: self.classes.per_dataset]]
+        runs: list[tuple[Target, str | None]] = [(t, None) for t in targets]
+        if table.subgroups:
+            from ..data.subgroups import get_setting
+
+            runs += [(Target(name, tuple(g.name for g in get_setting(name).forget)), name) for name in table.subgroups]
         variants: list[tuple[str, dict[str, Any]]] = [("", {})]
         for key, values in table.vary:
             variants += [(f"{key} = {_show(v)}", {key: v}) for v in values]
         out = []
         for m in table.methods:
-            for t in targets:
+            for t, subgroup in runs:
                 for setting, change in variants:
                     for seed in table.seeds or self.seeds:
                         spec = RunSpec(
@@ -156,7 +164,8 @@ class Suite:
                             ablation=m.ablation, options=m.options, seed=seed,
                             other_datasets=None if self.other_datasets is None else tuple(self.other_datasets),
                             n_per_class=self.n_per_class, max_epochs=self.max_epochs, max_steps=self.max_steps,
-                            retrieval=self.retrieval, template_change=self.template_change)
+                            retrieval=self.retrieval, template_change=self.template_change and subgroup is None,
+                            subgroup=subgroup)
                         for key, value in change.items():
                             if key in SPEC_SETTINGS:
                                 spec = replace(spec, **{key: value})
@@ -250,13 +259,16 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     if cells is not None:
         if cells not in names:
             raise _fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
-        if any(k in t for k in ("methods", "targets", "datasets", "together", "vary", "seeds")):
+        if any(k in t for k in ("methods", "targets", "datasets", "subgroups", "together", "vary", "seeds")):
             raise _fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
     else:
         if not t.get("methods"):
             raise _fail(where, "field 'methods' is missing or empty")
-        if not t.get("targets") and not t.get("datasets"):
-            raise _fail(where, "needs 'targets' or 'datasets' (classes chosen by the suite's [classes] rule)")
+        if not t.get("targets") and not t.get("datasets") and not t.get("subgroups"):
+            raise _fail(where, "needs 'targets', 'datasets' (classes chosen by the suite's [classes] rule) or "
+                               "'subgroups' (shipped subgroup settings)")
+        if t.get("subgroups") and (t.get("targets") or t.get("datasets")):
+            raise _fail(where, "mixes subgroup settings with class targets; give them tables of their own")
     vary = t.get("vary") or {}
     if not isinstance(vary, dict):
         raise _fail(f"{where}: vary", "must be a table of setting = [values]")
@@ -273,6 +285,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     return TableSpec(name=t["name"], title=t.get("title", ""), show=show, group_by=group_by,
                      methods=_methods(f"{where}: methods", t.get("methods")),
                      targets=_targets(f"{where}: targets", t.get("targets")), datasets=tuple(t.get("datasets", ())),
+                     subgroups=tuple(t.get("subgroups", ())),
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
                      cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
                      bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else ())
@@ -376,6 +389,15 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
                 raise ClipUnlearnError(f"{tw}: targets[{i}]: {e}") from None
         for name in table.datasets:
             dataset(name, f"{tw}: datasets")
+        for name in table.subgroups:
+            from ..data.subgroups import check_setting, get_setting, setting_names
+
+            if name not in setting_names():
+                raise _fail(f"{tw}: subgroups", f"unknown subgroup setting {name!r}", name, setting_names())
+            try:
+                check_setting(get_setting(name), data_root)
+            except ClipUnlearnError as e:
+                raise ClipUnlearnError(f"{tw}: subgroups: {e}") from None
     for name, classes in suite.classes.paper.items():
         images = dataset(name, f"{where}: classes.paper")
         try:

@@ -34,6 +34,9 @@ class Method:
     needs: ClassVar[frozenset[str]] = frozenset()
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     ablations: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the image-tower families the method runs on as configured by its presets; on another family
+    #: its run raises a ClipUnlearnError that names the setting to change (the contract tests check it)
+    families: ClassVar[tuple[str, ...]] = FAMILIES
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.config_cls()

@@ -70,6 +70,9 @@ class RunSpec:
     pretrained: str | None = "default"
     weights_hash: str = ""  # filled by :meth:`resolved`
     version: str = __version__
+    subgroup: str | None = None  # a shipped subgroup setting (CVPR'25): ``dataset`` is then its name
+
+    _OPTIONAL = ("subgroup",)  # fields left out of the key while unset, so older run ids stay valid
 
     def resolved(self) -> RunSpec:
         """The spec with the hash of its model's weights filled in."""
@@ -78,7 +81,8 @@ class RunSpec:
         return replace(self, weights_hash=self.weights_hash or weights_id(self.model, self.pretrained))
 
     def key(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        d = {k: v for k, v in asdict(self).items() if not (k in self._OPTIONAL and v is None)}
+        return json.loads(json.dumps(d, default=str))
 
     @property
     def run_id(self) -> str:
@@ -95,6 +99,16 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
     cached in ``cache_dir`` and synthetic sets shared through ``synthetic_cache``, when given."""
     from .pipeline import ForgetSettings, forget
 
+    if spec.subgroup is not None:
+        from .subgroup import SubgroupSettings, forget_subgroup
+
+        return forget_subgroup(SubgroupSettings(
+            model=spec.model, setting=spec.subgroup, out=str(out), data_root=data_root, pretrained=spec.pretrained,
+            method=spec.method, preset=spec.preset, ablation=spec.ablation, seed=spec.seed, device=device,
+            n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
+            generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
+            retrieval=spec.retrieval, other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
+            run_spec={"run_id": spec.run_id, **spec.key()}))
     s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
                        data_root=data_root, pretrained=spec.pretrained,
                        other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),

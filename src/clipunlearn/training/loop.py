@@ -11,6 +11,11 @@ stop rules, seeding, and a trace of generic steps.
         stop when the stop rule says so
     if no epoch was kept: the original parameters are restored
 
+With ``Loop.lora`` the loop trains LoRA adapters on the towers' weights instead of the weights
+themselves (:mod:`.lora`): the adapters are attached first, keep-or-revert, NaN checks and the
+trace work on them as on any tensor, and at the end they are merged into the weights if an epoch of
+this loop was kept, discarded otherwise. The trace names the weights, not the adapters.
+
 A method supplies the trainable tensors, the schedule and two callbacks; everything else (freezing,
 the optimiser, reverting, NaN checks, stop reasons, the trace) lives here once.
 """
@@ -19,7 +24,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +33,7 @@ import torch
 
 from ..errors import TrainingError
 from ..models.factory import Clip
+from .lora import LoraSpec, attach_lora
 from .params import (
     Towers,
     all_names,
@@ -149,6 +156,8 @@ class Loop:
     keep: KeepRule = field(default_factory=KeepRule)
     stop: StopRule = field(default_factory=StopRule)
     phase: str | None = None  # a name every row of this loop carries (multi-phase methods)
+    lora: LoraSpec | None = None  # train LoRA adapters on the towers' weights (needs selection "all")
+    after_step: Callable[[], None] | None = None  # called after every optimiser step (e.g. an EMA update)
 
 
 #: step(stage, epoch, step_index) -> (loss to minimise, metrics of the step as floats)
@@ -157,15 +166,57 @@ StepFn = Callable[[Stage, int, int], tuple[torch.Tensor, dict[str, float]]]
 MeasureFn = Callable[[], dict[str, float]]
 
 
-def _select(clip: Clip, loop: Loop, stage: Stage) -> list[str]:
+@dataclass
+class _Trained:
+    """The tensors the optimiser updates (``towers``) and the tensor each one stands for in the trace
+    (``owners``; itself unless it is a LoRA adapter, which stands for the weight it adapts)."""
+
+    towers: dict[str, list[str]]
+    reported: list[str]  # the names the trace may carry, in order
+    owners: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return all_names(self.towers)
+
+    def report(self, names: Iterable[str]) -> list[str]:
+        """The trace's names for trained ``names``, in order, once each."""
+        hit = {self.owners.get(n, n) for n in names}
+        return [n for n in self.reported if n in hit]
+
+
+@contextmanager
+def _trained_tensors(clip: Clip, loop: Loop, trace: Trace) -> Iterator[_Trained]:
+    """The towers' tensors themselves, or (``loop.lora``) LoRA adapters on them for the time of the
+    block: merged into the weights if an epoch of this loop was kept, discarded otherwise or on an
+    exception."""
+    names = all_names(loop.towers)
+    if loop.lora is None:
+        yield _Trained({t: list(v) for t, v in loop.towers.items()}, names)
+        return
+    if loop.selection != "all":
+        raise TrainingError(f"LoRA trains every adapter (selection 'all'); selection {loop.selection!r} "
+                            "cannot be combined with it. Use selection='all' or set lora=None.")
+    adapters = attach_lora(clip.model, names, loop.lora)
+    towers = {t: [a for a, w in adapters.owners.items() if w in set(v)] for t, v in loop.towers.items()}
+    since = len(trace.steps)
+    try:
+        yield _Trained(towers, names, adapters.owners)
+    except BaseException:
+        adapters.remove(merge=False)
+        raise
+    adapters.remove(merge=any(row.get("kept") for row in trace.steps[since:]))
+
+
+def _select(clip: Clip, loop: Loop, stage: Stage, towers: Mapping[str, Sequence[str]]) -> list[str]:
     if loop.selection == "all":
-        return select_all(clip.model, loop.towers)
+        return select_all(clip.model, towers)
     if loop.selection == "top_k":
-        return select_top_k(clip.model, loop.towers, stage.k)
+        return select_top_k(clip.model, towers, stage.k)
     if loop.selection == "mask":
         if loop.mask is None:
             raise TrainingError("selection='mask' needs a mask (name -> 0/1 tensor); none was given.")
-        return apply_mask(clip.model, loop.towers, loop.mask)
+        return apply_mask(clip.model, towers, loop.mask)
     raise TrainingError(f"Unknown selection {loop.selection!r}; use one of {SELECTIONS}.")
 
 
@@ -190,8 +241,7 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
     """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
     t0 = time.time()
     trace = trace if trace is not None else Trace()
-    names = all_names(loop.towers)
-    if not names:
+    if not all_names(loop.towers):
         raise TrainingError("No tensor may train: the method's selection of tensors is empty.")
     if not loop.stages:
         raise TrainingError("The schedule has no stage.")
@@ -199,7 +249,9 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
         raise TrainingError(f"max_epochs must be at least 1, got {loop.max_epochs}.")
     model = clip.model
     reverting = loop.keep.metric is not None
-    with clip.fast_conv_layout(), trainable(model, names) as params:
+    with clip.fast_conv_layout(), _trained_tensors(clip, loop, trace) as trained, \
+            trainable(model, trained.names) as params:
+        names = trained.names
         opt = loop.optim.build(list(params.values()))
         original = snapshot(model, names)
         start = measure() if measure is not None else {}
@@ -224,11 +276,13 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                selected |= set(_select(clip, loop, stage))
+                selected |= set(_select(clip, loop, stage, trained.towers))
                 held = _masked_values(params, loop) if loop.selection == "mask" else None
                 opt.step()
                 if held is not None:
                     _put_back(params, loop, held)
+                if loop.after_step is not None:
+                    loop.after_step()
                 for k, v in {"loss": value, **metrics}.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
             row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
@@ -236,7 +290,7 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
                 row.update(measure())
             kept = not reverting or row[loop.keep.metric] < best  # type: ignore[index]
             row["kept"] = kept
-            row["selected"] = [n for n in names if n in selected]
+            row["selected"] = trained.report(selected)
             trace.steps.append(row)
             if progress is not None:
                 progress(row)
@@ -244,7 +298,7 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
                 if reverting:
                     best = row[loop.keep.metric]  # type: ignore[index]
                 trace.kept_any_step = True
-                trace.changed_tensors = [n for n in names if n in selected or n in trace.changed_tensors]
+                trace.changed_tensors = trained.report([*selected, *trace.changed_tensors])
                 goal = loop.stop
                 if goal.metric is not None and goal.at_most is not None and row[goal.metric] <= goal.at_most:
                     trace.stopped_because = f"{goal.metric} {row[goal.metric]:.3f} <= {goal.at_most}"

@@ -4,6 +4,7 @@ cross-entropy over class prompts, and seeded shuffled mini-batches. Shared by th
 
 * :func:`random_other_labels`: each forget image gets a label drawn uniformly from the candidate
   classes other than its own (never the true one);
+* :func:`zero_shot_logits`: 100 · cos(f_img(x), t_c) for given unit-norm class features t_c;
 * :func:`class_prompt_ce`: cross-entropy of the zero-shot logits 100 · cos(f_img(x), f_txt(prompt of
   class c)) over every class, the text features recomputed so that gradients reach both towers;
 * :class:`ShuffledBatches`: a new seeded permutation of the images at the first step of each epoch.
@@ -43,12 +44,17 @@ def relabel_pool(n_classes: int, forgotten: Sequence[int]) -> list[int]:
     return kept or list(range(n_classes))
 
 
+def zero_shot_logits(clip: Clip, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """``LOGIT_SCALE`` · cos(f_img(x), t_c) (B×C) for images ``pixels`` ([0, 1], B×3×H×W) and unit-norm
+    class features ``text`` (C×D)."""
+    return LOGIT_SCALE * F.normalize(clip.encode_image(pixels), dim=-1) @ text.T
+
+
 def class_prompt_ce(clip: Clip, pixels: torch.Tensor, labels: torch.Tensor, prompt_tokens: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``LOGIT_SCALE`` · cos(f_img(x), f_txt(p_c)) against ``labels`` for images
     ``pixels`` ([0, 1], B×3×H×W) and one prompt per class (tokens, C×L)."""
-    img = F.normalize(clip.encode_image(pixels), dim=-1)
     txt = F.normalize(clip.model.encode_text(prompt_tokens), dim=-1)
-    return F.cross_entropy(LOGIT_SCALE * img @ txt.T, labels.to(img.device))
+    return F.cross_entropy(zero_shot_logits(clip, pixels, txt), labels.to(txt.device))
 
 
 class ShuffledBatches:

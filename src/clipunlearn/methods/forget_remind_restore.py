@@ -1,0 +1,264 @@
+"""Forget, remind, restore: targeted forgetting of an image subgroup in CLIP (CVPR'25 §4).
+
+The request: real images of the subgroup to forget, real images of similar subgroups to keep, and the
+coarse label both are known by (``ctx.request``: the vocabulary of coarse labels and the forgotten
+label). Only the image tower changes (the classifier's prompts are the coarse labels).
+
+1. Forgetting (§4.1). Relative Fisher information (Eq. 2): for every Conv2d / Linear weight of the
+   image tower, the empirical Fisher on forget images over that on retain images; the ``top_layers``
+   highest ratios are the layers the forget set needs and the retain set
+   does not. LoRA adapters on those layers only, everything else frozen, fine-tuned on the forget
+   images with their coarse label (Eq. 3): Eq. 3 is lost in our copy of the paper, so we minimise
+   the cosine similarity between each forget image and its coarse label's prompt (bounded, unlike
+   the gradient ascent of the GA baseline), stopping once the forget images are no longer called by
+   their coarse label. The adapters are merged into the weights afterwards. The Fisher is that of
+   the same quantity, each image's cosine similarity to its label's prompt (our choice: the
+   zero-shot cross-entropy's gradient vanishes on images the model is sure of, which the forget
+   images are, so its Fisher ranks layers by the sets' confidence rather than by what they use).
+2. Reminding (§4.2). The retain images are first aligned to the statistics the image tower stored
+   in its batch-norm layers (Eq. 4: a perturbation of the images that makes their per-layer batch
+   mean and variance match the running ones, a distillation from the model itself), then the same
+   layers are fine-tuned on them with their labels for ``remind_steps`` steps, the weights kept as an
+   exponential moving average (Eq. 5, decay ``ema_beta``). Only a model with batch norm in its image
+   tower (RN50, RN101, mini-rn) has the statistics; on a ViT the run stops with an error unless
+   ``remind_alignment = false`` (our documented alternative: remind on the raw retain images).
+3. Restoring (§4.3). A soup α·original + (1 − α)·result (Eq. 6), α chosen on a calibration set: the
+   retain images held out of reminding (``calibration_share``) and the forget images, scored by the
+   paper's ratio Score of the two (1 − AF/BF on forget, min(1, AF/BF) on calibration; a set the
+   original model never got right is left out, as in the Score); ties go to the smaller α, which
+   keeps more forgetting. ``soup_alpha`` fixes α instead (Table 5).
+
+Settings where the paper is silent (LoRA rank, learning rates, steps, α grid) are ours: see
+docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import TrainingError
+from ..evaluation.zeroshot import image_scores
+from ..models.factory import Clip
+from ..training import (
+    KeepRule,
+    Loop,
+    OptimConfig,
+    Stage,
+    StopRule,
+    Trace,
+    run_loop,
+    tower_tensors,
+)
+from ..training.bn_stats import align_to_bn_statistics, batch_norm_layers
+from ..training.finetune import class_features
+from ..training.fisher import (
+    diagonal_fisher,
+    layer_fisher,
+    layer_of,
+    rank_layers,
+    relative_fisher,
+)
+from ..training.lora import LoraSpec, lora_targets
+from ..training.merge import EMA, choose_soup
+from ..training.relabel import ShuffledBatches, zero_shot_logits
+from .base import Method, register_method
+from .context import ForgetContext
+
+
+@dataclass
+class ForgetRemindRestoreConfig:
+    # 1. forgetting
+    fisher_images: int = 32  # forget and retain images each for the Fisher information (per-sample gradients)
+    relative_fisher: bool = True  # False: plain Fisher of the forget images ranks the layers (ablation)
+    fisher_eps: float = 1e-3  # added to the retain Fisher, as a share of its mean over layers
+    top_layers: int = 3
+    lora: bool = True  # False: fine-tune the chosen layers' weights themselves (ablation)
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    forget_lr: float = 1e-3
+    forget_epochs: int = 10
+    forget_stop: float = 0.0  # stop once at most this share of forget images is called by its coarse label
+    batch_size: int = 32
+    # 2. reminding
+    remind_steps: int = 20  # Table 4; 0 skips reminding (ablation)
+    remind_alignment: bool = True  # align the retain images to the batch-norm statistics first (Eq. 4)
+    align_steps: int = 50
+    align_lr: float = 0.01
+    remind_lr: float = 1e-4
+    ema_beta: float = 0.9
+    calibration_share: float = 0.25  # retain images held out of reminding, for choosing α
+    # 3. restoring
+    restore: bool = True  # False: no soup (ablation)
+    soup_alphas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    soup_alpha: float | None = None  # a fixed α instead of the calibrated one (Table 5)
+    retain_per_subgroup: int | None = 50  # retain train images per subgroup (None: all)
+    forget_per_subgroup: int | None = 50
+
+
+@register_method
+class ForgetRemindRestore(Method):
+    name = "forget-remind-restore"
+    title = "Subgroup forgetting (CVPR'25): relative-Fisher layers + LoRA, BN-aligned reminding with EMA, model soup"
+    config_cls = ForgetRemindRestoreConfig
+    needs = frozenset({"real_forget", "real_retain"})
+    presets = {"default": {}, "paper": {}}
+    families = ("resnet",)  # reminding needs batch norm; a ViT runs with --set remind_alignment=false
+    ablations = {
+        "no-relative-fisher": {"relative_fisher": False},
+        "no-lora": {"lora": False},
+        "no-remind": {"remind_steps": 0},
+        "no-restore": {"restore": False},
+    }
+
+    def run(self, ctx: ForgetContext) -> Trace:
+        cfg, clip = self.config, ctx.clip
+        if cfg.remind_steps > 0 and cfg.remind_alignment:
+            try:
+                batch_norm_layers(clip)
+            except TrainingError:
+                raise TrainingError(
+                    f"forget-remind-restore reminds the model with its batch-norm statistics, and the image tower "
+                    f"of {clip.arch} has none. Use a ResNet CLIP (RN50, RN101, mini-rn), or --set "
+                    "remind_alignment=false to remind on the raw retain images (not the paper's method).") from None
+        forget = ctx.real_forget(per_class=cfg.forget_per_subgroup)
+        retain = ctx.real_retain(per_class=cfg.retain_per_subgroup)
+        if len(forget) == 0 or len(retain) == 0:
+            raise TrainingError("forget-remind-restore needs forget and retain images; the request has "
+                                f"{len(forget)} and {len(retain)}.")
+        classnames, template = ctx.request.classnames, ctx.request.template
+        text = class_features(clip, classnames, template)
+        original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+        trace = Trace(info={"forget_images": len(forget), "retain_images": len(retain)})
+
+        # --- 1. forgetting: relative Fisher ranks the layers, LoRA on the top ones --------------------
+        t0 = time.time()
+        candidates = lora_targets(clip.model, tower_tensors(clip.model, "all", image=True, text=False)["image"])
+        candidates = [n for n in candidates if n.endswith(".weight")]
+
+        def similarity(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            feats = F.normalize(clip.encode_image(images), dim=-1)
+            return (feats * text[labels.to(text.device)]).sum(-1).mean()
+
+        n = cfg.fisher_images
+        fisher_f = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, forget.images[:n], forget.labels[:n]))
+        if cfg.relative_fisher:
+            pick = torch.randperm(len(retain), generator=ctx.generator(21))[:n]
+            fisher_r = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, retain.images[pick],
+                                                    retain.labels[pick]))
+            eps = cfg.fisher_eps * (sum(fisher_r.values()) / max(1, len(fisher_r))) + 1e-30
+            scores = relative_fisher(fisher_f, fisher_r, eps)
+        else:
+            scores = fisher_f
+        layers = rank_layers(scores, cfg.top_layers)
+        chosen = [n for n in candidates if layer_of(n) in set(layers)]
+        trace.info.update({"layers": layers, "layer_scores": {k: scores[k] for k in layers},
+                           "fisher_seconds": round(time.time() - t0, 2)})
+
+        f_imgs, f_labels = forget.images, forget.labels
+        coarse_text = text[f_labels.to(text.device)]  # each forget image's coarse-label prompt
+
+        def forget_acc() -> dict[str, float]:
+            acc, prob = image_scores(clip, f_imgs, f_labels, classnames, [template])
+            return {"forget_acc": acc, "target_prob": prob}
+
+        batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
+
+        def forget_step(stage: Stage, epoch: int, s: int):
+            idx = batches.indices(s)
+            feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
+            sim = (feats * coarse_text[idx]).sum(-1).mean()
+            return sim, {"similarity": float(sim.detach())}
+
+        lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora else None
+        loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
+                    max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps, selection="all",
+                    keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora)
+        run_loop(clip, loop, forget_step, forget_acc, ctx.knobs.progress, trace)
+        forgot_because = trace.stopped_because
+
+        # --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------
+        order = torch.randperm(len(retain), generator=ctx.generator(23))
+        n_cal = int(round(cfg.calibration_share * len(retain))) if cfg.restore and cfg.soup_alpha is None else 0
+        if n_cal >= len(retain):
+            raise TrainingError(f"calibration_share {cfg.calibration_share} leaves no retain image to remind with; "
+                                "lower it.")
+        cal_idx, rem_idx = order[:n_cal], order[n_cal:]
+        remind_because = "skipped (remind_steps 0)"
+        if cfg.remind_steps > 0:
+            r_imgs, r_labels = retain.images[rem_idx], retain.labels[rem_idx]
+            if cfg.remind_alignment:
+                r_imgs, bn = align_to_bn_statistics(clip, r_imgs, cfg.align_steps, cfg.align_lr)
+                trace.info.update({k: round(v, 4) for k, v in bn.items()})
+            ema = EMA(clip.model, cfg.ema_beta, chosen)
+            r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(24))
+
+            def remind_step(stage: Stage, epoch: int, s: int):
+                idx = r_batches.indices(s % r_batches.steps)
+                loss = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text),
+                                       r_labels[idx].to(text.device))
+                return loss, {"ce": float(loss.detach())}
+
+            def remind_measure() -> dict[str, float]:
+                return {"retain_acc": image_scores(clip, r_imgs, r_labels, classnames, [template])[0],
+                        **forget_acc()}
+
+            loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
+                        max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all", keep=KeepRule(),
+                        stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model))
+            run_loop(clip, loop, remind_step, None, ctx.knobs.progress, trace)
+            ema.copy_to(clip.model)
+            trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "remind (EMA)", **remind_measure(),
+                                "kept": True})
+            remind_because = f"{cfg.remind_steps} steps, EMA β={cfg.ema_beta}"
+
+        # --- 3. restoring: a soup with the original model, α on the calibration set ---------------------
+        restore_because = "skipped"
+        if cfg.restore:
+            tuned = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+            if cfg.soup_alpha is not None:
+                alphas, score_fn = [float(cfg.soup_alpha)], (lambda: 0.0)
+            else:
+                c_imgs, c_labels = retain.images[cal_idx], retain.labels[cal_idx]
+                with _original(clip, original):
+                    bf_forget = image_scores(clip, f_imgs, f_labels, classnames, [template])[0]
+                    bf_cal = image_scores(clip, c_imgs, c_labels, classnames, [template])[0]
+                left_out = [n for n, b in (("forget", bf_forget), ("calibration", bf_cal)) if b <= 0]
+                trace.info["soup_left_out"] = left_out  # never recognised before: no ratio (as the Score)
+
+                def score_fn() -> float:
+                    terms = []
+                    if bf_forget > 0:
+                        af = image_scores(clip, f_imgs, f_labels, classnames, [template])[0]
+                        terms.append(min(1.0, max(0.0, 1.0 - af / bf_forget)))
+                    if bf_cal > 0:
+                        af = image_scores(clip, c_imgs, c_labels, classnames, [template])[0]
+                        terms.append(min(1.0, af / bf_cal))
+                    return sum(terms) / len(terms) if terms else 0.0
+
+                alphas = list(cfg.soup_alphas)
+            best, scores = choose_soup(clip, original, tuned, alphas, score_fn)
+            trace.info.update({"soup_alpha": best, "soup_scores": {str(a): round(s, 4) for a, s in scores.items()},
+                               "calibration_images": int(n_cal)})
+            trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "restore", "alpha": best,
+                                **forget_acc(), "kept": True})
+            restore_because = f"soup α={best}"
+        trace.changed_tensors = [n for n in original if not torch.equal(original[n], clip.model.state_dict()[n])]
+        trace.kept_any_step = bool(trace.changed_tensors)
+        trace.stopped_because = f"forget: {forgot_because}; remind: {remind_because}; restore: {restore_because}"
+        return trace
+
+
+@contextmanager
+def _original(clip: Clip, original: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Within the block the model holds the ``original`` weights; its current ones are put back after."""
+    saved = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+    clip.model.load_state_dict(original)
+    try:
+        yield
+    finally:
+        clip.model.load_state_dict(saved)
