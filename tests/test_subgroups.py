@@ -3,7 +3,7 @@ subgroup pipeline end to end."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -114,14 +114,28 @@ def test_ratio_score_over_columns_against_a_hand_computation():
     assert subgroup_score(_Targets(cols), before, after)[0] is None
 
 
-def test_subgroup_run_end_to_end(data_slice, tmp_path):
+SLICE_SETTING = dict(dataset="cifar10", forget=["airplane"], retain=["automobile"], coarse_label="vehicle",
+                     vocabulary=["vehicle", "animal", "flower"])
+
+
+@pytest.fixture(scope="module")
+def subgroup_run(data_slice, tmp_path_factory):
+    """A subgroup run of amns-retain (one epoch) on the data slice: (settings, results, folder)."""
+    from clipunlearn.runs.subgroup import SubgroupSettings, forget_subgroup
+
+    out = tmp_path_factory.mktemp("subgroup") / "run"
+    s = SubgroupSettings(model="mini-rn", setting=custom_setting(**SLICE_SETTING), out=str(out),
+                         data_root=str(data_slice), method="amns-retain", max_epochs=1, progress=False,
+                         other_datasets=["caltech101"])
+    return s, forget_subgroup(s), out
+
+
+def test_subgroup_run_end_to_end(subgroup_run, data_slice, tmp_path):
     from clipunlearn.runs import read_results
     from clipunlearn.runs.subgroup import SubgroupSettings, forget_subgroup
 
-    setting = custom_setting("cifar10", ["airplane"], ["automobile"], "vehicle", ["vehicle", "animal", "flower"])
-    s = SubgroupSettings(model="mini-rn", setting=setting, out=str(tmp_path / "run"), data_root=str(data_slice),
-                         method="amns-retain", max_epochs=1, progress=False, other_datasets=["caltech101"])
-    r = forget_subgroup(s)
+    s, r, run = subgroup_run
+    setting = custom_setting(**SLICE_SETTING)
     assert r["task"] == "subgroup" and r["setting"]["other_datasets"] == ["caltech101"]
     assert list(r["columns"]) == ["target", "retain"]
     assert r["columns"]["target"]["n"] == 6 and r["columns"]["retain"]["n"] == 6  # the slice's test images
@@ -130,7 +144,6 @@ def test_subgroup_run_end_to_end(data_slice, tmp_path):
     assert r["data_seen"]["real_forget"]["per_subgroup"] == {"airplane": 6}
     assert set(r["retrieval"]["before"]) == {"vehicle", "airplane"}
     assert len(r["retrieval"]["database"]) == 12
-    run = tmp_path / "run"
     assert {"results.json", "model.safetensors", "report.md", "retrieval.png", "log.txt"} <= {p.name for p in run.iterdir()}
     assert "Score" in (run / "report.md").read_text()
     rr = read_results(run)  # the one reader reads subgroup runs too
@@ -142,3 +155,39 @@ def test_subgroup_run_end_to_end(data_slice, tmp_path):
         forget_subgroup(SubgroupSettings(model="mini-rn", setting=setting, out=str(tmp_path / "r2"),
                                          data_root=str(data_slice), method="amns-retain", progress=False))
     assert not (tmp_path / "r2").exists()
+
+
+def test_benchmark_report_reads_subgroup_runs(subgroup_run):
+    from clipunlearn.benchmark.report import columns_for, frame
+    from clipunlearn.runs import read_results
+
+    _, r, run = subgroup_run
+    df = frame([read_results(run)])
+    assert df.loc[0, "Score"] == pytest.approx(r["ratio_score"])
+    assert df.loc[0, "retain BF"] == r["columns"]["retain"]["before"] and "other classes BF" not in df
+    shown = columns_for("subgroup", df)
+    assert {"target BF", "target AF", "retain AF", "caltech101 AF", "Score"} <= set(shown)
+    assert {"forget@10 by coarse label BF", "forget@10 by subgroup name AF"} <= set(shown)
+
+
+def test_suites_take_subgroup_tables(tmp_path, shared_data):
+    from clipunlearn.benchmark import load_suite
+    from clipunlearn.benchmark.suite import check_suite
+
+    cvpr = load_suite("cvpr")
+    check_suite(cvpr, str(shared_data))
+    cells = cvpr.table_cells(cvpr.table("table1"), "mini-rn")
+    assert len(cells) == 7 * 3 * 3  # methods × settings × seeds
+    spec = cells[0].spec
+    assert spec.subgroup == "in-domain-flower" and spec.dataset == "in-domain-flower"
+    assert spec.classes == ("king protea",) and not spec.template_change
+    assert "subgroup" not in replace(spec, subgroup=None).key()  # class cells keep their run ids
+    header = 'name = "s"\nmodels = ["mini-rn"]\n[[tables]]\nname = "t"\nshow = "subgroup"\n' \
+             'methods = [{ method = "ga" }]\n'
+    bad = tmp_path / "bad.toml"
+    bad.write_text(header + 'subgroups = ["in-domain-flowers"]\n')
+    with pytest.raises(ClipUnlearnError, match="Did you mean 'in-domain-flower'"):
+        check_suite(load_suite(str(bad)), str(shared_data))
+    bad.write_text(header + 'subgroups = ["in-domain-flower"]\ndatasets = ["caltech101"]\n')
+    with pytest.raises(ClipUnlearnError, match="mixes subgroup settings with class targets"):
+        load_suite(str(bad))
