@@ -271,6 +271,15 @@ def _forget_subgroup(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from .runs.merge import merge_runs
+
+    clip = merge_runs(args.runs, args.out, args.how, args.overwrite)
+    print(f"merged {len(args.runs)} runs of {clip.arch} ({args.how} of their changes) into {args.out}; evaluate it "
+          f"with: clipunlearn eval --model {clip.arch} --weights {args.out} --datasets ...")
+    return 0
+
+
 def cmd_subgroups(args) -> int:
     from .data.subgroups import get_setting, setting_names
 
@@ -442,6 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("merge", help="merge the models of forget runs into one that forgets all their targets "
+                                     "(CVPR'25 App. A.2)")
+    p.add_argument("runs", nargs="+", help="run folders of one model")
+    p.add_argument("--out", required=True, help="the merged model (.safetensors) to write")
+    p.add_argument("--how", choices=("mean", "sum"), default="mean",
+                   help="mean of the runs' changes (the paper's merge) or their sum (task arithmetic)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("subgroups", help="list the shipped subgroup settings (CVPR'25 in-domain, cross-domain)")
     p.set_defaults(func=cmd_subgroups)

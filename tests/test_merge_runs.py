@@ -1,0 +1,65 @@
+"""clipunlearn merge: the models of several forget runs merged into one (CVPR'25 App. A.2)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clipunlearn.cli import main
+from clipunlearn.errors import ClipUnlearnError, RunExistsError
+from clipunlearn.models import load_clip
+from clipunlearn.runs import ForgetSettings, forget
+from clipunlearn.runs.merge import merge_runs
+
+
+@pytest.fixture(scope="module")
+def two_runs(data_slice, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge")
+    for name, classes in (("a", ["airplane"]), ("b", ["bird"])):
+        forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=classes, out=str(root / name),
+                              data_root=str(data_slice), other_datasets=[], method="amns-retain", max_epochs=1,
+                              progress=False, retrieval=False, template_change=False,
+                              options={"lr": 1e-3}))
+    return root / "a", root / "b"
+
+
+@pytest.mark.parametrize("how", ["mean", "sum"])
+def test_merge_adds_the_mean_or_the_sum_of_the_runs_changes(two_runs, tmp_path, how):
+    out = tmp_path / "merged.safetensors"
+    merge_runs(list(two_runs), out, how)
+    original = load_clip("mini-rn").model.state_dict()
+    a, b = (load_file(str(r / "model.safetensors")) for r in two_runs)
+    merged = load_file(str(out))
+    changed = [k for k in original if original[k].is_floating_point() and not torch.equal(a[k], original[k])]
+    assert changed
+    for k in changed:
+        delta = (a[k] - original[k]) + (b[k] - original[k])
+        expected = original[k] + (delta / 2 if how == "mean" else delta)
+        assert torch.allclose(merged[k], expected, atol=1e-6), k
+    assert set(merged) == set(original)
+
+
+def test_merge_refuses_what_cannot_be_merged(two_runs, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(ClipUnlearnError, match="at least two"):
+        merge_runs([two_runs[0]], out)
+    with pytest.raises(ClipUnlearnError, match="not a run folder"):
+        merge_runs([two_runs[0], tmp_path], out)
+    other = tmp_path / "other"
+    shutil.copytree(two_runs[1], other)
+    results = json.loads((other / "results.json").read_text())
+    results["settings"]["model"] = "mini-vit"
+    (other / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ClipUnlearnError, match="different models"):
+        merge_runs([two_runs[0], other], out)
+    out.write_bytes(b"x")
+    with pytest.raises(RunExistsError):
+        merge_runs(list(two_runs), out)
+    assert out.read_bytes() == b"x"  # never overwritten unasked
+    assert main(["merge", str(two_runs[0]), str(two_runs[1]), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["merge", str(two_runs[0]), str(two_runs[1]), "--out", str(out), "--overwrite"]) == 0
+    assert "merged 2 runs" in capsys.readouterr().out
