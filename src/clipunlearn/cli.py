@@ -286,7 +286,7 @@ def cmd_subgroups(args) -> int:
     for name in setting_names():
         s = get_setting(name)
         forget = ", ".join(g.describe() for g in s.forget)
-        retain = ", ".join(g.name for g in s.retain)
+        retain = ", ".join(g.label for g in s.retain)
         print(f"{name:24s} {s.kind:13s} forget {forget}; retain {retain}")
     return 0
 

@@ -53,6 +53,7 @@ class ImageSet:
     tv_dataset: Any = None  # torchvision dataset: item i -> (PIL image, label)
     indices: list[int] | None = None  # rows of tv_dataset when this is a subset
     spec: DatasetSpec | None = field(default=None, repr=False)
+    styles: list[str | None] | None = None  # per image: a style (data.styles) applied as it is loaded
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -64,13 +65,20 @@ class ImageSet:
         return self.spec.templates if self.spec else (DEFAULT_TEMPLATE,)
 
     def load(self, i: int) -> Image.Image:
-        """Image ``i`` as RGB; raises ``OSError``/``ValueError`` if it cannot be decoded."""
+        """Image ``i`` as RGB (in its style, if :attr:`styles` gives one); raises ``OSError``/``ValueError``
+        if it cannot be decoded."""
         if self.paths is not None:
             with Image.open(self.paths[i]) as im:
-                return im.convert("RGB")
-        row = self.indices[i] if self.indices is not None else i
-        image, _ = self.tv_dataset[row]
-        return image.convert("RGB")
+                image = im.convert("RGB")
+        else:
+            row = self.indices[i] if self.indices is not None else i
+            image = self.tv_dataset[row][0].convert("RGB")
+        style = self.styles[i] if self.styles is not None else None
+        if style is None:
+            return image
+        from .styles import apply_style
+
+        return apply_style(style, image)
 
     def describe(self, i: int) -> str:
         return str(self.paths[i]) if self.paths is not None else f"{self.source}[{i}]"
@@ -111,12 +119,15 @@ class ImageSet:
             indices=[(self.indices[i] if self.indices is not None else i) for i in rows]
             if self.paths is None else None,
             spec=self.spec,
+            styles=[self.styles[i] for i in rows] if self.styles is not None else None,
         )
 
     def fingerprint(self) -> str:
         """A key that changes when the images, labels or their order change."""
         h = hashlib.sha1()
         h.update(f"{self.source}|{self.split}|{len(self)}".encode())
+        if self.styles is not None and any(self.styles):
+            h.update(repr(self.styles).encode())
         if self.paths is not None:
             for p, y in zip(self.paths, self.labels):
                 st = p.stat()

@@ -33,7 +33,7 @@ from ..errors import DataError, unknown
 from .loaders import ImageSet, load_image_set
 from .registry import DEFAULT_TEMPLATE
 
-KINDS = ("in-domain", "cross-domain", "custom")
+KINDS = ("in-domain", "cross-domain", "style", "custom")
 #: the datasets a subgroup run measures when the setting names none (those of the request left out)
 DEFAULT_OTHER_DATASETS = ("caltech101", "cifar10", "food101", "imagenette")
 
@@ -46,9 +46,15 @@ class Subgroup:
     dataset: str
     name: str
     coarse: str | None = None
+    style: str | None = None  # the class's images in this style (data.styles), for the style setting
+
+    @property
+    def label(self) -> str:
+        """How the subgroup is named in tables: its class, or the class's style."""
+        return f"{self.name} ({self.style})" if self.style else self.name
 
     def describe(self) -> str:
-        return f"{self.dataset}:{self.name}" + (f" ({self.coarse})" if self.coarse else "")
+        return f"{self.dataset}:{self.label}" + (f" ({self.coarse})" if self.coarse else "")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class SubgroupSetting:
     other_datasets: tuple[str, ...] | None = None  # None: DEFAULT_OTHER_DATASETS less the setting's own
     template: str = DEFAULT_TEMPLATE
     why: str = ""
+    prepare: str | None = None  # "fine-tune-styles": the model first learns the styled images (CVPR'25 §5.4)
 
     @property
     def coarse_labels(self) -> list[str]:
@@ -94,12 +101,13 @@ class SubgroupSetting:
 
     def to_json(self) -> dict[str, Any]:
         def groups(gs: Sequence[Subgroup]) -> list[dict[str, Any]]:
-            return [{"dataset": g.dataset, "name": g.name, "coarse": g.coarse} for g in gs]
+            return [{"dataset": g.dataset, "name": g.name, "coarse": g.coarse, **({"style": g.style} if g.style else {})}
+                    for g in gs]
 
         return {"name": self.name, "kind": self.kind, "vocabulary": list(self.vocabulary), "template": self.template,
                 "forget": groups(self.forget), "retain": groups(self.retain),
                 "keep": [{"name": c.name, "subgroups": groups(c.subgroups)} for c in self.keep],
-                "other_datasets": self.measured_datasets(), "why": self.why}
+                "other_datasets": self.measured_datasets(), "why": self.why, "prepare": self.prepare}
 
 
 # --- the shipped settings --------------------------------------------------------------------------
@@ -131,6 +139,15 @@ def _shipped() -> dict[str, SubgroupSetting]:
         name = f"cross-domain-{cd['forget'].replace(' ', '-')}"
         out[name] = SubgroupSetting(name, "cross-domain", tuple(classnames), (forget,), retain, keep,
                                     template=template, why=cd.get("why", ""))
+    for st in raw.get("style", []):
+        vocab = tuple(vocabularies[st["vocabulary"]])
+        styled = {s: Subgroup(st["dataset"], st["class"], st["coarse"], s) for s in st["styles"]}
+        name = f"style-{st['class'].replace(' ', '-')}-{st['forget']}"
+        out[name] = SubgroupSetting(name, "style", vocab, (styled[st["forget"]],),
+                                    tuple(g for s, g in styled.items() if s != st["forget"]),
+                                    (Column(f"{st['class']} photos", "keep", (Subgroup(st["dataset"], st["class"],
+                                                                                        st["coarse"]),)),),
+                                    template=template, why=st.get("why", ""), prepare=st.get("prepare"))
     return out
 
 
@@ -176,16 +193,21 @@ def check_setting(setting: SubgroupSetting, data_root: str | None) -> None:
     if not setting.retain:
         raise DataError(f"Setting {setting.name} has an empty retain set; name the subgroups to keep with "
                         "--retain-subgroups (the method needs their images to remind the model).")
-    overlap = {(g.dataset, g.name) for g in setting.forget} & {(g.dataset, g.name) for g in setting.retain}
+    overlap = {(g.dataset, g.label) for g in setting.forget} & {(g.dataset, g.label) for g in setting.retain}
     if overlap:
         names = ", ".join(sorted(n for _, n in overlap))
         raise DataError(f"{names} is both forgotten and retained; drop it from --retain-subgroups.")
     for col in setting.columns():
         seen: set[tuple[str, str]] = set()
         for g in col.subgroups:
-            if (g.dataset, g.name) in seen:
+            if (g.dataset, g.label) in seen:
                 raise DataError(f"Subgroup {g.describe()} is named twice in {col.name}; name each once.")
-            seen.add((g.dataset, g.name))
+            seen.add((g.dataset, g.label))
+            if g.style is not None:
+                from .styles import STYLES
+
+                if g.style not in STYLES:
+                    raise DataError(f"Unknown style {g.style!r} of {g.describe()}; the styles are {sorted(STYLES)}.")
             if g.coarse is not None and g.coarse not in setting.vocabulary:
                 raise DataError(f"The coarse label {g.coarse!r} of {g.describe()} is not in the vocabulary "
                                 f"{list(setting.vocabulary)}; add it.")
@@ -205,6 +227,7 @@ def column_images(subgroups: Sequence[Subgroup], vocabulary: Sequence[str], data
         return images.subset(images.class_indices([g.name for g in own]))
     paths: list[Path] = []
     labels: list[int] = []
+    styles: list[str | None] = []
     sources = []
     for g in subgroups:
         images = load_image_set(g.dataset, data_root, split)
@@ -214,8 +237,10 @@ def column_images(subgroups: Sequence[Subgroup], vocabulary: Sequence[str], data
                             "(a manifest or class folders). Convert the dataset to one of those layouts.")
         paths += part.paths
         labels += [list(vocabulary).index(str(g.coarse))] * len(part)
-        sources.append(f"{g.dataset}:{g.name}")
-    return ImageSet(name, split, list(vocabulary), labels, "+".join(sources), paths=paths)
+        styles += [g.style] * len(part)
+        sources.append(f"{g.dataset}:{g.label}")
+    return ImageSet(name, split, list(vocabulary), labels, "+".join(sources), paths=paths,
+                    styles=styles if any(styles) else None)
 
 
 @dataclass

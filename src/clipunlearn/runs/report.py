@@ -106,6 +106,8 @@ def _subgroup_head(r: RunResults) -> list[str]:
               + ("" if r.kept_any_step else " No step was kept: the model is the original."), ""]
     lines += ["Data the method saw: " + ("; ".join(f"{k} {v['n']} images ({v['source']})" for k, v in r.data_seen.items())
                                          or "none (class names only)") + ".", "",
+              *([f"Before forgetting, the model was prepared for the setting: {raw['prepared']['prepare']} "
+                 f"(recipe {raw['prepared']['recipe']}); \"before\" is that model.", ""] if raw.get("prepared") else []),
               f"Classifier: \"{st['template']}\" over {len(st['vocabulary'])} labels ({', '.join(st['vocabulary'])}).", "",
               "| measured on real test images | role | images | before | after | AF/BF |", "|---|---|---|---|---|---|"]
     for name, c in raw["columns"].items():

@@ -12,6 +12,7 @@ folder (results.json with ``task = "subgroup"``, model.safetensors, report.md, l
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ from ..methods import (
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
+from ..training.finetune import FineTuneConfig
 from .data import RunData, decode
 from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
 from .results import SCHEMA_VERSION
@@ -96,16 +98,59 @@ class SubgroupData(RunData):
         gen = torch.Generator().manual_seed(self.seed + (11 if which == "forget" else 12))
         images, labels, counts = [], [], {}
         for g in groups:
-            part: ImageSet = column_images([g], self.setting.vocabulary, self.data_root, "train", g.name)
+            part: ImageSet = column_images([g], self.setting.vocabulary, self.data_root, "train", g.label)
             rows = list(range(len(part)))
             if per_class is not None and len(rows) > per_class:
                 rows = sorted(torch.randperm(len(rows), generator=gen)[:per_class].tolist())
             images.append(decode(part, rows, self.clip))
             labels += [part.labels[i] for i in rows]
-            counts[g.name] = len(rows)
+            counts[g.label] = len(rows)
         self.seconds["data"] += time.time() - t0
         return ImageBatch(torch.cat(images), torch.tensor(labels, dtype=torch.long), list(self.setting.vocabulary),
                           f"{self.setting.name} train ({which} subgroups)", {"per_subgroup": counts})
+
+
+#: the fine-tuning that teaches a model the styled images before a style setting (CVPR'25 §5.4: "We
+#: first fine-tune the CLIP on images with different styles"); the paper gives no recipe: ours
+STYLE_RECIPE = FineTuneConfig(lr=1e-4, max_epochs=5, batch_size=32)
+
+
+def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, cache_dir: str | None,
+                  seed: int = 0) -> dict[str, Any] | None:
+    """Make ``clip`` the model a setting starts from, in place: for ``prepare = "fine-tune-styles"``,
+    the image tower fine-tuned on every styled subgroup and the class's plain photos (train split,
+    labelled by coarse label) with :data:`STYLE_RECIPE`. The result is kept in ``cache_dir``/prepared
+    by content (model weights, setting, recipe, seed), so the cells of a suite fine-tune once."""
+    if setting.prepare is None:
+        return None
+    if setting.prepare != "fine-tune-styles":
+        raise ClipUnlearnError(f"Unknown preparation {setting.prepare!r} of setting {setting.name}; the known one "
+                               "is fine-tune-styles.")
+    from safetensors.torch import load_file
+
+    from ..evaluation import hash_tensors
+    from ..training.finetune import class_features, fine_tune_signed
+
+    recipe = asdict(STYLE_RECIPE)
+    key = hashlib.blake2b(repr((hash_tensors(clip.model, lambda n: True), setting.to_json(), recipe, seed)).encode(),
+                          digest_size=12).hexdigest()
+    cached = Path(cache_dir) / "prepared" / f"{key}.safetensors" if cache_dir else None
+    info: dict[str, Any] = {"prepare": setting.prepare, "recipe": recipe, "key": key}
+    if cached is not None and cached.is_file():
+        clip.model.load_state_dict(load_file(str(cached)))
+        return {**info, "cached": True}
+    t0 = time.time()
+    groups = [*setting.forget, *setting.retain, *(g for c in setting.keep for g in c.subgroups)]
+    sets = [column_images([g], setting.vocabulary, data_root, "train", g.label) for g in groups]
+    images = torch.cat([decode(s, list(range(len(s))), clip) for s in sets])
+    labels = torch.tensor([y for s in sets for y in s.labels], dtype=torch.long)
+    text = class_features(clip, list(setting.vocabulary), setting.template)
+    trace = fine_tune_signed(clip, STYLE_RECIPE, images, labels, torch.ones(len(labels), dtype=torch.long), text,
+                             torch.Generator().manual_seed(seed + 31), STYLE_RECIPE.max_epochs)
+    if cached is not None:
+        clip.save(cached)
+    return {**info, "cached": False, "images": len(labels), "seconds": round(time.time() - t0, 2),
+            "ce": [round(r["ce"], 4) for r in trace.steps if "ce" in r]}
 
 
 def resolve_setting(setting: SubgroupSetting | str, data_root: str | None,
@@ -127,11 +172,12 @@ def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     targets = resolve_subgroup_targets(setting, s.data_root)
     torch.manual_seed(s.seed)
     clip = load_clip(s.model, s.pretrained, s.weights, device)
+    prepared = prepare_model(clip, setting, s.data_root, s.cache_dir, s.seed)
     method = method_cls(method_cls.build_config(s.preset, clip.family, s.ablation, s.options))
     request = ForgetRequest(setting.name, list(setting.vocabulary),
                             [list(setting.vocabulary).index(c) for c in setting.coarse_labels], setting.template)
     with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
-        return _forget_in(run, s, setting, targets, clip, method, request)
+        return _forget_in(run, s, setting, targets, clip, method, request, prepared)
 
 
 def _measure(evaluator: Evaluator, t: SubgroupTargets, s: SubgroupSettings) -> dict[str, Any]:
@@ -146,12 +192,15 @@ def _describe(m: dict[str, Any]) -> str:
 
 
 def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: SubgroupTargets, clip: Clip,
-               method: Method, request: ForgetRequest) -> dict[str, Any]:
+               method: Method, request: ForgetRequest, prepared: dict[str, Any] | None) -> dict[str, Any]:
     seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
     forget_names = [g.name for g in setting.forget]
     _info(f"model {clip.arch} ({clip.source}), forgetting subgroup(s) {forget_names} known as "
           f"{setting.coarse_labels} ({setting.name}) with {method.name} ({s.preset} preset"
           f"{', ablation ' + s.ablation if s.ablation else ''})")
+    if prepared:
+        _info(f"model prepared for the setting: {prepared['prepare']} "
+              + ("(from the cache)" if prepared.get("cached") else f"({prepared['images']} images, {prepared['seconds']}s)"))
     evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
     t0 = time.time()
     before = _measure(evaluator, t, s)
@@ -195,6 +244,7 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
         "ablation": s.ablation,
         "zero_shot": method.zero_shot(method.data_kinds),
         "setting": setting.to_json(),
+        "prepared": prepared,  # how the model was made ready for the setting before "before" (None: as loaded)
         # the class-run fields, so that every reader of runs reads this one: the target is the forgotten
         # subgroup, "other classes" the retained subgroups, "datasets" the measured-only columns and datasets
         "dataset": setting.name,
@@ -207,7 +257,7 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
         "other_classes_after": a["retain"],
         "datasets": datasets,
         "columns": {c.name: {"role": c.role, "before": b[c.name], "after": a[c.name], "n": before["n"][c.name],
-                             "subgroups": [g.name for g in c.subgroups]} for c, _ in t.columns},
+                             "subgroups": [g.label for g in c.subgroups]} for c, _ in t.columns},
         "ratio_score": score,
         "ratio_score_excluded": excluded,
         "avg_score": wacv,
