@@ -42,6 +42,8 @@ def test_shipped_settings_are_built_as_the_paper_describes(shared_data):
             others = s.keep[0].subgroups
             assert len(others) == 8 and not {g.dataset for g in others} & set(s.datasets)
             assert s.measured_datasets() == ["caltech101", "cifar10", "food101", "imagenette"]
+        elif s.kind == "style":  # checked in test_styles.py
+            assert len(s.forget) == 1 and len(s.retain) == 2
         else:
             # a class of CIFAR-10 forgotten, the other nine retained, the concept measured elsewhere
             assert s.kind == "cross-domain" and len(s.forget) == 1 and len(s.retain) == 9
