@@ -54,6 +54,7 @@ def test_the_prepared_model_is_fine_tuned_once_and_cached(mini_rn_random, data_s
     first = copy.deepcopy(mini_rn_random)
     info = prepare_model(first, s, str(data_slice), str(tmp_path))
     assert info["cached"] is False and info["images"] == 4 * 6  # three styles and the photos, 6 train images each
+    assert info["anchor_images"] == 3 * 2  # two of each other class of the slice
     assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
                                                      mini_rn_random.model.state_dict().values()))
     second = copy.deepcopy(mini_rn_random)

@@ -77,6 +77,7 @@ class ForgetRemindRestoreConfig:
     relative_fisher: bool = True  # False: plain Fisher of the forget images ranks the layers (ablation)
     fisher_eps: float = 1e-3  # added to the retain Fisher, as a share of its mean over layers
     top_layers: int = 3
+    skip_first: float = 0.0  # share of the tower's layers (in forward order) never chosen: 0.5 = later half only
     lora: bool = True  # False: fine-tune the chosen layers' weights themselves (ablation)
     lora_rank: int = 4
     lora_alpha: float = 8.0
@@ -139,6 +140,7 @@ class ForgetRemindRestore(Method):
         t0 = time.time()
         candidates = lora_targets(clip.model, tower_tensors(clip.model, "all", image=True, text=False)["image"])
         candidates = [n for n in candidates if n.endswith(".weight")]
+        candidates = candidates[int(cfg.skip_first * len(candidates)):]
 
         def similarity(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             feats = F.normalize(clip.encode_image(images), dim=-1)

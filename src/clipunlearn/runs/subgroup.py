@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .. import __version__
 from ..data import ImageSet
@@ -45,7 +46,6 @@ from ..methods import (
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
-from ..training.finetune import FineTuneConfig
 from .data import RunData, decode
 from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
 from .results import SCHEMA_VERSION
@@ -110,17 +110,31 @@ class SubgroupData(RunData):
                           f"{self.setting.name} train ({which} subgroups)", {"per_subgroup": counts})
 
 
-#: the fine-tuning that teaches a model the styled images before a style setting (CVPR'25 §5.4: "We
-#: first fine-tune the CLIP on images with different styles"); the paper gives no recipe: ours
-STYLE_RECIPE = FineTuneConfig(lr=1e-4, max_epochs=5, batch_size=32)
+@dataclass(frozen=True)
+class StyleRecipe:
+    """How a model first learns the styled images (CVPR'25 §5.4: "We first fine-tune the CLIP on images
+    with different styles"; the paper gives no recipe, these are ours): Adam over the whole image tower
+    on the styled images and the class's photos with the zero-shot cross-entropy of their coarse label,
+    plus ``anchor_weight`` × the squared distance of other classes' images' features (``anchor_per_class``
+    train images of each other class of the dataset) to the original model's, so that learning one
+    class in new styles does not turn every image into it."""
+
+    lr: float = 1e-5
+    epochs: int = 5
+    batch_size: int = 32
+    anchor_per_class: int = 2
+    anchor_weight: float = 100.0
+
+
+STYLE_RECIPE = StyleRecipe()
 
 
 def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, cache_dir: str | None,
-                  seed: int = 0) -> dict[str, Any] | None:
+                  seed: int = 0, recipe: StyleRecipe = STYLE_RECIPE) -> dict[str, Any] | None:
     """Make ``clip`` the model a setting starts from, in place: for ``prepare = "fine-tune-styles"``,
-    the image tower fine-tuned on every styled subgroup and the class's plain photos (train split,
-    labelled by coarse label) with :data:`STYLE_RECIPE`. The result is kept in ``cache_dir``/prepared
-    by content (model weights, setting, recipe, seed), so the cells of a suite fine-tune once."""
+    the image tower fine-tuned as :class:`StyleRecipe` says on every styled subgroup and the class's
+    plain photos (train split). The result is kept in ``cache_dir``/prepared by content (model
+    weights, setting, recipe, seed), so the cells of a suite fine-tune once."""
     if setting.prepare is None:
         return None
     if setting.prepare != "fine-tune-styles":
@@ -128,29 +142,72 @@ def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, c
                                "is fine-tune-styles.")
     from safetensors.torch import load_file
 
+    from ..data import load_image_set
     from ..evaluation import hash_tensors
-    from ..training.finetune import class_features, fine_tune_signed
+    from ..training import (
+        KeepRule,
+        Loop,
+        OptimConfig,
+        StopRule,
+        run_loop,
+        tower_tensors,
+    )
+    from ..training.finetune import class_features
+    from ..training.relabel import ShuffledBatches, zero_shot_logits
+    from .data import sample_per_class
 
-    recipe = asdict(STYLE_RECIPE)
-    key = hashlib.blake2b(repr((hash_tensors(clip.model, lambda n: True), setting.to_json(), recipe, seed)).encode(),
+    info: dict[str, Any] = {"prepare": setting.prepare, "recipe": asdict(recipe)}
+    key = hashlib.blake2b(repr((hash_tensors(clip.model, lambda n: True), setting.to_json(), info, seed)).encode(),
                           digest_size=12).hexdigest()
+    info["key"] = key
     cached = Path(cache_dir) / "prepared" / f"{key}.safetensors" if cache_dir else None
-    info: dict[str, Any] = {"prepare": setting.prepare, "recipe": recipe, "key": key}
     if cached is not None and cached.is_file():
         clip.model.load_state_dict(load_file(str(cached)))
         return {**info, "cached": True}
     t0 = time.time()
     groups = [*setting.forget, *setting.retain, *(g for c in setting.keep for g in c.subgroups)]
     sets = [column_images([g], setting.vocabulary, data_root, "train", g.label) for g in groups]
-    images = torch.cat([decode(s, list(range(len(s))), clip) for s in sets])
-    labels = torch.tensor([y for s in sets for y in s.labels], dtype=torch.long)
+    images = torch.cat([decode(x, list(range(len(x))), clip) for x in sets])
+    labels = torch.tensor([y for x in sets for y in x.labels], dtype=torch.long)
+    plain = load_image_set(groups[0].dataset, data_root, "train")
+    others = [c for c in range(len(plain.classnames)) if plain.classnames[c] not in {g.name for g in groups}]
+    anchors = decode(plain, sample_per_class(plain.labels, others, recipe.anchor_per_class, seed), clip)
+    with torch.no_grad():
+        anchor_feats = torch.cat([F.normalize(clip.encode_image(anchors[i:i + 64].to(clip.device)), dim=-1)
+                                  for i in range(0, len(anchors), 64)])
     text = class_features(clip, list(setting.vocabulary), setting.template)
-    trace = fine_tune_signed(clip, STYLE_RECIPE, images, labels, torch.ones(len(labels), dtype=torch.long), text,
-                             torch.Generator().manual_seed(seed + 31), STYLE_RECIPE.max_epochs)
+    gen = torch.Generator().manual_seed(seed + 31)
+    batches = ShuffledBatches(len(images), recipe.batch_size, gen)
+    anchor_batches = ShuffledBatches(len(anchors), recipe.batch_size, torch.Generator().manual_seed(seed + 32))
+
+    def step(stage, epoch: int, s: int):
+        idx = batches.indices(s)
+        ce = F.cross_entropy(zero_shot_logits(clip, images[idx].to(clip.device), text), labels[idx].to(text.device))
+        a = anchor_batches.indices(s % anchor_batches.steps)
+        drift = (F.normalize(clip.encode_image(anchors[a].to(clip.device)), dim=-1) - anchor_feats[a]).pow(2).sum(-1)
+        return ce + recipe.anchor_weight * drift.mean(), {"ce": float(ce.detach()), "drift": float(drift.detach().mean())}
+
+    loop = Loop(towers=tower_tensors(clip.model, "all", image=True, text=False),
+                optim=OptimConfig("adam", recipe.lr, (0.9, 0.999), 1e-8), max_epochs=recipe.epochs,
+                steps_per_epoch=batches.steps, keep=KeepRule(), stop=StopRule())
+    from ..evaluation.zeroshot import image_scores
+
+    def styled_acc() -> dict[str, float]:  # per group, the train images' top-1 under the coarse label
+        out, start = {}, 0
+        for g, x in zip(groups, sets):
+            out[g.label] = round(image_scores(clip, images[start:start + len(x)], labels[start:start + len(x)],
+                                              list(setting.vocabulary), [setting.template])[0], 4)
+            start += len(x)
+        return out
+
+    before = styled_acc()
+    trace = run_loop(clip, loop, step)
+    info.update({"train_acc_before": before, "train_acc_after": styled_acc()})
     if cached is not None:
         clip.save(cached)
-    return {**info, "cached": False, "images": len(labels), "seconds": round(time.time() - t0, 2),
-            "ce": [round(r["ce"], 4) for r in trace.steps if "ce" in r]}
+    return {**info, "cached": False, "images": len(labels), "anchor_images": len(anchors),
+            "seconds": round(time.time() - t0, 2),
+            "steps": [{k: round(v, 4) for k, v in r.items() if k in ("ce", "drift")} for r in trace.steps[1:]]}
 
 
 def resolve_setting(setting: SubgroupSetting | str, data_root: str | None,
