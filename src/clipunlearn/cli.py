@@ -216,6 +216,10 @@ def cmd_forget(args) -> int:
     from .runs import ForgetSettings, forget
 
     _setup_logging(args.quiet)
+    if args.concept:
+        return _forget_concept(args)
+    if args.images or args.retain_images:
+        raise ClipUnlearnError("--images and --retain-images are for concept requests; add --concept NAME.")
     if args.setting or args.forget_subgroup or args.retain_subgroups or args.coarse_label:
         return _forget_subgroup(args)
     if not args.dataset or not args.classes:
@@ -247,7 +251,7 @@ def _forget_subgroup(args) -> int:
                                "(or --setting). Drop --classes.")
     setting = setting_from_flags(args.setting, args.dataset, split_names(args.forget_subgroup or ""),
                                  split_names(args.retain_subgroups or ""), args.coarse_label,
-                                 split_names(args.vocabulary) if args.vocabulary else None)
+                                 split_names(args.labels) if args.labels else None)
     method = args.method or "forget-remind-restore"
     settings = SubgroupSettings(
         model=args.model, setting=setting, out=args.out, data_root=args.data_root, pretrained=args.pretrained,
@@ -267,6 +271,43 @@ def _forget_subgroup(args) -> int:
     score = results["ratio_score"]
     print(f"Score (CVPR'25, higher is better): {'undefined' if score is None else f'{score:.1f}'}   "
           f"seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
+    return 0
+
+
+def _forget_concept(args) -> int:
+    from .data import split_names
+    from .methods import parse_option
+    from .runs.concept import ConceptSettings, forget_concept
+
+    if args.dataset or args.classes or args.setting or args.forget_subgroup:
+        raise ClipUnlearnError("--concept is a request of its own; drop --dataset/--classes/--setting/"
+                               "--forget-subgroup (measure a dataset with --other-datasets).")
+    settings = ConceptSettings(
+        model=args.model, concepts=list(args.concept), out=args.out, vocabulary=args.vocabulary, images=args.images,
+        retain_images=args.retain_images, data_root=args.data_root,
+        other_datasets=split_names(args.other_datasets or ""), pretrained=args.pretrained, weights=args.weights,
+        method=args.method or "lip", preset=args.preset, ablation=args.ablation, seed=args.seed, device=args.device,
+        n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet, max_epochs=args.max_epochs,
+        generation_max_steps=args.max_steps, options=dict(parse_option(o) for o in args.set),
+        cache_dir=args.cache_dir)
+    r = forget_concept(settings)
+    m = r["measured"]
+    if m["concept images"] is None:
+        print("Only synthetic images of the concept were checked (no --images folder).")
+    rows = []
+    if m["concept images"] is not None:
+        rows.append((f"your photos called {', '.join(r['concepts'])} ({m['concept images']['n']})",
+                     r["target_before"], r["target_after"]))
+    if m["retain images"] is not None:
+        rows.append((f"retain photos unchanged ({m['retain images']['n']})", 1.0, r["other_classes_after"]))
+    if r["synthetic_acc_before"] is not None:
+        rows.append(("synthetic images of the concept", r["synthetic_acc_before"], r["synthetic_acc_after"]))
+    rows += [(k, v["before"], v["after"]) for k, v in r["datasets"].items()]
+    w = max(len(x[0]) for x in rows)
+    print(f"{'measured':<{w}}  {'before':>7}  {'after':>7}")
+    for name, b, a in rows:
+        print(f"{name:<{w}}  {b:7.3f}  {a:7.3f}")
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
     return 0
 
@@ -403,8 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retain-subgroups", default=None, help="classes of --dataset to keep (their train images "
                    "are the retain set), comma-separated")
     g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
-    g.add_argument("--vocabulary", default=None, help="labels the classifier chooses among, comma-separated "
+    g.add_argument("--labels", default=None, help="labels the classifier chooses among, comma-separated "
                    "(default: 14 everyday coarse labels)")
+    c = p.add_argument_group("concept requests: forget a name, in no dataset needed")
+    c.add_argument("--concept", action="append", default=[], help="a name to forget (repeatable)")
+    c.add_argument("--vocabulary", default="imagenet", help="the names to keep: imagenet (1000 names, 80 templates), "
+                   "zoo (the mini zoo's training names), a dataset's name, or a text file of names")
+    c.add_argument("--images", default=None, help="a folder of your photos of the concept (no labels): measured "
+                   "before and after, and given to methods allowed real forget images")
+    c.add_argument("--retain-images", default=None, help="a folder of photos to keep (no labels)")
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--out", required=True, help="file to write (.safetensors; a .png grid is written beside it)")
     p.add_argument("--threshold", type=float, default=None, help="acceptance probability (default 0.7 ResNet, 0.9 ViT)")
@@ -425,8 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retain-subgroups", default=None, help="classes of --dataset to keep (their train images "
                    "are the retain set), comma-separated")
     g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
-    g.add_argument("--vocabulary", default=None, help="labels the classifier chooses among, comma-separated "
+    g.add_argument("--labels", default=None, help="labels the classifier chooses among, comma-separated "
                    "(default: 14 everyday coarse labels)")
+    c = p.add_argument_group("concept requests: forget a name, in no dataset needed")
+    c.add_argument("--concept", action="append", default=[], help="a name to forget (repeatable)")
+    c.add_argument("--vocabulary", default="imagenet", help="the names to keep: imagenet (1000 names, 80 templates), "
+                   "zoo (the mini zoo's training names), a dataset's name, or a text file of names")
+    c.add_argument("--images", default=None, help="a folder of your photos of the concept (no labels): measured "
+                   "before and after, and given to methods allowed real forget images")
+    c.add_argument("--retain-images", default=None, help="a folder of photos to keep (no labels)")
     p.add_argument("--other-datasets", default=None,
                    help="datasets whose accuracy must be kept (default: the other paper datasets; '' for none)")
     p.add_argument("--out", required=True, help="run folder to create")

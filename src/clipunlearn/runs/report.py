@@ -141,8 +141,50 @@ def _subgroup_head(r: RunResults) -> list[str]:
     return lines
 
 
+def _concept_head(r: RunResults, has_grid: bool) -> list[str]:
+    raw = r.raw
+    m, v = raw["measured"], raw["vocabulary"]
+    names = ", ".join(f'"{c}"' for c in r.classes)
+    lines = [f"# Forgetting {names} in {r.model['arch']}", ""]
+    if m["concept images"] is None:
+        lines += ["**Only synthetic images of the concept were checked**: no `--images` folder was given, so "
+                  "nothing below measures real photos of it.", ""]
+    lines += [f"Vocabulary **{v['name']}** ({v['names']} names kept, {v['templates']} templates; {v['source']})"
+              + (f"; already in it and forgotten where they stand: {', '.join(v['concepts_in_vocabulary'])}"
+                 if v["concepts_in_vocabulary"] else "") + ".",
+              f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              f"Stopped after {r.epochs} epochs: {r.stopped_because}.", "",
+              "Data the method saw: " + ("; ".join(f"{k} {x['n']} images ({x['source']})" for k, x in r.data_seen.items())
+                                         or "none (names only)") + ".", "",
+              "| measured | on | before | after |", "|---|---|---|---|"]
+    ci, ri = m["concept images"], m["retain images"]
+    if ci is not None:
+        lines.append(f"| share of your photos called {names} | {ci['n']} images in `{ci['folder']}`"
+                     + (f" ({ci['skipped']} unreadable, skipped)" if ci["skipped"] else "")
+                     + f" | {_fmt(r.target.before)} | {_fmt(r.target.after)} |")
+    if ri is not None:
+        lines.append(f"| retain photos whose top-1 name is unchanged | {ri['n']} images in `{ri['folder']}`"
+                     + (f" ({ri['skipped']} unreadable, skipped)" if ri["skipped"] else "")
+                     + f" | 1.000 | {_fmt(r.other_classes.after)} |")
+    if r.synthetic_acc.before is not None:
+        lines.append(f"| synthetic images of the concept called by it (verification) | "
+                     f"{(m['synthetic images'] or {}).get('n', '?')} synthetic images | {_fmt(r.synthetic_acc.before)} "
+                     f"| {_fmt(r.synthetic_acc.after)} |")
+    for k, ba in r.datasets.items():
+        lines.append(f"| {k} (zero-shot, own classes) | {m['other datasets'].get(k, '?')} test images "
+                     f"| {_fmt(ba.before)} | {_fmt(ba.after)} |")
+    lines += ["", f"**Avg. Score** (WACV'25 Eq. 10, lower is better): {_fmt(r.avg_score)}"
+              + ("" if r.avg_score is not None else " (needs --images: the concept's real accuracy)"), ""]
+    if has_grid:
+        lines += ["![synthetic images](synthetic.png)", ""]
+    return lines
+
+
 def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
     raw = r.raw
+    if raw.get("task") == "concept":
+        return "\n".join(_concept_head(r, has_grid) + _steps_and_tensors(r, has_plot))
     if raw.get("task") == "subgroup":
         return "\n".join(_subgroup_head(r) + _steps_and_tensors(r, has_plot))
     lines = [f"# Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model['arch']}", ""]

@@ -1,0 +1,283 @@
+"""Forget what a user names (``clipunlearn forget --concept NAME``): a concept that need not be a class
+of any dataset, among a vocabulary of names to keep, checked on the user's own photos when given.
+
+The request reaches a method as an ordinary :class:`ForgetRequest`: its class names are the kept
+names of the vocabulary and the concepts, its forgotten classes the concepts. A concept already in
+the vocabulary is forgotten where it stands (one class list, the vocabulary's). The run measures:
+
+* with ``--images DIR`` (the user's photos of the concept, no labels): the share of them the model
+  calls by a forgotten concept, before and after; the photos are also what a method allowed real
+  forget images gets;
+* with ``--retain-images DIR`` (photos to keep, no labels): the share whose top-1 name after is the
+  one before (``retain agreement``); a method allowed real retain images gets them labelled by the
+  original model's top-1 among the kept names;
+* without ``--images``: only the synthetic images of the concept, and the report says so first;
+* ``--other-datasets``: zero-shot on their own classes, as a class run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data import ImageSet, load_image_set
+from ..data.vocabularies import FolderImages, Vocabulary, image_folder, load_vocabulary
+from ..errors import ClipUnlearnError, DataError
+from ..evaluation import Evaluator, FeatureCache
+from ..io import check_output_free, staged_dir, write_json
+from ..methods import (
+    ForgetContext,
+    ForgetRequest,
+    ImageBatch,
+    Knobs,
+    Method,
+    config_json,
+    get_method,
+)
+from ..metrics import avg_score
+from ..models import Clip, load_clip, resolve_device
+from .data import RunData, decode
+from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
+from .results import SCHEMA_VERSION
+
+log = logging.getLogger("clipunlearn")
+
+
+@dataclass
+class ConceptSettings:
+    model: str
+    concepts: list[str]
+    out: str
+    vocabulary: str = "imagenet"
+    images: str | None = None  # the user's photos of the concept(s)
+    retain_images: str | None = None  # the user's photos of what to keep
+    data_root: str | None = None
+    other_datasets: list[str] = field(default_factory=list)
+    pretrained: str | None = "default"
+    weights: str | None = None
+    method: str = "lip"
+    preset: str = "default"
+    ablation: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    n_per_class: int = 64
+    overwrite: bool = False
+    progress: bool = True
+    max_epochs: int | None = None
+    generation_max_steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+
+@dataclass
+class ConceptRequest:
+    vocabulary: Vocabulary
+    classnames: list[str]
+    concepts: list[int]  # indices into classnames
+    in_vocabulary: list[str]  # concepts that were already names of the vocabulary
+    template: str  # the prompt the method forgets with
+    images: FolderImages | None
+    retain: FolderImages | None
+
+
+def build_request(s: ConceptSettings) -> ConceptRequest:
+    """The class list, the concepts' indices and the user's folders, failing before any compute."""
+    concepts = list(dict.fromkeys(c.strip() for c in s.concepts if c.strip()))
+    if not concepts:
+        raise ClipUnlearnError("--concept is empty; name what to forget, e.g. --concept \"Gal Gadot\".")
+    vocab = load_vocabulary(s.vocabulary, s.data_root)
+    known = [c for c in concepts if c in vocab.names]
+    for c in known:
+        log.warning(f"{c!r} is a name of the vocabulary {vocab.name}: it is forgotten where it stands, not kept.")
+    classnames = list(vocab.names) + [c for c in concepts if c not in vocab.names]
+    indices = [classnames.index(c) for c in concepts]
+    template = vocab.forget_template
+    images = image_folder(s.images, indices[0], classnames, "concept images") if s.images else None
+    retain = image_folder(s.retain_images, 0, classnames, "retain images") if s.retain_images else None
+    for what, folder in (("--images", images), ("--retain-images", retain)):
+        if folder is not None and folder.skipped:
+            log.warning(f"{what}: {len(folder.skipped)} file(s) could not be read and are skipped, e.g. "
+                        f"{folder.skipped[0]}")
+    return ConceptRequest(vocab, classnames, indices, known, template, images, retain)
+
+
+@dataclass
+class ConceptData(RunData):
+    """The run's data source with the user's folders as real images: the concept photos labelled by the
+    first concept, the retain photos by the original model's top-1 among the kept names."""
+
+    concept: ConceptRequest | None = None
+    retain_labels: torch.Tensor | None = None  # set by the run before the method starts
+
+    def real_forget(self, request: ForgetRequest, per_class: int | None = None) -> ImageBatch:
+        assert self.concept is not None
+        if self.concept.images is None:
+            raise DataError("This method forgets with real images of the concept; pass --images DIR (photos of "
+                            "it), or choose a zero-shot method (clipunlearn methods).")
+        return self._remember(("real_forget", per_class), lambda: self._folder(self.concept.images.images, None,
+                                                                                per_class, "concept photos"))
+
+    def real_retain(self, request: ForgetRequest, per_class: int | None = None) -> ImageBatch:
+        assert self.concept is not None
+        if self.concept.retain is None or self.retain_labels is None:
+            raise DataError("This method keeps knowledge with real retain images; pass --retain-images DIR "
+                            "(photos of what to keep), or choose a method without them (clipunlearn methods).")
+        return self._remember(("real_retain", per_class), lambda: self._folder(
+            self.concept.retain.images, self.retain_labels, None, "retain photos, labelled by the original model"))
+
+    def _folder(self, images: ImageSet, labels: torch.Tensor | None, cap: int | None, source: str) -> ImageBatch:
+        t0 = time.time()
+        rows = list(range(len(images)))
+        if cap is not None and len(rows) > cap:
+            rows = sorted(torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed + 13))[:cap].tolist())
+        y = torch.tensor([images.labels[i] for i in rows]) if labels is None else labels[rows]
+        batch = ImageBatch(decode(images, rows, self.clip), y.long(), list(images.classnames), source)
+        self.seconds["data"] += time.time() - t0
+        return batch
+
+
+def _called_concept(logits: np.ndarray, concepts: list[int]) -> float:
+    return float(np.isin(logits.argmax(1), concepts).mean())
+
+
+def _measure(evaluator: Evaluator, r: ConceptRequest, others: list[ImageSet]) -> dict[str, Any]:
+    templates = list(r.vocabulary.templates)
+    out: dict[str, Any] = {"datasets": {d.name: evaluator.evaluate(d).top1 for d in others}}
+    if r.images is not None:
+        out["concept"] = _called_concept(evaluator.evaluate(r.images.images, templates).logits, r.concepts)
+    if r.retain is not None:
+        out["retain_top1"] = evaluator.evaluate(r.retain.images, templates).logits.argmax(1)
+    return out
+
+
+def forget_concept(s: ConceptSettings) -> dict[str, Any]:
+    """Run the concept pipeline; returns the results written to ``s.out``/results.json."""
+    check_output_free(s.out, s.overwrite, "run folder")
+    device = resolve_device(s.device)
+    r = build_request(s)
+    others = [load_image_set(d, s.data_root, "test") for d in s.other_datasets]
+    method_cls = get_method(s.method)
+    kinds = method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options)).data_kinds
+    if "real_forget" in kinds and r.images is None:
+        raise ClipUnlearnError(f"Method {s.method} forgets with real images of the concept; pass --images DIR, or "
+                               "choose a zero-shot method such as lip (clipunlearn methods).")
+    if "real_retain" in kinds and r.retain is None:
+        raise ClipUnlearnError(f"Method {s.method} keeps knowledge with real retain images; pass --retain-images "
+                               "DIR, or choose a method without them (clipunlearn methods).")
+    torch.manual_seed(s.seed)
+    clip = load_clip(s.model, s.pretrained, s.weights, device)
+    method = method_cls(method_cls.build_config(s.preset, clip.family, s.ablation, s.options))
+    request = ForgetRequest("concept", r.classnames, r.concepts, r.template)
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+        return _forget_in(run, s, r, others, clip, method, request)
+
+
+def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[ImageSet], clip: Clip, method: Method,
+               request: ForgetRequest) -> dict[str, Any]:
+    seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
+    names = [r.classnames[i] for i in r.concepts]
+    _info(f"model {clip.arch} ({clip.source}), forgetting {names} among {len(r.classnames)} names "
+          f"(vocabulary {r.vocabulary.name}) with {method.name}")
+    evaluator = Evaluator(clip, FeatureCache(s.cache_dir), progress=s.progress)
+    t0 = time.time()
+    before = _measure(evaluator, r, others)
+    seconds["evaluation"] += time.time() - t0
+    data = ConceptData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
+                       progress=s.progress, concept=r)
+    if r.retain is not None:  # pseudo-labels: the original model's top-1 among the kept names
+        kept = [i for i in range(len(r.classnames)) if i not in set(r.concepts)]
+        logits = evaluator.evaluate(r.retain.images, list(r.vocabulary.templates)).logits
+        data.retain_labels = torch.tensor(np.asarray(kept)[logits[:, kept].argmax(1)])
+    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
+                  progress=lambda row: _info(format_step(row)))
+    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
+    t0 = time.time()
+    trace = method.run(ctx)
+    seconds["generation"] = data.seconds["generation"]
+    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
+    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+    t0 = time.time()
+    after = _measure(evaluator, r, others)
+    seconds["evaluation"] += time.time() - t0
+    syn = data.synthetic
+    syn_after = None
+    if syn is not None:
+        from ..evaluation import image_scores
+        from ..synthetic import save_synthetic
+
+        syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
+        save_synthetic(syn, run / "synthetic.safetensors")
+    clip.save(run / "model.safetensors")
+    agreement = None
+    if r.retain is not None:
+        agreement = float((before["retain_top1"] == after["retain_top1"]).mean())
+    datasets = {k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]}
+    score = None
+    if before.get("concept"):
+        kept_pairs = [(v["before"], v["after"]) for v in datasets.values() if v["before"] > 0]
+        if agreement is not None:
+            kept_pairs.append((1.0, agreement))
+        score = avg_score((before["concept"], after["concept"]), kept_pairs)
+    measured = {"concept images": None if r.images is None else {
+        "folder": s.images, "n": len(r.images.images), "skipped": len(r.images.skipped),
+        "skipped_files": r.images.skipped[:20]},
+        "retain images": None if r.retain is None else {
+        "folder": s.retain_images, "n": len(r.retain.images), "skipped": len(r.retain.skipped),
+        "skipped_files": r.retain.skipped[:20]},
+        "synthetic images": None if syn is None else {"n": len(syn)},
+        "other datasets": {d.name: len(d) for d in others}}
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "task": "concept",
+        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
+        "method": method.name,
+        "preset": s.preset,
+        "ablation": s.ablation,
+        "zero_shot": method.zero_shot(method.data_kinds),
+        "concepts": names,
+        "vocabulary": {"name": r.vocabulary.name, "names": len(r.vocabulary.names), "source": r.vocabulary.source,
+                       "templates": len(r.vocabulary.templates), "concepts_in_vocabulary": r.in_vocabulary},
+        "measured": measured,
+        # the class-run fields: the target is the share of the user's photos called by a concept (None
+        # without --images), "other classes" the retain photos' agreement with the original model
+        "dataset": f"concept ({r.vocabulary.name})",
+        "classes": names,
+        "target_before": before.get("concept"),
+        "target_after": after.get("concept"),
+        "per_target": {},
+        "other_classes_before": 1.0 if agreement is not None else None,
+        "other_classes_after": agreement,
+        "datasets": datasets,
+        "avg_score": score,
+        "avg_score_excluded": [],
+        "data_seen": ctx.data_seen,
+        "retrieval": None,
+        "template_change": None,
+        "error_analysis": None,
+        "synthetic_acc_before": data.synthetic_scores_before[0] if data.synthetic_scores_before else None,
+        "synthetic_acc_after": syn_after[0] if syn_after else None,
+        "synthetic_prob_after": syn_after[1] if syn_after else None,
+        "synthetic": None if syn is None else {
+            "n": len(syn), "accepted": int(syn.accepted.sum()), "mean_prob": float(syn.probs.mean()),
+            "final_threshold": syn.final_threshold, "source": "generated"},
+        **trace_results(trace),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "settings": dict(asdict(s)),
+        "method_config": config_json(method.config),
+        "torch": torch.__version__,
+        "clipunlearn": __version__,
+    }
+    write_json(run / "results.json", results)
+    from .report import write_report
+
+    write_report(run)
+    return results
+
+
+__all__ = ["ConceptData", "ConceptRequest", "ConceptSettings", "build_request", "forget_concept"]
