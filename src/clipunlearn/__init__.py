@@ -1,4 +1,5 @@
-"""clipunlearn: make a CLIP model forget a class without its training data, and prove it."""
+"""clipunlearn: make a CLIP model forget a class, a named concept or a subgroup without its training
+data, and prove it."""
 from __future__ import annotations
 
 import logging as _logging
@@ -14,7 +15,15 @@ from .evaluation import Evaluator, FeatureCache
 from .methods import get_method, method_names
 from .models import Clip, load_clip, tensor_catalogue
 from .models.zoo import register_with_open_clip as _register
-from .runs import ForgetSettings, forget
+from .runs import (
+    ConceptSettings,
+    ForgetSettings,
+    SubgroupSettings,
+    forget,
+    forget_concept,
+    forget_subgroup,
+    merge_runs,
+)
 from .synthetic import (
     GenerationConfig,
     generate_synthetic,
@@ -24,6 +33,7 @@ from .synthetic import (
 
 _register()  # zoo architectures become open_clip model names on import
 
-__all__ = ["Clip", "ClipUnlearnError", "Evaluator", "FeatureCache", "ForgetSettings", "GenerationConfig",
-           "evaluate", "forget", "generate", "generate_synthetic", "get_method", "load_clip", "load_image_set",
+__all__ = ["Clip", "ClipUnlearnError", "ConceptSettings", "Evaluator", "FeatureCache", "ForgetSettings",
+           "GenerationConfig", "SubgroupSettings", "evaluate", "forget", "forget_concept", "forget_subgroup",
+           "generate", "merge_runs", "generate_synthetic", "get_method", "load_clip", "load_image_set",
            "load_synthetic", "method_names", "resolve_device", "save_synthetic", "tensor_catalogue"]
