@@ -436,23 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="make a synthetic forget set from class names")
     _model_args(p)
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
-    g = p.add_argument_group("subgroup requests (CVPR'25): forget one subgroup of a coarse class")
-    g.add_argument("--setting", default=None, help="a shipped subgroup setting (clipunlearn subgroups lists them)")
-    g.add_argument("--forget-subgroup", default=None, help="class(es) of --dataset to forget, comma-separated")
-    g.add_argument("--retain-subgroups", default=None, help="classes of --dataset to keep (their train images "
-                   "are the retain set), comma-separated")
-    g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
-    g.add_argument("--labels", default=None, help="labels the classifier chooses among, comma-separated "
-                   "(default: 14 everyday coarse labels)")
-    c = p.add_argument_group("concept requests: forget a name, in no dataset needed")
-    c.add_argument("--concept", action="append", default=[], help="a name to forget (repeatable)")
-    c.add_argument("--vocabulary", default="imagenet", help="the names to keep: imagenet (1000 names, 80 templates), "
-                   "zoo (the mini zoo's training names), a dataset's name, or a text file of names")
-    c.add_argument("--images", default=None, help="a folder of your photos of the concept (no labels): measured "
-                   "before and after, and given to methods allowed real forget images")
-    c.add_argument("--retain-images", default=None, help="a folder of photos to keep (no labels)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True, help="comma-separated class names, as in the dataset")
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--out", required=True, help="file to write (.safetensors; a .png grid is written beside it)")
     p.add_argument("--threshold", type=float, default=None, help="acceptance probability (default 0.7 ResNet, 0.9 ViT)")
