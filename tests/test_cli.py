@@ -162,6 +162,33 @@ def test_zoo_train_on_a_slice(data_slice, tmp_path, capsys):
                  "--data-root", str(data_slice), "--quiet"]) == 0
 
 
+def test_zoo_train_exclude_leaves_every_image_of_the_class_out(data_slice, tmp_path, capsys):
+    """The oracle of clipunlearn audit: no train image of the excluded class reaches training."""
+    from clipunlearn.models import load_clip
+    from clipunlearn.zoo.train import decode_split, excluded_classes
+
+    clip = load_clip("mini-rn", pretrained="none")
+    names = excluded_classes(["caltech101:motorbike"], str(data_slice))
+    assert names == ["motorbike"]
+    (name, images, pixels, labels), = decode_split(clip, str(data_slice), "train", datasets=["caltech101"],
+                                                  exclude=names)
+    motorbike = images.classnames.index("motorbike")
+    assert motorbike not in labels.tolist() and len(pixels) == len(labels) == 3 * 6
+    out = tmp_path / "oracle.safetensors"
+    assert main(["zoo", "train", "mini-rn", "--data-root", str(data_slice), "--datasets", "caltech101,cifar10",
+                 "--epochs", "1", "--exclude", "caltech101:motorbike", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["train_images"] == 42 - 6
+    assert record["excluded"] == {"classes": ["motorbike"], "train_images_removed": {"caltech101": 6}}
+    capsys.readouterr()
+    assert main(["zoo", "train", "mini-rn", "--data-root", str(data_slice), "--exclude", "caltech101:motorbik",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "Did you mean 'motorbike'" in capsys.readouterr().err
+    assert main(["zoo", "train", "mini-rn", "--data-root", str(data_slice), "--exclude", "motorbike",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "DATASET:CLASS" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_sigterm_leaves_no_partial_run(data_slice, tmp_path):
     """A cluster's preemption (SIGTERM) in the middle of a run removes the hidden staging folder."""

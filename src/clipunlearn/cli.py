@@ -114,9 +114,11 @@ def cmd_zoo_train(args) -> int:
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
     from .data import split_names
+    from .zoo.train import excluded_classes
 
+    exclude = excluded_classes(list(args.exclude), args.data_root)
     record = train_zoo_model(args.name, args.data_root, out, recipe, log=print,
-                             datasets=split_names(args.datasets) or None)
+                             datasets=split_names(args.datasets) or None, exclude=exclude)
     write_json(out.with_suffix(".json"), record)
     print(f"trained {args.name} on {record['train_images']} images of {len(record['datasets'])} datasets "
           f"in {record['train_seconds']:.0f}s (+{record['decode_seconds']:.0f}s decoding); weights: {out}")
@@ -422,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--seed", type=int, default=None)
     z.add_argument("--datasets", default=None, help="train on these datasets only (default: all eight)")
+    z.add_argument("--exclude", action="append", default=[], metavar="DATASET:CLASS",
+                   help="leave every train image of this class out (in every dataset with that class name): an "
+                        "oracle that never saw it, for clipunlearn audit (repeatable)")
     z.add_argument("--overwrite", action="store_true")
     z.set_defaults(func=cmd_zoo_train)
 

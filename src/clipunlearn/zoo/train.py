@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import dataset_names, load_image_set
+from ..errors import ClipUnlearnError
 from ..models.factory import Clip, load_clip
 
 TRAIN_TEMPLATES = (
@@ -72,11 +73,29 @@ class _Decode(Dataset):
         return (x * 255).round().to(torch.uint8)
 
 
-def decode_split(clip: Clip, data_root, split: str, workers: int = 2, datasets=None):
-    """All images of ``split`` of each dataset (default: all registered) as uint8 at the model's input size."""
+def excluded_classes(items: list[str], data_root) -> list[str]:
+    """``DATASET:CLASS`` items (``clipunlearn zoo train --exclude``) checked against the data: the class
+    names to leave out of training, in every dataset where the name appears (an oracle that never saw
+    the class)."""
+    names = []
+    for item in items:
+        dataset, sep, name = item.partition(":")
+        if not sep or not name.strip():
+            raise ClipUnlearnError(f"--exclude {item!r} is not DATASET:CLASS, e.g. --exclude caltech101:minaret.")
+        load_image_set(dataset.strip(), data_root, "train").class_index(name.strip())  # a miss suggests names
+        names.append(name.strip())
+    return list(dict.fromkeys(names))
+
+
+def decode_split(clip: Clip, data_root, split: str, workers: int = 2, datasets=None, exclude: list[str] = ()):
+    """All images of ``split`` of each dataset (default: all registered) as uint8 at the model's input
+    size, without the images of the classes named in ``exclude`` (in any dataset)."""
     out = []
     for name in datasets or dataset_names():
         images = load_image_set(name, data_root, split)
+        gone = [i for i, c in enumerate(images.classnames) if c in set(exclude)]
+        if gone:
+            images = images.subset(exclude=gone)
         loader = DataLoader(_Decode(images, clip.image_transform()), batch_size=256, num_workers=workers)
         pixels = torch.cat(list(loader))
         out.append((name, images, pixels, torch.tensor(images.labels)))
@@ -124,8 +143,10 @@ def zero_shot_top1(clip: Clip, splits, batch_size: int = 512) -> dict[str, float
 
 
 def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
-                    log=print, datasets: list[str] | None = None) -> dict:
-    """Train zoo model ``name`` from scratch; write its weights to ``out``; return the training record."""
+                    log=print, datasets: list[str] | None = None, exclude: list[str] = ()) -> dict:
+    """Train zoo model ``name`` from scratch; write its weights to ``out``; return the training record.
+    ``exclude``: class names whose train images are all left out (the test splits stay whole, so the
+    record shows how the model does on what it never saw)."""
     recipe = recipe or RECIPES[name]
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
@@ -139,8 +160,9 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     t0 = time.time()
     for d in datasets or dataset_names():  # every folder found before any work
         load_image_set(d, data_root, "train")
-    train = decode_split(clip, data_root, "train", datasets=datasets)
+    train = decode_split(clip, data_root, "train", datasets=datasets, exclude=list(exclude))
     test = decode_split(clip, data_root, "test", datasets=datasets)
+    removed = {n: len(load_image_set(n, data_root, "train")) - len(p) for n, _, p, _ in train}
     t_decode = time.time() - t0
     n_train = sum(len(p) for _, _, p, _ in train)
     log(f"decoded {n_train} train and {sum(len(p) for _, _, p, _ in test)} test images of "
@@ -221,6 +243,7 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         "recipe": asdict(recipe),
         "train_images": n_train,
         "datasets": [n for n, *_ in train],
+        "excluded": {"classes": list(exclude), "train_images_removed": {k: v for k, v in removed.items() if v}},
         "steps": step,
         "decode_seconds": round(t_decode, 1),
         "train_seconds": round(train_seconds, 1),
