@@ -45,6 +45,7 @@ from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
 from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
 from .results import SCHEMA_VERSION
+from .spec import file_hash
 
 log = logging.getLogger("clipunlearn")
 
@@ -270,6 +271,7 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": dict(asdict(s)),
         "method_config": config_json(method.config),
+        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
         "torch": torch.__version__,
         "clipunlearn": __version__,
     }

@@ -45,6 +45,7 @@ from ..models import Clip, load_clip, resolve_device
 from ..training import Trace
 from .data import RunData, train_split
 from .results import SCHEMA_VERSION
+from .spec import file_hash
 
 log = logging.getLogger("clipunlearn")
 _RUN_LOGS: list[logging.Handler] = []  # the log.txt of the run in progress
@@ -297,6 +298,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "settings": dict(asdict(s)),
         "method_config": config_json(method.config),
         "generation_config": syn.config if syn is not None else None,
+        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
         "torch": torch.__version__,
         "clipunlearn": __version__,
     }

@@ -49,6 +49,7 @@ from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
 from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
 from .results import SCHEMA_VERSION
+from .spec import file_hash
 
 
 @dataclass
@@ -329,6 +330,7 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
         "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
         "settings": {**asdict(s), "setting": setting.name},
         "method_config": config_json(method.config),
+        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
         "torch": torch.__version__,
         "clipunlearn": __version__,
     }
