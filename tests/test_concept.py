@@ -56,8 +56,13 @@ def test_image_folder_skips_and_counts_unreadable_files(data_slice, tmp_path):
 
 def test_a_concept_in_the_vocabulary_is_forgotten_where_it_stands(data_slice, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="clipunlearn")
-    r = build_request(ConceptSettings("mini-rn", ["motorbike", "Mickey Mouse"], str(tmp_path / "r"),
-                                      vocabulary="caltech101", data_root=str(data_slice)))
+    logger = logging.getLogger("clipunlearn")  # the CLI may have stopped it propagating to the root
+    logger.addHandler(caplog.handler)
+    try:
+        r = build_request(ConceptSettings("mini-rn", ["motorbike", "Mickey Mouse"], str(tmp_path / "r"),
+                                          vocabulary="caltech101", data_root=str(data_slice)))
+    finally:
+        logger.removeHandler(caplog.handler)
     names = load_image_set("caltech101", str(data_slice), "test").classnames
     assert r.classnames == [*names, "Mickey Mouse"] and r.concepts == [names.index("motorbike"), len(names)]
     assert r.in_vocabulary == ["motorbike"] and "forgotten where it stands" in caplog.text
