@@ -310,7 +310,10 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         models = sorted({c["model"] for t in layout["tables"] for c in t["cells"]})
         ids = {c["run_id"] for t in layout["tables"] for c in t["cells"]}
         finished = ids & set(df["run_id"])
-        lines += [f"Cells made by `clipunlearn benchmark --suite {layout['suite']} --model {','.join(models)} --out "
+        from .suite import shipped_suites
+
+        suite_arg = layout["suite"] if layout["suite"] in shipped_suites() else layout.get("source", layout["suite"])
+        lines += [f"Cells made by `clipunlearn benchmark --suite {suite_arg} --model {','.join(models)} --out "
                   f"{root}` ({len(finished)} of {len(ids)} cells finished"
                   + ("" if len(finished) == len(ids) else "; rerunning that command runs the rest, and tables show "
                      "what is finished") + ").", ""]
