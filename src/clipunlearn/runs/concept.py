@@ -25,27 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data import ImageSet, load_image_set
 from ..data.vocabularies import FolderImages, Vocabulary, image_folder, load_vocabulary
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
-from ..io import check_output_free, staged_dir, write_json
+from ..io import check_output_free, staged_dir
 from ..methods import (
-    ForgetContext,
     ForgetRequest,
     ImageBatch,
-    Knobs,
     Method,
-    config_json,
     get_method,
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
-from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
-from .results import SCHEMA_VERSION
-from .spec import file_hash
+from .pipeline import _info, run_log, run_method, sigterm_as_interrupt, write_run
 
 log = logging.getLogger("clipunlearn")
 
@@ -195,14 +189,7 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         kept = [i for i in range(len(r.classnames)) if i not in set(r.concepts)]
         logits = evaluator.evaluate(r.retain.images, list(r.vocabulary.templates)).logits
         data.retain_labels = torch.tensor(np.asarray(kept)[logits[:, kept].argmax(1)])
-    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
-                  progress=lambda row: _info(format_step(row)))
-    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
-    t0 = time.time()
-    trace = method.run(ctx)
-    seconds["generation"] = data.seconds["generation"]
-    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
-    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+    trace, ctx = run_method(method, clip, request, data, s.seed, s.max_epochs, s.generation_max_steps, seconds)
     t0 = time.time()
     after = _measure(evaluator, r, others)
     seconds["evaluation"] += time.time() - t0
@@ -214,7 +201,6 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
 
         syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
         save_synthetic(syn, run / "synthetic.safetensors")
-    clip.save(run / "model.safetensors")
     agreement = None
     if r.retain is not None:
         agreement = float((before["retain_top1"] == after["retain_top1"]).mean())
@@ -233,14 +219,8 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         "skipped_files": r.retain.skipped[:20]},
         "synthetic images": None if syn is None else {"n": len(syn)},
         "other datasets": {d.name: len(d) for d in others}}
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
+    return write_run(run, clip, method, s.preset, s.ablation, ctx, trace, seconds, dict(asdict(s)), {
         "task": "concept",
-        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
-        "method": method.name,
-        "preset": s.preset,
-        "ablation": s.ablation,
-        "zero_shot": method.zero_shot(method.data_kinds),
         "concepts": names,
         "vocabulary": {"name": r.vocabulary.name, "names": len(r.vocabulary.names), "source": r.vocabulary.source,
                        "templates": len(r.vocabulary.templates), "concepts_in_vocabulary": r.in_vocabulary},
@@ -257,7 +237,6 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         "datasets": datasets,
         "avg_score": score,
         "avg_score_excluded": [],
-        "data_seen": ctx.data_seen,
         "retrieval": None,
         "template_change": None,
         "error_analysis": None,
@@ -267,19 +246,7 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         "synthetic": None if syn is None else {
             "n": len(syn), "accepted": int(syn.accepted.sum()), "mean_prob": float(syn.probs.mean()),
             "final_threshold": syn.final_threshold, "source": "generated"},
-        **trace_results(trace),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "settings": dict(asdict(s)),
-        "method_config": config_json(method.config),
-        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
-        "torch": torch.__version__,
-        "clipunlearn": __version__,
-    }
-    write_json(run / "results.json", results)
-    from .report import write_report
-
-    write_report(run)
-    return results
+    })
 
 
 __all__ = ["ConceptData", "ConceptRequest", "ConceptSettings", "build_request", "forget_concept"]

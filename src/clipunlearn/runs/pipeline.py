@@ -185,6 +185,52 @@ def trace_results(trace: Trace) -> dict[str, Any]:
     }
 
 
+def run_method(method: Method, clip: Clip, request: ForgetRequest, data: RunData, seed: int, max_epochs: int | None,
+               max_steps: int | None, seconds: dict[str, float]) -> tuple[Trace, ForgetContext]:
+    """Hand ``method`` its context over ``data`` and run it; ``seconds`` gets the generation and
+    forgetting times; what it saw and why it stopped go to the log."""
+    knobs = Knobs(seed=seed, max_epochs=max_epochs, max_steps=max_steps, device=str(clip.device),
+                  progress=lambda row: _info(format_step(row)))
+    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
+    t0 = time.time()
+    trace = method.run(ctx)
+    seconds["generation"] = data.seconds["generation"]
+    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
+    for kind, seen in ctx.data_seen.items():
+        _info(f"{kind}: {seen['n']} images ({seen['source']})")
+    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+    return trace, ctx
+
+
+def write_run(run: Path, clip: Clip, method: Method, preset: str, ablation: str | None, ctx: ForgetContext,
+              trace: Trace, seconds: dict[str, float], settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """Save the model, then results.json (the fields every run has around the request's own ``fields``)
+    and report.md; returns the results."""
+    clip.save(run / "model.safetensors")
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
+        "method": method.name,
+        "preset": preset,
+        "ablation": ablation,
+        "zero_shot": method.zero_shot(method.data_kinds),
+        **fields,
+        "data_seen": ctx.data_seen,
+        **trace_results(trace),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "settings": settings,
+        "method_config": config_json(method.config),
+        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
+        "torch": torch.__version__,
+        "clipunlearn": __version__,
+    }
+    write_json(run / "results.json", results)
+    from .report import write_report
+
+    write_report(run)
+    return results
+
+
 def format_step(row: dict[str, Any]) -> str:
     """One progress line from whatever a trace step carries."""
     parts = [f"epoch {row.get('epoch', 0):2d}"]
@@ -230,16 +276,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
 
     data = RunData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
                    synthetic_file=s.synthetic, progress=s.progress, synthetic_cache=s.synthetic_cache)
-    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
-                  progress=lambda row: _info(format_step(row)))
-    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
-    t0 = time.time()
-    trace: Trace = method.run(ctx)
-    seconds["generation"] = data.seconds["generation"]
-    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
-    for kind, seen in ctx.data_seen.items():
-        _info(f"{kind}: {seen['n']} images ({seen['source']})")
-    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+    trace, ctx = run_method(method, clip, request, data, s.seed, s.max_epochs, s.generation_max_steps, seconds)
 
     t0 = time.time()
     after = _measure(evaluator, t, s)
@@ -257,7 +294,6 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
 
         syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
         save_synthetic(syn, run / "synthetic.safetensors")
-    clip.save(run / "model.safetensors")
     tc = None
     if s.template_change:
         tb, ta = before["template_change"], after["template_change"]
@@ -265,13 +301,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         tc = {"templates": tb["templates"], "before": {k: v for k, v in tb.items() if k != "templates"},
               "after": {k: v for k, v in ta.items() if k != "templates"}, "avg_score": tc_score,
               "avg_score_excluded": tc_excluded}
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
-        "method": method.name,
-        "preset": s.preset,
-        "ablation": s.ablation,
-        "zero_shot": method.zero_shot(method.data_kinds),
+    return write_run(run, clip, method, s.preset, s.ablation, ctx, trace, seconds, dict(asdict(s)), {
         "dataset": request.dataset,
         "classes": request.class_names,
         "target_before": b["target"],
@@ -282,7 +312,6 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "datasets": {k: {"before": b["datasets"][k], "after": a["datasets"][k]} for k in b["datasets"]},
         "avg_score": avg,
         "avg_score_excluded": excluded,
-        "data_seen": ctx.data_seen,
         "retrieval": {"before": before["retrieval"], "after": after["retrieval"]} if s.retrieval else None,
         "template_change": tc,
         "error_analysis": error_analysis(before["logits"], after["logits"], t),
@@ -292,22 +321,10 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
         "synthetic": None if syn is None else {
             "n": len(syn), "accepted": int(syn.accepted.sum()), "mean_prob": float(syn.probs.mean()),
             "final_threshold": syn.final_threshold, "source": s.synthetic or "generated"},
-        **trace_results(trace),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
-        "settings": dict(asdict(s)),
-        "method_config": config_json(method.config),
         "generation_config": syn.config if syn is not None else None,
-        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
-        "torch": torch.__version__,
-        "clipunlearn": __version__,
-    }
-    write_json(run / "results.json", results)
-    from .report import write_report
-
-    write_report(run)
-    return results
+    })
 
 
-__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log",
-           "sigterm_as_interrupt", "trace_results"]
+__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log", "run_method",
+           "sigterm_as_interrupt", "trace_results", "write_run"]

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
 from ..data import ImageSet
 from ..data.subgroups import SubgroupSetting, check_setting, column_images, get_setting
 from ..errors import ClipUnlearnError
@@ -34,22 +33,17 @@ from ..evaluation.subgroups import (
     subgroup_retrieval,
     subgroup_score,
 )
-from ..io import check_output_free, staged_dir, write_json
+from ..io import check_output_free, staged_dir
 from ..methods import (
-    ForgetContext,
     ForgetRequest,
     ImageBatch,
-    Knobs,
     Method,
-    config_json,
     get_method,
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
-from .pipeline import _info, format_step, run_log, sigterm_as_interrupt, trace_results
-from .results import SCHEMA_VERSION
-from .spec import file_hash
+from .pipeline import _info, run_log, run_method, sigterm_as_interrupt, write_run
 
 
 @dataclass
@@ -267,16 +261,7 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
 
     data = SubgroupData(clip, s.data_root, seed=s.seed, n_per_class=s.n_per_class, max_steps=s.generation_max_steps,
                         progress=s.progress, setting=setting)
-    knobs = Knobs(seed=s.seed, max_epochs=s.max_epochs, max_steps=s.generation_max_steps, device=str(clip.device),
-                  progress=lambda row: _info(format_step(row)))
-    ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
-    t0 = time.time()
-    trace = method.run(ctx)
-    seconds["generation"] = data.seconds["generation"]
-    seconds["forgetting"] = max(0.0, time.time() - t0 - data.seconds["generation"])
-    for kind, seen in ctx.data_seen.items():
-        _info(f"{kind}: {seen['n']} images ({seen['source']})")
-    _info(f"stopped: {trace.stopped_because} after {trace.epochs} epochs ({seconds['forgetting']:.1f}s)")
+    trace, ctx = run_method(method, clip, request, data, s.seed, s.max_epochs, s.generation_max_steps, seconds)
 
     t0 = time.time()
     after = _measure(evaluator, t, s)
@@ -285,7 +270,6 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
     score, excluded = subgroup_score(t, before, after)
     if score is None:
         _info("the model never recognised the forgotten subgroup before forgetting: the Score is undefined")
-    clip.save(run / "model.safetensors")
     b, a = before["columns"], after["columns"]
     keep_cols = [c.name for c, _ in t.columns if c.role == "keep" and c.name != "retain"]
     datasets = {**{k: {"before": b[k], "after": a[k]} for k in keep_cols},
@@ -293,14 +277,9 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
     others = [(v["before"], v["after"]) for v in [{"before": b["retain"], "after": a["retain"]}, *datasets.values()]
               if v["before"] > 0]
     wacv = avg_score((b["target"], a["target"]), others) if b["target"] > 0 else None
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
+    return write_run(run, clip, method, s.preset, s.ablation, ctx, trace, seconds,
+                     {**asdict(s), "setting": setting.name}, {
         "task": "subgroup",
-        "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
-        "method": method.name,
-        "preset": s.preset,
-        "ablation": s.ablation,
-        "zero_shot": method.zero_shot(method.data_kinds),
         "setting": setting.to_json(),
         "prepared": prepared,  # how the model was made ready for the setting before "before" (None: as loaded)
         # the class-run fields, so that every reader of runs reads this one: the target is the forgotten
@@ -320,25 +299,12 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
         "ratio_score_excluded": excluded,
         "avg_score": wacv,
         "avg_score_excluded": [],
-        "data_seen": ctx.data_seen,
         "retrieval": {"before": before["retrieval"], "after": after["retrieval"],
                       "database": database_paths(t)} if s.retrieval else None,
         "template_change": None,
         "error_analysis": None,
-        **trace_results(trace),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "feature_cache": {"folder": s.cache_dir, "hits": evaluator.cache.hits, "misses": evaluator.cache.misses},
-        "settings": {**asdict(s), "setting": setting.name},
-        "method_config": config_json(method.config),
-        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
-        "torch": torch.__version__,
-        "clipunlearn": __version__,
-    }
-    write_json(run / "results.json", results)
-    from .report import write_report
-
-    write_report(run)
-    return results
+    })
 
 
 def setting_from_flags(setting: str | None, dataset: str | None, forget: list[str], retain: list[str],
