@@ -207,7 +207,8 @@ def cmd_methods(args) -> int:
     for r in rows:
         print(f"{r['name']:<12} {r['zero_shot']:<8} {r['title']}")
         print(f"{'':<12} needs: {', '.join(r['needs']) or 'nothing but class names'}; presets: "
-              f"{', '.join(r['presets'])}; ablations: {', '.join(r['ablations']) or 'none'}")
+              f"{', '.join(r['presets'])}; ablations: {', '.join(r['ablations']) or 'none'}"
+              + ("" if len(r["families"]) > 1 else f"; image towers: {', '.join(r['families'])} only"))
     print("\ndata kinds: " + "; ".join(f"{k}: {v}" for k, v in DATA_KINDS.items()))
     return 0
 
@@ -320,6 +321,18 @@ def cmd_merge(args) -> int:
     clip = merge_runs(args.runs, args.out, args.how, args.overwrite)
     print(f"merged {len(args.runs)} runs of {clip.arch} ({args.how} of their changes) into {args.out}; evaluate it "
           f"with: clipunlearn eval --model {clip.arch} --weights {args.out} --datasets ...")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from .audit import audit_run
+
+    _setup_logging(args.quiet)
+    audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
+                      overwrite=args.overwrite, seed=args.seed)
+    for v in audit["verdict"]:
+        print(f"{v['attack']:<11} {v['verdict']:<16} {v['figure']}  [{v['threshold']}]")
+    print(f"audit written to {Path(args.run) / 'audit'} (audit.md, audit.json, plots)")
     return 0
 
 
@@ -505,6 +518,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean of the runs' changes (the paper's merge) or their sum (task arithmetic)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("audit", help="attack a forget run's model: does the class come back? (RUN/audit/)")
+    p.add_argument("run", help="a run folder written by clipunlearn forget (a class run)")
+    p.add_argument("--oracle", default=None, help="weights of the same architecture trained without the class "
+                                                  "(clipunlearn zoo train MODEL --exclude DATASET:CLASS)")
+    p.add_argument("--attacks", default=None, help="comma-separated: prompts,images,probe,relearning,mia,oracle "
+                                                   "(default: all; oracle only with --oracle)")
+    p.add_argument("--data-root", default=None, help="default: the run's data root, else $CLIPUNLEARN_DATA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace RUN/audit if it exists")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("subgroups", help="list the shipped subgroup settings (CVPR'25 in-domain, cross-domain)")
     p.set_defaults(func=cmd_subgroups)

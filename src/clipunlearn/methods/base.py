@@ -63,7 +63,7 @@ class Method:
     def describe(cls) -> dict[str, Any]:
         """What ``clipunlearn methods --json`` prints for this method."""
         return {"name": cls.name, "title": cls.title, "needs": sorted(cls.needs), "zero_shot": cls.zero_shot(),
-                "presets": sorted(cls.presets), "ablations": sorted(cls.ablations)}
+                "presets": sorted(cls.presets), "ablations": sorted(cls.ablations), "families": list(cls.families)}
 
     @classmethod
     def zero_shot(cls, kinds: frozenset[str] | None = None) -> str:
