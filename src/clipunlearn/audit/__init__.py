@@ -1,0 +1,99 @@
+"""``clipunlearn audit RUN_DIR``: evidence that a forgotten class is gone, not just hidden from one prompt.
+
+:func:`audit_run` reads a class run folder, loads the original, the forgotten and (optionally) an oracle
+model that never saw the class, runs the attacks of :mod:`.attacks` and writes ``RUN_DIR/audit/``
+(``audit.json``, ``audit.md``, plots) through a staging folder, so a killed audit leaves nothing
+half-written. ``docs/audit.md`` describes each attack and the thresholds of :class:`Thresholds`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ClipUnlearnError, unknown
+from ..io import check_output_free, staged_dir
+from .attacks import ATTACKS, NEEDS_TRAIN
+from .case import RELEARN_KS, RELEARN_STEPS, load_case, read_run
+from .verdict import Thresholds, verdicts
+
+log = logging.getLogger("clipunlearn")
+
+
+def resolve_attacks(attacks: str | Sequence[str] | None, has_oracle: bool) -> list[str]:
+    """The attacks to run, in :data:`ATTACKS` order: all (``oracle`` only with an oracle) when None."""
+    if attacks is None:
+        return [a for a in ATTACKS if a != "oracle" or has_oracle]
+    names = [a.strip() for a in (attacks.split(",") if isinstance(attacks, str) else attacks) if a.strip()]
+    if not names:
+        raise ClipUnlearnError(f"--attacks names no attack. Pass some of: {', '.join(ATTACKS)}.")
+    for a in names:
+        if a not in ATTACKS:
+            raise unknown("attack", a, ATTACKS)
+    if "oracle" in names and not has_oracle:
+        raise ClipUnlearnError("The attack 'oracle' needs an oracle model. Pass --oracle FILE, or leave 'oracle' "
+                               "out of --attacks.")
+    return [a for a in ATTACKS if a in names]
+
+
+def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | None = None,
+              attacks: str | Sequence[str] | None = None, data_root: str | None = None,
+              out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+              thresholds: Thresholds | None = None, seed: int = 0,
+              relearn_ks: Sequence[int] = RELEARN_KS, relearn_steps: int = RELEARN_STEPS) -> dict[str, Any]:
+    """Audit the run in ``run_dir``; write ``out`` (default ``run_dir/audit``) and return audit.json's dict.
+
+    Every input is checked before any compute: the run (a class run whose model file matches its
+    recorded sha256), the oracle's architecture, the attack names and the output folder (never
+    overwritten unless ``overwrite``).
+    """
+    th = thresholds or Thresholds()
+    if relearn_steps < 1 or not relearn_ks or any(int(k) < 1 for k in relearn_ks):
+        raise ClipUnlearnError(f"Relearning needs k >= 1 images and at least 1 step, got ks={list(relearn_ks)}, "
+                               f"steps={relearn_steps}. Pass positive numbers.")
+    info = read_run(run_dir)
+    names = resolve_attacks(attacks, oracle is not None)
+    target = Path(out) if out is not None else info.run_dir / "audit"
+    check_output_free(target, overwrite, "audit folder")
+    case = load_case(info, oracle, data_root, need_train=any(a in NEEDS_TRAIN for a in names), seed=seed,
+                     relearn_ks=tuple(relearn_ks), relearn_steps=relearn_steps)
+    results: dict[str, Any] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    t_cpu, t_wall = time.process_time(), time.time()
+    splits = ["test", "train"] if case.train is not None else ["test"]
+    for model in case.models:  # the image features every attack shares, computed once and timed apart
+        for split in splits:
+            case.features(model, split)
+    seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+    for name in names:
+        t_cpu, t_wall = time.process_time(), time.time()
+        log.info("audit: %s ...", name)
+        results[name] = ATTACKS[name](case)
+        seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+        log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
+    audit: dict[str, Any] = {
+        "run": {"folder": str(info.run_dir), "model": info.model, "pretrained": info.pretrained,
+                "method": info.method, "dataset": info.dataset, "classes": info.classes,
+                "model_sha256_checked": info.hash_checked},
+        "oracle": str(oracle) if oracle is not None else None,
+        "models": list(case.models),
+        "attacks": names,
+        "thresholds": th.to_json(),
+        "verdict": verdicts(results, th),
+        "results": results,
+        "seconds": seconds,
+        "seed": seed,
+        "clipunlearn": __version__,
+    }
+    from .report import write_audit
+
+    with staged_dir(target, overwrite) as folder:
+        write_audit(folder, audit)
+    return audit
+
+
+__all__ = ["ATTACKS", "Thresholds", "audit_run", "resolve_attacks"]

@@ -1,0 +1,220 @@
+"""``clipunlearn audit``: the attacks' scores on cases whose answer is known by construction, the bad-input
+errors, and an end-to-end audit of a tiny Lip run on the data slice."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from clipunlearn.audit import Thresholds, audit_run, resolve_attacks
+from clipunlearn.audit.attacks import augmented_pixels, relearn_curve, synonyms
+from clipunlearn.audit.case import load_case, read_run
+from clipunlearn.audit.scores import (
+    classifier_auc,
+    mean_kl,
+    membership_scores,
+    probe_auc,
+    threshold_auc,
+)
+from clipunlearn.audit.verdict import NOT_RECOVERED, RECOVERED, UNDEFINED, verdicts
+from clipunlearn.cli import main
+from clipunlearn.errors import ClipUnlearnError, UnknownNameError
+from clipunlearn.evaluation import zero_shot_classifier
+from clipunlearn.models import load_clip
+from clipunlearn.runs import ForgetSettings, forget
+
+SMALL = dict(relearn_ks=(1, 2), relearn_steps=2, thresholds=Thresholds(relearn_k=2, relearn_steps=2))
+
+
+# --- pure scores, answers known by construction ------------------------------------------------
+
+def test_probe_auc_is_high_on_separable_features_and_chance_on_random_ones():
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.r_[np.ones(30), np.zeros(90)], np.r_[np.ones(20), np.zeros(60)]
+    x_train, x_test = rng.normal(size=(120, 16)), rng.normal(size=(80, 16))
+    assert 0.3 < probe_auc(x_train, y_train, x_test, y_test) < 0.7  # labels carry no signal
+    x_train[:, 0] += 4 * y_train
+    x_test[:, 0] += 4 * y_test
+    assert probe_auc(x_train, y_train, x_test, y_test) > 0.99  # one direction separates the class
+    with pytest.raises(ClipUnlearnError, match="both sides"):
+        probe_auc(x_train, np.zeros(120), x_test, y_test)
+
+
+def test_membership_aucs_match_sklearn_and_see_a_loss_gap():
+    rng = np.random.default_rng(1)
+    member = np.r_[np.ones(40, int), np.zeros(40, int)]
+    loss = rng.uniform(size=80)
+    assert threshold_auc(member, loss) == pytest.approx(roc_auc_score(member, -loss))
+    gap = loss + 3.0 * (1 - member)  # non-members' losses are all higher: a perfect attack
+    assert threshold_auc(member, gap) == 1.0
+    feats = np.stack([gap, np.exp(-gap), rng.normal(size=80)], 1)
+    assert classifier_auc(member, feats) > 0.95
+    noise = rng.normal(size=(80, 3))
+    assert 0.2 < classifier_auc(member, noise) < 0.8
+
+
+def test_membership_scores_and_kl():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    s = membership_scores(logits, np.array([0, 2]))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert s["loss"] == pytest.approx(-np.log([p[0, 0], p[1, 2]]))
+    assert s["confidence"] == pytest.approx([p[0, 0], 1 / 3])
+    assert s["entropy"][1] == pytest.approx(np.log(3))
+    assert mean_kl(logits, logits) == pytest.approx(0.0, abs=1e-9)
+    assert mean_kl(logits, logits[:, ::-1]) > 0.1
+
+
+def test_verdict_thresholds():
+    th = Thresholds()
+    probe = {"probe": {"auc": {"original": 1.0, "forgotten": 0.95}}}
+    assert verdicts(probe, th)[0]["verdict"] == RECOVERED
+    probe["probe"]["auc"]["forgotten"] = 0.7
+    assert verdicts(probe, th)[0]["verdict"] == NOT_RECOVERED
+    mia = {"mia": {"threshold_auc": {"original": 0.8, "forgotten": 0.55}}}
+    assert verdicts(mia, th)[0]["verdict"] == NOT_RECOVERED  # within 0.1 of 0.5
+    mia["mia"]["threshold_auc"]["oracle"] = 0.52
+    assert verdicts(mia, th)[0]["verdict"] == RECOVERED  # farther from 0.5 than the oracle
+    curves = {"original": {"5": [0.0] * 6}, "forgotten": {"5": [0.0] * 6}}
+    assert verdicts({"relearning": {"curves": curves}}, th)[0]["verdict"] == UNDEFINED
+
+
+def test_synonyms_cover_the_benchmark_classes():
+    for name in ("Pekinese", "toy poodle", "Scotch terrier", "euphonium", "minaret", "platypus", "gazania",
+                 "tree mallow", "trumpet creeper", "motorbike", "airplane", "car side",
+                 "2012 Lamborghini Gallardo LP 570-4 Superleggera"):
+        assert synonyms(name), name
+    assert synonyms("Scotch_Terrier") == synonyms("Scotch terrier") and synonyms("no such class") == []
+
+
+# --- a tiny real run on the data slice ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lip_run(data_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit") / "run"
+    forget(ForgetSettings(model="mini-rn", dataset="caltech101", classes=["motorbike"], out=str(out),
+                          data_root=str(data_slice), method="lip", n_per_class=2, max_epochs=1,
+                          generation_max_steps=2, options={"n_draws": 2, "retain_steps": 2}, other_datasets=[],
+                          retrieval=False, template_change=False, progress=False))
+    return out
+
+
+def _copy_run(run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_relearning_curve_of_a_model_that_never_learnt_the_class(data_slice, lip_run, mini_rn_random):
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True)
+    c = case.targets[0]
+    train_rows = np.flatnonzero(case.labels("train") == c).tolist()
+    test_rows = np.flatnonzero(case.labels("test") == c)
+    to_px = mini_rn_random.image_transform()
+    train_px = torch.stack([to_px(case.train.load(i)) for i in train_rows])
+    test_px = torch.stack([to_px(case.test.load(int(i))) for i in test_rows])
+    text = zero_shot_classifier(mini_rn_random, case.classnames, [case.template])
+    before = {k: v.clone() for k, v in mini_rn_random.model.state_dict().items()}
+    curve = relearn_curve(mini_rn_random, train_px, torch.full((len(train_rows),), c), test_px,
+                          case.labels("test")[test_rows], text, steps=3, lr=1e-3)
+    assert len(curve) == 4 and all(0.0 <= a <= 1.0 for a in curve)
+    assert curve[-1] == 1.0 and curve[-1] >= curve[0]  # taught only this class, it calls everything so
+    assert all(torch.equal(before[k], v) for k, v in mini_rn_random.model.state_dict().items())  # a copy trained
+
+
+def test_augmentations_are_seeded(data_slice, lip_run):
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=False)
+    rows = np.flatnonzero(case.is_target("test"))
+    a, b = augmented_pixels(case, rows, "crop", 3), augmented_pixels(case, rows, "crop", 3)
+    assert torch.equal(a, b) and not torch.equal(a, augmented_pixels(case, rows, None, 3))
+    assert not torch.equal(a, augmented_pixels(case, rows, "crop", 4))
+
+
+def test_bad_inputs_are_one_line_errors(data_slice, lip_run, tmp_path, capsys):
+    def fails(args, message):
+        assert main(["audit", *args, "--data-root", str(data_slice)]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("clipunlearn: error:")]
+        assert len(errors) == 1 and message in errors[0], errors
+
+    fails([str(tmp_path)], "is not a run folder")
+    run = _copy_run(lip_run, tmp_path)
+    fails([str(run), "--attacks", "prompts,nope"], "Unknown attack 'nope'")
+    fails([str(run), "--attacks", "oracle"], "needs an oracle model")
+    other = tmp_path / "vit.safetensors"
+    load_clip("mini-vit", pretrained="none").save(other)
+    fails([str(run), "--oracle", str(other)], "is a mini-vit model, but the run's model is mini-rn")
+    fails([str(run), "--oracle", str(tmp_path / "missing.safetensors")], "does not exist")
+    (run / "audit").mkdir()
+    fails([str(run)], "pass --overwrite")
+    (run / "audit").rmdir()
+    with (run / "model.safetensors").open("ab") as f:
+        f.write(b"\0")
+    fails([str(run)], "has changed since the run wrote it")
+    (run / "model.safetensors").unlink()
+    fails([str(run)], "has no model.safetensors")
+    results = json.loads((lip_run / "results.json").read_text())
+    concept = tmp_path / "concept"
+    concept.mkdir()
+    (concept / "results.json").write_text(json.dumps({**results, "task": "concept"}))
+    fails([str(concept)], "is a concept run")
+    assert not any(p.name.startswith(".audit") for p in tmp_path.rglob("*"))
+    with pytest.raises(UnknownNameError, match="Known: images, mia, oracle, probe, prompts, relearning"):
+        resolve_attacks("prompt", False)
+    assert resolve_attacks(None, False) == ["prompts", "images", "probe", "relearning", "mia"]
+
+
+def test_audit_of_a_lip_run_end_to_end(data_slice, lip_run, tmp_path, capsys):
+    run = _copy_run(lip_run, tmp_path)
+    assert main(["audit", str(run), "--attacks", "mia,prompts", "--data-root", str(data_slice), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("prompts") and "audit written to" in out
+    assert sorted(p.name for p in (run / "audit").iterdir()) == ["audit.json", "audit.md", "mia_roc.png", "prompts.png"]
+    # the "oracle" is the run's own model: the same architecture, so accepted, and at distance 0 from the forgotten one
+    audit = audit_run(run, oracle=run / "model.safetensors", data_root=str(data_slice), overwrite=True, **SMALL)
+    assert [v["attack"] for v in audit["verdict"]] == ["prompts", "images", "probe", "relearning", "mia", "oracle"]
+    assert all(v["verdict"] in (RECOVERED, NOT_RECOVERED, UNDEFINED, "closer to the oracle",
+                                "not closer to the oracle") for v in audit["verdict"])
+    r = audit["results"]
+    results = json.loads((run / "results.json").read_text())
+    run_tpl = [f for f in r["prompts"]["families"] if f["family"] == "run template"][0]["accuracy"]
+    assert run_tpl["original"] == pytest.approx(results["target_before"])  # the run's own measure, recomputed
+    assert run_tpl["forgotten"] == pytest.approx(results["target_after"])
+    assert {f["family"] for f in r["prompts"]["families"]} >= {"imagenet-80", "other template", "synonym"}
+    assert r["oracle"]["kl_to_oracle"]["forgotten"]["all"] == pytest.approx(0.0, abs=1e-9)
+    assert r["mia"]["threshold_auc"]["forgotten"] == r["mia"]["threshold_auc"]["oracle"]
+    assert set(r["relearning"]["curves"]["original"]) == {"1", "2"}
+    assert all(len(c) == 3 for m in r["relearning"]["curves"].values() for c in m.values())
+    assert 0.0 <= r["probe"]["auc"]["forgotten"] <= 1.0
+    files = sorted(p.name for p in (run / "audit").iterdir())
+    assert files == ["audit.json", "audit.md", "mia_roc.png", "prompts.png", "relearning.png"]
+    md = (run / "audit" / "audit.md").read_text()
+    assert md.splitlines()[2].startswith("- **prompts**: ") and "## Relearning" in md
+    assert json.loads((run / "audit" / "audit.json").read_text())["verdict"] == audit["verdict"]
+    assert not [p for p in run.iterdir() if p.name.startswith(".audit")]
+
+
+def test_an_oracle_without_metadata_is_checked_by_its_tensors(data_slice, lip_run, tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in load_clip("mini-vit", pretrained="none").model.state_dict().items()}
+    oracle = tmp_path / "bare.safetensors"
+    save_file(state, str(oracle))  # no clipunlearn_arch metadata
+    with pytest.raises(ClipUnlearnError, match="does not hold a mini-rn model"):
+        audit_run(lip_run, oracle=oracle, attacks="prompts", data_root=str(data_slice), out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_an_interrupted_audit_leaves_nothing(data_slice, lip_run, tmp_path, monkeypatch):
+    import clipunlearn.audit.report as report
+
+    def interrupted(folder, audit):
+        (folder / "audit.json").write_text("{")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_audit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        audit_run(lip_run, attacks="mia", data_root=str(data_slice), out=tmp_path / "audit")
+    assert list(tmp_path.iterdir()) == []
