@@ -62,3 +62,19 @@ def test_the_prepared_model_is_fine_tuned_once_and_cached(mini_rn_random, data_s
     assert again["cached"] is True and again["key"] == info["key"]
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
     assert prepare_model(copy.deepcopy(mini_rn_random), get_setting("in-domain-flower"), None, None) is None
+
+
+def test_a_style_run_starts_from_the_prepared_model(data_slice, tmp_path):
+    from clipunlearn.runs import read_results
+    from clipunlearn.runs.subgroup import SubgroupSettings, forget_subgroup
+
+    s = SubgroupSettings(model="mini-rn", setting="style-motorbike-sketch", out=str(tmp_path / "run"),
+                         data_root=str(data_slice), method="ga", max_epochs=1, progress=False,
+                         other_datasets=["cifar10"], cache_dir=str(tmp_path / "cache"), retrieval=False)
+    r = forget_subgroup(s)
+    assert r["prepared"]["prepare"] == "fine-tune-styles" and r["prepared"]["cached"] is False
+    assert list(r["columns"]) == ["target", "retain", "motorbike photos"]
+    assert r["columns"]["retain"]["subgroups"] == ["motorbike (poster)", "motorbike (drawing)"]
+    assert (tmp_path / "cache" / "prepared" / f"{r['prepared']['key']}.safetensors").is_file()
+    assert "prepared for the setting" in (tmp_path / "run" / "report.md").read_text()
+    assert read_results(tmp_path / "run").classes == ["motorbike"]
