@@ -39,35 +39,29 @@ from ..methods import (
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
-from .pipeline import _info, run_log, run_method, sigterm_as_interrupt, write_run
+from .pipeline import (
+    RunSettings,
+    _info,
+    run_log,
+    run_method,
+    sigterm_as_interrupt,
+    write_run,
+)
 
 log = logging.getLogger("clipunlearn")
 
 
 @dataclass
-class ConceptSettings:
+class ConceptSettings(RunSettings):
+    """A concept request: forget the names ``concepts`` among a vocabulary's."""
+
     model: str
     concepts: list[str]
     out: str
     vocabulary: str = "imagenet"
     images: str | None = None  # the user's photos of the concept(s)
     retain_images: str | None = None  # the user's photos of what to keep
-    data_root: str | None = None
     other_datasets: list[str] = field(default_factory=list)
-    pretrained: str | None = "default"
-    weights: str | None = None
-    method: str = "lip"
-    preset: str = "default"
-    ablation: str | None = None
-    seed: int = 0
-    device: str = "cpu"
-    n_per_class: int = 64
-    overwrite: bool = False
-    progress: bool = True
-    max_epochs: int | None = None
-    generation_max_steps: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    cache_dir: str | None = None
 
 
 @dataclass

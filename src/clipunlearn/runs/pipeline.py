@@ -61,33 +61,41 @@ def _info(msg: str) -> None:
         handler.handle(record)
 
 
-@dataclass
-class ForgetSettings:
-    model: str
-    dataset: str
-    classes: list[str]
-    out: str
+@dataclass(kw_only=True)
+class RunSettings:
+    """What every forget run takes besides its request (keyword-only in every kind of run)."""
+
     data_root: str | None = None
     pretrained: str | None = "default"
     weights: str | None = None
-    other_datasets: list[str] | None = None
-    synthetic: str | None = None
     method: str = "lip"
     preset: str = "default"
     ablation: str | None = None
     seed: int = 0
     device: str = "cpu"
-    n_per_class: int = 64
+    n_per_class: int = 64  # synthetic images per class, for methods that use them
     overwrite: bool = False
     progress: bool = True
     max_epochs: int | None = None
     generation_max_steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
     cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
+    run_spec: dict[str, Any] | None = None  # the RunSpec this run executes (benchmark cells), with its id
+
+
+@dataclass
+class ForgetSettings(RunSettings):
+    """A class request: forget ``classes`` of ``dataset``."""
+
+    model: str
+    dataset: str
+    classes: list[str]
+    out: str
+    other_datasets: list[str] | None = None
+    synthetic: str | None = None
     synthetic_cache: str | None = None  # share synthetic sets here between runs of the same model and class
     retrieval: bool = True  # precision@k before and after
     template_change: bool = True  # accuracies under other templates before and after
-    run_spec: dict[str, Any] | None = None  # the RunSpec this run executes (benchmark cells), with its id
 
 
 def resolve_targets(s: ForgetSettings) -> Targets:
@@ -326,5 +334,5 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     })
 
 
-__all__ = ["ForgetSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log", "run_method",
+__all__ = ["ForgetSettings", "RunSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log", "run_method",
            "sigterm_as_interrupt", "trace_results", "write_run"]

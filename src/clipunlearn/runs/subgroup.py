@@ -43,32 +43,26 @@ from ..methods import (
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
 from .data import RunData, decode
-from .pipeline import _info, run_log, run_method, sigterm_as_interrupt, write_run
+from .pipeline import (
+    RunSettings,
+    _info,
+    run_log,
+    run_method,
+    sigterm_as_interrupt,
+    write_run,
+)
 
 
 @dataclass
-class SubgroupSettings:
+class SubgroupSettings(RunSettings):
+    """A subgroup request: a shipped setting's name or a built one (data.subgroups.custom_setting)."""
+
     model: str
-    setting: SubgroupSetting | str  # a shipped setting's name or a built one (data.subgroups.custom_setting)
+    setting: SubgroupSetting | str
     out: str
-    data_root: str | None = None
-    pretrained: str | None = "default"
-    weights: str | None = None
-    method: str = "forget-remind-restore"
-    preset: str = "default"
-    ablation: str | None = None
-    seed: int = 0
-    device: str = "cpu"
-    n_per_class: int = 64  # synthetic images per class, for methods that use them
-    overwrite: bool = False
-    progress: bool = True
-    max_epochs: int | None = None
-    generation_max_steps: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    cache_dir: str | None = None
+    method: str = field(default="forget-remind-restore", kw_only=True)
     retrieval: bool = True
     other_datasets: list[str] | None = None  # measured over their own classes (None: the setting's)
-    run_spec: dict[str, Any] | None = None
 
 
 @dataclass
