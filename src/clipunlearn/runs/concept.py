@@ -45,6 +45,7 @@ from .pipeline import (
     run_log,
     run_method,
     sigterm_as_interrupt,
+    synthetic_after,
     write_run,
 )
 
@@ -188,13 +189,7 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
     after = _measure(evaluator, r, others)
     seconds["evaluation"] += time.time() - t0
     syn = data.synthetic
-    syn_after = None
-    if syn is not None:
-        from ..evaluation import image_scores
-        from ..synthetic import save_synthetic
-
-        syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
-        save_synthetic(syn, run / "synthetic.safetensors")
+    syn_after = synthetic_after(data, clip, request.template, run)
     agreement = None
     if r.retain is not None:
         agreement = float((before["retain_top1"] == after["retain_top1"]).mean())

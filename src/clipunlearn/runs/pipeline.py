@@ -210,6 +210,19 @@ def run_method(method: Method, clip: Clip, request: ForgetRequest, data: RunData
     return trace, ctx
 
 
+def synthetic_after(data: RunData, clip: Clip, template: str, run: Path) -> tuple[float, float] | None:
+    """When the method used a synthetic forget set: its accuracy and mean target probability on the
+    forgotten model (the verification of WACV'25 §5.6), the set saved beside the run; else None."""
+    syn = data.synthetic
+    if syn is None:
+        return None
+    from ..evaluation import image_scores
+    from ..synthetic import save_synthetic
+
+    save_synthetic(syn, run / "synthetic.safetensors")
+    return image_scores(clip, syn.images, syn.targets, syn.classnames, [template])
+
+
 def write_run(run: Path, clip: Clip, method: Method, preset: str, ablation: str | None, ctx: ForgetContext,
               trace: Trace, seconds: dict[str, float], settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """Save the model, then results.json (the fields every run has around the request's own ``fields``)
@@ -295,13 +308,7 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     if avg is None:
         log.warning("the model never recognised the target before forgetting: the Avg. Score is undefined")
     syn = data.synthetic
-    syn_after = None
-    if syn is not None:
-        from ..evaluation import image_scores
-        from ..synthetic import save_synthetic
-
-        syn_after = image_scores(clip, syn.images, syn.targets, syn.classnames, [request.template])
-        save_synthetic(syn, run / "synthetic.safetensors")
+    syn_after = synthetic_after(data, clip, request.template, run)
     tc = None
     if s.template_change:
         tb, ta = before["template_change"], after["template_change"]
@@ -334,5 +341,5 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     })
 
 
-__all__ = ["ForgetSettings", "RunSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log", "run_method",
-           "sigterm_as_interrupt", "trace_results", "write_run"]
+__all__ = ["ForgetSettings", "RunSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log",
+           "run_method", "sigterm_as_interrupt", "synthetic_after", "trace_results", "write_run"]
