@@ -107,11 +107,11 @@ def parse_results(r: dict[str, Any], where: str = "results.json") -> RunResults:
 
 def read_results(run: str | os.PathLike[str]) -> RunResults:
     """Read ``run``/results.json (or the file itself) with clear errors for what is not a run."""
-    path = Path(run)
-    if path.is_dir():
-        path = path / "results.json"
+    given = Path(run)
+    path = given / "results.json" if given.is_dir() else given
     if not path.is_file():
-        raise ClipUnlearnError(f"{str(path.parent)!r} is not a run folder (no results.json). Pass a folder "
+        where = given if given.is_dir() or not given.exists() else given.parent
+        raise ClipUnlearnError(f"{str(where)!r} is not a run folder (no results.json). Pass a folder "
                                "written by `clipunlearn forget`.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
