@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, fields
+from pathlib import Path
 from types import ModuleType
 
 from ..errors import ClipUnlearnError, unknown
@@ -26,8 +27,17 @@ from ..runs.spec import RunSpec, execute
 
 
 @dataclass(frozen=True)
+class AuditJob:
+    """Audit a cell's run once it is there (``clipunlearn audit``): into ``RUN/audit/``."""
+
+    oracle: str | None = None
+    attacks: tuple[str, ...] | None = None  # None: every attack (oracle only with an oracle)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Job:
-    """One cell to run: where its folder goes and what it reads."""
+    """One cell to run: where its folder goes and what it reads; ``audit``: audit it afterwards."""
 
     spec: RunSpec
     out: str
@@ -35,6 +45,11 @@ class Job:
     cache_dir: str | None
     device: str = "cpu"
     synthetic_cache: str | None = None
+    audit: AuditJob | None = None
+
+
+def audit_done(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / "audit" / "audit.json").is_file()
 
 
 @dataclass(frozen=True)
@@ -45,9 +60,18 @@ class Outcome:
 
 
 def run_job(job: Job) -> Outcome:
-    """Execute one cell; an error becomes a failed outcome (the cell's folder is never half-written)."""
+    """Execute one cell (and audit it when asked); an error becomes a failed outcome (the cell's folder
+    and its audit folder are each written atomically, so never half-written). A cell whose run is there
+    but not its audit is only audited."""
     try:
-        execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device, synthetic_cache=job.synthetic_cache)
+        if not (Path(job.out) / "results.json").is_file():
+            execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device,
+                    synthetic_cache=job.synthetic_cache)
+        if job.audit is not None and not audit_done(job.out):
+            from ..audit import audit_run
+
+            audit_run(job.out, oracle=job.audit.oracle, attacks=job.audit.attacks, data_root=job.data_root,
+                      seed=job.audit.seed)
         return Outcome(job.spec, True)
     except ClipUnlearnError as e:
         return Outcome(job.spec, False, str(e))

@@ -17,7 +17,11 @@ the rest (classes and seeds):
   Score, and whether the row's means meet the table's thresholds (``bar = {...}``);
 * ``subgroup``: a subgroup run's columns (target, retain, the measured-only groups and other
   datasets) before and after, retrieval of the forgotten subgroup (forget@k by the coarse label and
-  by its own name) and the CVPR'25 ratio Score (higher is better; CVPR'25 Tables 1-3).
+  by its own name) and the CVPR'25 ratio Score (higher is better; CVPR'25 Tables 1-3);
+* ``audit``: the audit of each cell (``RUN/audit/audit.json``, ``clipunlearn audit``): per attack the
+  figure its verdict reads, for the original, forgotten and (where the suite trained one) oracle
+  model, and how many attacks brought the class back; each cell's ``audit.md`` and plots are copied
+  beside the report (``audits/<run id>/``) and linked.
 
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
@@ -37,10 +41,15 @@ from ..io import save_with, write_text
 from ..runs.results import RunResults, read_results
 
 
+def _runs_base(folder: str | os.PathLike[str]) -> Path:
+    root = Path(folder)
+    return root / "runs" if (root / "runs").is_dir() else root
+
+
 def collect(folder: str | os.PathLike[str]) -> list[RunResults]:
     """Every finished run under ``folder/runs`` (or ``folder`` itself holding run folders)."""
     root = Path(folder)
-    base = root / "runs" if (root / "runs").is_dir() else root
+    base = _runs_base(root)
     if not base.is_dir():
         raise ClipUnlearnError(f"{str(root)!r} is not a folder. Pass the --out folder of `clipunlearn benchmark`.")
     runs = [read_results(d) for d in sorted(base.iterdir()) if not d.name.startswith(".") and (d / "results.json").is_file()]
@@ -107,6 +116,47 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
+    """The figures an audit's verdicts read, one column per attack and model (``audit ...``)."""
+    r, models = audit["results"], audit["models"]
+    th = audit.get("thresholds", {})
+    row: dict[str, Any] = {}
+    if "prompts" in r:
+        row["audit run template (original)"] = r["prompts"]["before"]
+        best = r["prompts"].get("best_after")
+        for m in models:
+            row[f"audit best other prompt ({m})"] = None if best is None else best["accuracy"].get(m)
+    if "images" in r:
+        for m in models:
+            row[f"audit best augmentation ({m})"] = r["images"]["best_after"]["accuracy"].get(m)
+    if "probe" in r:
+        for m in models:
+            row[f"audit probe AUC ({m})"] = r["probe"]["auc"].get(m)
+    if "relearning" in r:
+        k, steps = str(th.get("relearn_k", 5)), int(th.get("relearn_steps", 5))
+        for m in models:
+            curve = r["relearning"]["curves"].get(m, {}).get(k)
+            row[f"audit relearnt k={k}, {steps} steps ({m})"] = curve[steps] if curve and len(curve) > steps else None
+    if "mia" in r and "threshold_auc" in r["mia"]:
+        for m in models:
+            row[f"audit MIA AUC ({m})"] = r["mia"]["threshold_auc"].get(m)
+    if "oracle" in r:
+        for m in ("original", "forgotten"):
+            row[f"audit KL to oracle ({m})"] = r["oracle"]["kl_to_oracle"][m]["all"]
+    row["audit attacks recovered"] = sum(v["verdict"] == "recovered" for v in audit["verdict"])
+    row["audit attacks"] = len(audit["verdict"])
+    return row
+
+
+def collect_audits(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Run id -> audit folder, for every finished run under ``folder`` that was audited."""
+    out = {}
+    for d in sorted(_runs_base(folder).iterdir()):
+        if (d / "results.json").is_file() and (d / "audit" / "audit.json").is_file():
+            out[_run_id(read_results(d)) or d.name] = d / "audit"
+    return out
+
+
 def _subgroup_retrieval(r: RunResults) -> dict[str, float]:
     """forget@10 (share of the top 10 retrieved that are forgotten-subgroup images) by the coarse label
     and by the subgroup's own name, before and after."""
@@ -156,6 +206,8 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
         return [c for c in df.columns if c.startswith("changed templates")]
     if show == "bar":
         return [column for column, _ in _BAR.values()]
+    if show == "audit":
+        return [c for c in df.columns if c.startswith("audit ")]
     if show == "subgroup":
         accuracy = [c for c in df.columns if c.endswith((" BF", " AF")) and not c.startswith(_RETRIEVAL)
                     and not c.startswith(("synthetic", "changed templates", "other classes", "forget@"))]
@@ -194,6 +246,8 @@ def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
 
 
 def _fmt(column: str, value: float) -> str:
+    if column in ("audit attacks recovered", "audit attacks"):
+        return f"{value:.1f}".removesuffix(".0")
     return f"{value:.1f}" if column in ("turned wrong", "Score") else f"{value:.3f}"
 
 
@@ -292,12 +346,39 @@ def _plot_precision(df: pd.DataFrame, path: Path) -> bool:
     return drawn
 
 
+def _audit_pages(audits: dict[str, Path], ids: set[str], root: Path, dest: Path) -> list[str]:
+    """Each audited cell's verdict lines, and its audit.md and plots (copied under ``dest/audits/``
+    when the report goes elsewhere than the suite's folder)."""
+    import shutil
+
+    lines = ["Audit thresholds and attacks: docs/audit.md. Per cell:", ""]
+    for rid in sorted(ids & set(audits)):
+        folder = audits[rid]
+        if dest.resolve() != root.resolve():
+            target = dest / "audits" / rid
+            target.mkdir(parents=True, exist_ok=True)
+            for f in sorted(folder.iterdir()):
+                if f.suffix in (".md", ".png", ".json"):
+                    save_with(target / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
+            link = f"audits/{rid}/audit.md"
+        else:
+            link = os.path.relpath(folder / "audit.md", dest)
+        audit = json.loads((folder / "audit.json").read_text("utf-8"))
+        lines += [f"- [{rid}]({link}): " + "; ".join(f"{v['attack']} {v['verdict']}" for v in audit["verdict"])]
+    return lines + [""]
+
+
 def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None) -> Path:
     """Write ``tables/``, ``plots/`` and ``report.md`` into ``to`` (default: ``folder``) from the
     run folders and layout of ``folder``."""
     root = Path(folder)
     dest = Path(to) if to is not None else root
     df = frame(collect(root))
+    audits = collect_audits(root)
+    if audits:
+        figures = pd.DataFrame([{"run_id": rid, **audit_figures(json.loads((a / "audit.json").read_text("utf-8")))}
+                                for rid, a in audits.items()])
+        df = df.merge(figures, on="run_id", how="left")
     layout_file = root / "suite.json"
     layout = json.loads(layout_file.read_text(encoding="utf-8")) if layout_file.is_file() else None
     command = f"clipunlearn benchmark report {root}" + (f" --to {dest}" if to is not None else "")
@@ -329,11 +410,15 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
                                f"{len({c['run_id'] for c in table['cells']})} cells finished")
     else:
         made = [(name, name, t, []) for name, t in generic_tables(df).items()]
+    audit_views = {t["name"]: {c["run_id"] for c in t["cells"]} for t in (layout or {}).get("tables", [])
+                   if t["show"] == "audit"}
     for name, title, table, caption in made:
         write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
         md = table.to_markdown(index=False, disable_numparse=True)
         write_text(dest / "tables" / f"{name}.md", md + "\n")
         lines += [f"## {name}" + (f": {title}" if title != name else ""), "", *caption, "", md, ""]
+        if name in audit_views:
+            lines += _audit_pages(audits, audit_views[name], root, dest)
     if layout and waiting:
         lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",

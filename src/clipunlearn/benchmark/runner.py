@@ -1,11 +1,13 @@
 """Running a suite into a folder: ``OUT/runs/<run id>/`` per cell, resumable.
 
 A cell is *done* when its run folder holds results.json (run folders are moved into place only when
-complete, so a killed suite leaves no half-done cell), *failed* when ``OUT/failed/<run id>.json``
+complete, so a killed suite leaves no half-done cell) and, for a cell a ``show = "audit"`` table
+shows, its audit (``RUN/audit/audit.json``, also moved into place whole), *failed* when ``OUT/failed/<run id>.json``
 records an error (rerun with ``retry_failed``), and *to do* otherwise. The suite's tables (their
 cells and the classes chosen for them) are written to ``OUT/suite.json`` for the report. Image
 features are cached in ``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by
-content: one set per model, classes and seed, whatever the method), shared by every cell.
+content: one set per model, classes and seed, whatever the method), shared by every cell. Oracles
+(``[[oracles]]``) are trained before the cells, in this process, into ``OUT/cache/oracles``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from ..errors import ClipUnlearnError
 from ..io import write_json
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, choose_classes, per_class_top1
-from .executors import ExecutorOptions, Job, get_executor
+from .executors import AuditJob, ExecutorOptions, Job, audit_done, get_executor
+from .oracles import oracle_path, oracle_ready, train_oracle
 from .suite import Suite, check_suite
 
 
@@ -60,8 +63,11 @@ def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_f
     """Which cells are done, failed and still to run."""
     out = Path(out)
     p = Plan()
-    for spec in (s.resolved() for s in suite.cells(models, chooser(suite, out, data_root, device))):
-        if (run_dir(out, spec) / "results.json").exists():
+    choose = chooser(suite, out, data_root, device)
+    audited = suite.audited(models, choose)
+    for spec in (s.resolved() for s in suite.cells(models, choose)):
+        if (run_dir(out, spec) / "results.json").exists() and (
+                spec.run_id not in audited or audit_done(run_dir(out, spec))):
             p.done.append(spec)
         elif failure_file(out, spec).exists() and not retry_failed:
             p.failed.append(spec)
@@ -111,6 +117,25 @@ def merge_layout(path: Path, new: dict) -> dict:
     return merged
 
 
+def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] | None, data_root: str | None,
+               device: str = "cpu") -> dict[str, AuditJob]:
+    """How each audited cell among ``specs`` is audited (its oracle, when the suite lists one); a suite
+    asking for the oracle attack fails here, before any cell, for a cell without an oracle."""
+    audited = suite.audited(models, chooser(suite, out, data_root, device))
+    jobs = {}
+    for spec in specs:
+        if spec.run_id not in audited:
+            continue
+        oracle = suite.oracle_for(spec)
+        if oracle is None and suite.audit_attacks and "oracle" in suite.audit_attacks:
+            raise ClipUnlearnError(f"{suite.source}: audit.attacks asks for 'oracle', but no [[oracles]] entry leaves "
+                                   f"out exactly {', '.join(spec.classes)} of {spec.dataset} for {spec.model}. Add one, "
+                                   "or drop 'oracle' from audit.attacks.")
+        jobs[spec.run_id] = AuditJob(None if oracle is None else str(oracle_path(out, oracle)), suite.audit_attacks,
+                                     suite.audit_seed)
+    return jobs
+
+
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None) -> Plan:
@@ -134,8 +159,13 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
         return p
     from tqdm.auto import tqdm
 
+    audits = audit_jobs(suite, out, p.todo, models, data_root, device)
+    for oracle in dict.fromkeys(o for o in (suite.oracle_for(s) for s in p.todo if s.run_id in audits) if o):
+        if not oracle_ready(out, oracle):
+            train_oracle(out, oracle, data_root, echo)
     cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
-    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic) for spec in p.todo]
+    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id))
+            for spec in p.todo]
     t0 = time.time()
     with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:
         for outcome in run(jobs, options):
@@ -145,8 +175,12 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
                 failure_file(out, spec).unlink(missing_ok=True)
                 r = json.loads((run_dir(out, spec) / "results.json").read_text(encoding="utf-8"))
                 score = "–" if r.get("avg_score") is None else f"{r['avg_score']:.3f}"
+                audit = ""
+                if spec.run_id in audits:
+                    verdict = json.loads((run_dir(out, spec) / "audit" / "audit.json").read_text())["verdict"]
+                    audit = f", audit: {sum(v['verdict'] == 'recovered' for v in verdict)} of {len(verdict)} recovered"
                 bar.write(f"done    {spec.run_id}: target {r['target_before']:.2f} -> {r['target_after']:.2f}, "
-                          f"Avg. Score {score}")
+                          f"Avg. Score {score}{audit}")
             else:
                 write_json(failure_file(out, spec), {"run_id": spec.run_id, "spec": spec.key(), "error": outcome.error})
                 bar.write(f"FAILED  {spec.run_id}: {outcome.error.splitlines()[0] if outcome.error else '?'}")

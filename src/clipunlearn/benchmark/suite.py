@@ -32,6 +32,19 @@ live in ``benchmark/suites/``; a user copies one and edits it for their own mode
     cells = "table1"                  # the cells of another table, shown another way
     group_by = ["dataset", "classes", "method"]
 
+    [[tables]]
+    name = "audit"
+    cells = "table1"
+    show = "audit"                    # each cell audited (clipunlearn audit) after its run
+
+    [audit]                           # optional: how cells of show = "audit" tables are audited
+    attacks = ["prompts", "probe"]    # default: every attack (oracle where the suite has one)
+    seed = 0
+
+    [[oracles]]                       # optional: zoo models trained without classes (benchmark/oracles.py)
+    model = "mini-rn"
+    exclude = ["caltech101:minaret"]
+
 The older short form (top-level ``methods`` and ``targets``) is one table shown three ways. Every
 name is checked before any cell runs: a bad one fails with the file, the field and the closest
 known name.
@@ -50,9 +63,11 @@ import tomllib
 from ..errors import ClipUnlearnError, suggest
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, ClassRule
+from .oracles import OracleSpec, check_oracles, parse_oracles
 
 SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per_class", "max_steps", "max_epochs",
-              "retrieval", "template_change", "methods", "targets", "classes", "tables"}
+              "retrieval", "template_change", "methods", "targets", "classes", "tables", "audit", "oracles"}
+AUDIT_KEYS = {"attacks", "seed"}
 METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
@@ -60,7 +75,7 @@ TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datase
               "cells",
               "seeds", "bar"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
-SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup")
+SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup", "audit")
 #: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
 #: must keep, as after/before ratios of the row's means, and the highest Avg. Score
 BAR_KEYS = {"target": 0.2, "other_classes": 0.9, "other_datasets": 0.95, "avg_score": 0.10}
@@ -126,6 +141,24 @@ class Suite:
     template_change: bool = True
     description: str = ""
     classes: ClassRule = field(default_factory=ClassRule)
+    audit_attacks: tuple[str, ...] | None = None  # None: every attack (oracle where the cell has one)
+    audit_seed: int = 0
+    oracles: tuple[OracleSpec, ...] = ()
+
+    def audited(self, models: list[str] | None = None,
+                chosen: Callable[[str], dict[str, list[ChosenClass]]] | None = None) -> set[str]:
+        """Run ids of the cells that a ``show = "audit"`` table shows: they are audited after their run."""
+        ids: set[str] = set()
+        for model in models or self.models:
+            picks = chosen(model) if chosen and self.rule_datasets() else None
+            for table in self.tables:
+                if table.show == "audit":
+                    ids |= {c.spec.resolved().run_id for c in self.table_cells(table, model, picks)}
+        return ids
+
+    def oracle_for(self, spec: RunSpec) -> OracleSpec | None:
+        """The suite's oracle for a cell: its model without exactly its classes."""
+        return next((o for o in self.oracles if o.matches(spec.model, spec.dataset, spec.classes)), None)
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
@@ -250,6 +283,8 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     show = t.get("show", "forgetting")
     if show not in SHOWS:
         raise _fail(f"{where}: show", f"unknown view {show!r} (known: {', '.join(SHOWS)})", show, list(SHOWS))
+    if show == "audit" and t.get("subgroups"):
+        raise _fail(f"{where}: show", "the audit reads class runs only; subgroup cells cannot be audited")
     group_by = tuple(t.get("group_by", ("dataset", "method")))
     for key in group_by:
         if key not in GROUP_KEYS:
@@ -333,12 +368,36 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     _check_keys(f"{where}: classes", rule, CLASS_KEYS)
     classes = ClassRule(paper={k: tuple(v) for k, v in (rule.get("paper") or {}).items()},
                         min_top1=float(rule.get("min_top1", 0.3)), per_dataset=int(rule.get("per_dataset", 3)))
+    audit = data.get("audit") or {}
+    _check_keys(f"{where}: audit", audit, AUDIT_KEYS)
+    attacks = audit.get("attacks")
+    if attacks is not None:
+        from ..audit import ATTACKS
+
+        if not isinstance(attacks, list) or not attacks:
+            raise _fail(f"{where}: audit.attacks", f"needs a non-empty list of attacks ({', '.join(ATTACKS)})")
+        for a in attacks:
+            if a not in ATTACKS:
+                raise _fail(f"{where}: audit.attacks", f"unknown attack {a!r} (known: {', '.join(ATTACKS)})", a,
+                            list(ATTACKS))
+    for t in tables:
+        if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
+            raise _fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
                  seeds=[int(s) for s in data.get("seeds", [0])],
                  other_datasets=data.get("other_datasets"), n_per_class=int(data.get("n_per_class", 64)),
                  max_steps=data.get("max_steps"), max_epochs=data.get("max_epochs"),
                  retrieval=bool(data.get("retrieval", True)), template_change=bool(data.get("template_change", True)),
-                 description=data.get("description", ""), classes=classes)
+                 description=data.get("description", ""), classes=classes,
+                 audit_attacks=None if attacks is None else tuple(attacks), audit_seed=int(audit.get("seed", 0)),
+                 oracles=parse_oracles(f"{where}: oracles", data.get("oracles")))
+
+
+def suite_table_subgroups(tables: list[TableSpec], table: TableSpec) -> bool:
+    """Whether the cells a table shows are subgroup runs (following ``cells = "other table"``)."""
+    while table.cells:
+        table = next(t for t in tables if t.name == table.cells)
+    return bool(table.subgroups)
 
 
 def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = None) -> None:
@@ -406,3 +465,6 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
             raise ClipUnlearnError(f"{where}: classes.paper.{name}: {e}") from None
     for name in suite.other_datasets or []:
         dataset(name, f"{where}: other_datasets")
+    check_oracles(where, suite.oracles, data_root)
+    if suite.oracles and not any(t.show == "audit" for t in suite.tables):
+        raise _fail(f"{where}: oracles", 'are for audits, and no table has show = "audit"; add one, or drop oracles')

@@ -1,0 +1,144 @@
+"""Audits as a suite evaluation: ``show = "audit"`` tables, ``[audit]`` and ``[[oracles]]`` trained once and
+cached by content, resumed like cells, and reported from the run folders."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from conftest import SUITE_HEADER
+
+from clipunlearn.benchmark import check_suite, load_suite, plan, run_suite
+from clipunlearn.benchmark.oracles import OracleSpec, oracle_path
+from clipunlearn.benchmark.report import audit_figures, write_report
+from clipunlearn.errors import ClipUnlearnError
+
+AUDITED = SUITE_HEADER.format(name="audited") + """retrieval = false
+template_change = false
+
+[[tables]]
+name = "forgetting"
+methods = [{ method = "lip", options = { n_draws = 2, retain_steps = 2 } }]
+targets = [{ dataset = "caltech101", classes = ["leopard"] }]
+
+[[tables]]
+name = "audit"
+cells = "forgetting"
+show = "audit"
+group_by = ["dataset", "method"]
+
+[audit]
+attacks = ["prompts", "probe", "mia", "oracle"]
+seed = 0
+
+[[oracles]]
+model = "mini-rn"
+exclude = ["caltech101:leopard"]
+epochs = 1
+datasets = ["caltech101", "cifar10"]
+"""
+
+
+def _suite(tmp_path, text=AUDITED):
+    path = tmp_path / "audited.toml"
+    path.write_text(text)
+    return load_suite(path)
+
+
+def test_oracles_are_content_hashed_and_matched_to_cells(tmp_path):
+    suite = _suite(tmp_path)
+    (oracle,) = suite.oracles
+    assert oracle == OracleSpec("mini-rn", ("caltech101:leopard",), 1, ("caltech101", "cifar10"))
+    assert oracle.oracle_id.startswith("mini-rn-no-leopard-")
+    assert replace(oracle, epochs=2).oracle_id != oracle.oracle_id
+    assert replace(oracle, exclude=("caltech101:leopard", "cifar10:cat")).oracle_id != oracle.oracle_id
+    (cell,) = [c.resolved() for c in suite.cells()]
+    assert suite.oracle_for(cell) == oracle and suite.audited() == {cell.run_id}
+    assert suite.oracle_for(replace(cell, classes=("leopard", "motorbike"))) is None  # exactly its classes
+    assert suite.oracle_for(replace(cell, model="mini-vit")) is None
+    assert load_suite("audit").audited()  # the shipped audit suite audits its cells
+
+
+@pytest.mark.parametrize("change,message", [
+    (('attacks = ["prompts", "probe", "mia", "oracle"]', 'attacks = ["promts"]'),
+     "audit.attacks: unknown attack 'promts'"),
+    (('seed = 0\n\n[[oracles]]', 'seeds = 0\n\n[[oracles]]'), "audit: unknown field 'seeds'. Did you mean 'seed'"),
+    (('exclude = ["caltech101:leopard"]', 'exclude = ["caltech101:leoprd"]'),
+     "oracles[0]: Class 'leoprd' is not in caltech101 (4 classes). Did you mean 'leopard'?"),
+    (('model = "mini-rn"\nexclude', 'model = "RN50"\nexclude'), "oracles[0]: model: 'RN50' is not a zoo model"),
+    (('epochs = 1\ndatasets', 'epoch = 1\ndatasets'), "oracles[0]: unknown field 'epoch'"),
+    (('show = "audit"', 'show = "forgetting"'), 'no table has show = "audit"'),
+])
+def test_bad_audit_settings_fail_before_any_cell(tmp_path, data_slice, change, message):
+    with pytest.raises(ClipUnlearnError, match=re.escape(message)):
+        check_suite(_suite(tmp_path, AUDITED.replace(*change)), str(data_slice))
+
+
+def test_the_oracle_attack_without_an_oracle_for_a_cell_fails_before_any_cell(tmp_path, data_slice):
+    text = AUDITED.replace('exclude = ["caltech101:leopard"]', 'exclude = ["caltech101:motorbike"]')
+    out = tmp_path / "out"
+    with pytest.raises(ClipUnlearnError, match="no \\[\\[oracles\\]\\] entry leaves out exactly leopard"):
+        run_suite(_suite(tmp_path, text), out, str(data_slice), echo=lambda *_: None)
+    assert not (out / "runs").exists()
+
+
+def test_an_audit_table_over_subgroup_cells_is_refused(tmp_path):
+    text = SUITE_HEADER.format(name="s") + """
+[[tables]]
+name = "sub"
+methods = [{ method = "ga" }]
+subgroups = ["in-domain-flower"]
+
+[[tables]]
+name = "audit"
+cells = "sub"
+show = "audit"
+"""
+    with pytest.raises(ClipUnlearnError, match="audit reads class runs only"):
+        _suite(tmp_path, text)
+
+
+@pytest.mark.slow
+def test_a_suite_trains_its_oracle_once_audits_its_cells_and_reports_them(tmp_path, data_slice):
+    suite = _suite(tmp_path)
+    out = tmp_path / "out"
+    lines: list[str] = []
+    run_suite(suite, out, str(data_slice), echo=lines.append)
+    (oracle,) = suite.oracles
+    weights = oracle_path(out, oracle)
+    record = json.loads(weights.with_suffix(".json").read_text())
+    assert record["excluded"]["train_images_removed"] == {"caltech101": 6}  # every leopard of the slice
+    assert record["oracle_id"] == oracle.oracle_id and any("oracle " in line for line in lines)
+    (cell,) = [c.resolved() for c in suite.cells()]
+    run = out / "runs" / cell.run_id
+    audit = json.loads((run / "audit" / "audit.json").read_text())
+    assert audit["oracle"] == str(weights) and audit["models"] == ["original", "forgotten", "oracle"]
+    assert audit["attacks"] == ["prompts", "probe", "mia", "oracle"]
+    assert [p.run_id for p in plan(suite, out, data_root=str(data_slice)).done] == [cell.run_id]
+
+    # an audit lost (or killed before it moved into place): the cell is to do, and only its audit reruns
+    stamp, trained = (run / "results.json").stat().st_mtime_ns, weights.stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(run / "audit")
+    assert [p.run_id for p in plan(suite, out, data_root=str(data_slice)).todo] == [cell.run_id]
+    run_suite(suite, out, str(data_slice), echo=lambda *_: None)
+    assert (run / "audit" / "audit.json").is_file() and (run / "results.json").stat().st_mtime_ns == stamp
+    assert weights.stat().st_mtime_ns == trained  # the cached oracle is not trained again
+    again = json.loads((run / "audit" / "audit.json").read_text())
+    assert again["results"]["probe"] == audit["results"]["probe"]  # seeded: the same figures
+
+    report = write_report(out, tmp_path / "page").read_text()
+    table = pd.read_csv(tmp_path / "page" / "tables" / "audit.csv")
+    figures = audit_figures(again)
+    for model in ("original", "forgotten", "oracle"):
+        assert float(table.loc[0, f"audit probe AUC ({model})"]) == pytest.approx(
+            again["results"]["probe"]["auc"][model], abs=5e-4)
+    assert float(table.loc[0, "audit MIA AUC (oracle)"]) == pytest.approx(figures["audit MIA AUC (oracle)"], abs=5e-4)
+    recovered = sum(v["verdict"] == "recovered" for v in again["verdict"])
+    assert str(table.loc[0, "audit attacks recovered"]) == str(recovered)
+    copied = tmp_path / "page" / "audits" / cell.run_id
+    assert (copied / "audit.md").read_text() == (run / "audit" / "audit.md").read_text()
+    assert f"[{cell.run_id}](audits/{cell.run_id}/audit.md)" in report
