@@ -218,3 +218,65 @@ def test_an_interrupted_audit_leaves_nothing(data_slice, lip_run, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         audit_run(lip_run, attacks="mia", data_root=str(data_slice), out=tmp_path / "audit")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- each attack on models whose answer is known by construction --------------------------------
+
+def _verdicts_of(case, th):
+    from clipunlearn.audit.attacks import ATTACKS
+
+    results = {name: attack(case) for name, attack in ATTACKS.items() if name != "oracle" or "oracle" in case.models}
+    return results, {line["attack"]: line for line in verdicts(results, th)}
+
+
+def test_a_model_that_hid_nothing_is_caught_by_every_attack(data_slice, lip_run):
+    """The "forgotten" model is the original itself (it learnt the class and forgot nothing): every
+    attack sees exactly the original's figures, and the verdicts that follow from that are certain."""
+    th = SMALL["thresholds"]
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, relearn_ks=(1, 2), relearn_steps=2)
+    case.models["forgotten"] = case.models["oracle"] = case.models["original"]
+    results, v = _verdicts_of(case, th)
+    assert results["prompts"]["before"] > 0  # the original knows the class: there is something to hide
+    for family in results["prompts"]["families"]:
+        assert family["accuracy"]["forgotten"] == family["accuracy"]["original"]
+    assert v["prompts"]["verdict"] == (RECOVERED if results["prompts"]["best_after"]["accuracy"]["original"]
+                                       > th.prompts_share * results["prompts"]["before"] else NOT_RECOVERED)
+    for aug in ("clean", *results["images"]["augmentations"]):
+        assert results["images"]["accuracy"][aug]["forgotten"] == results["images"]["accuracy"][aug]["original"]
+    assert v["probe"]["verdict"] == RECOVERED  # the same features separate the class as well as before
+    assert results["relearning"]["curves"]["forgotten"] == results["relearning"]["curves"]["original"]
+    assert v["relearning"]["verdict"] == RECOVERED or results["relearning"]["curves"]["original"]["2"][2] \
+        < th.relearn_share * results["relearning"]["curves"]["original"]["2"][0]
+    auc = results["mia"]["threshold_auc"]
+    assert auc["forgotten"] == auc["original"] == auc["oracle"]
+    assert v["mia"]["verdict"] == NOT_RECOVERED  # no farther from 0.5 than the oracle (the same model)
+    assert v["oracle"]["verdict"] == "not closer to the oracle"
+
+
+def test_a_model_that_never_sees_the_class_passes_the_image_attacks(data_slice, lip_run):
+    """The "forgotten" model's image tower maps every image to one point: the text embedding of another
+    class (its attention pool's output projection zeroed, that direction as its bias). Whatever the
+    image or augmentation, it is called that other class; its features carry nothing of the class."""
+    import copy
+
+    th = SMALL["thresholds"]
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, relearn_ks=(1, 2), relearn_steps=2)
+    other = next(c for c in range(len(case.classnames)) if c not in case.targets)
+    blind = copy.deepcopy(case.models["original"])
+    row = zero_shot_classifier(blind, case.classnames, [case.template])[other]
+    proj = blind.model.visual.attnpool.c_proj
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.bias.copy_(row)
+    case.models["forgotten"] = blind
+    results, v = _verdicts_of(case, th)
+    assert all(results["images"]["accuracy"][a]["forgotten"] == 0.0
+               for a in ("clean", *results["images"]["augmentations"]))
+    assert v["images"]["verdict"] == NOT_RECOVERED
+    for family in results["prompts"]["families"]:  # only the class's own row changes: the other class wins
+        if family["family"] in ("run template", "synonym", "cupl"):
+            assert family["accuracy"]["forgotten"] == 0.0, family
+    assert results["probe"]["auc"]["forgotten"] == pytest.approx(0.5)  # constant features: no separation
+    assert v["probe"]["verdict"] == NOT_RECOVERED
+    assert results["mia"]["threshold_auc"]["forgotten"] == pytest.approx(0.5)  # one loss for every image
+    assert v["mia"]["verdict"] == NOT_RECOVERED
