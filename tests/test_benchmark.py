@@ -103,6 +103,35 @@ def test_run_resume_dry_run_failures_and_retry(tmp_path, data_slice):
     assert len(retry.todo) == 1 and len(plan(suite, out).failed) == 1  # failed again, recorded again
 
 
+def test_a_cell_run_with_an_older_preset_is_stale_and_reruns_only_when_asked(tmp_path, data_slice):
+    """The run id names a preset, not its contents: a done cell whose recorded config is not what the
+    preset builds today is reported stale, kept, and run again only with rerun_stale (old folder kept)."""
+    out = tmp_path / "out"
+    suite = _suite(tmp_path, methods=LIP)
+    run_suite(suite, out, str(data_slice), echo=lambda *_: None)
+    (spec,) = plan(suite, out).done
+    results = out / "runs" / spec.run_id / "results.json"
+    assert not plan(suite, out).stale
+    r = json.loads(results.read_text())
+    lr = r["method_config"]["lr"]
+    r["method_config"]["lr"] = lr * 10  # as if the preset's lr had been changed since this cell ran
+    results.write_text(json.dumps(r))
+    p = plan(suite, out)
+    assert p.stale == {spec.run_id: f"lr {lr * 10!r} -> {lr!r}"} and p.done == [spec] and not p.todo
+    lines: list[str] = []
+    run_suite(suite, out, str(data_slice), echo=lines.append)  # reported, not rerun
+    assert any("1 done cells were run with another config" in x and "--rerun-stale" in x for x in lines)
+    assert json.loads(results.read_text())["method_config"]["lr"] == lr * 10
+    from clipunlearn.benchmark.report import write_report
+
+    assert "**1 of these runs were made with another config of their preset" in write_report(out).read_text()
+    lines.clear()
+    run_suite(suite, out, str(data_slice), rerun_stale=True, echo=lines.append)
+    (kept,) = (out / "stale").iterdir()
+    assert kept.name.startswith(spec.run_id) and json.loads((kept / "results.json").read_text())["method_config"]["lr"] == lr * 10
+    assert json.loads(results.read_text())["method_config"]["lr"] == lr and not plan(suite, out).stale
+
+
 def test_cells_share_one_synthetic_forget_set_per_model_class_and_seed(tmp_path, data_slice):
     out = tmp_path / "out"
     suite = _suite(tmp_path, methods=LIP + AMNS)

@@ -359,7 +359,8 @@ def cmd_benchmark(args) -> int:
                               slurm_time_min=args.slurm_time_min, slurm_folder=args.slurm_folder,
                               slurm_cluster=args.slurm_cluster)
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
-                  retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options)
+                  retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options,
+                  rerun_stale=args.rerun_stale)
     if args.dry_run:
         return 0
     from .benchmark import plan
@@ -555,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-folder", default=None, help="slurm: submitit's scripts and logs (default OUT/slurm)")
     p.add_argument("--slurm-cluster", default="slurm", help=argparse.SUPPRESS)  # local / debug: test without SLURM
     p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="run again the done cells whose preset has changed since (old folders kept in OUT/stale/)")
     p.add_argument("--dry-run", action="store_true", help="list the cells, done and to run, and run nothing")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_benchmark)

@@ -373,7 +373,11 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
     run folders and layout of ``folder``."""
     root = Path(folder)
     dest = Path(to) if to is not None else root
-    df = frame(collect(root))
+    runs = collect(root)
+    df = frame(runs)
+    from .runner import stale_reason
+
+    stale = {_run_id(r) or "?": why for r in runs if (why := stale_reason(r.raw)) is not None}
     audits = collect_audits(root)
     if audits:
         figures = pd.DataFrame([{"run_id": rid, **audit_figures(json.loads((a / "audit.json").read_text("utf-8")))}
@@ -387,6 +391,11 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
              + (f" of the suite {layout['suite']!r} ({layout.get('description', '')})" if layout else "")
              + ". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are "
              "mean ± std over the classes and seeds of each row (std left out for a single run).", ""]
+    if stale:
+        first = next(iter(stale))
+        lines += [f"**{len(stale)} of these runs were made with another config of their preset than the method builds "
+                  f"today** (e.g. {first}: {stale[first]}): rerun them with `clipunlearn benchmark ... --rerun-stale`.",
+                  ""]
     if layout:
         models = sorted({c["model"] for t in layout["tables"] for c in t["cells"]})
         ids = {c["run_id"] for t in layout["tables"] for c in t["cells"]}

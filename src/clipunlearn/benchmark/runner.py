@@ -3,7 +3,10 @@
 A cell is *done* when its run folder holds results.json (run folders are moved into place only when
 complete, so a killed suite leaves no half-done cell) and, for a cell a ``show = "audit"`` table
 shows, its audit (``RUN/audit/audit.json``, also moved into place whole), *failed* when ``OUT/failed/<run id>.json``
-records an error (rerun with ``retry_failed``), and *to do* otherwise. The suite's tables (their
+records an error (rerun with ``retry_failed``), and *to do* otherwise. A done cell is also *stale*
+when the method config in its results.json is not what its preset, ablation and options build today
+(a preset edited since: the run id names the preset, not its contents); ``rerun_stale`` moves its
+folder to ``OUT/stale/`` and runs it again. The suite's tables (their
 cells and the classes chosen for them) are written to ``OUT/suite.json`` for the report. Image
 features are cached in ``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by
 content: one set per model, classes and seed, whatever the method), shared by every cell. Oracles
@@ -31,6 +34,32 @@ class Plan:
     done: list[RunSpec] = field(default_factory=list)
     failed: list[RunSpec] = field(default_factory=list)
     todo: list[RunSpec] = field(default_factory=list)
+    stale: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> how its config differs
+
+
+def stale_reason(results: dict) -> str | None:
+    """How the method config a finished run recorded differs from the one its method, preset, ablation
+    and options build today, or None when they agree (or the run recorded none)."""
+    from ..methods import get_method, method_names
+    from ..methods.base import config_json
+
+    recorded, settings = results.get("method_config"), results.get("settings") or {}
+    if recorded is None or "method" not in settings:
+        return None
+    method = settings["method"]
+    if method not in method_names():
+        return f"method {method!r} is no longer registered"
+    family = (results.get("model") or {}).get("family", "resnet")
+    try:
+        now = config_json(get_method(method).build_config(settings.get("preset", "default"), family,
+                                                          settings.get("ablation"), settings.get("options") or {}))
+    except ClipUnlearnError as e:
+        return f"its config cannot be built any more ({e})"
+    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    if not changed:
+        return None
+    return ", ".join(f"{k} {recorded.get(k)!r} -> {now.get(k)!r}" for k in changed[:4]) + (
+        f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
 
 
 def run_dir(out: Path, spec: RunSpec) -> Path:
@@ -59,15 +88,23 @@ def chooser(suite: Suite, out: Path, data_root: str | None, device: str = "cpu")
 
 
 def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_failed: bool = False,
-         data_root: str | None = None, device: str = "cpu") -> Plan:
-    """Which cells are done, failed and still to run."""
+         data_root: str | None = None, device: str = "cpu", rerun_stale: bool = False) -> Plan:
+    """Which cells are done (and which of them stale), failed and still to run; with ``rerun_stale``
+    stale cells are to run."""
     out = Path(out)
     p = Plan()
     choose = chooser(suite, out, data_root, device)
     audited = suite.audited(models, choose)
     for spec in (s.resolved() for s in suite.cells(models, choose)):
-        if (run_dir(out, spec) / "results.json").exists() and (
-                spec.run_id not in audited or audit_done(run_dir(out, spec))):
+        results = run_dir(out, spec) / "results.json"
+        if results.exists():
+            why = stale_reason(json.loads(results.read_text(encoding="utf-8")))
+            if why is not None:
+                p.stale[spec.run_id] = why
+                if rerun_stale:
+                    p.todo.append(spec)
+                    continue
+        if results.exists() and (spec.run_id not in audited or audit_done(run_dir(out, spec))):
             p.done.append(spec)
         elif failure_file(out, spec).exists() and not retry_failed:
             p.failed.append(spec)
@@ -138,7 +175,8 @@ def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] 
 
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
-              device: str = "cpu", echo=print, options: ExecutorOptions | None = None) -> Plan:
+              device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
+              rerun_stale: bool = False) -> Plan:
     """Run every cell still to do; returns the plan as it stood before running. ``options`` tell the
     executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
@@ -146,19 +184,30 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     run = get_executor(executor, options)
     out = Path(out)
     options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
-    p = plan(suite, out, models, retry_failed, data_root, device)
+    p = plan(suite, out, models, retry_failed, data_root, device, rerun_stale)
     echo(f"suite {suite.name} ({suite.source}): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
          f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
+    if p.stale and not rerun_stale:
+        first = next(iter(p.stale))
+        echo(f"{len(p.stale)} done cells were run with another config of their preset than the method builds "
+             f"today (e.g. {first}: {p.stale[first]}); their figures are not what the suite measures now. "
+             "Pass --rerun-stale to run them again (their folders are kept in OUT/stale/).")
     if dry_run:
         for label, specs in (("done", p.done), ("failed", p.failed), ("to run", p.todo)):
             for spec in specs:
-                echo(f"  {label:<7} {spec.run_id}")
+                echo(f"  {label:<7} {spec.run_id}" + (" (stale)" if spec.run_id in p.stale else ""))
         return p
     write_json(out / "suite.json", merge_layout(out / "suite.json", layout(suite, out, models, data_root, device)))
     if not p.todo:
         return p
     from tqdm.auto import tqdm
 
+    for spec in p.todo:
+        if spec.run_id in p.stale:  # kept, never overwritten: moved aside whole
+            aside = out / "stale" / f"{spec.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            run_dir(out, spec).rename(aside)
+            echo(f"stale   {spec.run_id} moved to {aside}")
     audits = audit_jobs(suite, out, p.todo, models, data_root, device)
     for oracle in dict.fromkeys(o for o in (suite.oracle_for(s) for s in p.todo if s.run_id in audits) if o):
         if not oracle_ready(out, oracle):
