@@ -117,6 +117,17 @@ def test_a_suite_trains_its_oracle_once_audits_its_cells_and_reports_them(tmp_pa
     assert audit["oracle"] == str(weights) and audit["models"] == ["original", "forgotten", "oracle"]
     assert audit["attacks"] == ["prompts", "probe", "mia", "oracle"]
     assert [p.run_id for p in plan(suite, out, data_root=str(data_slice)).done] == [cell.run_id]
+    from clipunlearn.data import load_image_set
+    from clipunlearn.evaluation import Evaluator
+    from clipunlearn.models import load_clip
+
+    cifar = audit["results"]["oracle"]["per_dataset"]["cifar10"]  # the oracle on the run's other dataset
+    results = json.loads((run / "results.json").read_text())
+    assert (cifar["original"], cifar["forgotten"]) == (results["datasets"]["cifar10"]["before"],
+                                                       results["datasets"]["cifar10"]["after"])
+    independent = Evaluator(load_clip("mini-rn", "none", weights), progress=False).evaluate(
+        load_image_set("cifar10", str(data_slice), "test")).top1
+    assert cifar["oracle"] == pytest.approx(independent) and cifar["gap"] == pytest.approx(cifar["forgotten"] - independent)
 
     # an audit lost (or killed before it moved into place): the cell is to do, and only its audit reruns
     stamp, trained = (run / "results.json").stat().st_mtime_ns, weights.stat().st_mtime_ns

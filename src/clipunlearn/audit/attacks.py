@@ -29,7 +29,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ..data import CHANGED_TEMPLATES
-from ..errors import ClipUnlearnError
+from ..errors import ClipUnlearnError, DataError
 from ..evaluation import LOGIT_SCALE
 from ..metrics import precision_at_k
 from ..models import Clip
@@ -331,7 +331,25 @@ def oracle(case: AuditCase) -> dict[str, Any]:
                     "others": mean_kl(logits[name][~target], logits["oracle"][~target]) if (~target).any() else None}
     gaps = [abs(v["gap"]) for v in per_class.values()]
     return {"per_class": per_class, "mean_abs_gap": float(np.mean(gaps)), "kl_to_oracle": kl,
-            "logit_scale": LOGIT_SCALE}
+            "per_dataset": _oracle_datasets(case), "logit_scale": LOGIT_SCALE}
+
+
+def _oracle_datasets(case: AuditCase) -> dict[str, Any]:
+    """Top-1 on each of the run's other datasets (each with its own templates, the run's protocol):
+    original and forgotten as the run measured them (results.json), the oracle measured here."""
+    from ..data import load_image_set
+
+    out: dict[str, Any] = {}
+    for name, ba in (case.run.raw.get("datasets") or {}).items():
+        try:
+            images = load_image_set(name, case.data_root, "test")
+        except DataError as e:
+            out[name] = {"skipped": str(e)}
+            continue
+        top1 = case.evaluator("oracle").evaluate(images).top1
+        out[name] = {"original": ba.get("before"), "forgotten": ba.get("after"), "oracle": top1,
+                     "gap": None if ba.get("after") is None else ba["after"] - top1}
+    return out
 
 
 #: every attack by name, in the order the audit runs and reports them

@@ -108,6 +108,7 @@ class AuditCase:
     seed: int = 0
     relearn_ks: tuple[int, ...] = RELEARN_KS
     relearn_steps: int = RELEARN_STEPS
+    data_root: str | None = None
     _evaluators: dict[str, Evaluator] = field(default_factory=dict, repr=False)
     _classifiers: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict, repr=False)
     _features: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
@@ -189,7 +190,7 @@ def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: s
     models["forgotten"] = load_clip(info.model, info.pretrained, info.model_file)
     if oracle is not None:
         models["oracle"] = load_clip(info.model, "none", oracle)
-    return AuditCase(info, models, test, train, targets, seed, tuple(relearn_ks), relearn_steps)
+    return AuditCase(info, models, test, train, targets, seed, tuple(relearn_ks), relearn_steps, root)
 
 
 __all__ = ["RELEARN_KS", "RELEARN_LR", "RELEARN_STEPS", "AuditCase", "RunInfo", "UNSUPPORTED_TASKS", "check_oracle", "load_case", "read_run"]

@@ -75,6 +75,13 @@ def render_markdown(audit: dict[str, Any]) -> str:
         lines += _table(["", "all images", "class's images", "other images"],
                         [[f"KL({m} ‖ oracle)", *(o["kl_to_oracle"][m][s] for s in ("all", "target", "others"))]
                          for m in ("forgotten", "original")])
+        datasets = {k: v for k, v in o.get("per_dataset", {}).items() if "skipped" not in v}
+        if datasets:
+            lines += ["Other datasets (top-1, each with its own templates; original and forgotten as the run measured "
+                      "them):", ""]
+            lines += _table(["dataset", *models, "gap"],
+                            [[name, *(v[m] for m in models), v["gap"]] for name, v in datasets.items()])
+        lines += [f"- {k}: skipped ({v['skipped']})" for k, v in o.get("per_dataset", {}).items() if "skipped" in v]
         lines += _table(["class", *models, "gap"],
                         [[c + (" (forgotten)" if v["target"] else ""), *(v[m] for m in models), v["gap"]]
                          for c, v in o["per_class"].items()])
