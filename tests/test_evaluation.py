@@ -75,6 +75,38 @@ def test_cache_hits_and_partial_recompute(data_slice, mini_rn_random):
     assert cache.hits == hits
 
 
+def test_cells_side_by_side_compute_shared_features_once(data_slice, mini_rn_random, tmp_path, monkeypatch):
+    """Two evaluators on one cache folder (two benchmark cells at once) asking for the same features:
+    one computes them while the other waits on the entry's lock, then reads them from disk."""
+    import threading
+    import time
+
+    images = load_image_set("caltech101", data_slice, "test")
+    computed = []
+    original = Evaluator._compute_features
+
+    def slow(self, *args):
+        computed.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the other evaluator to arrive while this one computes
+        return original(self, *args)
+
+    monkeypatch.setattr(Evaluator, "_compute_features", slow)
+    caches = [FeatureCache(tmp_path / "features") for _ in range(2)]
+    out: list = [None, None]
+
+    def run(i: int) -> None:
+        out[i] = Evaluator(copy.deepcopy(mini_rn_random), caches[i], workers=0, progress=False).image_features(images)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(computed) == 1  # once, not once per evaluator
+    torch.testing.assert_close(out[0], out[1])
+    assert sorted(c.hits for c in caches) == [0, 1] and sum(c.misses for c in caches) == 2 * 2  # 2 cuts, first looks
+
+
 def test_text_classifier_is_reused_until_the_text_tower_changes(mini_rn_random, monkeypatch):
     from clipunlearn.evaluation import zeroshot
 
@@ -191,3 +223,36 @@ def test_error_analysis_leaves_the_target_out_and_pools_by_images_turned_wrong()
     assert out["pooled"]["mean_std_logit_gap"] == pytest.approx((gap_a + gap_b) / 2)
     none = error_analysis({"b": r(other, before_b)}, {"b": r(other, before_b)}, Targets(main, [0], []))
     assert none["b"]["share_rank1"] is None and none["pooled"]["share_rank1"] is None
+
+
+def test_cells_side_by_side_make_a_shared_synthetic_set_once(mini_rn_random, tmp_path):
+    """Two runs on one synthetic cache asking for the same set at once: one makes it, the other waits
+    on the entry's lock and reads it from the cache (its data_seen says "shared cache")."""
+    import threading
+    import time
+
+    from clipunlearn.runs.data import RunData
+    from clipunlearn.synthetic.generate import SyntheticSet
+
+    made = []
+
+    def make() -> SyntheticSet:
+        made.append(threading.get_ident())
+        time.sleep(0.5)
+        return SyntheticSet(images=torch.rand(2, 3, 8, 8), targets=torch.tensor([0, 0]), probs=torch.ones(2),
+                            accepted=torch.ones(2, dtype=torch.bool), steps=torch.ones(2, dtype=torch.long),
+                            classnames=["a"], dataset="d", model="mini-rn", template="a photo of a {}.")
+
+    out: list = [None, None]
+
+    def run(i: int) -> None:
+        data = RunData(mini_rn_random, None, synthetic_cache=str(tmp_path / "synthetic"))
+        out[i] = data._generate({"classes": ["a"], "seed": 0}, make)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and sorted(shared for _, shared in out) == [False, True]
+    torch.testing.assert_close(out[0][0].images, out[1][0].images)

@@ -82,6 +82,27 @@ def staged_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterat
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def exclusive(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an advisory lock on the file ``path`` (created if missing) for the block, so that processes
+    sharing a cache folder compute an entry once: the others wait, then read it. The kernel releases
+    the lock when its holder dies, even by SIGKILL. Where there is no ``fcntl`` (Windows) there is no
+    lock: an entry may then be computed twice, and is still written atomically."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def save_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp)`` and move ``tmp`` onto ``path`` atomically."""
     with atomic_path(path) as tmp:

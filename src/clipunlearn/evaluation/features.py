@@ -98,7 +98,9 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> torch.Tensor | None:
+    def get(self, key: str, count_miss: bool = True) -> torch.Tensor | None:
+        """The entry of ``key``, or None (counted as a miss unless ``count_miss`` is False: a second
+        look at the same entry, after waiting for another process to compute it)."""
         if key in self._mem:
             self._mem.move_to_end(key)
             self.hits += 1
@@ -110,8 +112,16 @@ class FeatureCache:
             self._remember(key, value)
             self.hits += 1
             return value
-        self.misses += 1
+        self.misses += count_miss
         return None
+
+    def lock(self, key: str):
+        """On disk, held while one process computes ``key``: others wait for it, then read it."""
+        from contextlib import nullcontext
+
+        from ..io import exclusive
+
+        return nullcontext() if self.folder is None else exclusive(self.folder / f"{key}.lock")
 
     def put(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().cpu().contiguous()

@@ -178,13 +178,29 @@ class Evaluator:
         self.clip.model.eval()
         hashes = self._stage_hashes()
         n_stages = len(hashes)
-        for cut in self._cache_cuts():
-            cached = self.cache.get(self._key(images, hashes, cut))
-            if cached is not None:
-                feats = cached if cut == n_stages else torch.cat([
-                    run_stages(self.clip, cached[i:i + self.batch_size].to(self.clip.device), cut)
-                    for i in range(0, len(cached), self.batch_size)])
-                return F.normalize(feats.float(), dim=-1)
+
+        def cached(first_look: bool) -> torch.Tensor | None:
+            for cut in self._cache_cuts():
+                found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
+                if found is not None:
+                    feats = found if cut == n_stages else torch.cat([
+                        run_stages(self.clip, found[i:i + self.batch_size].to(self.clip.device), cut)
+                        for i in range(0, len(found), self.batch_size)])
+                    return F.normalize(feats.float(), dim=-1)
+            return None
+
+        found = cached(True)
+        if found is not None:
+            return found
+        with self.cache.lock(self._key(images, hashes, n_stages)):  # cells side by side compute it once
+            found = cached(False)
+            return found if found is not None else self._compute_features(images, hashes)
+
+    @torch.no_grad()
+    def _compute_features(self, images: ImageSet, hashes: list[str]) -> torch.Tensor:
+        from .features import run_stages
+
+        n_stages = len(hashes)
         cuts = sorted(set(self._cache_cuts()))
         outputs: dict[int, list[torch.Tensor]] = {c: [] for c in cuts}
         loader = DataLoader(_Pixels(images, self.clip.image_transform()), batch_size=self.batch_size,

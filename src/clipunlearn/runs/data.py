@@ -105,9 +105,13 @@ class RunData:
         found = cache.get(key)
         if found is not None:
             return found, True
-        s = make()
-        cache.put(key, s)
-        return s, False
+        with cache.lock(key):  # cells running side by side make a shared set once
+            found = cache.get(key)
+            if found is not None:
+                return found, True
+            s = make()
+            cache.put(key, s)
+            return s, False
 
     # --- synthetic ----------------------------------------------------------------------------
     def synthetic_forget(self, request: ForgetRequest, prompts: str = "template") -> ImageBatch:

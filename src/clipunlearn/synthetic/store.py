@@ -110,6 +110,12 @@ class SyntheticCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.safetensors"
 
+    def lock(self, key: str):
+        """Held while one process makes the set of ``key``; others wait for it, then read it."""
+        from ..io import exclusive
+
+        return exclusive(self.folder / f"{key}.lock")
+
     def get(self, key: str) -> SyntheticSet | None:
         p = self.path(key)
         if not p.is_file():
