@@ -13,6 +13,11 @@ results.json record (generation + forgetting + evaluation): how much slower a ce
 than in this process. process runs ``--workers`` processes with cores / workers torch threads each;
 ray starts a local cluster of this machine's cores, one CPU per cell. Goals: process at least 1.5x
 local; ray within 15 % of process.
+
+``--scaling`` also times the suite's first cell in this process with 1 thread and with all cores,
+caches warm (a first, untimed run fills them), as the cells after the first run in a suite: how
+much faster one cell gets from more threads bounds what N single-thread workers can gain over one
+process with N threads (at most N x t(N threads) / t(1 thread) times the cells per second).
 """
 from __future__ import annotations
 
@@ -55,6 +60,24 @@ method = "amns"
 GOALS = {"process / local": 1.5, "ray / process": 0.85, "ray-running / process": 0.85}  # ray within 15 %
 
 
+def thread_scaling(suite, data_root: str, tmp: Path) -> dict[int, float]:
+    """Seconds of the suite's first cell in this process with 1 thread and with every core, caches
+    warm (features and synthetic sets made by a first, untimed run)."""
+    from clipunlearn.runs.spec import execute
+
+    spec = suite.cells()[0].resolved()
+    cache, synthetic = tmp / "scaling" / "features", tmp / "scaling" / "synthetic"
+    execute(spec, tmp / "scaling" / "warm", data_root, str(cache), synthetic_cache=str(synthetic))
+    threads, out = torch.get_num_threads(), {}
+    for n in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(n)
+        t0 = time.time()
+        execute(spec, tmp / "scaling" / f"threads-{n}", data_root, str(cache), synthetic_cache=str(synthetic))
+        out[n] = round(time.time() - t0, 2)
+    torch.set_num_threads(threads)
+    return out
+
+
 def main() -> int:
     logging.getLogger().setLevel(logging.ERROR)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,6 +88,7 @@ def main() -> int:
     ap.add_argument("--n-per-class", type=int, default=4, help="synthetic images per class of each cell")
     ap.add_argument("--max-steps", type=int, default=20, help="generation steps per image attempt")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--scaling", action="store_true", help="also time one cell with 1 thread and with all cores")
     ap.add_argument("--json", default=None)
     ap.add_argument("--page", default=None, help="also write the table as a markdown results page")
     args = ap.parse_args()
@@ -98,6 +122,7 @@ def main() -> int:
                          "cells_per_s": round(len(p.done) / wall, 4),
                          "cell_s": round(sum(cell_s) / len(cell_s), 1)})
             print(f"{name}: {len(p.done)} cells in {wall:.1f}s", file=sys.stderr, flush=True)
+        scaling = thread_scaling(suite, args.data_root, Path(tmp)) if args.scaling else {}
     rate = {r["executor"]: r["cells_per_s"] for r in rows}
     ratios = {}
     if "local" in rate and "process" in rate:
@@ -115,8 +140,15 @@ def main() -> int:
         print(f"{r['executor']:<9} {r['cells']:>5} {r['wall_s']:>7.1f} {r['cells_per_s']:>8.3f} {r['cell_s']:>7.1f}")
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
+    bound = None
+    if len(scaling) == 2:
+        (one, t1), (n, tn) = sorted(scaling.items())
+        bound = round(args.workers * tn / t1, 2)
+        print(f"one cell, caches warm: {t1:.1f}s with 1 thread, {tn:.1f}s with {n}: {args.workers} single-thread "
+              f"workers can run at most {bound:.2f}x the cells per second of one {n}-thread process")
     if args.json:
-        write_text(args.json, json.dumps({"setup": header, "rows": rows, "ratios": ratios}, indent=2) + "\n")
+        write_text(args.json, json.dumps({"setup": header, "rows": rows, "ratios": ratios, "scaling": scaling,
+                                          "bound": bound}, indent=2) + "\n")
     if args.page:
         command = " ".join(["python benchmarks/executors_speed.py", *(shlex.quote(a) for a in sys.argv[1:])])
         lines = ["# Benchmark executors: cells per second", "", f"Made by `{command}`.",
@@ -133,6 +165,12 @@ def main() -> int:
             lines += ["", f"Mean cell seconds relative to local: {slower}. In local a cell has all "
                       f"{torch.get_num_threads()} torch threads; in process each of {args.workers} workers has "
                       f"{max(1, (os.cpu_count() or 1) // args.workers)}, in ray each cell 1."]
+        if bound is not None:
+            (one, t1), (n, tn) = sorted(scaling.items())
+            lines += ["", f"Thread scaling (`--scaling`): the first cell, caches warm, took {t1:.1f} s with 1 thread "
+                      f"and {tn:.1f} s with {n} ({t1 / tn:.2f}x faster). So {args.workers} single-thread workers can "
+                      f"run at most {args.workers} x {tn:.1f} / {t1:.1f} = **{bound:.2f}x** the cells per second of "
+                      f"one {n}-thread process on this machine, start-up and shared-cache waits aside."]
         lines += ["", "| ratio of cells / s | measured | goal | met |", "|---|---|---|---|"]
         lines += [f"| {k} | {v:.2f} | ≥ {GOALS[k]} | {'yes' if v >= GOALS[k] else 'no'} |" for k, v in ratios.items()]
         write_text(args.page, "\n".join(lines) + "\n")

@@ -300,6 +300,22 @@ def test_tables_expand_into_cells_with_settings(tmp_path):
     assert sens[1].spec.n_per_class == 3 and dict(sens[2].spec.options)["lr"] == 1e-3
     # the sensitivity table's preset cell is table1's leopard cell: a cell shared by tables runs once
     assert len(suite.cells(chosen=lambda m: chosen)) == 2 + 1 + 2
+    from clipunlearn.benchmark.suite import only_tables
+
+    some = only_tables(suite, ["sensitivity", "bar"])  # bar shows table1's cells: table1 comes along
+    assert [t.name for t in some.tables] == ["table1", "bar", "sensitivity"]
+    ids = {s.run_id for s in some.cells(chosen=lambda m: chosen)}
+    assert ids == {c.spec.run_id for c in cells["table1"] + cells["sensitivity"]} and len(ids) == 4
+    with pytest.raises(ClipUnlearnError, match="--tables: no table named 'sensitivty'.*Did you mean 'sensitivity'"):
+        only_tables(suite, ["sensitivty"])
+
+
+def test_a_dry_run_of_some_tables_lists_their_cells_only(tmp_path, data_slice):
+    suite = _suite(tmp_path, text=TABLES.replace("{paper}", '"leopard"').replace("{first}", '"leopard"'))
+    lines: list[str] = []
+    p = run_suite(suite, tmp_path / "out", str(data_slice), dry_run=True, tables=["sensitivity"], echo=lines.append)
+    assert "tables sensitivity): 3 cells, 0 done, 0 failed, 3 to run" in lines[0] and len(p.todo) == 3
+    assert {s.options for s in p.todo} >= {(("lr", 1e-3), ("n_draws", 2), ("retain_steps", 2))}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -360,12 +360,15 @@ def cmd_benchmark(args) -> int:
                               slurm_cluster=args.slurm_cluster)
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
                   retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options,
-                  rerun_stale=args.rerun_stale)
+                  rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None)
     if args.dry_run:
         return 0
     from .benchmark import plan
+    from .benchmark.suite import only_tables
 
-    after = plan(suite, args.out, split_names(args.model) or None)
+    tables = split_names(args.tables)
+    after = plan(only_tables(suite, tables) if tables else suite, args.out, split_names(args.model) or None,
+                 data_root=args.data_root)
     print(f"{len(after.done)} cells done, {len(after.failed)} failed (their errors: {args.out}/failed/), "
           f"{len(after.todo)} to run" + (" -- rerun with --retry-failed" if after.failed else ""))
     return 0 if not after.failed and not after.todo and p is not None else 1
@@ -556,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-folder", default=None, help="slurm: submitit's scripts and logs (default OUT/slurm)")
     p.add_argument("--slurm-cluster", default="slurm", help=argparse.SUPPRESS)  # local / debug: test without SLURM
     p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--tables", default=None, metavar="A,B",
+                   help="run only these tables' cells (the report still lays out every table)")
     p.add_argument("--rerun-stale", action="store_true",
                    help="run again the done cells whose preset has changed since (old folders kept in OUT/stale/)")
     p.add_argument("--dry-run", action="store_true", help="list the cells, done and to run, and run nothing")

@@ -26,7 +26,7 @@ from ..runs.spec import RunSpec
 from .classes import ChosenClass, choose_classes, per_class_top1
 from .executors import AuditJob, ExecutorOptions, Job, audit_done, get_executor
 from .oracles import oracle_path, oracle_ready, train_oracle
-from .suite import Suite, check_suite
+from .suite import Suite, check_suite, only_tables
 
 
 @dataclass
@@ -176,16 +176,19 @@ def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] 
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
-              rerun_stale: bool = False) -> Plan:
-    """Run every cell still to do; returns the plan as it stood before running. ``options`` tell the
-    executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
+              rerun_stale: bool = False, tables: list[str] | None = None) -> Plan:
+    """Run every cell still to do (of the named ``tables`` only, when given: the report still lays out
+    every table); returns the plan as it stood before running. ``options`` tell the executor how
+    (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
     options = options or ExecutorOptions(workers=workers)
     run = get_executor(executor, options)
     out = Path(out)
     options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
-    p = plan(suite, out, models, retry_failed, data_root, device, rerun_stale)
-    echo(f"suite {suite.name} ({suite.source}): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
+    todo = only_tables(suite, tables) if tables else suite
+    p = plan(todo, out, models, retry_failed, data_root, device, rerun_stale)
+    echo(f"suite {suite.name} ({suite.source}" + (f"; tables {', '.join(t.name for t in todo.tables)}" if tables else "")
+         + f"): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
          f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
     if p.stale and not rerun_stale:
         first = next(iter(p.stale))
@@ -208,7 +211,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
             aside.parent.mkdir(parents=True, exist_ok=True)
             run_dir(out, spec).rename(aside)
             echo(f"stale   {spec.run_id} moved to {aside}")
-    audits = audit_jobs(suite, out, p.todo, models, data_root, device)
+    audits = audit_jobs(todo, out, p.todo, models, data_root, device)
     for oracle in dict.fromkeys(o for o in (suite.oracle_for(s) for s in p.todo if s.run_id in audits) if o):
         if not oracle_ready(out, oracle):
             train_oracle(out, oracle, data_root, echo)

@@ -223,6 +223,22 @@ class Suite:
         return sorted(seen.values(), key=lambda spec: order[spec.seed])  # stable: table order within a seed
 
 
+def only_tables(suite: Suite, names: list[str]) -> Suite:
+    """The suite with only the named tables (and the tables whose cells they show) left to run."""
+    known = [t.name for t in suite.tables]
+    for name in names:
+        if name not in known:
+            raise _fail(f"{suite.source}: --tables", f"no table named {name!r} (tables: {', '.join(known)})", name,
+                        known)
+    keep = set(names)
+    while True:
+        more = {t.cells for t in suite.tables if t.name in keep and t.cells and t.cells not in keep}
+        if not more:
+            break
+        keep |= more
+    return replace(suite, tables=[t for t in suite.tables if t.name in keep])
+
+
 def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
