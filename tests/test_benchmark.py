@@ -310,12 +310,22 @@ def test_tables_expand_into_cells_with_settings(tmp_path):
         only_tables(suite, ["sensitivty"])
 
 
-def test_a_dry_run_of_some_tables_lists_their_cells_only(tmp_path, data_slice):
+def test_a_dry_run_of_some_tables_lists_their_cells_only(tmp_path, data_slice, capsys):
     suite = _suite(tmp_path, text=TABLES.replace("{paper}", '"leopard"').replace("{first}", '"leopard"'))
     lines: list[str] = []
     p = run_suite(suite, tmp_path / "out", str(data_slice), dry_run=True, tables=["sensitivity"], echo=lines.append)
     assert "tables sensitivity): 3 cells, 0 done, 0 failed, 3 to run" in lines[0] and len(p.todo) == 3
     assert {s.options for s in p.todo} >= {(("lr", 1e-3), ("n_draws", 2), ("retain_steps", 2))}
+    lines.clear()
+    p = run_suite(suite, tmp_path / "out", str(data_slice), dry_run=True, tables=["sensitivity"], seeds=[0],
+                  echo=lines.append)
+    assert "seeds 0): 3 cells" in lines[0] and len(p.todo) == 3
+    from clipunlearn.cli import main
+
+    for seeds, message in (("0,x", "--seeds '0,x' is not a list of integers"), ("4", "has no seed 4 (its seeds: 0)")):
+        assert main(["benchmark", "--suite", str(tmp_path / "small.toml"), "--out", str(tmp_path / "o"), "--data-root",
+                     str(data_slice), "--seeds", seeds, "--dry-run"]) == 2
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, message", [

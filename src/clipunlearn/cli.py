@@ -347,6 +347,23 @@ def cmd_subgroups(args) -> int:
     return 0
 
 
+def _seeds(text: str, suite) -> list[int]:
+    """``--seeds 0,1``: integers among the suite's seeds."""
+    from .data import split_names
+    from .errors import ClipUnlearnError
+
+    known = sorted({*suite.seeds, *(x for t in suite.tables for x in (t.seeds or ()))})
+    try:
+        seeds = [int(x) for x in split_names(text)]
+    except ValueError:
+        raise ClipUnlearnError(f"--seeds {text!r} is not a list of integers; pass e.g. --seeds 0,1.") from None
+    for seed in seeds:
+        if seed not in known:
+            raise ClipUnlearnError(f"--seeds: the suite {suite.name!r} has no seed {seed} (its seeds: "
+                                   f"{', '.join(map(str, known))}).")
+    return seeds
+
+
 def cmd_benchmark(args) -> int:
     from .benchmark import ExecutorOptions, load_suite, run_suite
     from .data import split_names
@@ -358,9 +375,10 @@ def cmd_benchmark(args) -> int:
                               ray_address=args.ray_address, slurm_partition=args.slurm_partition,
                               slurm_time_min=args.slurm_time_min, slurm_folder=args.slurm_folder,
                               slurm_cluster=args.slurm_cluster)
+    seeds = _seeds(args.seeds, suite) if args.seeds else None
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
                   retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options,
-                  rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None)
+                  rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None, seeds=seeds)
     if args.dry_run:
         return 0
     from .benchmark import plan
@@ -368,7 +386,7 @@ def cmd_benchmark(args) -> int:
 
     tables = split_names(args.tables)
     after = plan(only_tables(suite, tables) if tables else suite, args.out, split_names(args.model) or None,
-                 data_root=args.data_root)
+                 data_root=args.data_root, seeds=seeds)
     print(f"{len(after.done)} cells done, {len(after.failed)} failed (their errors: {args.out}/failed/), "
           f"{len(after.todo)} to run" + (" -- rerun with --retry-failed" if after.failed else ""))
     return 0 if not after.failed and not after.todo and p is not None else 1
@@ -559,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-folder", default=None, help="slurm: submitit's scripts and logs (default OUT/slurm)")
     p.add_argument("--slurm-cluster", default="slurm", help=argparse.SUPPRESS)  # local / debug: test without SLURM
     p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--seeds", default=None, metavar="0,1", help="run only the cells of these seeds")
     p.add_argument("--tables", default=None, metavar="A,B",
                    help="run only these tables' cells (the report still lays out every table)")
     p.add_argument("--rerun-stale", action="store_true",

@@ -88,14 +88,15 @@ def chooser(suite: Suite, out: Path, data_root: str | None, device: str = "cpu")
 
 
 def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_failed: bool = False,
-         data_root: str | None = None, device: str = "cpu", rerun_stale: bool = False) -> Plan:
+         data_root: str | None = None, device: str = "cpu", rerun_stale: bool = False,
+         seeds: list[int] | None = None) -> Plan:
     """Which cells are done (and which of them stale), failed and still to run; with ``rerun_stale``
-    stale cells are to run."""
+    stale cells are to run; ``seeds``: the cells of these seeds only."""
     out = Path(out)
     p = Plan()
     choose = chooser(suite, out, data_root, device)
     audited = suite.audited(models, choose)
-    for spec in (s.resolved() for s in suite.cells(models, choose)):
+    for spec in (s.resolved() for s in suite.cells(models, choose) if seeds is None or s.seed in seeds):
         results = run_dir(out, spec) / "results.json"
         if results.exists():
             why = stale_reason(json.loads(results.read_text(encoding="utf-8")))
@@ -176,9 +177,9 @@ def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] 
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
-              rerun_stale: bool = False, tables: list[str] | None = None) -> Plan:
+              rerun_stale: bool = False, tables: list[str] | None = None, seeds: list[int] | None = None) -> Plan:
     """Run every cell still to do (of the named ``tables`` only, when given: the report still lays out
-    every table); returns the plan as it stood before running. ``options`` tell the executor how
+    every table; and of the given ``seeds`` only); returns the plan as it stood before running. ``options`` tell the executor how
     (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
     options = options or ExecutorOptions(workers=workers)
@@ -186,8 +187,9 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     out = Path(out)
     options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
     todo = only_tables(suite, tables) if tables else suite
-    p = plan(todo, out, models, retry_failed, data_root, device, rerun_stale)
+    p = plan(todo, out, models, retry_failed, data_root, device, rerun_stale, seeds)
     echo(f"suite {suite.name} ({suite.source}" + (f"; tables {', '.join(t.name for t in todo.tables)}" if tables else "")
+         + (f"; seeds {', '.join(map(str, seeds))}" if seeds is not None else "")
          + f"): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
          f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
     if p.stale and not rerun_stale:
