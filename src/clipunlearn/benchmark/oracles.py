@@ -61,14 +61,10 @@ class OracleSpec:
 
 
 def parse_oracles(where: str, entries) -> tuple[OracleSpec, ...]:
-    from .suite import _check_keys, _fail
+    from .suite import _entries, _fail
 
     out = []
-    for i, o in enumerate(entries or []):
-        w = f"{where}[{i}]"
-        if not isinstance(o, dict):
-            raise _fail(w, 'must be a table such as { model = "mini-rn", exclude = ["caltech101:minaret"] }')
-        _check_keys(w, o, ORACLE_KEYS)
+    for w, o in _entries(where, entries, ORACLE_KEYS, '{ model = "mini-rn", exclude = ["caltech101:minaret"] }'):
         if not o.get("model") or not o.get("exclude"):
             raise _fail(w, "needs 'model' and a non-empty 'exclude' list of DATASET:CLASS")
         epochs = o.get("epochs")

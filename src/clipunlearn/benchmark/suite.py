@@ -52,7 +52,7 @@ known name.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -267,13 +267,20 @@ def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
             raise ClipUnlearnError(f"{where}: unknown field {key!r}.{hint}")
 
 
+def _entries(where: str, entries: Any, allowed: set[str], example: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each table of an array of tables (``[[methods]]``, ``[[oracles]]``, ...), with where it is, its
+    fields checked against ``allowed``."""
+    for i, entry in enumerate(entries or []):
+        w = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise _fail(w, f"must be a table such as {example}")
+        _check_keys(w, entry, allowed)
+        yield w, entry
+
+
 def _methods(where: str, entries: Any) -> tuple[MethodEntry, ...]:
     out = []
-    for i, m in enumerate(entries or []):
-        w = f"{where}[{i}]"
-        if not isinstance(m, dict):
-            raise _fail(w, "must be a table such as { method = \"lip\" }")
-        _check_keys(w, m, METHOD_KEYS)
+    for w, m in _entries(where, entries, METHOD_KEYS, '{ method = "lip" }'):
         if "method" not in m:
             raise _fail(w, "has no 'method'")
         out.append(MethodEntry(m["method"], m.get("preset", "default"), m.get("ablation"),
@@ -283,9 +290,7 @@ def _methods(where: str, entries: Any) -> tuple[MethodEntry, ...]:
 
 def _targets(where: str, entries: Any) -> tuple[Target, ...]:
     out = []
-    for i, t in enumerate(entries or []):
-        w = f"{where}[{i}]"
-        _check_keys(w, t, TARGET_KEYS)
+    for w, t in _entries(where, entries, TARGET_KEYS, '{ dataset = "caltech101", classes = ["minaret"] }'):
         if "dataset" not in t or not t.get("classes"):
             raise _fail(w, "needs 'dataset' and a non-empty 'classes' list")
         out.append(Target(t["dataset"], tuple(t["classes"])))
