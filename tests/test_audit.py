@@ -74,6 +74,12 @@ def test_verdict_thresholds():
     assert verdicts(probe, th)[0]["verdict"] == RECOVERED
     probe["probe"]["auc"]["forgotten"] = 0.7
     assert verdicts(probe, th)[0]["verdict"] == NOT_RECOVERED
+    probe["probe"]["auc"].update(oracle=0.99, forgotten=0.7)  # the oracle separates it as well: no verdict
+    assert verdicts(probe, th)[0]["verdict"] == UNDEFINED
+    probe["probe"]["auc"].update(oracle=0.8, forgotten=0.99)  # kept 0.19 of the 0.2 margin over the oracle
+    assert verdicts(probe, th)[0]["verdict"] == RECOVERED
+    probe["probe"]["auc"]["forgotten"] = 0.85  # kept a quarter of it
+    assert verdicts(probe, th)[0]["verdict"] == NOT_RECOVERED
     mia = {"mia": {"threshold_auc": {"original": 0.8, "forgotten": 0.55}}}
     assert verdicts(mia, th)[0]["verdict"] == NOT_RECOVERED  # within 0.1 of 0.5
     mia["mia"]["threshold_auc"]["oracle"] = 0.52
@@ -243,7 +249,11 @@ def test_a_model_that_hid_nothing_is_caught_by_every_attack(data_slice, lip_run)
                                        > th.prompts_share * results["prompts"]["before"] else NOT_RECOVERED)
     for aug in ("clean", *results["images"]["augmentations"]):
         assert results["images"]["accuracy"][aug]["forgotten"] == results["images"]["accuracy"][aug]["original"]
-    assert v["probe"]["verdict"] == RECOVERED  # the same features separate the class as well as before
+    # the same features separate the class as well as before; with the original as its own oracle, the
+    # probe cannot tell knowledge from generic features, and says so
+    auc = results["probe"]["auc"]
+    assert verdicts({"probe": {"auc": {m: auc[m] for m in ("original", "forgotten")}}}, th)[0]["verdict"] == RECOVERED
+    assert v["probe"]["verdict"] == UNDEFINED and "cannot tell" in v["probe"]["threshold"]
     assert results["relearning"]["curves"]["forgotten"] == results["relearning"]["curves"]["original"]
     assert v["relearning"]["verdict"] == RECOVERED or results["relearning"]["curves"]["original"]["2"][2] \
         < th.relearn_share * results["relearning"]["curves"]["original"]["2"][0]

@@ -24,8 +24,13 @@ class Thresholds:
     #: images: the forgotten model's best accuracy over the augmentations exceeds this share of the
     #: original's accuracy on the clean images
     images_share: float = 0.5
-    #: probe: the forgotten model's probe AUC is at least this share of the original's
+    #: probe: the forgotten model's probe AUC is at least this share of the original's; with an oracle,
+    #: it keeps at least this share of the original's margin over the oracle's AUC
     probe_share: float = 0.9
+    #: probe with an oracle: when the original's AUC is not above the oracle's by more than this, the
+    #: oracle's features separate the class as well, and the probe cannot tell knowledge from generic
+    #: features (undefined)
+    probe_margin: float = 0.02
     #: relearning: after ``relearn_steps`` steps on ``relearn_k`` images per class, the forgotten model's
     #: accuracy is at least this share of the original's before any step
     relearn_share: float = 0.5
@@ -76,8 +81,20 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
         lines.append(line)
     if "probe" in results:
         auc = results["probe"]["auc"]
-        lines.append(_share("probe", auc["forgotten"], auc["original"], th.probe_share, "probe AUC after",
-                            strict=False))
+        if "oracle" not in auc:
+            lines.append(_share("probe", auc["forgotten"], auc["original"], th.probe_share, "probe AUC after",
+                                strict=False))
+        else:
+            margin = auc["original"] - auc["oracle"]
+            rule = (f"probe AUC after − oracle's ≥ {th.probe_share:g} × (before − oracle's), when before exceeds the "
+                    f"oracle's by more than {th.probe_margin:g}")
+            figure = f"AUC {auc['forgotten']:.3f} vs before {auc['original']:.3f} and oracle {auc['oracle']:.3f}"
+            if margin <= th.probe_margin:
+                lines.append(_line("probe", UNDEFINED, figure, rule + " (the oracle, which never saw the class, "
+                                   "separates it as well: a probe cannot tell knowledge from generic features)"))
+            else:
+                hit = auc["forgotten"] - auc["oracle"] >= th.probe_share * margin
+                lines.append(_line("probe", RECOVERED if hit else NOT_RECOVERED, figure, rule))
     if "relearning" in results:
         r = results["relearning"]
         k, steps = str(th.relearn_k), th.relearn_steps
@@ -109,8 +126,12 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
     if "oracle" in results:
         kl = results["oracle"]["kl_to_oracle"]
         closer = kl["forgotten"]["all"] < kl["original"]["all"]
+        parts = [f"{label} {kl['forgotten'][part]:.3f} vs {kl['original'][part]:.3f}"
+                 for part, label in (("target", "class's images"), ("others", "other images"))
+                 if kl["forgotten"].get(part) is not None]
         lines.append(_line("oracle", "closer to the oracle" if closer else "not closer to the oracle",
-                           f"mean KL to the oracle {kl['forgotten']['all']:.4f} vs original's {kl['original']['all']:.4f}",
+                           f"mean KL to the oracle {kl['forgotten']['all']:.4f} vs original's {kl['original']['all']:.4f}"
+                           + (f" ({'; '.join(parts)})" if parts else ""),
                            "KL(forgotten ‖ oracle) < KL(original ‖ oracle)"))
     return lines
 
