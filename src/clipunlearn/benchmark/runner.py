@@ -174,13 +174,25 @@ def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] 
     return jobs
 
 
+def _done_line(folder: Path, audited: bool) -> str:
+    """One line per finished cell: the target before and after, the Avg. Score and, when audited, how
+    many attacks brought the class back."""
+    r = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    score = "–" if r.get("avg_score") is None else f"{r['avg_score']:.3f}"
+    audit = ""
+    if audited:
+        verdict = json.loads((folder / "audit" / "audit.json").read_text(encoding="utf-8"))["verdict"]
+        audit = f", audit: {sum(v['verdict'] == 'recovered' for v in verdict)} of {len(verdict)} recovered"
+    return f"done    {folder.name}: target {r['target_before']:.2f} -> {r['target_after']:.2f}, Avg. Score {score}{audit}"
+
+
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
               rerun_stale: bool = False, tables: list[str] | None = None, seeds: list[int] | None = None) -> Plan:
     """Run every cell still to do (of the named ``tables`` only, when given: the report still lays out
-    every table; and of the given ``seeds`` only); returns the plan as it stood before running. ``options`` tell the executor how
-    (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
+    every table; and of the given ``seeds`` only); returns the plan as it stood before running.
+    ``options`` tell the executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
     options = options or ExecutorOptions(workers=workers)
     run = get_executor(executor, options)
@@ -207,13 +219,13 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
         return p
     from tqdm.auto import tqdm
 
+    audits = audit_jobs(todo, out, p.todo, models, data_root, device)
     for spec in p.todo:
         if spec.run_id in p.stale:  # kept, never overwritten: moved aside whole
             aside = out / "stale" / f"{spec.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
             aside.parent.mkdir(parents=True, exist_ok=True)
             run_dir(out, spec).rename(aside)
             echo(f"stale   {spec.run_id} moved to {aside}")
-    audits = audit_jobs(todo, out, p.todo, models, data_root, device)
     for oracle in dict.fromkeys(o for o in (suite.oracle_for(s) for s in p.todo if s.run_id in audits) if o):
         if not oracle_ready(out, oracle):
             train_oracle(out, oracle, data_root, echo)
@@ -227,14 +239,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
             spec = outcome.spec
             if outcome.ok:
                 failure_file(out, spec).unlink(missing_ok=True)
-                r = json.loads((run_dir(out, spec) / "results.json").read_text(encoding="utf-8"))
-                score = "–" if r.get("avg_score") is None else f"{r['avg_score']:.3f}"
-                audit = ""
-                if spec.run_id in audits:
-                    verdict = json.loads((run_dir(out, spec) / "audit" / "audit.json").read_text())["verdict"]
-                    audit = f", audit: {sum(v['verdict'] == 'recovered' for v in verdict)} of {len(verdict)} recovered"
-                bar.write(f"done    {spec.run_id}: target {r['target_before']:.2f} -> {r['target_after']:.2f}, "
-                          f"Avg. Score {score}{audit}")
+                bar.write(_done_line(run_dir(out, spec), spec.run_id in audits))
             else:
                 write_json(failure_file(out, spec), {"run_id": spec.run_id, "spec": spec.key(), "error": outcome.error})
                 bar.write(f"FAILED  {spec.run_id}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
