@@ -105,12 +105,17 @@ def test_a_suite_trains_its_oracle_once_audits_its_cells_and_reports_them(tmp_pa
     suite = _suite(tmp_path)
     out = tmp_path / "out"
     lines: list[str] = []
-    run_suite(suite, out, str(data_slice), echo=lines.append)
+    from clipunlearn.benchmark import ExecutorOptions
+
+    # the oracle trains in a worker of the process executor, like a cell (not in the suite's own process)
+    run_suite(suite, out, str(data_slice), executor="process", options=ExecutorOptions(workers=2, cpus_per_cell=1),
+              echo=lines.append)
     (oracle,) = suite.oracles
     weights = oracle_path(out, oracle)
     record = json.loads(weights.with_suffix(".json").read_text())
     assert record["excluded"]["train_images_removed"] == {"caltech101": 6}  # every leopard of the slice
-    assert record["oracle_id"] == oracle.oracle_id and any("oracle " in line for line in lines)
+    assert record["oracle_id"] == oracle.oracle_id
+    assert any(line.startswith(f"oracle  {oracle.oracle_id}: trained") for line in lines), lines
     (cell,) = [c.resolved() for c in suite.cells()]
     run = out / "runs" / cell.run_id
     audit = json.loads((run / "audit" / "audit.json").read_text())
@@ -153,3 +158,25 @@ def test_a_suite_trains_its_oracle_once_audits_its_cells_and_reports_them(tmp_pa
     copied = tmp_path / "page" / "audits" / cell.run_id
     assert (copied / "audit.md").read_text() == (run / "audit" / "audit.md").read_text()
     assert f"[{cell.run_id}](audits/{cell.run_id}/audit.md)" in report
+
+
+@pytest.mark.slow
+def test_a_failed_oracle_is_recorded_and_its_audits_fail_naming_it(tmp_path, data_slice, monkeypatch):
+    import clipunlearn.zoo as zoo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(zoo, "train_zoo_model", broken)
+    suite = _suite(tmp_path)
+    out = tmp_path / "out"
+    lines: list[str] = []
+    run_suite(suite, out, str(data_slice), echo=lines.append)
+    (oracle,) = suite.oracles
+    failure = json.loads((out / "failed" / f"oracle-{oracle.oracle_id}.json").read_text())
+    assert "out of memory (simulated)" in failure["error"] and any(x.startswith("FAILED  oracle") for x in lines)
+    p = plan(suite, out, data_root=str(data_slice))
+    (cell,) = p.failed  # the run is there, its audit is not: failed, naming the oracle file it lacks
+    assert (out / "runs" / cell.run_id / "results.json").is_file()
+    assert "does not exist" in json.loads((out / "failed" / f"{cell.run_id}.json").read_text())["error"]
+    assert not oracle_path(out, oracle).exists()

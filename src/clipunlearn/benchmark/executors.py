@@ -24,6 +24,7 @@ from types import ModuleType
 
 from ..errors import ClipUnlearnError, unknown
 from ..runs.spec import RunSpec, execute
+from .oracles import OracleSpec
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,49 @@ class Job:
     audit: AuditJob | None = None
 
 
+    @property
+    def name(self) -> str:
+        return f"cell {self.spec.run_id}"
+
+
+@dataclass(frozen=True)
+class OracleJob:
+    """Train an oracle of the suite (a zoo model without some classes) into ``OUT/cache/oracles``, on a
+    worker like a cell. The zoo recipe trains on the CPU with its own thread count (part of the
+    oracle's id: the same threads give the same weights)."""
+
+    spec: OracleSpec
+    out: str  # the suite's --out folder
+    data_root: str | None
+
+    @property
+    def name(self) -> str:
+        return f"oracle {self.spec.oracle_id}"
+
+
 def audit_done(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "audit" / "audit.json").is_file()
 
 
 @dataclass(frozen=True)
 class Outcome:
-    spec: RunSpec
+    spec: RunSpec | OracleSpec
     ok: bool
     error: str = ""
 
 
-def run_job(job: Job) -> Outcome:
+def run_job(job: Job | OracleJob) -> Outcome:
     """Execute one cell (and audit it when asked); an error becomes a failed outcome (the cell's folder
     and its audit folder are each written atomically, so never half-written). A cell whose run is there
     but not its audit is only audited."""
     try:
+        if isinstance(job, OracleJob):
+            import logging
+
+            from .oracles import train_oracle
+
+            train_oracle(Path(job.out), job.spec, job.data_root, logging.getLogger("clipunlearn").info)
+            return Outcome(job.spec, True)
         if not (Path(job.out) / "results.json").is_file():
             execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device,
                     synthetic_cache=job.synthetic_cache)
@@ -113,7 +141,7 @@ def require(package: str, executor: str) -> ModuleType:
                                f"(or pip install {package}).") from None
 
 
-def run_job_with(job: Job, threads: int) -> Outcome:
+def run_job_with(job: Job | OracleJob, threads: int) -> Outcome:
     """:func:`run_job` in a worker given ``threads`` CPUs (a Ray task, a SLURM job): torch uses as many threads."""
     import torch
 

@@ -66,10 +66,11 @@ def run_ray(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
         if started and not options.ray_address:
             _check_fits(ray.cluster_resources(), cpus, options.gpus_per_cell)
         for job in jobs:
-            if options.gpus_per_cell > 0:
+            cell = isinstance(job, Job)  # an oracle job trains by the zoo recipe, on the CPU
+            if cell and options.gpus_per_cell > 0:
                 job = replace(job, device="cuda")
-            ref = task.options(num_cpus=cpus, num_gpus=options.gpus_per_cell, max_retries=options.max_retries,
-                               name=f"cell {job.spec.run_id}").remote(job, cpus)
+            ref = task.options(num_cpus=cpus, num_gpus=options.gpus_per_cell if cell else 0,
+                               max_retries=options.max_retries, name=job.name).remote(job, cpus)
             pending[ref] = job
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

@@ -10,7 +10,7 @@ folder to ``OUT/stale/`` and runs it again. The suite's tables (their
 cells and the classes chosen for them) are written to ``OUT/suite.json`` for the report. Image
 features are cached in ``OUT/cache/features`` and synthetic sets in ``OUT/cache/synthetic`` (by
 content: one set per model, classes and seed, whatever the method), shared by every cell. Oracles
-(``[[oracles]]``) are trained before the cells, in this process, into ``OUT/cache/oracles``.
+(``[[oracles]]``) are trained before the cells, through the same executor, into ``OUT/cache/oracles``.
 """
 from __future__ import annotations
 
@@ -24,8 +24,15 @@ from ..errors import ClipUnlearnError
 from ..io import write_json
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, choose_classes, per_class_top1
-from .executors import AuditJob, ExecutorOptions, Job, audit_done, get_executor
-from .oracles import oracle_path, oracle_ready, train_oracle
+from .executors import (
+    AuditJob,
+    ExecutorOptions,
+    Job,
+    OracleJob,
+    audit_done,
+    get_executor,
+)
+from .oracles import oracle_path, oracle_ready
 from .suite import Suite, check_suite, only_tables
 
 
@@ -226,9 +233,20 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
             aside.parent.mkdir(parents=True, exist_ok=True)
             run_dir(out, spec).rename(aside)
             echo(f"stale   {spec.run_id} moved to {aside}")
-    for oracle in dict.fromkeys(o for o in (suite.oracle_for(s) for s in p.todo if s.run_id in audits) if o):
-        if not oracle_ready(out, oracle):
-            train_oracle(out, oracle, data_root, echo)
+    oracles = [o for o in dict.fromkeys(suite.oracle_for(s) for s in p.todo if s.run_id in audits)
+               if o is not None and not oracle_ready(out, o)]
+    if oracles:  # trained first, through the executor (a cluster's workers, not its login node)
+        echo(f"training {len(oracles)} oracle(s) first with the {executor} executor: "
+             + ", ".join(o.oracle_id for o in oracles))
+        for outcome in run([OracleJob(o, str(out), data_root) for o in oracles], options):
+            oid = outcome.spec.oracle_id
+            if outcome.ok:
+                (out / "failed" / f"oracle-{oid}.json").unlink(missing_ok=True)
+                echo(f"oracle  {oid}: trained ({oracle_path(out, outcome.spec)})")
+            else:  # the audits that need it fail in turn, naming the missing file
+                write_json(out / "failed" / f"oracle-{oid}.json", {"oracle_id": oid, "spec": outcome.spec.key(),
+                                                                  "error": outcome.error})
+                echo(f"FAILED  oracle {oid}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
     cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
     jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id))
             for spec in p.todo]

@@ -40,13 +40,15 @@ def check_slurm(options: ExecutorOptions) -> None:
                                "ray executor to share a GPU between cells).")
 
 
-def _executor(submitit: Any, options: ExecutorOptions, cpus: int) -> Any:
+def _executor(submitit: Any, options: ExecutorOptions, cpus: int, cells: bool = True) -> Any:
     check_slurm(options)
     if options.slurm_folder is None:
         raise ClipUnlearnError("The slurm executor needs a folder for submitit's files: --slurm-folder DIR.")
     executor = submitit.AutoExecutor(folder=options.slurm_folder, cluster=options.slurm_cluster)
-    executor.update_parameters(name="clipunlearn-cell", timeout_min=options.slurm_time_min, cpus_per_task=cpus,
-                               gpus_per_node=int(options.gpus_per_cell), slurm_partition=options.slurm_partition)
+    executor.update_parameters(name="clipunlearn-cell" if cells else "clipunlearn-oracle",
+                               timeout_min=options.slurm_time_min, cpus_per_task=cpus,
+                               gpus_per_node=int(options.gpus_per_cell) if cells else 0,  # oracles train on CPU
+                               slurm_partition=options.slurm_partition)
     return executor
 
 
@@ -59,12 +61,13 @@ def _outcome(submitted: Any) -> Outcome | Exception:
 
 
 def run_slurm(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
-    """Submit ``jobs`` as one job array; yield each outcome as its job finishes."""
+    """Submit ``jobs`` (cells, or the suite's oracles) as one job array; yield each outcome as its job finishes."""
     submitit = require("submitit", "slurm")
     cpus = options.cpus_per_cell or 1
-    executor = _executor(submitit, options, cpus)
+    cells = any(isinstance(job, Job) for job in jobs)
+    executor = _executor(submitit, options, cpus, cells)
     if options.gpus_per_cell > 0:
-        jobs = [replace(job, device="cuda") for job in jobs]
+        jobs = [replace(job, device="cuda") if isinstance(job, Job) else job for job in jobs]
     submitted = executor.map_array(run_job_with, list(jobs), [cpus] * len(jobs))
     pending: dict[Any, tuple[Job, int]] = {s: (job, 1) for s, job in zip(submitted, jobs)}
     try:
