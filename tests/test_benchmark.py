@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -423,3 +424,36 @@ def test_the_shipped_wacv_suite_names_every_table_of_the_paper(shared_data):
     assert seeds == sorted(seeds)  # seed by seed: a suite stopped early has every table, with fewer seeds
     first = {spec.run_id for spec in order[: seeds.count(0)]}
     assert all(any(c.spec.run_id in first for c in cells[t.name]) for t in suite.tables)
+
+
+def test_a_subgroup_goal_is_checked_per_setting_against_every_other_method(tmp_path):
+    import pandas as pd
+
+    from clipunlearn.benchmark.report import goal_lines
+
+    rows = [("in-domain-car", "ours", 0, 80.0), ("in-domain-car", "ours", 1, 90.0), ("in-domain-car", "ga", 0, 84.0),
+            ("in-domain-flower", "ours", 0, 93.0), ("in-domain-flower", "ga", 0, 95.0),
+            ("style", "ours", 0, 90.0), ("style", "ga", 0, 70.0), ("other", "ga", 0, 70.0)]
+    df = pd.DataFrame([{"run_id": f"r{i}", "model": "mini-rn", "dataset": d, "method": m, "seed": s, "Score": v}
+                       for i, (d, m, s, v) in enumerate(rows)])
+    table = {"group_by": ["dataset", "method"], "goal": {"method": "ours", "score": 85.0},
+             "cells": [{"model": "mini-rn", "run_id": f"r{i}", "setting": ""} for i in range(len(rows))]}
+    lines = goal_lines(df, table)
+    assert "- mini-rn, in-domain-car: ours 85.0, best other ga 84.0: meets the goal" in lines  # mean of two seeds
+    assert "- mini-rn, in-domain-flower: ours 93.0, best other ga 95.0: misses (below ga)" in lines
+    assert "- mini-rn, style: ours 90.0, best other ga 70.0: meets the goal" in lines
+    assert "- mini-rn, other: ours not run yet" in lines
+    text = SUITE_HEADER.format(name="g") + """
+[[tables]]
+name = "sub"
+show = "subgroup"
+methods = [{ method = "ga" }, { method = "ft" }]
+subgroups = ["in-domain-flower"]
+goal = { method = "ga", score = 85 }
+"""
+    assert _suite(tmp_path, text=text).tables[0].goal == (("method", "ga"), ("score", 85.0))
+    for change, message in ((('method = "ga", score', 'method = "gaa", score'), "goal.method: 'gaa' is not a method"),
+                            (("goal = { method = \"ga\", score = 85 }", "goal = { method = \"ga\" }"), "needs both"),
+                            (('show = "subgroup"', 'show = "forgetting"'), 'a goal is for show = "subgroup"')):
+        with pytest.raises(ClipUnlearnError, match=re.escape(message)):
+            _suite(tmp_path, text=text.replace(*change))

@@ -262,10 +262,40 @@ def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _table_rows(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame:
+    """The rows of the finished cells of one table of a suite layout."""
+    cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
+    return df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+
+
+def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
+    """Per setting (the table's rows without the method), whether the goal's method has a mean ratio
+    Score of at least the goal's and above every other method's."""
+    goal = table.get("goal") or {}
+    rows = _table_rows(df, table)
+    if not goal or rows.empty or "Score" not in rows.columns:
+        return []
+    method, least = goal["method"], float(goal["score"])
+    keys = ["model", *[k for k in table["group_by"] if k != "method"]]
+    lines = [f"Goal: {method}'s Score at least {least:g} and above every other method's (means over seeds):", ""]
+    for key, group in rows.groupby(keys, sort=True, dropna=False):
+        scores = group.groupby("method")["Score"].mean().dropna()
+        where = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        if method not in scores:
+            lines.append(f"- {where}: {method} not run yet")
+            continue
+        ours, others = scores[method], scores.drop(method)
+        best = (f"best other {others.idxmax()} {others.max():.1f}" if len(others) else "no other method yet")
+        missed = ([f"Score {ours:.1f} < {least:g}"] if ours < least else []) + (
+            [f"below {others.idxmax()}"] if len(others) and others.max() >= ours else [])
+        lines.append(f"- {where}: {method} {ours:.1f}, {best}: " + ("meets the goal" if not missed else
+                                                                    "misses (" + "; ".join(missed) + ")"))
+    return lines + [""]
+
+
 def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     """One table of a suite layout: its cells' rows, grouped by its keys, shown by its view."""
-    cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
-    rows = df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+    rows = _table_rows(df, table)
     if rows.empty:
         return None
     rows["setting"] = rows["setting"].replace("", "preset")
@@ -421,6 +451,7 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         made = [(name, name, t, []) for name, t in generic_tables(df).items()]
     audit_views = {t["name"]: {c["run_id"] for c in t["cells"]} for t in (layout or {}).get("tables", [])
                    if t["show"] == "audit"}
+    goals = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("goal")}
     for name, title, table, caption in made:
         write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
         md = table.to_markdown(index=False, disable_numparse=True)
@@ -428,6 +459,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         lines += [f"## {name}" + (f": {title}" if title != name else ""), "", *caption, "", md, ""]
         if name in audit_views:
             lines += _audit_pages(audits, audit_views[name], root, dest)
+        if layout and name in goals:
+            lines += goal_lines(df, goals[name])
     if layout and waiting:
         lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",

@@ -138,6 +138,7 @@ def layout(suite: Suite, out: str | Path, models: list[str] | None = None, data_
                  for m, chosen in picks.items() for c in suite.table_cells(table, m, chosen)]
         result["tables"].append({"name": table.name, "title": table.title, "show": table.show,
                                  "group_by": list(table.group_by), "cells": cells, "bar": dict(table.bar),
+                                 "goal": dict(table.goal),
                                  "class_rule": bool(suite.table(table.cells).datasets if table.cells else table.datasets)})
     result["min_top1"] = suite.classes.min_top1
     return result

@@ -73,7 +73,10 @@ TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
 TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "subgroups", "together", "vary",
               "cells",
-              "seeds", "bar"}
+              "seeds", "bar", "goal"}
+#: a subgroup table's goal (``show = "subgroup"``): this method's ratio Score at least ``score`` and
+#: above every other method's, per setting
+GOAL_KEYS = {"method", "score"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
 SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup", "audit")
 #: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
@@ -116,6 +119,7 @@ class TableSpec:
     cells: str | None = None  # show the cells of this other table
     seeds: tuple[int, ...] | None = None
     bar: tuple[tuple[str, float], ...] = ()  # show = "bar": thresholds over BAR_KEYS' defaults
+    goal: tuple[tuple[str, Any], ...] = ()  # show = "subgroup": GOAL_KEYS
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,17 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     if bar and show != "bar":
         raise _fail(f"{where}: bar", 'thresholds are for show = "bar"; set it, or drop bar')
     _check_keys(f"{where}: bar", bar, set(BAR_KEYS))
+    goal = t.get("goal") or {}
+    if goal:
+        if show != "subgroup":
+            raise _fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score); set it, or drop goal')
+        _check_keys(f"{where}: goal", goal, GOAL_KEYS)
+        if set(goal) != GOAL_KEYS:
+            raise _fail(f"{where}: goal", 'needs both method and score, e.g. { method = "ga", score = 85 }')
+        names = [m.get("method") for m in t.get("methods") or [] if isinstance(m, dict)]
+        if names and goal["method"] not in names:
+            raise _fail(f"{where}: goal.method", f"{goal['method']!r} is not a method of this table", goal["method"],
+                        names)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
         raise _fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
@@ -344,7 +359,8 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                      subgroups=tuple(t.get("subgroups", ())),
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
                      cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
-                     bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else ())
+                     bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else (),
+                     goal=(("method", str(goal["method"])), ("score", float(goal["score"]))) if goal else ())
 
 
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
