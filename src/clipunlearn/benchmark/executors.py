@@ -48,7 +48,6 @@ class Job:
     synthetic_cache: str | None = None
     audit: AuditJob | None = None
 
-
     @property
     def name(self) -> str:
         return f"cell {self.spec.run_id}"
