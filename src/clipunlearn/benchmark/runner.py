@@ -42,6 +42,7 @@ class Plan:
     failed: list[RunSpec] = field(default_factory=list)
     todo: list[RunSpec] = field(default_factory=list)
     stale: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> how its config differs
+    audited: set[str] = field(default_factory=set)  # run ids of the cells a show = "audit" table shows
 
 
 def stale_reason(results: dict) -> str | None:
@@ -102,7 +103,7 @@ def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_f
     out = Path(out)
     p = Plan()
     choose = chooser(suite, out, data_root, device)
-    audited = suite.audited(models, choose)
+    p.audited = audited = suite.audited(models, choose)
     for spec in (s.resolved() for s in suite.cells(models, choose) if seeds is None or s.seed in seeds):
         results = run_dir(out, spec) / "results.json"
         if results.exists():
@@ -163,11 +164,9 @@ def merge_layout(path: Path, new: dict) -> dict:
     return merged
 
 
-def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], models: list[str] | None, data_root: str | None,
-               device: str = "cpu") -> dict[str, AuditJob]:
+def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], audited: set[str]) -> dict[str, AuditJob]:
     """How each audited cell among ``specs`` is audited (its oracle, when the suite lists one); a suite
     asking for the oracle attack fails here, before any cell, for a cell without an oracle."""
-    audited = suite.audited(models, chooser(suite, out, data_root, device))
     jobs = {}
     for spec in specs:
         if spec.run_id not in audited:
@@ -227,7 +226,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
         return p
     from tqdm.auto import tqdm
 
-    audits = audit_jobs(todo, out, p.todo, models, data_root, device)
+    audits = audit_jobs(todo, out, p.todo, p.audited)
     for spec in p.todo:
         if spec.run_id in p.stale:  # kept, never overwritten: moved aside whole
             aside = out / "stale" / f"{spec.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
