@@ -457,3 +457,22 @@ goal = { method = "ga", score = 85 }
                             (('show = "subgroup"', 'show = "forgetting"'), 'a goal is for show = "subgroup"')):
         with pytest.raises(ClipUnlearnError, match=re.escape(message)):
             _suite(tmp_path, text=text.replace(*change))
+
+
+def test_a_bar_verdict_names_the_other_datasets_that_limit_it():
+    import pandas as pd
+
+    from clipunlearn.benchmark.report import suite_table
+
+    # two cells of one setting: dogs kept 0.8 and 0.9 (mean 0.85), flowers 1.0 and 0.9 (0.95); worst per cell 0.8, 0.9
+    ratios = [{"dogs": 0.8, "flowers": 1.0}, {"dogs": 0.9, "flowers": 0.9}]
+    rows = [{"run_id": f"r{i}", "model": "m", "method": "lip", "target AF/BF": 0.1, "other classes AF/BF": 0.95,
+             "other datasets AF/BF (worst)": min(r.values()), "Avg. Score": 0.05,
+             **{f"AF/BF of {k}": v for k, v in r.items()}} for i, r in enumerate(ratios)]
+    table = {"group_by": ["method"], "show": "bar",
+             "bar": {"target": 0.2, "other_classes": 0.9, "other_datasets": 0.95, "avg_score": 0.1},
+             "cells": [{"model": "m", "run_id": f"r{i}", "setting": ""} for i in range(2)]}
+    verdict = suite_table(pd.DataFrame(rows), table).loc[0, "verdict"]
+    assert verdict == "misses: other datasets AF/BF (worst) 0.850 (needs >= 0.95; dogs 0.850; flowers 0.950)"
+    table["bar"]["other_datasets"] = 0.8
+    assert suite_table(pd.DataFrame(rows), table).loc[0, "verdict"] == "meets the bar"

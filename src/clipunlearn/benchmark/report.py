@@ -178,9 +178,13 @@ def _ratios(r: RunResults) -> dict[str, float | None]:
     def ratio(ba) -> float | None:
         return ba.after / ba.before if ba.before and ba.after is not None else None
 
-    datasets = [x for x in (ratio(ba) for ba in r.datasets.values()) if x is not None]
+    per_dataset = {f"{_KEPT}{name}": ratio(ba) for name, ba in r.datasets.items()}
+    datasets = [x for x in per_dataset.values() if x is not None]
     return {"target AF/BF": ratio(r.target), "other classes AF/BF": ratio(r.other_classes),
-            "other datasets AF/BF (worst)": min(datasets) if datasets else None}
+            "other datasets AF/BF (worst)": min(datasets) if datasets else None, **per_dataset}
+
+
+_KEPT = "AF/BF of "  # the hidden per-dataset ratio columns a bar verdict names when datasets limit it
 
 
 _BAR = {"target": ("target AF/BF", "<="), "other_classes": ("other classes AF/BF", ">="),
@@ -217,7 +221,8 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
 
 def _verdicts(rows: pd.DataFrame, keys: list[str], bar: dict[str, float]) -> list[str]:
     """Per group: whether the means meet every threshold of ``bar``, naming those missed."""
-    means = rows.groupby(keys, sort=True, dropna=False)[[c for c, _ in _BAR.values()]].mean()
+    kept = [c for c in rows.columns if c.startswith(_KEPT)]
+    means = rows.groupby(keys, sort=True, dropna=False)[[c for c, _ in _BAR.values()] + kept].mean()
     out = []
     for _, m in means.iterrows():
         missed = []
@@ -225,7 +230,11 @@ def _verdicts(rows: pd.DataFrame, keys: list[str], bar: dict[str, float]) -> lis
             column, op = _BAR[key]
             value = m[column]
             if pd.isna(value) or (value > limit if op == "<=" else value < limit):
-                missed.append(f"{column} {'–' if pd.isna(value) else f'{value:.3f}'} (needs {op} {limit:g})")
+                why = f"needs {op} {limit:g}"
+                if key == "other_datasets":  # which datasets limit it: each one's mean after/before
+                    each = m[kept].dropna().sort_values()
+                    why += "".join(f"; {c[len(_KEPT):]} {v:.3f}" for c, v in each.items())
+                missed.append(f"{column} {'–' if pd.isna(value) else f'{value:.3f}'} ({why})")
         out.append("meets the bar" if not missed else "misses: " + "; ".join(missed))
     return out
 
