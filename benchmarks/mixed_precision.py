@@ -1,6 +1,7 @@
 """What lower precision would give clipunlearn's three hot loops, against fp32, measured in one run.
 
-    python benchmarks/mixed_precision.py --device cuda [--models RN50,ViT-B-16] [--json OUT] [--repeats 5]
+    python benchmarks/mixed_precision.py --device cuda [--models RN50,ViT-B-16] [--json OUT] [--repeats 5] [--page MD]
+    python benchmarks/mixed_precision.py --render OUT.json --page MD   # the page of a run made elsewhere
 
 clipunlearn computes in fp32 today. Before a precision switch is built into the library, this script
 measures, per model (real architectures with random weights: speed does not depend on the weights),
@@ -15,7 +16,7 @@ what each precision would change in:
 Precisions: ``fp32`` (TF32 off: the reference), ``tf32`` (fp32 tensors, TF32 matrix units), ``bf16``
 (``torch.autocast``, weights kept in fp32). Each is timed as the median of ``--repeats`` runs after a
 warm-up; agreement with fp32 is the cosine similarity of the outputs (features, or the gradient
-flattened over every tensor it reaches) and the relative difference of the loss.
+flattened over every tensor it reaches) and, for the two loops with a loss, its relative difference.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.io import write_text
 from clipunlearn.models import eligible_names, load_clip
 from clipunlearn.models.factory import Clip
 from clipunlearn.training import draw_perturbations, lipschitz_loss
@@ -101,7 +103,7 @@ def evaluation(clip: Clip, pixels: torch.Tensor) -> Callable[[], tuple[torch.Ten
     def run() -> tuple[torch.Tensor, float]:
         with torch.no_grad():
             feats = F.normalize(clip.encode_image(pixels).float(), dim=-1)
-        return feats, float(feats.sum())
+        return feats, float("nan")  # no loss: the features' cosine says it all
     return run
 
 
@@ -139,8 +141,9 @@ def bench_model(name: str, device: str, repeats: int) -> dict:
             if prec == "fp32":
                 ref_out, ref_loss, ref_s = result, loss, seconds
             row[prec] = {"seconds": round(seconds, 5), "speedup_vs_fp32": round(ref_s / seconds, 2),
-                         "cosine_to_fp32": round(_agreement(ref_out, result), 6),
-                         "loss_rel_diff": round(abs(loss - ref_loss) / max(abs(ref_loss), 1e-12), 6)}
+                         "cosine_to_fp32": round(_agreement(ref_out, result), 6)}
+            if loss == loss:  # not nan
+                row[prec]["loss_rel_diff"] = round(abs(loss - ref_loss) / max(abs(ref_loss), 1e-12), 6)
             print(name, loop, prec, row[prec], flush=True)
         out[loop] = row
     if device.startswith("cuda"):
@@ -149,21 +152,62 @@ def bench_model(name: str, device: str, repeats: int) -> dict:
     return out
 
 
+_LOOPS = {"generation": "generation step (64 images)", "forget_step": "Lip step (32 images, 25 draws)",
+          "evaluation": "evaluation (256 images)"}
+
+
+def render(result: dict, command: str) -> str:
+    """The markdown page of one run's JSON."""
+    models = [k for k, v in result.items() if isinstance(v, dict)]
+    lines = ["# Mixed precision: fp32, TF32 and bf16 autocast on clipunlearn's hot loops", "",
+             f"Made by `{command}`" + (f" from the figures of `{result['command']}`."
+                                        if result.get("command", command) != command else "."), "",
+             f"Setup: {result.get('gpu') or result['device']}, torch {result['torch']}. Zoo models with their "
+             "weights, other architectures at their real size with random weights (speed does not depend on them). Median of the repeats after a warm-up. "
+             "*cosine* is fp32 against the precision: of the features (evaluation, mean over images) or of the "
+             "gradient flattened over every tensor it reaches (generation: to the pixels; Lip step: to every "
+             "eligible tensor of both towers); *loss diff* is the loss's relative difference. "
+             "clipunlearn itself computes in fp32 (on cuda with PyTorch's defaults: TF32 for convolutions, not "
+             "for matrix products): this page measures what a precision switch would give.", "",
+             "| model | loop | precision | ms | × fp32 | cosine to fp32 | loss diff |", "|---|---|---|---|---|---|---|"]
+    for model in models:
+        for loop, title in _LOOPS.items():
+            for prec in PRECISIONS:
+                r = result[model][loop][prec]
+                diff = f"{r['loss_rel_diff']:.1e}" if loop != "evaluation" and "loss_rel_diff" in r else "–"
+                lines.append(f"| {model} | {title} | {prec} | {1000 * r['seconds']:.1f} | {r['speedup_vs_fp32']:.2f} "
+                             f"| {r['cosine_to_fp32']:.6f} | {diff} |")
+    memory = [f"{m} {result[m]['peak_memory_gib']} GiB" for m in models if "peak_memory_gib" in result[m]]
+    if memory:
+        lines += ["", "Peak GPU memory over the three loops and precisions: " + ", ".join(memory) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--models", default="RN50,ViT-B-16")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--page", default=None, help="also write a markdown page of the figures")
+    ap.add_argument("--render", default=None, help="write --page from this JSON of an earlier run, measure nothing")
     args = ap.parse_args()
-    result: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    command = "python benchmarks/mixed_precision.py " + " ".join(sys.argv[1:])
+    if args.render:
+        if not args.page:
+            ap.error("--render needs --page FILE")
+        write_text(Path(args.page), render(json.loads(Path(args.render).read_text()), command))
+        return 0
+    result: dict = {"command": command, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
     for name in args.models.split(","):
         result[name] = bench_model(name, args.device, args.repeats)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_text(Path(args.json), text + "\n")
+    if args.page:
+        write_text(Path(args.page), render(result, command))
     return 0
 
 
