@@ -476,3 +476,58 @@ def test_a_bar_verdict_names_the_other_datasets_that_limit_it():
     assert verdict == "misses: other datasets AF/BF (worst) 0.850 (needs >= 0.95; dogs 0.850; flowers 0.950)"
     table["bar"]["other_datasets"] = 0.8
     assert suite_table(pd.DataFrame(rows), table).loc[0, "verdict"] == "meets the bar"
+
+
+CLAIMS = SUITE_HEADER.format(name="claims") + """
+[[tables]]
+name = "t1"
+methods = [{ method = "lip" }, { method = "amns" }, { method = "emb" }]
+targets = [{ dataset = "caltech101", classes = ["leopard"] }]
+
+[[tables]]
+name = "bar"
+cells = "t1"
+show = "bar"
+group_by = ["method"]
+claims = [{ says = "lip scores best", method = "lip", column = "avg_score", than = ["amns", "emb"], higher = false }]
+"""
+
+
+def test_claims_are_checked_on_the_cells_all_their_methods_finished(tmp_path):
+    import pandas as pd
+
+    from clipunlearn.benchmark.report import claim_lines
+
+    # (method, dataset, classes, seed, Avg. Score, target AF/BF); emb has no seed-2 cell, so seed 2 is left out
+    cells = [("lip", "d", "x", 0, 0.10, 0.2), ("lip", "d", "x", 1, 0.30, 0.4), ("lip", "d", "x", 2, 0.90, 0.0),
+             ("amns", "d", "x", 0, 0.20, 0.1), ("amns", "d", "x", 1, 0.40, 0.3), ("amns", "d", "x", 2, 0.00, 0.0),
+             ("emb", "d", "x", 0, 0.25, 0.9), ("emb", "d", "x", 1, 0.25, 0.7)]
+    df = pd.DataFrame([{"run_id": f"r{i}", "model": "m", "method": m, "dataset": d, "classes": c, "seed": s,
+                        "Avg. Score": a, "target AF/BF": t} for i, (m, d, c, s, a, t) in enumerate(cells)])
+    table = {"cells": [{"model": "m", "run_id": f"r{i}", "setting": ""} for i in range(len(cells))], "claims": [
+        {"says": "lip scores best", "method": "lip", "column": "avg_score", "than": ["amns", "emb"], "higher": False},
+        {"says": "emb keeps most", "method": "emb", "column": "target", "than": ["lip"], "higher": True},
+        {"says": "amns beats emb", "method": "amns", "column": "avg_score", "than": ["emb"], "higher": False},
+        {"says": "salun", "method": "salun", "column": "target", "than": ["lip"], "higher": True}]}
+    lines = claim_lines(df, table)
+    # over seeds 0 and 1: lip 0.20, amns 0.30, emb 0.25 (with seed 2, lip's mean would be 0.433 and the claim fail)
+    assert "- m: lip scores best: holds (Avg. Score: lip 0.200; amns 0.300; emb 0.250; 2 cells each)" in lines
+    assert "- m: emb keeps most: holds (target AF/BF: emb 0.800; lip 0.300; 2 cells each)" in lines
+    assert "- m: amns beats emb: does not hold (Avg. Score: amns 0.300; emb 0.250; 2 cells each)" in lines
+    assert "- m: salun: not run yet (salun has no cell finished beside the others)" in lines
+    claims = _suite(tmp_path, text=CLAIMS).table("bar").claims
+    assert [(c.method, c.column, c.than, c.higher) for c in claims] == [("lip", "avg_score", ("amns", "emb"), False)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (('column = "avg_score"', 'column = "avg_scor"'), "unknown column 'avg_scor'"),
+    (('than = ["amns", "emb"]', 'than = ["amns", "salun"]'), "'salun' is not a method of its cells (table 't1')"),
+    (('than = ["amns", "emb"]', 'than = ["lip"]'), "needs a non-empty list of other methods"),
+    ((', higher = false', ''), "field 'higher' is missing"),
+    (('higher = false', 'higher = "no"'), "must be true or false"),
+    (('show = "bar"', 'show = "forgetting"'), 'claims compare the columns of show = "bar"'),
+    (('says = "lip scores best"', 'said = "lip scores best"'), "said"),
+])
+def test_bad_claims_fail_when_the_suite_loads(tmp_path, change, message):
+    with pytest.raises(ClipUnlearnError, match=re.escape(message)):
+        _suite(tmp_path, text=CLAIMS.replace(*change))

@@ -302,6 +302,38 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+_CLAIM_COLUMNS = {"target": "target AF/BF", "other_classes": "other classes AF/BF",
+                  "other_datasets": "other datasets AF/BF (worst)", "avg_score": "Avg. Score"}
+_SAME_CELL = ["dataset", "classes", "seed"]  # what makes two methods' cells comparable
+
+
+def claim_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
+    """Per model, whether each claim of a bar table holds: the claim's method's mean of the column
+    against each other method's, over the cells (dataset, classes, seed) that all of them finished."""
+    rows = _table_rows(df, table)
+    if not table.get("claims") or rows.empty:
+        return []
+    lines = ["Claims, each over the cells that all its methods finished (means; AF/BF = after/before):", ""]
+    for model, of_model in rows.groupby("model", sort=True):
+        for claim in table["claims"]:
+            methods = [claim["method"], *claim["than"]]
+            column = _CLAIM_COLUMNS[claim["column"]]
+            wide = of_model[of_model["method"].isin(methods)].pivot_table(
+                index=_SAME_CELL, columns="method", values=column, aggfunc="mean").dropna()
+            missing = [m for m in methods if m not in wide.columns]
+            if missing or wide.empty:
+                lines.append(f"- {model}: {claim['says']}: not run yet"
+                             + (f" ({', '.join(missing)} has no cell finished beside the others)" if missing else ""))
+                continue
+            means = wide[methods].mean()
+            ours = means[claim["method"]]
+            holds = all((ours > means[m]) if claim["higher"] else (ours < means[m]) for m in claim["than"])
+            figures = "; ".join(f"{m} {means[m]:.3f}" for m in methods)
+            lines.append(f"- {model}: {claim['says']}: {'holds' if holds else 'does not hold'} ({column}: {figures}; "
+                         f"{len(wide)} cells each)")
+    return lines + [""]
+
+
 def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     """One table of a suite layout: its cells' rows, grouped by its keys, shown by its view."""
     rows = _table_rows(df, table)
@@ -461,6 +493,7 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
     audit_views = {t["name"]: {c["run_id"] for c in t["cells"]} for t in (layout or {}).get("tables", [])
                    if t["show"] == "audit"}
     goals = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("goal")}
+    claims = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("claims")}
     for name, title, table, caption in made:
         write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
         md = table.to_markdown(index=False, disable_numparse=True)
@@ -470,6 +503,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
             lines += _audit_pages(audits, audit_views[name], root, dest)
         if layout and name in goals:
             lines += goal_lines(df, goals[name])
+        if layout and name in claims:
+            lines += claim_lines(df, claims[name])
     if layout and waiting:
         lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",

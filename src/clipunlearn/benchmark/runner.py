@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ClipUnlearnError
@@ -139,7 +139,7 @@ def layout(suite: Suite, out: str | Path, models: list[str] | None = None, data_
                  for m, chosen in picks.items() for c in suite.table_cells(table, m, chosen)]
         result["tables"].append({"name": table.name, "title": table.title, "show": table.show,
                                  "group_by": list(table.group_by), "cells": cells, "bar": dict(table.bar),
-                                 "goal": dict(table.goal),
+                                 "goal": dict(table.goal), "claims": [asdict(c) for c in table.claims],
                                  "class_rule": bool(suite.table(table.cells).datasets if table.cells else table.datasets)})
     result["min_top1"] = suite.classes.min_top1
     return result

@@ -73,10 +73,14 @@ TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
 TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datasets", "subgroups", "together", "vary",
               "cells",
-              "seeds", "bar", "goal"}
+              "seeds", "bar", "goal", "claims"}
 #: a subgroup table's goal (``show = "subgroup"``): this method's ratio Score at least ``score`` and
 #: above every other method's, per setting
 GOAL_KEYS = {"method", "score"}
+#: a claim a bar table checks (``show = "bar"``): ``method``'s mean of the bar's ``column`` (a BAR_KEYS
+#: name) is higher (``higher = true``) or lower than each method of ``than``'s, over the cells they all
+#: finished; ``says`` is the claim in words (a paper's, say)
+CLAIM_KEYS = {"says", "method", "column", "than", "higher"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
 SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup", "audit")
 #: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
@@ -103,6 +107,17 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """``method``'s mean ``column`` is higher (or lower) than each of ``than``'s (see CLAIM_KEYS)."""
+
+    says: str
+    method: str
+    column: str
+    than: tuple[str, ...]
+    higher: bool
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One table of a suite: which cells, and how they are shown."""
 
@@ -120,6 +135,7 @@ class TableSpec:
     seeds: tuple[int, ...] | None = None
     bar: tuple[tuple[str, float], ...] = ()  # show = "bar": thresholds over BAR_KEYS' defaults
     goal: tuple[tuple[str, Any], ...] = ()  # show = "subgroup": GOAL_KEYS
+    claims: tuple[Claim, ...] = ()  # show = "bar": CLAIM_KEYS
 
 
 @dataclass(frozen=True)
@@ -350,6 +366,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
         if names and goal["method"] not in names:
             raise _fail(f"{where}: goal.method", f"{goal['method']!r} is not a method of this table", goal["method"],
                         names)
+    claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
         raise _fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
@@ -360,7 +377,36 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
                      cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
                      bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else (),
-                     goal=(("method", str(goal["method"])), ("score", float(goal["score"]))) if goal else ())
+                     goal=(("method", str(goal["method"])), ("score", float(goal["score"]))) if goal else (),
+                     claims=claims)
+
+
+def _claims(where: str, value: Any, show: str) -> tuple[Claim, ...]:
+    if not value:
+        return ()
+    if show != "bar":
+        raise _fail(where, 'claims compare the columns of show = "bar"; set it, or drop claims')
+    if not isinstance(value, list):
+        raise _fail(where, 'needs a list of { says, method, column, than, higher }')
+    out = []
+    for i, c in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(c, dict):
+            raise _fail(at, 'needs a table { says, method, column, than, higher }')
+        _check_keys(at, c, CLAIM_KEYS)
+        missing = sorted(CLAIM_KEYS - set(c))
+        if missing:
+            raise _fail(at, f"field {missing[0]!r} is missing (a claim needs {', '.join(sorted(CLAIM_KEYS))})")
+        if c["column"] not in BAR_KEYS:
+            raise _fail(f"{at}.column", f"unknown column {c['column']!r} (known: {', '.join(BAR_KEYS)})", c["column"],
+                        list(BAR_KEYS))
+        than = c["than"]
+        if not isinstance(than, list) or not than or c["method"] in than:
+            raise _fail(f"{at}.than", "needs a non-empty list of other methods")
+        if not isinstance(c["higher"], bool):
+            raise _fail(f"{at}.higher", "must be true or false")
+        out.append(Claim(str(c["says"]), str(c["method"]), str(c["column"]), tuple(str(m) for m in than), c["higher"]))
+    return tuple(out)
 
 
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
@@ -418,6 +464,13 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                 raise _fail(f"{where}: audit.attacks", f"unknown attack {a!r} (known: {', '.join(ATTACKS)})", a,
                             list(ATTACKS))
     for t in tables:
+        shown = _source(tables, t)
+        names = sorted({m.method for m in shown.methods})
+        for i, c in enumerate(t.claims):
+            for m in (c.method, *c.than):
+                if m not in names:
+                    raise _fail(f"{where}: table {t.name!r}: claims[{i}]", f"{m!r} is not a method of its cells "
+                                f"(table {shown.name!r})", m, names)
         if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
             raise _fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
@@ -430,11 +483,16 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                  oracles=parse_oracles(f"{where}: oracles", data.get("oracles")))
 
 
-def suite_table_subgroups(tables: list[TableSpec], table: TableSpec) -> bool:
-    """Whether the cells a table shows are subgroup runs (following ``cells = "other table"``)."""
+def _source(tables: list[TableSpec], table: TableSpec) -> TableSpec:
+    """The table whose cells ``table`` shows (following ``cells = "other table"``)."""
     while table.cells:
         table = next(t for t in tables if t.name == table.cells)
-    return bool(table.subgroups)
+    return table
+
+
+def suite_table_subgroups(tables: list[TableSpec], table: TableSpec) -> bool:
+    """Whether the cells a table shows are subgroup runs (following ``cells = "other table"``)."""
+    return bool(_source(tables, table).subgroups)
 
 
 def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = None) -> None:
