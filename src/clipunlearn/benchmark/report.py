@@ -302,8 +302,6 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-_CLAIM_COLUMNS = {"target": "target AF/BF", "other_classes": "other classes AF/BF",
-                  "other_datasets": "other datasets AF/BF (worst)", "avg_score": "Avg. Score"}
 _SAME_CELL = ["dataset", "classes", "seed"]  # what makes two methods' cells comparable
 
 
@@ -317,7 +315,7 @@ def claim_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     for model, of_model in rows.groupby("model", sort=True):
         for claim in table["claims"]:
             methods = [claim["method"], *claim["than"]]
-            column = _CLAIM_COLUMNS[claim["column"]]
+            column = _BAR[claim["column"]][0]
             wide = of_model[of_model["method"].isin(methods)].pivot_table(
                 index=_SAME_CELL, columns="method", values=column, aggfunc="mean").dropna()
             missing = [m for m in methods if m not in wide.columns]
