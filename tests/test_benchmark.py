@@ -387,6 +387,8 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     assert "- later (a table not run yet): 0 of 1 cells finished" in report
     assert f"({n_cells} of {n_cells + 1} cells finished; rerunning that command runs the rest" in report
     assert (tmp_path / "page" / "plots" / "precision_at_k.png").stat().st_size > 0
+    assert (tmp_path / "page" / "plots" / "bar_tradeoff.png").stat().st_size > 0  # the bar table's trade-off
+    assert "(plots/bar_tradeoff.png)" in report
     from clipunlearn.runs import read_results
 
     runs = [read_results(out / "runs" / c["run_id"]) for c in layout["tables"][0]["cells"]]

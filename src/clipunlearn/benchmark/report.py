@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,42 @@ def _plot_bars(df: pd.DataFrame, path: Path, title: str, columns: list[str], yla
     plt.close(fig)
 
 
+def _plot_tradeoff(df: pd.DataFrame, table: dict[str, Any], path: Path) -> bool:
+    """A bar table's rows as points: what the target keeps (x) against what the worst-kept other
+    dataset keeps (y), both after/before, with the region the bar asks for shaded."""
+    rows = _table_rows(df, table)
+    x_col, y_col = _BAR["target"][0], _BAR["other_datasets"][0]
+    if rows.empty or rows[[x_col, y_col]].dropna().empty:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows["setting"] = rows["setting"].replace("", "preset")
+    keys = ["model", *table["group_by"]]
+    means = rows.groupby(keys, sort=True, dropna=False)[[x_col, y_col]].mean().dropna()
+    bar = table.get("bar") or {}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if "target" in bar and "other_datasets" in bar:
+        ax.fill_between([0, bar["target"]], bar["other_datasets"], 1.05, color="tab:green", alpha=0.15,
+                        label="the bar's region")
+    ax.scatter(means[x_col], means[y_col], color="tab:blue")
+    for key, (x, y) in means.iterrows():
+        label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))[1:]) or str(key)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel("target AF/BF (lower: more forgotten)")
+    ax.set_ylabel("worst other dataset AF/BF (higher: more kept)")
+    ax.set_xlim(0, max(1.0, float(means[x_col].max()) + 0.05))
+    ax.set_ylim(min(0.5, float(means[y_col].min()) - 0.05), 1.05)
+    ax.set_title(textwrap.fill(table.get("title") or table["name"], 90), fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return True
+
+
 def _plot_precision(df: pd.DataFrame, path: Path) -> bool:
     """Precision@k of the forgotten classes against k, per method, image from text and from image."""
     import matplotlib
@@ -492,6 +529,7 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
                    if t["show"] == "audit"}
     goals = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("goal")}
     claims = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("claims")}
+    bars = {t["name"]: t for t in (layout or {}).get("tables", []) if t["show"] == "bar"}
     for name, title, table, caption in made:
         write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
         md = table.to_markdown(index=False, disable_numparse=True)
@@ -503,6 +541,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
             lines += goal_lines(df, goals[name])
         if layout and name in claims:
             lines += claim_lines(df, claims[name])
+        if layout and name in bars and _plot_tradeoff(df, bars[name], dest / "plots" / f"{name}_tradeoff.png"):
+            lines += [f"![{name}: forgetting against what the other datasets keep](plots/{name}_tradeoff.png)", ""]
     if layout and waiting:
         lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
     _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",
