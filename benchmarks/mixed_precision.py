@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.io import write_text
 from clipunlearn.models import eligible_names, load_clip
 from clipunlearn.models.factory import Clip
@@ -196,12 +197,18 @@ def main() -> int:
     if args.render:
         if not args.page:
             ap.error("--render needs --page FILE")
+        if not Path(args.render).is_file():
+            ap.error(f"no file {args.render!r} to render: give the --json file of an earlier run")
         write_text(Path(args.page), render(json.loads(Path(args.render).read_text()), command))
         return 0
     result: dict = {"command": command, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
     for name in args.models.split(","):
-        result[name] = bench_model(name, args.device, args.repeats)
+        try:
+            result[name] = bench_model(name, args.device, args.repeats)
+        except ClipUnlearnError as e:
+            print(f"mixed_precision.py: {e}", file=sys.stderr)
+            return 2
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
