@@ -273,9 +273,11 @@ def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _table_rows(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame:
-    """The rows of the finished cells of one table of a suite layout."""
+    """The rows of the finished cells of one table of a suite layout (the preset's setting named)."""
     cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
-    return df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+    rows = df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+    rows["setting"] = rows["setting"].replace("", "preset")
+    return rows
 
 
 def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
@@ -338,7 +340,6 @@ def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     rows = _table_rows(df, table)
     if rows.empty:
         return None
-    rows["setting"] = rows["setting"].replace("", "preset")
     keys = ["model", *table["group_by"]]
     shown = _mean_std(rows, keys, columns_for(table["show"], rows))
     if table["show"] == "bar":
@@ -396,7 +397,6 @@ def _plot_tradeoff(df: pd.DataFrame, table: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows["setting"] = rows["setting"].replace("", "preset")
     keys = ["model", *table["group_by"]]
     means = rows.groupby(keys, sort=True, dropna=False)[[x_col, y_col]].mean().dropna()
     bar = table.get("bar") or {}

@@ -362,10 +362,6 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
         _check_keys(f"{where}: goal", goal, GOAL_KEYS)
         if set(goal) != GOAL_KEYS:
             raise _fail(f"{where}: goal", 'needs both method and score, e.g. { method = "ga", score = 85 }')
-        names = [m.get("method") for m in t.get("methods") or [] if isinstance(m, dict)]
-        if names and goal["method"] not in names:
-            raise _fail(f"{where}: goal.method", f"{goal['method']!r} is not a method of this table", goal["method"],
-                        names)
     claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
@@ -466,11 +462,11 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     for t in tables:
         shown = _source(tables, t)
         names = sorted({m.method for m in shown.methods})
-        for i, c in enumerate(t.claims):
-            for m in (c.method, *c.than):
-                if m not in names:
-                    raise _fail(f"{where}: table {t.name!r}: claims[{i}]", f"{m!r} is not a method of its cells "
-                                f"(table {shown.name!r})", m, names)
+        named = [(f"claims[{i}]", m) for i, c in enumerate(t.claims) for m in (c.method, *c.than)]
+        for field_name, m in named + ([("goal.method", dict(t.goal)["method"])] if t.goal else []):
+            if m not in names:
+                raise _fail(f"{where}: table {t.name!r}: {field_name}", f"{m!r} is not a method of its cells "
+                            f"(table {shown.name!r})", m, names)
         if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
             raise _fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
