@@ -71,6 +71,25 @@ def test_run_model_loads_back(run_dir, data_slice, capsys):
                  "--datasets", "cifar10", "--data-root", str(data_slice), "--quiet"]) == 0
 
 
+def test_forget_can_save_only_the_changed_tensors(data_slice, tmp_path, capsys):
+    base = ["forget", "--model", "mini-rn", "--dataset", "caltech101", "--classes", "leopard", "--other-datasets", "",
+            "--data-root", str(data_slice), "-n", "2", "--max-steps", "2", "--max-epochs", "1", "--quiet",
+            "--no-retrieval", "--no-template-change", "--save-model", "changed"]
+    assert main([*base, "--out", str(tmp_path / "zoo")]) == 0
+    model_file = json.loads((tmp_path / "zoo" / "results.json").read_text())["model_file"]
+    assert model_file["holds"] == "changed tensors" and model_file["tensors"] > 0
+    assert main(["eval", "--model", "mini-rn", "--weights", str(tmp_path / "zoo" / "model.safetensors"),
+                 "--datasets", "cifar10", "--data-root", str(data_slice), "--quiet"]) == 0
+    # random starting weights cannot be named by a checkpoint: every tensor is saved, and the log says why
+    assert main([*base, "--pretrained", "none", "--out", str(tmp_path / "random")]) == 0
+    assert json.loads((tmp_path / "random" / "results.json").read_text())["model_file"]["holds"] == "all tensors"
+    assert "did not start from a checkpoint alone" in (tmp_path / "random" / "log.txt").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*base[:-1], "partly", "--out", str(tmp_path / "bad")])
+    assert "invalid choice: 'partly'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_forget_refuses_to_overwrite(run_dir, data_slice, capsys):
     before = (run_dir / "results.json").read_text()
     args = ["forget", *TINY, "--dataset", "caltech101", "--classes", "leopard", "--other-datasets", "",

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from clipunlearn.cli import main
-from clipunlearn.errors import ClipUnlearnError, RunExistsError
+from clipunlearn.errors import ClipUnlearnError, RunExistsError, WeightsError
 from clipunlearn.models import load_clip
 from clipunlearn.runs import ForgetSettings, forget
 from clipunlearn.runs.merge import merge_runs
@@ -63,3 +63,44 @@ def test_merge_refuses_what_cannot_be_merged(two_runs, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["merge", str(two_runs[0]), str(two_runs[1]), "--out", str(out), "--overwrite"]) == 0
     assert "merged 2 runs" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def changed_runs(data_slice, tmp_path_factory):
+    """The runs of ``two_runs`` again, saving only the tensors they changed."""
+    root = tmp_path_factory.mktemp("merge-changed")
+    for name, classes in (("a", ["airplane"]), ("b", ["bird"])):
+        forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=classes, out=str(root / name),
+                              data_root=str(data_slice), other_datasets=[], method="amns-retain", max_epochs=1,
+                              progress=False, retrieval=False, template_change=False,
+                              options={"lr": 1e-3}, save_model="changed"))
+    return root / "a", root / "b"
+
+
+def test_a_run_saves_only_its_changed_tensors_and_loads_whole(two_runs, changed_runs, tmp_path):
+    original = load_clip("mini-rn").model.state_dict()
+    for full, changed in zip(two_runs, changed_runs):
+        whole, part = load_file(str(full / "model.safetensors")), load_file(str(changed / "model.safetensors"))
+        assert set(part) == {k for k in whole if not torch.equal(whole[k], original[k])}
+        assert 0 < len(part) < len(whole)
+        model_file = json.loads((changed / "results.json").read_text())["model_file"]
+        assert model_file["holds"] == "changed tensors" and model_file["tensors"] == len(part)
+        assert json.loads((full / "results.json").read_text())["model_file"]["holds"] == "all tensors"
+        loaded = load_clip("mini-rn", weights=changed / "model.safetensors").model.state_dict()
+        assert set(loaded) == set(whole) and all(torch.equal(loaded[k], whole[k]) for k in whole)
+    merge_runs(list(two_runs), tmp_path / "full.safetensors")
+    merge_runs(list(changed_runs), tmp_path / "changed.safetensors")
+    a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "changed.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_changed_tensors_refuse_a_model_they_were_not_made_on(changed_runs, tmp_path):
+    delta = changed_runs[0] / "model.safetensors"
+    with pytest.raises(WeightsError, match="other than the one loaded under it.*--pretrained"):
+        load_clip("mini-rn", pretrained="none", weights=delta)
+    with pytest.raises(WeightsError, match="holds a mini-rn model, not mini-vit"):
+        load_clip("mini-vit", weights=delta)
+    with pytest.raises(ClipUnlearnError, match="save_model 'some' is not one of full, changed"):
+        forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=["cat"], out=str(tmp_path / "r"),
+                              other_datasets=[], save_model="some"))
+    assert not (tmp_path / "r").exists()

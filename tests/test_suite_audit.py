@@ -128,6 +128,8 @@ def test_a_suite_trains_its_oracle_once_audits_its_cells_and_reports_them(tmp_pa
 
     cifar = audit["results"]["oracle"]["per_dataset"]["cifar10"]  # the oracle on the run's other dataset
     results = json.loads((run / "results.json").read_text())
+    # a suite's cell keeps only the tensors it changed; the audit puts them back on the model to measure it
+    assert results["model_file"]["holds"] == "changed tensors"
     assert (cifar["original"], cifar["forgotten"]) == (results["datasets"]["cifar10"]["before"],
                                                        results["datasets"]["cifar10"]["after"])
     independent = Evaluator(load_clip("mini-rn", "none", weights), progress=False).evaluate(

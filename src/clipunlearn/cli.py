@@ -238,7 +238,7 @@ def cmd_forget(args) -> int:
         device=args.device, retrieval=not args.no_retrieval, template_change=not args.no_template_change,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
-        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir)
+        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, save_model=args.save_model)
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -263,7 +263,8 @@ def _forget_subgroup(args) -> int:
         device=args.device, n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
         options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, retrieval=not args.no_retrieval,
-        other_datasets=None if args.other_datasets is None else split_names(args.other_datasets))
+        other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
+        save_model=args.save_model)
     results = forget_subgroup(settings)
     rows = [(f"{name} ({c['role']})", c["before"], c["after"]) for name, c in results["columns"].items()]
     rows += [(f"{k} (own classes)", results["datasets"][k]["before"], results["datasets"][k]["after"])
@@ -294,7 +295,7 @@ def _forget_concept(args) -> int:
         method=args.method or "lip", preset=args.preset, ablation=args.ablation, seed=args.seed, device=args.device,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet, max_epochs=args.max_epochs,
         generation_max_steps=args.max_steps, options=dict(parse_option(o) for o in args.set),
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, save_model=args.save_model)
     r = forget_concept(settings)
     m = r["measured"]
     if m["concept images"] is None:
@@ -379,7 +380,8 @@ def cmd_benchmark(args) -> int:
     seeds = _seeds(args.seeds, suite) if args.seeds else None
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
                   retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options,
-                  rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None, seeds=seeds)
+                  rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None, seeds=seeds,
+                  save_model=args.save_models)
     if args.dry_run:
         return 0
     from .benchmark import plan
@@ -519,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", default=None, help="an ablation switch of the method, e.g. no-text-loss")
     p.add_argument("--no-retrieval", action="store_true", help="skip retrieval precision@k")
     p.add_argument("--no-template-change", action="store_true", help="skip the evaluation with other templates")
+    p.add_argument("--save-model", choices=("full", "changed"), default="full",
+                   help="model.safetensors: every tensor (default; a checkpoint open_clip loads too) or only the "
+                        "tensors the run changed (smaller; clipunlearn's --weights puts them back on the model)")
     p.add_argument("-n", "--n-per-class", type=int, default=64)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="generation steps per image attempt (default 3000); also caps the retain images' budget")
@@ -584,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-stale", action="store_true",
                    help="run again the done cells whose preset has changed since (old folders kept in OUT/stale/)")
     p.add_argument("--dry-run", action="store_true", help="list the cells, done and to run, and run nothing")
+    p.add_argument("--save-models", choices=("changed", "full"), default="changed",
+                   help="each cell's model.safetensors: the tensors it changed (default; loaded on the suite's "
+                        "model by load_clip, the audit and merges) or every tensor")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_benchmark)
 

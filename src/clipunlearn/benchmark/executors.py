@@ -47,6 +47,7 @@ class Job:
     device: str = "cpu"
     synthetic_cache: str | None = None
     audit: AuditJob | None = None
+    save_model: str = "changed"  # the cell's model.safetensors: "changed" tensors only, or "full"
 
     @property
     def name(self) -> str:
@@ -93,7 +94,7 @@ def run_job(job: Job | OracleJob) -> Outcome:
             return Outcome(job.spec, True)
         if not (Path(job.out) / "results.json").is_file():
             execute(job.spec, job.out, job.data_root, job.cache_dir, device=job.device,
-                    synthetic_cache=job.synthetic_cache)
+                    synthetic_cache=job.synthetic_cache, save_model=job.save_model)
         if job.audit is not None and not audit_done(job.out):
             from ..audit import audit_run
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import ClipUnlearnError
 from ..io import write_json
+from ..runs.pipeline import check_save_model
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, choose_classes, per_class_top1
 from .executors import (
@@ -196,11 +197,15 @@ def _done_line(folder: Path, audited: bool) -> str:
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
-              rerun_stale: bool = False, tables: list[str] | None = None, seeds: list[int] | None = None) -> Plan:
+              rerun_stale: bool = False, tables: list[str] | None = None, seeds: list[int] | None = None,
+              save_model: str = "changed") -> Plan:
     """Run every cell still to do (of the named ``tables`` only, when given: the report still lays out
-    every table; and of the given ``seeds`` only); returns the plan as it stood before running.
+    every table; and of the given ``seeds`` only); returns the plan as it stood before running. Each
+    cell's model.safetensors holds the tensors it changed (``save_model="changed"``, loaded on the
+    suite's model by load_clip, the audit and merges) or every tensor (``"full"``).
     ``options`` tell the executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
     check_suite(suite, data_root, models)
+    check_save_model(save_model)
     options = options or ExecutorOptions(workers=workers)
     run = get_executor(executor, options)
     out = Path(out)
@@ -248,7 +253,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
                                                                   "error": outcome.error})
                 echo(f"FAILED  oracle {oid}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
     cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
-    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id))
+    jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id), save_model)
             for spec in p.todo]
     t0 = time.time()
     with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:

@@ -38,6 +38,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 ENV_WEIGHTS = "CLIPUNLEARN_WEIGHTS"
 META_ARCH = "clipunlearn_arch"
 META_QUICK_GELU = "clipunlearn_quick_gelu"
+META_CHANGES_OF = "clipunlearn_changes_of"  # set on a file of changed tensors: the hash of the model they go on
 
 
 @dataclass
@@ -108,19 +109,57 @@ class Clip:
             T.ToTensor(),
         ])
 
-    def save(self, path: str | os.PathLike[str], dtype: torch.dtype | None = None) -> None:
-        """Write the weights as safetensors (atomically), loadable by :func:`load_clip` and open_clip.
+    def save(self, path: str | os.PathLike[str], dtype: torch.dtype | None = None,
+             changed_from: dict[str, torch.Tensor] | None = None) -> int:
+        """Write the weights as safetensors (atomically); returns the number of tensors written.
 
-        ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type; they load back as fp32.
+        By default every tensor: a checkpoint loadable by :func:`load_clip` and open_clip. With
+        ``changed_from`` (the state dict the model started from) only the tensors that differ from it,
+        with the hash of that state: :func:`load_clip` puts them back on that model, and refuses any
+        other. ``dtype`` (e.g. ``torch.float16``) stores floating tensors in that type; they load back
+        as fp32.
         """
         from safetensors.torch import save_file
 
         from ..io import save_with
 
-        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
-                 for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         meta = {META_ARCH: self.arch, META_QUICK_GELU: str(self.quick_gelu).lower()}
+        if changed_from is not None:
+            meta[META_CHANGES_OF] = state_hash(changed_from)
+            state = {k: v for k, v in state.items() if k not in changed_from or not torch.equal(v, changed_from[k].cpu())}
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+        return len(state)
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex digits) of a state dict's names, dtypes, shapes and values."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k].detach().contiguous().cpu()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def with_changes(base: dict[str, torch.Tensor], changes: dict[str, torch.Tensor], meta: dict[str, str],
+                 path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The whole state of a file of changed tensors (``META_CHANGES_OF`` in ``meta``) put on ``base``;
+    a :class:`WeightsError` when ``base`` is not the model the changes were made to."""
+    if state_hash(base) != meta[META_CHANGES_OF]:
+        raise WeightsError(
+            f"{str(path)!r} holds only the tensors a run changed, in a model other than the one loaded under it "
+            f"(hash {meta[META_CHANGES_OF]}, loaded {state_hash(base)}). Load it with the --model and --pretrained "
+            "the run started from (its results.json, 'settings').")
+    foreign = sorted(k for k in changes if k not in base or base[k].shape != changes[k].shape)
+    if foreign:
+        raise WeightsError(f"{str(path)!r} has tensors the loaded model lacks or holds in another shape "
+                           f"(e.g. {foreign[:3]}). Load it with the --model the run started from.")
+    return {**base, **{k: v.to(base[k].dtype) for k, v in changes.items()}}
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -223,7 +262,9 @@ def load_clip(
         logger.info("%s: random initialisation (pretrained='none')", model)
     for path in (checkpoint, weight_file):
         if path is not None:
-            state, _ = read_checkpoint(path)
+            state, meta = read_checkpoint(path)
+            if META_CHANGES_OF in meta:
+                state = with_changes(net.state_dict(), state, meta, path)
             _load_state(net, state, model, path)
     if weight_file is not None:
         source = f"{source}+{weight_file}"

@@ -42,6 +42,7 @@ from .data import RunData, decode
 from .pipeline import (
     RunSettings,
     _info,
+    check_save_model,
     run_log,
     run_method,
     sigterm_as_interrupt,
@@ -149,6 +150,7 @@ def _measure(evaluator: Evaluator, r: ConceptRequest, others: list[ImageSet]) ->
 def forget_concept(s: ConceptSettings) -> dict[str, Any]:
     """Run the concept pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
+    check_save_model(s.save_model)
     device = resolve_device(s.device)
     r = build_request(s)
     others = [load_image_set(d, s.data_root, "test") for d in s.other_datasets]

@@ -4,7 +4,8 @@ forgot one class merged into one that forgets all of them, without forgetting an
     merged = original + mean over runs of (run model − original)     (how = "mean", the paper's merge)
     merged = original + sum over runs of (run model − original)      (how = "sum", task arithmetic)
 
-The runs must start from the same model (name, weights); the original is loaded as each run did.
+The runs must start from the same model (name, weights); the original is loaded as each run did. A
+run that saved only its changed tensors is put back on the original first.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 
 from ..errors import ClipUnlearnError
 from ..io import check_output_free
-from ..models import Clip, load_clip
+from ..models import Clip, load_clip, read_checkpoint
+from ..models.factory import META_CHANGES_OF, with_changes
 from ..training.merge import merge_models
 from .results import read_results
 
@@ -45,9 +47,10 @@ def merge_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], 
     model, pretrained, weights = origins[0]
     clip = load_clip(model, pretrained, weights)
     original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
-    from safetensors.torch import load_file
-
-    states = [load_file(str(f / "model.safetensors")) for f in folders]
+    states = []
+    for f in folders:
+        state, meta = read_checkpoint(f / "model.safetensors")
+        states.append(with_changes(original, state, meta, f / "model.safetensors") if META_CHANGES_OF in meta else state)
     clip.model.load_state_dict(merge_models(original, states, how))
     clip.save(out)
     return clip

@@ -81,6 +81,9 @@ class RunSettings:
     options: dict[str, Any] = field(default_factory=dict)  # fields of the method's config, over the preset
     cache_dir: str | None = None  # keep image features here, so later runs skip the unchanged layers
     run_spec: dict[str, Any] | None = None  # the RunSpec this run executes (benchmark cells), with its id
+    # model.safetensors: "full" (every tensor, a standalone checkpoint) or "changed" (only the tensors the
+    # run changed, which load_clip puts back on the model the run started from: far smaller)
+    save_model: str = "full"
 
 
 @dataclass
@@ -149,6 +152,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def forget(s: ForgetSettings) -> dict[str, Any]:
     """Run the whole pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
+    check_save_model(s.save_model)
     device = resolve_device(s.device)
     method_cls = get_method(s.method)
     t = resolve_targets(s)
@@ -223,11 +227,36 @@ def synthetic_after(data: RunData, clip: Clip, template: str, run: Path) -> tupl
     return image_scores(clip, syn.images, syn.targets, syn.classnames, [template])
 
 
+SAVE_MODEL = ("full", "changed")
+
+
+def check_save_model(value: str) -> None:
+    if value not in SAVE_MODEL:
+        raise ClipUnlearnError(f"save_model {value!r} is not one of {', '.join(SAVE_MODEL)}: 'full' writes every "
+                               "tensor, 'changed' only those the run changed.")
+
+
+def starting_state(clip: Clip, settings: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The state the run's model started from, read again from its checkpoint, when only the changed
+    tensors are to be saved; None for a full save. A model that started from random weights or from a
+    --weights file is saved in full: a file of changes could not name its base by checkpoint alone."""
+    mode = settings.get("save_model", "full")
+    check_save_model(mode)
+    if mode == "full":
+        return None
+    if settings.get("weights") or settings.get("pretrained") in (None, "none"):
+        _info("model.safetensors holds every tensor: the run did not start from a checkpoint alone")
+        return None
+    return load_clip(clip.arch, settings.get("pretrained", "default")).model.state_dict()
+
+
 def write_run(run: Path, clip: Clip, method: Method, preset: str, ablation: str | None, ctx: ForgetContext,
               trace: Trace, seconds: dict[str, float], settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """Save the model, then results.json (the fields every run has around the request's own ``fields``)
-    and report.md; returns the results."""
-    clip.save(run / "model.safetensors")
+    """Save the model (every tensor, or with ``settings["save_model"] == "changed"`` the changed ones),
+    then results.json (the fields every run has around the request's own ``fields``) and report.md;
+    returns the results."""
+    base = starting_state(clip, settings)
+    written = clip.save(run / "model.safetensors", changed_from=base)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model": {"arch": clip.arch, "source": clip.source, "family": clip.family},
@@ -241,7 +270,8 @@ def write_run(run: Path, clip: Clip, method: Method, preset: str, ablation: str 
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": settings,
         "method_config": config_json(method.config),
-        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors")},
+        "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors"),
+                       "holds": "all tensors" if base is None else "changed tensors", "tensors": written},
         "torch": torch.__version__,
         "clipunlearn": __version__,
     }
@@ -341,5 +371,5 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
     })
 
 
-__all__ = ["ForgetSettings", "RunSettings", "check_needs", "forget", "format_step", "resolve_targets", "run_log",
+__all__ = ["ForgetSettings", "RunSettings", "SAVE_MODEL", "check_needs", "check_save_model", "forget", "format_step", "resolve_targets", "run_log",
            "run_method", "sigterm_as_interrupt", "synthetic_after", "trace_results", "write_run"]

@@ -94,9 +94,11 @@ class RunSpec:
 
 
 def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, cache_dir: str | None = None,
-            progress: bool = False, device: str = "cpu", synthetic_cache: str | None = None) -> dict[str, Any]:
+            progress: bool = False, device: str = "cpu", synthetic_cache: str | None = None,
+            save_model: str = "full") -> dict[str, Any]:
     """Run ``spec`` into the folder ``out`` (written atomically; never overwritten). Image features are
-    cached in ``cache_dir`` and synthetic sets shared through ``synthetic_cache``, when given."""
+    cached in ``cache_dir`` and synthetic sets shared through ``synthetic_cache``, when given;
+    ``save_model``: the run's model.safetensors holds every tensor ("full") or the changed ones."""
     from .pipeline import ForgetSettings, forget
 
     if spec.subgroup is not None:
@@ -108,7 +110,7 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
             n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
             generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
             retrieval=spec.retrieval, other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
-            run_spec={"run_id": spec.run_id, **spec.key()}))
+            run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model))
     s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
                        data_root=data_root, pretrained=spec.pretrained,
                        other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
@@ -117,5 +119,5 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
                        generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
                        synthetic_cache=synthetic_cache,
                        retrieval=spec.retrieval, template_change=spec.template_change,
-                       run_spec={"run_id": spec.run_id, **spec.key()})
+                       run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model)
     return forget(s)

@@ -46,6 +46,7 @@ from .data import RunData, decode
 from .pipeline import (
     RunSettings,
     _info,
+    check_save_model,
     run_log,
     run_method,
     sigterm_as_interrupt,
@@ -212,6 +213,7 @@ def resolve_setting(setting: SubgroupSetting | str, data_root: str | None,
 def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     """Run the subgroup pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
+    check_save_model(s.save_model)
     device = resolve_device(s.device)
     setting = resolve_setting(s.setting, s.data_root, s.other_datasets)
     method_cls = get_method(s.method)
