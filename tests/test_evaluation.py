@@ -68,11 +68,37 @@ def test_cache_hits_and_partial_recompute(data_slice, mini_rn_random):
     full = Evaluator(clip, FeatureCache(), workers=0, progress=False).evaluate(images)
     np.testing.assert_allclose(partial.logits, full.logits, rtol=1e-5, atol=1e-4)
     assert not np.allclose(partial.logits, first.logits)
+    pool_calls = []
+    hook = clip.model.visual.attnpool.register_forward_hook(lambda *_: pool_calls.append(1))
+    again = ev.evaluate(images)  # the pool's new output was kept: it does not run again
+    hook.remove()
+    assert pool_calls == [] and np.array_equal(again.logits, partial.logits)
     with torch.no_grad():  # a change below the pool must not be served from the cache
         clip.model.visual.layer1[0].conv1.weight.mul_(0.5)
     hits = cache.hits
     ev.evaluate(images)
     assert cache.hits == hits
+
+
+def test_features_of_a_forgotten_model_stay_in_memory(data_slice, mini_rn_random, tmp_path):
+    clip = copy.deepcopy(mini_rn_random)
+    images = load_image_set("caltech101", data_slice, "test")
+    cache = FeatureCache(tmp_path / "features")
+    ev = Evaluator(clip, cache, workers=0, progress=False)
+    ev.evaluate(images)
+    on_disk = sorted(p.name for p in (tmp_path / "features").iterdir())
+    assert len([n for n in on_disk if n.endswith(".safetensors")]) == 2  # the two cuts of the starting model
+    with torch.no_grad():
+        clip.model.visual.layer4[0].conv1.weight.mul_(0.5)
+    with cache.in_memory_only():
+        changed = ev.evaluate(images)
+        hits = cache.hits
+        assert np.array_equal(ev.evaluate(images).logits, changed.logits) and cache.hits == hits + 1
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == on_disk  # no file, no lock
+    with torch.no_grad():
+        clip.model.visual.layer4[0].conv1.weight.mul_(0.5)
+    ev.evaluate(images)  # outside the block, a new model's features are written again
+    assert len(list((tmp_path / "features").glob("*.safetensors"))) == 4
 
 
 def test_cells_side_by_side_compute_shared_features_once(data_slice, mini_rn_random, tmp_path, monkeypatch):

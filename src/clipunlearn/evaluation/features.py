@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def hash_tensors(module: nn.Module, keep: Callable[[str], bool], h: Any = None) 
 
 
 class FeatureCache:
-    """Stage outputs by (images, transform, trunk hash); in memory, and on disk if ``folder`` is given."""
+    """Stage outputs by (images, transform, trunk hash); in memory, and on disk if ``folder`` is given
+    (except within :meth:`in_memory_only`)."""
 
     def __init__(self, folder: str | os.PathLike[str] | None = None, max_items: int = 64):
         self.folder = Path(folder).expanduser() if folder else None
@@ -97,6 +99,17 @@ class FeatureCache:
         self._mem: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._writes_disk = True
+
+    @contextmanager
+    def in_memory_only(self) -> Iterator[None]:
+        """Within the block new entries stay in memory (disk entries are still read): for the features
+        of a model no later run starts from, e.g. a forget run's model after forgetting."""
+        before, self._writes_disk = self._writes_disk, False
+        try:
+            yield
+        finally:
+            self._writes_disk = before
 
     def get(self, key: str, count_miss: bool = True) -> torch.Tensor | None:
         """The entry of ``key``, or None (counted as a miss unless ``count_miss`` is False: a second
@@ -121,12 +134,12 @@ class FeatureCache:
 
         from ..io import exclusive
 
-        return nullcontext() if self.folder is None else exclusive(self.folder / f"{key}.lock")
+        return nullcontext() if self.folder is None or not self._writes_disk else exclusive(self.folder / f"{key}.lock")
 
     def put(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().cpu().contiguous()
         self._remember(key, value)
-        if self.folder is not None:
+        if self.folder is not None and self._writes_disk:
             from safetensors.torch import save_file
 
             from ..io import save_with

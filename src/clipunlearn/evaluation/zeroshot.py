@@ -183,10 +183,11 @@ class Evaluator:
             for cut in self._cache_cuts():
                 found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
                 if found is not None:
-                    feats = found if cut == n_stages else torch.cat([
-                        run_stages(self.clip, found[i:i + self.batch_size].to(self.clip.device), cut)
-                        for i in range(0, len(found), self.batch_size)])
-                    return F.normalize(feats.float(), dim=-1)
+                    if cut < n_stages:  # the stages above the cut run once, then their output is kept too
+                        found = torch.cat([run_stages(self.clip, found[i:i + self.batch_size].to(self.clip.device), cut)
+                                           for i in range(0, len(found), self.batch_size)])
+                        self.cache.put(self._key(images, hashes, n_stages), found)
+                    return F.normalize(found.float(), dim=-1)
             return None
 
         found = cached(True)

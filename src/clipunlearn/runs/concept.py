@@ -188,7 +188,8 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
         data.retain_labels = torch.tensor(np.asarray(kept)[logits[:, kept].argmax(1)])
     trace, ctx = run_method(method, clip, request, data, s.seed, s.max_epochs, s.generation_max_steps, seconds)
     t0 = time.time()
-    after = _measure(evaluator, r, others)
+    with evaluator.cache.in_memory_only():  # no later run starts from this model
+        after = _measure(evaluator, r, others)
     seconds["evaluation"] += time.time() - t0
     syn = data.synthetic
     syn_after = synthetic_after(data, clip, request.template, run)

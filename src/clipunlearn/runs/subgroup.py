@@ -260,7 +260,8 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
     trace, ctx = run_method(method, clip, request, data, s.seed, s.max_epochs, s.generation_max_steps, seconds)
 
     t0 = time.time()
-    after = _measure(evaluator, t, s)
+    with evaluator.cache.in_memory_only():  # no later run starts from this model
+        after = _measure(evaluator, t, s)
     seconds["evaluation"] += time.time() - t0
     _info(f"after: {_describe(after)}")
     score, excluded = subgroup_score(t, before, after)
