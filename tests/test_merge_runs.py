@@ -15,15 +15,18 @@ from clipunlearn.runs import ForgetSettings, forget
 from clipunlearn.runs.merge import merge_runs
 
 
-@pytest.fixture(scope="module")
-def two_runs(data_slice, tmp_path_factory):
-    root = tmp_path_factory.mktemp("merge")
+def _two_runs(root, data_slice, save_model: str = "full"):
     for name, classes in (("a", ["airplane"]), ("b", ["bird"])):
         forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=classes, out=str(root / name),
                               data_root=str(data_slice), other_datasets=[], method="amns-retain", max_epochs=1,
                               progress=False, retrieval=False, template_change=False,
-                              options={"lr": 1e-3}))
+                              options={"lr": 1e-3}, save_model=save_model))
     return root / "a", root / "b"
+
+
+@pytest.fixture(scope="module")
+def two_runs(data_slice, tmp_path_factory):
+    return _two_runs(tmp_path_factory.mktemp("merge"), data_slice)
 
 
 @pytest.mark.parametrize("how", ["mean", "sum"])
@@ -68,13 +71,7 @@ def test_merge_refuses_what_cannot_be_merged(two_runs, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def changed_runs(data_slice, tmp_path_factory):
     """The runs of ``two_runs`` again, saving only the tensors they changed."""
-    root = tmp_path_factory.mktemp("merge-changed")
-    for name, classes in (("a", ["airplane"]), ("b", ["bird"])):
-        forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=classes, out=str(root / name),
-                              data_root=str(data_slice), other_datasets=[], method="amns-retain", max_epochs=1,
-                              progress=False, retrieval=False, template_change=False,
-                              options={"lr": 1e-3}, save_model="changed"))
-    return root / "a", root / "b"
+    return _two_runs(tmp_path_factory.mktemp("merge-changed"), data_slice, "changed")
 
 
 def test_a_run_saves_only_its_changed_tensors_and_loads_whole(two_runs, changed_runs, tmp_path):
