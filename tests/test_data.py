@@ -146,6 +146,11 @@ def test_fingerprint_is_stable_and_tracks_changes(data_root: Path) -> None:
     assert first.fingerprint() == again.fingerprint()
     assert first.fingerprint() != load_image_set("caltech101", data_root, "train").fingerprint()
     assert first.fingerprint() != first.subset(classes=[0, 1]).fingerprint()
+    # another spelling of the same root (relative, through a link) finds the same images
+    link = data_root.parent / "root-link"
+    link.symlink_to(data_root, target_is_directory=True)
+    relative = os.path.relpath(link, Path.cwd())
+    assert load_image_set("caltech101", relative, "test").fingerprint() == first.fingerprint()
 
     before = first.fingerprint()
     changed = first.paths[0]

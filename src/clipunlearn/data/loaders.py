@@ -26,7 +26,9 @@ ENV_DATA_ROOT = "CLIPUNLEARN_DATA"
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
-    """The data root from the argument, else from ``$CLIPUNLEARN_DATA``; it must exist."""
+    """The data root from the argument, else from ``$CLIPUNLEARN_DATA``; it must exist. Returned
+    resolved (absolute, links followed), so that two spellings of one root give the same images the
+    same fingerprint, and so the same feature-cache entries."""
     value = data_root if data_root not in (None, "") else os.environ.get(ENV_DATA_ROOT)
     if not value:
         raise DataError(
@@ -37,7 +39,7 @@ def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
     if not root.is_dir():
         raise DataError(f"The data root {str(root)!r} does not exist or is not a folder. "
                         f"Pass --data-root with the folder that holds the dataset folders.")
-    return root
+    return root.resolve()
 
 
 @dataclass
