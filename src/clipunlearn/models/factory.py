@@ -162,6 +162,12 @@ def with_changes(base: dict[str, torch.Tensor], changes: dict[str, torch.Tensor]
     return {**base, **{k: v.to(base[k].dtype) for k, v in changes.items()}}
 
 
+def read_weights(path: str | os.PathLike[str], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint; a file of changed tensors is put back on ``base`` first."""
+    state, meta = read_checkpoint(path)
+    return with_changes(base, state, meta, path) if META_CHANGES_OF in meta else state
+
+
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "Model initialized randomly" not in record.getMessage()
@@ -262,10 +268,7 @@ def load_clip(
         logger.info("%s: random initialisation (pretrained='none')", model)
     for path in (checkpoint, weight_file):
         if path is not None:
-            state, meta = read_checkpoint(path)
-            if META_CHANGES_OF in meta:
-                state = with_changes(net.state_dict(), state, meta, path)
-            _load_state(net, state, model, path)
+            _load_state(net, read_weights(path, net.state_dict()), model, path)
     if weight_file is not None:
         source = f"{source}+{weight_file}"
     net.eval()

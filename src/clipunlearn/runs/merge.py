@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import ClipUnlearnError
 from ..io import check_output_free
-from ..models import Clip, load_clip, read_checkpoint
-from ..models.factory import META_CHANGES_OF, with_changes
+from ..models import Clip, load_clip
+from ..models.factory import read_weights
 from ..training.merge import merge_models
 from .results import read_results
 
@@ -47,10 +47,7 @@ def merge_runs(runs: list[str | os.PathLike[str]], out: str | os.PathLike[str], 
     model, pretrained, weights = origins[0]
     clip = load_clip(model, pretrained, weights)
     original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
-    states = []
-    for f in folders:
-        state, meta = read_checkpoint(f / "model.safetensors")
-        states.append(with_changes(original, state, meta, f / "model.safetensors") if META_CHANGES_OF in meta else state)
+    states = [read_weights(f / "model.safetensors", original) for f in folders]
     clip.model.load_state_dict(merge_models(original, states, how))
     clip.save(out)
     return clip
