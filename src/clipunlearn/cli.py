@@ -115,11 +115,12 @@ def cmd_zoo_train(args) -> int:
     if args.seed is not None:
         recipe = dataclasses.replace(recipe, seed=args.seed)
     from .data import split_names
-    from .zoo.train import excluded_classes
+    from .zoo.train import checkpoint_path, excluded_classes
 
     exclude = excluded_classes(list(args.exclude), args.data_root)
     record = train_zoo_model(args.name, args.data_root, out, recipe, log=print,
-                             datasets=split_names(args.datasets) or None, exclude=exclude)
+                             datasets=split_names(args.datasets) or None, exclude=exclude,
+                             checkpoint=checkpoint_path(out), restart=args.restart)
     write_json(out.with_suffix(".json"), record)
     print(f"trained {args.name} on {record['train_images']} images of {len(record['datasets'])} datasets "
           f"in {record['train_seconds']:.0f}s (+{record['decode_seconds']:.0f}s decoding); weights: {out}")
@@ -466,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave every train image of this class out (in every dataset with that class name): an "
                         "oracle that never saw it, for clipunlearn audit (repeatable)")
     z.add_argument("--overwrite", action="store_true")
+    z.add_argument("--restart", action="store_true",
+                   help="start over even if OUT.checkpoint (written after every epoch) exists; by default the "
+                        "training resumes from it, to the same weights as an uninterrupted one")
     z.set_defaults(func=cmd_zoo_train)
 
     p = sub.add_parser("models", help="list model names")

@@ -111,7 +111,7 @@ def oracle_ready(out: Path, spec: OracleSpec) -> bool:
 def train_oracle(out: Path, spec: OracleSpec, data_root: str | None, echo=print) -> Path:
     """Train ``spec`` into the cache unless it is there; returns its weights file."""
     from ..zoo import train_zoo_model
-    from ..zoo.train import excluded_classes
+    from ..zoo.train import checkpoint_path, excluded_classes
 
     path = oracle_path(out, spec)
     if oracle_ready(out, spec):
@@ -121,7 +121,8 @@ def train_oracle(out: Path, spec: OracleSpec, data_root: str | None, echo=print)
          f"({recipe.epochs} epochs of the zoo recipe)")
     record = train_zoo_model(spec.model, data_root, path, recipe, log=echo,
                              datasets=list(spec.datasets) if spec.datasets else None,
-                             exclude=excluded_classes(list(spec.exclude), data_root))
+                             exclude=excluded_classes(list(spec.exclude), data_root),
+                             checkpoint=checkpoint_path(path))  # a killed suite resumes its last epoch
     write_json(path.with_suffix(".json"), {"oracle_id": spec.oracle_id, "spec": spec.key(), **record})
     return path
 

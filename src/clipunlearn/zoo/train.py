@@ -142,11 +142,71 @@ def zero_shot_top1(clip: Clip, splits, batch_size: int = 512) -> dict[str, float
     return result
 
 
+def checkpoint_path(out: Path) -> Path:
+    """Where the training of the weights file ``out`` keeps its end-of-epoch checkpoint."""
+    return out.with_name(out.name + ".checkpoint")
+
+
+def _training_settings(name: str, recipe: ZooRecipe, datasets: list[str], exclude: list[str]) -> dict:
+    return {"model": name, "recipe": asdict(recipe), "datasets": datasets, "excluded": sorted(exclude)}
+
+
+def _read_checkpoint(path: Path, settings: dict) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a foreign or damaged file: say which, do not guess
+        raise ClipUnlearnError(f"The training checkpoint {str(path)!r} cannot be read ({type(exc).__name__}); "
+                               "delete it or pass --restart to start the training over.") from exc
+    if state.get("settings") != settings:
+        theirs = state.get("settings") or {}
+        diff = sorted(k for k in set(theirs) | set(settings) if theirs.get(k) != settings.get(k))
+        if "recipe" in diff:
+            mine, old = settings["recipe"], theirs.get("recipe") or {}
+            diff = [f"{k} {old.get(k)!r} -> {mine[k]!r}" for k in mine if old.get(k) != mine[k]] + \
+                   [d for d in diff if d != "recipe"]
+        raise ClipUnlearnError(f"The training checkpoint {str(path)!r} belongs to a training with other settings "
+                               f"({', '.join(diff)}); rerun with its settings to resume it, or pass --restart to "
+                               "start over (the checkpoint is then replaced).")
+    return state
+
+
+def _write_checkpoint(path: Path, state: dict) -> None:
+    from ..io import save_with
+
+    save_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def _as_random_state(state) -> tuple:
+    """Python's random state as ``random.setstate`` takes it (the checkpoint may hold lists)."""
+    version, internal, gauss = state
+    return int(version), tuple(int(v) for v in internal), gauss
+
+
+def _numpy_state() -> tuple:
+    """numpy's global random state in plain types (a checkpoint is read with ``weights_only``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+def _as_numpy_state(state) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return str(kind), np.asarray(keys).astype(np.uint32), int(pos), int(has_gauss), float(cached)
+
+
 def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
-                    log=print, datasets: list[str] | None = None, exclude: list[str] = ()) -> dict:
+                    log=print, datasets: list[str] | None = None, exclude: list[str] = (),
+                    checkpoint: Path | None = None, restart: bool = False, stop_after: int | None = None) -> dict:
     """Train zoo model ``name`` from scratch; write its weights to ``out``; return the training record.
     ``exclude``: class names whose train images are all left out (the test splits stay whole, so the
-    record shows how the model does on what it never saw)."""
+    record shows how the model does on what it never saw).
+
+    ``checkpoint``: a file rewritten (atomically) after every epoch with everything the training needs
+    to go on: the model, optimiser, schedule and random states. If it exists when the training starts,
+    the training resumes from it, and ends with the weights an uninterrupted training gives; a checkpoint
+    of other settings is refused unless ``restart``. It is deleted once ``out`` is written.
+    ``stop_after``: stop (keeping the checkpoint) after this many epochs in all, e.g. to split a long
+    training across sessions; returns ``{}`` then.
+    """
     recipe = recipe or RECIPES[name]
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
@@ -177,9 +237,26 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
                                               * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
     rng = random.Random(recipe.seed)
     offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
-    step = 0
+    step, first_epoch, epoch_losses, seconds_before, resumed_at = 0, 0, [], 0.0, []
+    settings = _training_settings(name, recipe, [n for n, *_ in train], list(exclude))
+    if checkpoint is not None and checkpoint.exists() and not restart:
+        state = _read_checkpoint(checkpoint, settings)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.setstate(_as_random_state(state["python_rng"]))
+        np.random.set_state(_as_numpy_state(state["numpy_rng"]))
+        step, first_epoch = int(state["step"]), int(state["epoch"])
+        epoch_losses, seconds_before = list(state["epoch_losses"]), float(state["train_seconds"])
+        resumed_at = list(state["resumed_at"]) + [first_epoch]
+        log(f"resuming from {checkpoint}: {first_epoch} of {recipe.epochs} epochs done")
     t_train = time.time()
-    for epoch in range(recipe.epochs):
+    for epoch in range(first_epoch, recipe.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            log(f"stopped after epoch {epoch} of {recipe.epochs}; rerun the same command to resume from {checkpoint}")
+            return {}
         model.train()
         batches = []
         if recipe.batching == "per_dataset":
@@ -225,9 +302,17 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
             sched.step()
             step += 1
             losses.append(loss.item())
+        epoch_losses.append(round(float(np.mean(losses)), 4))
         log(f"epoch {epoch + 1}/{recipe.epochs}  loss {np.mean(losses):.3f}  "
-            f"scale {model.logit_scale.exp().item():.1f}  {time.time() - t_train:.0f}s")
-    train_seconds = time.time() - t_train
+            f"scale {model.logit_scale.exp().item():.1f}  {seconds_before + time.time() - t_train:.0f}s")
+        if checkpoint is not None and epoch + 1 < recipe.epochs:
+            _write_checkpoint(checkpoint, {
+                "settings": settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "python_rng": rng.getstate(), "numpy_rng": _numpy_state(), "step": step,
+                "epoch": epoch + 1, "epoch_losses": epoch_losses,
+                "train_seconds": seconds_before + time.time() - t_train, "resumed_at": resumed_at})
+    train_seconds = seconds_before + time.time() - t_train
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     with torch.no_grad():  # the zoo ships fp16 weights: measure exactly what ships
@@ -238,6 +323,8 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     log("test top-1: " + ", ".join(f"{k} {v:.3f}" for k, v in top1.items()))
     if out is not None:
         clip.save(out, dtype=torch.float16)
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()
     return {
         "model": name,
         "recipe": asdict(recipe),
@@ -245,6 +332,8 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         "datasets": [n for n, *_ in train],
         "excluded": {"classes": list(exclude), "train_images_removed": {k: v for k, v in removed.items() if v}},
         "steps": step,
+        "epoch_loss": epoch_losses,
+        "resumed_at_epochs": resumed_at,
         "decode_seconds": round(t_decode, 1),
         "train_seconds": round(train_seconds, 1),
         "test_top1": top1,
