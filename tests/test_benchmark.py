@@ -65,6 +65,23 @@ def test_bad_suite_files_fail_before_any_cell(tmp_path, data_slice, bad, message
     assert not (tmp_path / "out").exists()
 
 
+def test_a_class_a_setting_cannot_serve_fails_before_any_cell(tmp_path, data_slice, monkeypatch):
+    """Lip's CuPLGen ablation needs sentences for each forget class (Method.check_classes)."""
+    from clipunlearn.synthetic import cupl
+
+    monkeypatch.setattr(cupl, "cupl_file", lambda: None)
+    monkeypatch.delenv(cupl.ENV_VAR, raising=False)
+    cupl_gen = '[[methods]]\nmethod = "lip"\nablation = "cupl-gen"\n'
+    suite = _suite(tmp_path, text=SMALL.format(methods=LIP + cupl_gen).replace('"caltech101"', '"cifar10"')
+                   .replace('["leopard"]', '["airplane", "bird"]'))
+    with pytest.raises(ClipUnlearnError) as e:
+        run_suite(suite, tmp_path / "out", str(data_slice), echo=lambda *_: None)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "small.toml") in msg and "1 cell(s) cannot run" in msg
+    assert "lip@cupl-gen-cifar10-airplane+bird" in msg and "No descriptive sentences for 'airplane', 'bird'" in msg
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_suite_fields_targets_and_models(tmp_path, data_slice):
     with pytest.raises(ClipUnlearnError, match=r"unknown field 'seed'. Did you mean 'seeds'"):
         _suite(tmp_path, text=SMALL.format(methods=LIP).replace("seeds = [0]", "seed = [0]"))

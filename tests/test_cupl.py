@@ -194,3 +194,50 @@ def test_end_to_end_cupl_images_differ_from_template(mini_rn_random, no_clip_ben
     assert (described.images - plain.images).abs().max() > 1e-2
     again = generate_synthetic(mini_rn_random, names, [0, 1], "caltech101", TEMPLATE, cfg, descriptions=descriptions)
     assert torch.equal(again.images, described.images)
+
+
+# --- aliases: dataset names that ImageNet writes differently ----------------------------------
+def test_every_alias_names_a_stanford_dogs_class_and_a_cupl_class(shared_data):
+    """Checked against the two independent sources: the dataset's own class list and CuPL's file."""
+    _needs_clip_benchmark()
+    from clipunlearn.data import load_image_set
+
+    aliases = json.loads(cupl.ALIASES_FILE.read_text(encoding="utf-8"))
+    dogs = set(load_image_set("stanford_dogs", str(shared_data), "test").classnames)
+    cupl_names = {cupl.normalise(k) for k in json.loads(cupl.cupl_file().read_text(encoding="utf-8"))[cupl.CUPL_KEY]}
+    assert set(aliases) <= dogs
+    assert all(cupl.normalise(v) in cupl_names for v in aliases.values())
+    # with the aliases every stanford_dogs class has CuPL sentences
+    d = describe(sorted(dogs))
+    assert set(d.sources.values()) == {"clip_benchmark"} and len(d.sentences) == len(dogs) == 120
+
+
+def test_alias_is_looked_up_after_the_own_name(tmp_path, monkeypatch):
+    _needs_clip_benchmark()
+    d = describe(["Leonberg", "African hunting dog"])
+    assert d.sources == {"Leonberg": "clip_benchmark", "African hunting dog": "clip_benchmark"}
+    assert "'Leonberger'" in d.origins["Leonberg"] and "'African wild dog'" in d.origins["African hunting dog"]
+    assert all("Leonberger" in s for s in d.sentences["Leonberg"][:5])
+    f = tmp_path / "mine.json"  # the user's own sentences under the dataset's name still come first
+    f.write_text(json.dumps({"Leonberg": ["A Leonberg is a big dog."]}))
+    monkeypatch.setenv(ENV_VAR, str(f))
+    assert describe(["Leonberg"]).sentences["Leonberg"] == ["A Leonberg is a big dog."]
+
+
+def test_cupl_gen_refuses_a_class_without_sentences_before_any_work(data_slice, tmp_path, monkeypatch):
+    """Lip's check_classes: forget() fails before loading the model; nothing is written."""
+    from clipunlearn.methods import get_method
+    from clipunlearn.runs import ForgetSettings, forget
+
+    monkeypatch.setattr(cupl, "cupl_file", lambda: None)
+    lip = get_method("lip")
+    lip(lip.build_config(ablation="cupl-gen")).check_classes(["motorbike"])
+    lip(lip.build_config()).check_classes(["zorblax gadget"])  # template prompts need no sentences
+    import clipunlearn.runs.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_clip", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "run"
+    with pytest.raises(ClipUnlearnError, match=r"No descriptive sentences for 'airplane'"):
+        forget(ForgetSettings(model="mini-rn", dataset="cifar10", classes=["airplane"], out=str(out),
+                              data_root=str(data_slice), other_datasets=[], ablation="cupl-gen"))
+    assert not out.exists()

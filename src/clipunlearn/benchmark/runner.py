@@ -165,6 +165,33 @@ def merge_layout(path: Path, new: dict) -> dict:
     return merged
 
 
+def check_cells(suite: Suite, specs: list[RunSpec]) -> None:
+    """Each cell's method, as configured, can serve its classes (``Method.check_classes``): a class
+    that a setting cannot serve fails here, before any cell runs, naming how many cells it stops."""
+    from ..methods import get_method
+
+    refused: dict[str, list[str]] = {}
+    seen: dict[tuple, str | None] = {}
+    for spec in specs:
+        if spec.subgroup is not None:
+            continue
+        key = (spec.method, spec.preset, spec.ablation, spec.options, spec.classes)
+        if key not in seen:
+            method_cls = get_method(spec.method)
+            try:
+                method_cls(method_cls.build_config(spec.preset, "resnet", spec.ablation, dict(spec.options))
+                           ).check_classes(list(spec.classes))
+                seen[key] = None
+            except ClipUnlearnError as e:
+                seen[key] = str(e)
+        if seen[key] is not None:
+            refused.setdefault(seen[key], []).append(spec.run_id)
+    if refused:
+        why, cells = next(iter(refused.items()))
+        n = sum(len(c) for c in refused.values())
+        raise ClipUnlearnError(f"{suite.source}: {n} cell(s) cannot run, e.g. {cells[0]}: {why}")
+
+
 def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], audited: set[str]) -> dict[str, AuditJob]:
     """How each audited cell among ``specs`` is audited (its oracle, when the suite lists one); a suite
     asking for the oracle attack fails here, before any cell, for a cell without an oracle."""
@@ -212,6 +239,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     options = replace(options, slurm_folder=options.slurm_folder or str(out / "slurm"))
     todo = only_tables(suite, tables) if tables else suite
     p = plan(todo, out, models, retry_failed, data_root, device, rerun_stale, seeds)
+    check_cells(suite, p.todo)
     echo(f"suite {suite.name} ({suite.source}" + (f"; tables {', '.join(t.name for t in todo.tables)}" if tables else "")
          + (f"; seeds {', '.join(map(str, seeds))}" if seeds is not None else "")
          + f"): {len(p.done) + len(p.failed) + len(p.todo)} cells, "

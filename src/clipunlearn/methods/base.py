@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..errors import ClipUnlearnError, unknown
@@ -79,6 +80,12 @@ class Method:
         """The data kinds this configured method may see: ``needs``, unless a setting of its config
         changes them (a method that can forget with real images instead of synthetic ones)."""
         return self.needs
+
+    def check_classes(self, classnames: Sequence[str]) -> None:
+        """Refuse, before any work, forget classes this configured method cannot serve (a one-line
+        :class:`ClipUnlearnError` naming them and the fix), e.g. a setting that needs something per
+        class that is missing. Called by ``forget`` before the model loads, and by suites for every
+        cell before the first one runs. By default every class is served."""
 
     def run(self, ctx: ForgetContext) -> Trace:
         raise NotImplementedError

@@ -29,6 +29,7 @@ with the perturbed image).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..evaluation.zeroshot import image_scores
@@ -124,6 +125,13 @@ class Lip(Method):
         if self.config.forget_images == "real":
             return (self.needs - {"synthetic_forget"}) | {"real_forget"}
         return self.needs
+
+    def check_classes(self, classnames: Sequence[str]) -> None:
+        """CuPLGen (``generation_prompts = "cupl"``) needs descriptive sentences of every forget class."""
+        if self.config.generation_prompts == "cupl" and self.config.forget_images != "real":
+            from ..synthetic.cupl import describe
+
+            describe(classnames)
 
     def forget_images(self, ctx: ForgetContext) -> ImageBatch:
         if self.config.forget_images == "real":

@@ -155,7 +155,9 @@ def forget_concept(s: ConceptSettings) -> dict[str, Any]:
     r = build_request(s)
     others = [load_image_set(d, s.data_root, "test") for d in s.other_datasets]
     method_cls = get_method(s.method)
-    kinds = method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options)).data_kinds
+    early = method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options))
+    early.check_classes([r.classnames[c] for c in r.concepts])
+    kinds = early.data_kinds
     if "real_forget" in kinds and r.images is None:
         raise ClipUnlearnError(f"Method {s.method} forgets with real images of the concept; pass --images DIR, or "
                                "choose a zero-shot method such as lip (clipunlearn methods).")

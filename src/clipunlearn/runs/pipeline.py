@@ -157,7 +157,9 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     method_cls = get_method(s.method)
     t = resolve_targets(s)
     # the data a method sees does not depend on the image tower's family: checked before loading the model
-    check_needs(method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options)), s, t.images.name)
+    early = method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options))
+    check_needs(early, s, t.images.name)
+    early.check_classes([t.images.classnames[c] for c in t.classes])
     torch.manual_seed(s.seed)
     clip = load_clip(s.model, s.pretrained, s.weights, device)
     config = method_cls.build_config(s.preset, clip.family, s.ablation, s.options)

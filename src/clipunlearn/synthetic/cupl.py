@@ -16,8 +16,10 @@ from the first of these sources that knows the class:
 
 A JSON file of sources 1 and 3 maps a class name to a list of sentences: ``{"class": ["...", ...]}``.
 Class names match case-insensitively, with runs of spaces, underscores and hyphens counted as one
-space ("Toy_Poodle" finds "toy poodle"); there is no fuzzier matching, so a different spelling
-("Pekinese" for ImageNet's "Pekingese") is not found in CuPL and falls through to the next source.
+space ("Toy_Poodle" finds "toy poodle"); there is no fuzzier matching. A class that a dataset names
+differently from ImageNet (stanford_dogs' "Leonberg", "Pekinese", "African hunting dog") is looked up
+under its ImageNet name too, from the shipped table ``aliases.json`` (dataset name -> ImageNet name, all
+40 stanford_dogs classes whose names differ), after its own name in each source.
 The returned mapping is keyed by the class names as given, which is what
 :func:`..generate.generate_synthetic` looks up.
 """
@@ -38,6 +40,8 @@ from ..errors import ClipUnlearnError
 ENV_VAR = "CLIPUNLEARN_DESCRIPTIONS"
 #: the descriptions shipped with clipunlearn
 SHIPPED_FILE = Path(__file__).with_name("descriptions.json")
+#: class names of the datasets that ImageNet (and so CuPL) writes differently: {dataset name: ImageNet name}
+ALIASES_FILE = Path(__file__).with_name("aliases.json")
 #: the key of clip_benchmark's CuPL file that holds the ImageNet-1k class descriptions
 CUPL_KEY = "imagenet1k"
 
@@ -137,6 +141,13 @@ def _load_shipped() -> dict[str, tuple[str, list[str]]]:
     return _index(_check_mapping(_read_json(SHIPPED_FILE, "shipped descriptions file"), str(SHIPPED_FILE)))
 
 
+@functools.lru_cache(maxsize=1)
+def _aliases() -> dict[str, str]:
+    """normalised dataset class name -> normalised ImageNet name."""
+    data = _read_json(ALIASES_FILE, "shipped class-name aliases file")
+    return {normalise(k): normalise(v) for k, v in data.items()}
+
+
 def _load_env(path: str) -> dict[str, tuple[str, list[str]]]:
     # read on every call: the user may be editing it
     return _index(_check_mapping(_read_json(Path(path), f"descriptions file ({ENV_VAR})"), f"{path} ({ENV_VAR})"))
@@ -162,16 +173,15 @@ def describe(classnames: Sequence[str]) -> Descriptions:
     origins: dict[str, str] = {}
     missing: list[str] = []
     for name in classnames:
-        key = normalise(name)
-        for kind, origin, index in sources:
-            if key in index:
-                found, lines = index[key]
-                sentences[name] = list(lines)
-                kinds[name] = kind
-                origins[name] = origin if found == name else f"{origin} (as {found!r})"
-                break
-        else:
+        keys = [normalise(name)] + ([_aliases()[normalise(name)]] if normalise(name) in _aliases() else [])
+        hit = next(((kind, origin, index[key]) for kind, origin, index in sources for key in keys if key in index), None)
+        if hit is None:
             missing.append(name)
+            continue
+        kind, origin, (found, lines) = hit
+        sentences[name] = list(lines)
+        kinds[name] = kind
+        origins[name] = origin if found == name else f"{origin} (as {found!r})"
     if missing:
         consulted = [f"{ENV_VAR} file {env_path}" if env_path else f"no {ENV_VAR} file set",
                      f"clip_benchmark's CuPL {CUPL_KEY} descriptions" if cupl is not None
