@@ -538,6 +538,25 @@ def test_claims_are_checked_on_the_cells_all_their_methods_finished(tmp_path):
     assert [(c.method, c.column, c.than, c.higher) for c in claims] == [("lip", "avg_score", ("amns", "emb"), False)]
 
 
+def test_rows_with_the_same_figures_in_every_common_cell_are_named():
+    import pandas as pd
+
+    from clipunlearn.benchmark.report import identical_lines
+
+    # (method, seed, target AF, Avg. Score): "b" repeats "a" on both seeds; "c" differs on seed 1; "d" has one cell
+    cells = [("a", 0, 0.1, 0.2), ("a", 1, 0.3, 0.4), ("b", 0, 0.1, 0.2), ("b", 1, 0.3, 0.4),
+             ("c", 0, 0.1, 0.2), ("c", 1, 0.3, 0.41), ("d", 0, 0.1, 0.2)]
+    df = pd.DataFrame([{"run_id": f"r{i}", "model": "m", "method": m, "dataset": "x", "classes": "k", "seed": s,
+                        "target BF": 0.9, "target AF": t, "Avg. Score": a} for i, (m, s, t, a) in enumerate(cells)])
+    table = {"cells": [{"model": "m", "run_id": f"r{i}", "setting": ""} for i in range(len(cells))]}
+    lines = identical_lines(df, table)
+    assert [line for line in lines if line.startswith("- ")] == [
+        "- m: `b` gives exactly the figures of `a` in all 2 cells both finished: on this model the setting that "
+        "tells them apart changed nothing."]
+    df.loc[df["method"] == "b", "Avg. Score"] += 1e-4  # any figure that differs tells the rows apart
+    assert identical_lines(df, table) == []
+
+
 @pytest.mark.parametrize("change, message", [
     (('column = "avg_score"', 'column = "avg_scor"'), "unknown column 'avg_scor'"),
     (('than = ["amns", "emb"]', 'than = ["amns", "salun"]'), "'salun' is not a method of its cells (table 't1')"),

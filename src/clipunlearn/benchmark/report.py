@@ -335,6 +335,30 @@ def claim_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def identical_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
+    """Rows (methods) of a table whose every common cell (dataset, classes, seed) gave exactly the same
+    figures as another row's: a setting that changed nothing on this model, said outright instead of
+    left to the reader to spot in equal means."""
+    rows = _table_rows(df, table)
+    if rows.empty or rows["method"].nunique() < 2:
+        return []
+    figures = [c for c in columns_for("forgetting", rows) if c.endswith(" AF") or c == "Avg. Score"]
+    lines = []
+    for model, of_model in rows.groupby("model", sort=True):
+        prints = of_model.set_index(_SAME_CELL + ["method"])[figures].apply(
+            lambda r: "|".join("nan" if pd.isna(v) else f"{float(v):.6f}" for v in r), axis=1)
+        prints = prints[~prints.index.duplicated(keep=False)]
+        by_method = {m: group.droplevel("method") for m, group in prints.groupby(level="method", sort=True)}
+        names = list(by_method)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                common = by_method[a].index.intersection(by_method[b].index)
+                if len(common) >= 2 and (by_method[a][common] == by_method[b][common]).all():
+                    lines.append(f"- {model}: `{b}` gives exactly the figures of `{a}` in all {len(common)} cells "
+                                 "both finished: on this model the setting that tells them apart changed nothing.")
+    return (["Identical rows:", "", *lines, ""]) if lines else []
+
+
 def suite_table(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame | None:
     """One table of a suite layout: its cells' rows, grouped by its keys, shown by its view."""
     rows = _table_rows(df, table)
@@ -541,6 +565,8 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
             lines += goal_lines(df, goals[name])
         if layout and name in claims:
             lines += claim_lines(df, claims[name])
+        if layout:
+            lines += identical_lines(df, next(t for t in layout["tables"] if t["name"] == name))
         if layout and name in bars and _plot_tradeoff(df, bars[name], dest / "plots" / f"{name}_tradeoff.png"):
             lines += [f"![{name}: forgetting against what the other datasets keep](plots/{name}_tradeoff.png)", ""]
     if layout and waiting:
