@@ -164,7 +164,7 @@ def test_generate_and_reuse(data_slice, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["forget", *TINY, "--dataset", "caltech101", "--classes", "face", "--synthetic", str(syn),
                  "--other-datasets", "", "--data-root", str(data_slice), "--out", str(out), "--max-epochs", "1",
-                 "--quiet"]) == 0
+                 "--set", "retain_steps=2", "--quiet"]) == 0
     r = json.loads((out / "results.json").read_text())
     assert r["synthetic"]["source"] == str(syn) and str(syn) in r["data_seen"]["synthetic_forget"]["source"]
     assert r["data_seen"]["synthetic_forget"]["n"] == 2  # reused: only the retain images were made

@@ -41,15 +41,20 @@ def test_stopped_and_resumed_training_gives_the_uninterrupted_weights(data_slice
     assert resumed["test_top1"] == record["test_top1"]
 
 
-def test_a_checkpoint_of_other_settings_is_refused_unless_restart(data_slice, tmp_path):
+def test_a_checkpoint_of_other_settings_is_refused_unless_restart(data_slice, tmp_path, monkeypatch):
+    from clipunlearn.zoo import train
+
     out = tmp_path / "m.safetensors"
     assert _train(data_slice, out, stop_after=1) == {}
     other = ZooRecipe(epochs=4, batch_size=16, warmup_steps=2)
-    with pytest.raises(ClipUnlearnError, match=r"epochs 3 -> 4.*--restart"):
-        _train(data_slice, out, recipe=other, stop_after=1)
+    with monkeypatch.context() as m:  # refused before any image is decoded
+        m.setattr(train, "decode_split", lambda *a, **k: pytest.fail("decoded before refusing"))
+        with pytest.raises(ClipUnlearnError, match=r"epochs 3 -> 4.*--restart"):
+            _train(data_slice, out, recipe=other, stop_after=1)
     assert checkpoint_path(out).exists()  # refused: nothing lost
-    record = _train(data_slice, out, recipe=other, restart=True)
-    assert record["resumed_at_epochs"] == [] and record["recipe"]["epochs"] == 4
+    assert _train(data_slice, out, recipe=other, restart=True, stop_after=1) == {}  # replaced: now a 4-epoch one
+    with pytest.raises(ClipUnlearnError, match=r"epochs 4 -> 3"):
+        _train(data_slice, out, stop_after=1)
 
     checkpoint_path(out).write_bytes(b"not a checkpoint")
     with pytest.raises(ClipUnlearnError, match="cannot be read.*--restart"):
@@ -65,8 +70,8 @@ def test_cli_resumes_from_the_checkpoint_beside_out(data_slice, tmp_path, capsys
             "--out", str(out)]
     capsys.readouterr()
     assert main([*args, "--epochs", "3"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "epochs 2 -> 3" in err and "--restart" in err
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # the CLI's one-line error
+    assert line.startswith("clipunlearn: ") and "epochs 2 -> 3" in line and "--restart" in line
     assert main([*args, "--epochs", "2"]) == 0
     assert "resuming from" in capsys.readouterr().out
     assert json.loads(out.with_suffix(".json").read_text())["resumed_at_epochs"] == [1]

@@ -220,6 +220,9 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     t0 = time.time()
     for d in datasets or dataset_names():  # every folder found before any work
         load_image_set(d, data_root, "train")
+    settings = _training_settings(name, recipe, list(datasets or dataset_names()), list(exclude))
+    state = (_read_checkpoint(checkpoint, settings)  # a checkpoint of other settings is refused before any work
+             if checkpoint is not None and checkpoint.exists() and not restart else None)
     train = decode_split(clip, data_root, "train", datasets=datasets, exclude=list(exclude))
     test = decode_split(clip, data_root, "test", datasets=datasets)
     removed = {n: len(load_image_set(n, data_root, "train")) - len(p) for n, _, p, _ in train}
@@ -238,9 +241,7 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     rng = random.Random(recipe.seed)
     offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
     step, first_epoch, epoch_losses, seconds_before, resumed_at = 0, 0, [], 0.0, []
-    settings = _training_settings(name, recipe, [n for n, *_ in train], list(exclude))
-    if checkpoint is not None and checkpoint.exists() and not restart:
-        state = _read_checkpoint(checkpoint, settings)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["schedule"])
