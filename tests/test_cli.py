@@ -274,3 +274,22 @@ def test_forget_bad_method_preset_ablation_and_missing_train_split(data_slice, t
     err = capsys.readouterr().err
     assert "salun" in err and "train" in err and "zero-shot method" in err and err.count("\n") == 1
     assert not any(p.name.startswith((".r", "r", ".s", "s")) for p in tmp_path.iterdir() if p.name != "root")
+
+
+def test_console_log_follows_the_stderr_of_each_call(monkeypatch):
+    """main() called again (tests, notebooks) logs to the stderr of that call, not to a closed one."""
+    import io
+    import logging
+    import sys
+
+    from clipunlearn.cli import _setup_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    _setup_logging(False)
+    logging.getLogger("clipunlearn").info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    _setup_logging(False)
+    logging.getLogger("clipunlearn").info("two")
+    assert second.getvalue() == "two\n"

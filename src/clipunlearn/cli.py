@@ -158,6 +158,8 @@ def _setup_logging(quiet: bool) -> None:
     for h in logger.handlers:
         if getattr(h, "_clipunlearn_console", False):
             h.setLevel(logging.WARNING if quiet else logging.INFO)
+            if h.stream is not sys.stderr:  # main() called again with another stderr (a test's capture, a notebook)
+                h.stream = sys.stderr  # not setStream: it flushes the old stream, which may be closed
     logger.propagate = False
 
 
