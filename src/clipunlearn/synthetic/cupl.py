@@ -173,7 +173,8 @@ def describe(classnames: Sequence[str]) -> Descriptions:
     origins: dict[str, str] = {}
     missing: list[str] = []
     for name in classnames:
-        keys = [normalise(name)] + ([_aliases()[normalise(name)]] if normalise(name) in _aliases() else [])
+        key = normalise(name)
+        keys = [key, _aliases()[key]] if key in _aliases() else [key]
         hit = next(((kind, origin, index[key]) for kind, origin, index in sources for key in keys if key in index), None)
         if hit is None:
             missing.append(name)
