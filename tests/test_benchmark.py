@@ -420,6 +420,38 @@ def test_a_suite_of_tables_runs_and_reports_each_table(tmp_path, data_slice):
     assert (verdict == "meets the bar") == meets
     if ratio > 0.2:
         assert "target AF/BF" in verdict and "needs <= 0.2" in verdict
+    _records_rebuild_the_page_and_resume_the_suite(suite, out, tmp_path, data_slice)
+
+
+def _records_rebuild_the_page_and_resume_the_suite(suite, out, tmp_path, data_slice):
+    import shutil
+
+    from clipunlearn.benchmark.report import write_report
+
+    page = tmp_path / "kept"
+    with pytest.raises(ClipUnlearnError, match="--records needs --to"):
+        write_report(out, records=True)
+    assert "[`records/`](records/)" in write_report(out, page, records=True).read_text()
+    ids = sorted(d.name for d in (out / "runs").iterdir())
+    assert sorted(d.name for d in (page / "records" / "runs").iterdir()) == ids
+    assert not list((page / "records").rglob("*.safetensors"))  # no model files
+    for rid in ids:
+        assert (page / "records" / "runs" / rid / "results.json").read_bytes() == \
+            (out / "runs" / rid / "results.json").read_bytes()
+    before = {f.name: f.read_text() for f in (page / "tables").iterdir()}
+    rebuilt = write_report(page / "records", page).read_text()  # from the records alone
+    assert {f.name: f.read_text() for f in (page / "tables").iterdir()} == before
+    assert "--out DIR` (DIR: a copy of `records/`)" in rebuilt
+    # the suite resumes from the records on a fresh folder: nothing left to run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(page / "records", moved)
+    p = plan(suite, moved, data_root=str(data_slice))
+    assert len(p.done) == len(ids) and not p.todo and not p.failed
+    # a run the folder lacks is not dropped from the records
+    shutil.rmtree(moved / "runs" / ids[0])
+    with pytest.raises(ClipUnlearnError, match=f"holds 1 run.*lacks.*{ids[0]}.*copy them into"):
+        write_report(moved, page, records=True)
+    assert (page / "records" / "runs" / ids[0] / "results.json").is_file()
 
 
 def test_the_shipped_wacv_suite_names_every_table_of_the_paper(shared_data):

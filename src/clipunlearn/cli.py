@@ -401,8 +401,8 @@ def cmd_benchmark(args) -> int:
 def cmd_benchmark_report(args) -> int:
     from .benchmark.report import write_report
 
-    out = write_report(args.folder, args.to)
-    print(f"report written to {out} (tables/ and plots/ beside it)")
+    out = write_report(args.folder, args.to, records=args.records)
+    print(f"report written to {out} (tables/ and plots/" + (", records/" if args.records else "") + " beside it)")
     return 0
 
 
@@ -604,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark-report", help="tables and plots of a suite's folder (also: benchmark report DIR)")
     p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
     p.add_argument("--to", default=None, help="write report.md, tables/ and plots/ here instead of into the folder")
+    p.add_argument("--records", action="store_true",
+                   help="also copy suite.json and each run's results.json to TO/records/, from which the page can be "
+                        "rebuilt and the suite resumed elsewhere")
     p.set_defaults(func=cmd_benchmark_report)
 
     p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")

@@ -26,6 +26,12 @@ the rest (classes and seeds):
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
 gathered in ``report.md``.
+
+With ``records=True`` the report also keeps what it was made from beside it (``TO/records/``: the
+layout ``suite.json`` and each run's ``results.json``, no model files): the page can then be rebuilt
+from the repository alone (``clipunlearn benchmark report TO/records --to TO``), and copying the
+records into a suite's ``--out`` folder lets the suite resume there on another machine (a cell is done
+when its ``results.json`` is).
 """
 from __future__ import annotations
 
@@ -498,12 +504,48 @@ def _audit_pages(audits: dict[str, Path], ids: set[str], root: Path, dest: Path)
     return lines + [""]
 
 
-def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None) -> Path:
+RECORDS = "records"
+
+
+def write_records(root: Path, dest: Path) -> int:
+    """Copy ``root``'s layout and each finished run's ``results.json`` into ``dest/records`` (byte for
+    byte, atomically); returns the number of runs. Records of runs that ``root`` lacks are refused, not
+    dropped: the page would otherwise lose cells a former machine finished."""
+    import shutil
+
+    base = _runs_base(root)
+    ids = {d.name for d in base.iterdir() if not d.name.startswith(".") and (d / "results.json").is_file()}
+    rec = dest / RECORDS
+    if rec.resolve() == root.resolve():
+        raise ClipUnlearnError(f"{str(root)!r} is already the records folder of {str(dest)!r}: drop --records, "
+                               "the records are what the report is made from.")
+    kept = rec / "runs"
+    extra = sorted(d.name for d in kept.iterdir() if (d / "results.json").is_file()) if kept.is_dir() else []
+    extra = [rid for rid in extra if rid not in ids]
+    if extra:
+        raise ClipUnlearnError(f"{str(kept)!r} holds {len(extra)} run(s) that {str(base)!r} lacks (e.g. {extra[0]}): "
+                               f"copy them into {str(base)!r} first (cp -r {kept}/. {base}/), or remove them.")
+    for rid in sorted(ids):
+        src = base / rid / "results.json"
+        save_with(kept / rid / "results.json", lambda tmp, src=src: shutil.copyfile(src, tmp))
+    if (root / "suite.json").is_file():
+        save_with(rec / "suite.json", lambda tmp: shutil.copyfile(root / "suite.json", tmp))
+    return len(ids)
+
+
+def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
+                 records: bool = False) -> Path:
     """Write ``tables/``, ``plots/`` and ``report.md`` into ``to`` (default: ``folder``) from the
-    run folders and layout of ``folder``."""
+    run folders and layout of ``folder``; with ``records``, also the records they were made from
+    (``to/records``, see the module's text)."""
     root = Path(folder)
     dest = Path(to) if to is not None else root
     runs = collect(root)
+    if records:
+        if to is None:
+            raise ClipUnlearnError("--records needs --to: the records are a copy of the folder's results for a page "
+                                   "kept elsewhere (e.g. --to docs/results/NAME).")
+        write_records(root, dest)
     df = frame(runs)
     from .runner import stale_reason
 
@@ -521,6 +563,11 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
              + (f" of the suite {layout['suite']!r} ({layout.get('description', '')})" if layout else "")
              + ". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are "
              "mean ± std over the classes and seeds of each row (std left out for a single run).", ""]
+    from_records = root.resolve() == (dest / RECORDS).resolve()
+    if records or from_records:
+        lines += [f"The records this page was made from (`suite.json`, each run's `results.json`) are in "
+                  f"[`{RECORDS}/`]({RECORDS}/): `clipunlearn benchmark report {dest / RECORDS} --to {dest}` rebuilds "
+                  f"it; copied into a suite's `--out` folder, they let the suite resume there.", ""]
     if stale:
         first = next(iter(stale))
         lines += [f"**{len(stale)} of these runs were made with another config of their preset than the method builds "
@@ -533,8 +580,10 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
         from .suite import shipped_suites
 
         suite_arg = layout["suite"] if layout["suite"] in shipped_suites() else layout.get("source", layout["suite"])
+        out_arg = "DIR" if from_records else str(root)
         lines += [f"Cells made by `clipunlearn benchmark --suite {suite_arg} --model {','.join(models)} --out "
-                  f"{root}` ({len(finished)} of {len(ids)} cells finished"
+                  f"{out_arg}`" + (f" (DIR: a copy of `{RECORDS}/`)" if from_records else "")
+                  + f" ({len(finished)} of {len(ids)} cells finished"
                   + ("" if len(finished) == len(ids) else "; rerunning that command runs the rest, and tables show "
                      "what is finished") + ").", ""]
         made: list[tuple[str, str, pd.DataFrame, list[str]]] = []
