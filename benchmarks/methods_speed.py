@@ -28,6 +28,7 @@ from clipunlearn.data import split_names
 from clipunlearn.io import write_text
 from clipunlearn.methods import method_names
 from clipunlearn.runs import ForgetSettings, forget, read_results
+from clipunlearn.runs.spec import weights_id
 
 
 def main() -> int:
@@ -67,7 +68,7 @@ def main() -> int:
     lip = next((row["method_s"] for row in rows if row["method"] == "lip"), None)
     for row in rows:
         row["vs_lip"] = round(row["method_s"] / lip, 3) if lip else None
-    header = (f"{args.model}, {args.dataset} '{args.cls}', preset {args.preset}, {args.device}, "
+    header = (f"{args.model} (weights {weights_id(args.model)[:12]}), {args.dataset} '{args.cls}', preset {args.preset}, {args.device}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(header)
     print(f"{'method':<12} {'kind':<7} {'generate s':>10} {'forget s':>9} {'method s':>9} {'x Lip':>6} "
