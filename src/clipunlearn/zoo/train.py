@@ -57,7 +57,7 @@ class ZooRecipe:
 
 RECIPES: dict[str, ZooRecipe] = {
     "mini-rn": ZooRecipe(epochs=14),
-    "mini-vit": ZooRecipe(epochs=6, lr=5e-4),
+    "mini-vit": ZooRecipe(epochs=16, lr=5e-4),
 }
 
 
