@@ -72,13 +72,15 @@ def test_a_class_a_setting_cannot_serve_fails_before_any_cell(tmp_path, data_sli
     monkeypatch.setattr(cupl, "cupl_file", lambda: None)
     monkeypatch.delenv(cupl.ENV_VAR, raising=False)
     cupl_gen = '[[methods]]\nmethod = "lip"\nablation = "cupl-gen"\n'
+    second = '[[targets]]\ndataset = "cifar10"\nclasses = ["automobile"]\n'
     suite = _suite(tmp_path, text=SMALL.format(methods=LIP + cupl_gen).replace('"caltech101"', '"cifar10"')
-                   .replace('["leopard"]', '["airplane", "bird"]'))
+                   .replace('["leopard"]', '["airplane", "bird"]') + second)
     with pytest.raises(ClipUnlearnError) as e:
         run_suite(suite, tmp_path / "out", str(data_slice), echo=lambda *_: None)
     msg = str(e.value)
-    assert "\n" not in msg and str(tmp_path / "small.toml") in msg and "1 cell(s) cannot run" in msg
+    assert "\n" not in msg and str(tmp_path / "small.toml") in msg and "2 cell(s) cannot run, for 2 reason(s)" in msg
     assert "lip@cupl-gen-cifar10-airplane+bird" in msg and "No descriptive sentences for 'airplane', 'bird'" in msg
+    assert "lip@cupl-gen-cifar10-automobile" in msg and "No descriptive sentences for 'automobile'" in msg  # every reason named
     assert not (tmp_path / "out").exists()
 
 

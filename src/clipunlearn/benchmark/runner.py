@@ -187,9 +187,9 @@ def check_cells(suite: Suite, specs: list[RunSpec]) -> None:
         if seen[key] is not None:
             refused.setdefault(seen[key], []).append(spec.run_id)
     if refused:
-        why, cells = next(iter(refused.items()))
         n = sum(len(c) for c in refused.values())
-        raise ClipUnlearnError(f"{suite.source}: {n} cell(s) cannot run, e.g. {cells[0]}: {why}")
+        reasons = " | ".join(f"{len(cells)} cell(s), e.g. {cells[0]}: {why}" for why, cells in refused.items())
+        raise ClipUnlearnError(f"{suite.source}: {n} cell(s) cannot run, for {len(refused)} reason(s): {reasons}")
 
 
 def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], audited: set[str]) -> dict[str, AuditJob]:
