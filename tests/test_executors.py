@@ -170,3 +170,23 @@ def test_slurm_executor_debug_cluster_runs_the_cells_in_this_process(tmp_path, d
               options=ExecutorOptions(slurm_cluster="debug"))
     _all_done(suite, out, 1)
     assert (out / "slurm").is_dir()  # submitit's folder defaults to OUT/slurm
+
+
+def test_a_process_worker_ends_when_the_suites_process_is_gone():
+    """``process`` workers are the forkserver's children: each watches the suite's process and ends
+    with it (SIGTERM or SIGKILL of the suite), instead of running its cells on as an orphan."""
+    import subprocess
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; from clipunlearn.benchmark.executors import "
+                               f"watch_parent; watch_parent({parent.pid}, interval=0.05); time.sleep(120)"])
+    try:
+        time.sleep(0.5)
+        assert worker.poll() is None  # the suite's process is alive: the worker runs on
+        parent.kill()
+        parent.wait()
+        assert worker.wait(timeout=60) == 1
+    finally:
+        for p in (parent, worker):
+            if p.poll() is None:
+                p.kill()

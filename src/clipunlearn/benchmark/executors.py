@@ -154,17 +154,41 @@ def run_local(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome
         yield run_job(job)
 
 
-def _init_worker(threads: int, start_method: str) -> None:
+def watch_parent(pid: int, interval: float = 1.0) -> None:
+    """End this process (as SIGKILL would) once process ``pid`` is gone, checked every ``interval``
+    seconds in a daemon thread. A pool's workers are children of the forkserver, not of the suite's
+    process: without this, a suite stopped by SIGTERM or SIGKILL left its workers running their cells
+    (and the queued ones) on every core, racing the resumed suite for the same run folders. A cell
+    cut short leaves nothing half-written: run folders appear atomically."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process: ours is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="clipunlearn-watch-parent", daemon=True).start()
+
+
+def _init_worker(threads: int, start_method: str, parent: int) -> None:
     """A worker runs cells as its parent would: ``threads`` torch threads, and the parent's start
     method for the processes a cell starts (a DataLoader's decoding workers). Left alone, a worker
     started by spawn or forkserver starts those the same way, each importing torch and clipunlearn
-    again, for every evaluation: that made a cell 5-10 times slower in a worker than in the parent."""
+    again, for every evaluation: that made a cell 5-10 times slower in a worker than in the parent.
+    It ends when the suite's process ``parent`` does (:func:`watch_parent`)."""
     import multiprocessing
 
     import torch
 
     torch.set_num_threads(threads)
     multiprocessing.set_start_method(start_method, force=True)
+    watch_parent(parent)
 
 
 def run_process(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outcome]:
@@ -176,7 +200,7 @@ def run_process(jobs: Sequence[Job], options: ExecutorOptions) -> Iterator[Outco
 
     workers = max(1, min(options.workers, len(jobs)))
     threads = options.cpus_per_cell or max(1, (os.cpu_count() or 1) // workers)
-    init = (threads, multiprocessing.get_start_method())
+    init = (threads, multiprocessing.get_start_method(), os.getpid())
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["clipunlearn.runs.pipeline", "clipunlearn.benchmark.executors"])

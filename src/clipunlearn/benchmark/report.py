@@ -53,13 +53,18 @@ def _runs_base(folder: str | os.PathLike[str]) -> Path:
     return root / "runs" if (root / "runs").is_dir() else root
 
 
+def _finished(base: Path) -> list[Path]:
+    """The run folders under ``base`` that hold a results.json (a cell is done when it does)."""
+    return [d for d in sorted(base.iterdir()) if not d.name.startswith(".") and (d / "results.json").is_file()]
+
+
 def collect(folder: str | os.PathLike[str]) -> list[RunResults]:
     """Every finished run under ``folder/runs`` (or ``folder`` itself holding run folders)."""
     root = Path(folder)
     base = _runs_base(root)
     if not base.is_dir():
         raise ClipUnlearnError(f"{str(root)!r} is not a folder. Pass the --out folder of `clipunlearn benchmark`.")
-    runs = [read_results(d) for d in sorted(base.iterdir()) if not d.name.startswith(".") and (d / "results.json").is_file()]
+    runs = [read_results(d) for d in _finished(base)]
     if not runs:
         raise ClipUnlearnError(f"No finished run under {str(base)!r}. Run `clipunlearn benchmark --suite ... --out "
                                f"{root}` first.")
@@ -158,8 +163,8 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
 def collect_audits(folder: str | os.PathLike[str]) -> dict[str, Path]:
     """Run id -> audit folder, for every finished run under ``folder`` that was audited."""
     out = {}
-    for d in sorted(_runs_base(folder).iterdir()):
-        if (d / "results.json").is_file() and (d / "audit" / "audit.json").is_file():
+    for d in _finished(_runs_base(folder)):
+        if (d / "audit" / "audit.json").is_file():
             out[_run_id(read_results(d)) or d.name] = d / "audit"
     return out
 
@@ -514,14 +519,13 @@ def write_records(root: Path, dest: Path) -> int:
     import shutil
 
     base = _runs_base(root)
-    ids = {d.name for d in base.iterdir() if not d.name.startswith(".") and (d / "results.json").is_file()}
+    ids = {d.name for d in _finished(base)}
     rec = dest / RECORDS
     if rec.resolve() == root.resolve():
         raise ClipUnlearnError(f"{str(root)!r} is already the records folder of {str(dest)!r}: drop --records, "
                                "the records are what the report is made from.")
     kept = rec / "runs"
-    extra = sorted(d.name for d in kept.iterdir() if (d / "results.json").is_file()) if kept.is_dir() else []
-    extra = [rid for rid in extra if rid not in ids]
+    extra = [d.name for d in _finished(kept) if d.name not in ids] if kept.is_dir() else []
     if extra:
         raise ClipUnlearnError(f"{str(kept)!r} holds {len(extra)} run(s) that {str(base)!r} lacks (e.g. {extra[0]}): "
                                f"copy them into {str(base)!r} first (cp -r {kept}/. {base}/), or remove them.")
