@@ -168,9 +168,7 @@ def watch_parent(pid: int, interval: float = 1.0) -> None:
             time.sleep(interval)
             try:
                 os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:  # the pid was reused by another user's process: ours is gone
+            except (ProcessLookupError, PermissionError):  # gone (PermissionError: its pid now another user's)
                 os._exit(1)
 
     threading.Thread(target=watch, name="clipunlearn-watch-parent", daemon=True).start()
