@@ -7,7 +7,8 @@ Each method forgets the same class of the same model through the normal pipeline
 under a temporary directory); the seconds are those results.json records: making data (synthetic
 images, or decoding real train images, counted in forgetting), forgetting, and evaluation. Every
 method makes its own synthetic images (no sharing between methods), so the totals are comparable.
-Ratios are to Lip's seconds measured in the same process.
+Ratios are to Lip's seconds measured in the same process. A method that refuses the model or the
+class (e.g. one that needs batch-norm layers, on a ViT) is listed with its error instead of a row.
 """
 from __future__ import annotations
 
@@ -25,10 +26,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from clipunlearn.data import split_names
+from clipunlearn.errors import TrainingError
 from clipunlearn.io import write_text
 from clipunlearn.methods import method_names
 from clipunlearn.runs import ForgetSettings, forget, read_results
 from clipunlearn.runs.spec import weights_id
+
+
+def measure(method: str, out: str, settings: dict) -> dict | str:
+    """One method's row, or the reason it refuses this model/class (its error's message)."""
+    t0 = time.time()
+    try:
+        forget(ForgetSettings(out=out, method=method, **settings))
+    except TrainingError as e:  # the method refuses this model or class; bad input stops the script
+        return str(e)
+    wall = time.time() - t0
+    r = read_results(out)
+    method_s = r.seconds["generation"] + r.seconds["forgetting"]
+    return {"method": method, "zero_shot": r.raw["zero_shot"], "generation_s": r.seconds["generation"],
+            "forgetting_s": r.seconds["forgetting"], "method_s": round(method_s, 2),
+            "evaluation_s": r.seconds["evaluation"], "wall_s": round(wall, 2),
+            "target_before": r.target.before, "target_after": r.target.after, "avg_score": r.avg_score}
 
 
 def main() -> int:
@@ -48,23 +66,20 @@ def main() -> int:
     methods = split_names(args.methods) or method_names()
     if "lip" in methods:
         methods = ["lip"] + [m for m in methods if m != "lip"]
-    rows = []
+    settings = dict(model=args.model, dataset=args.dataset, classes=[args.cls], data_root=args.data_root,
+                    other_datasets=split_names(args.other_datasets), preset=args.preset, device=args.device,
+                    progress=False, retrieval=False, template_change=False)
+    rows: list[dict] = []
+    refused: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for m in methods:
-            t0 = time.time()
-            forget(ForgetSettings(model=args.model, dataset=args.dataset, classes=[args.cls], out=f"{tmp}/{m}",
-                                  data_root=args.data_root, other_datasets=split_names(args.other_datasets),
-                                  method=m, preset=args.preset, device=args.device, progress=False,
-                                  retrieval=False, template_change=False))
-            wall = time.time() - t0
-            r = read_results(f"{tmp}/{m}")
-            method_s = r.seconds["generation"] + r.seconds["forgetting"]
-            rows.append({"method": m, "zero_shot": r.raw["zero_shot"], "generation_s": r.seconds["generation"],
-                         "forgetting_s": r.seconds["forgetting"], "method_s": round(method_s, 2),
-                         "evaluation_s": r.seconds["evaluation"], "wall_s": round(wall, 2),
-                         "target_before": r.target.before, "target_after": r.target.after,
-                         "avg_score": r.avg_score})
-            print(f"{m}: {method_s:.1f}s method, {wall:.1f}s wall", file=sys.stderr, flush=True)
+            row = measure(m, f"{tmp}/{m}", settings)
+            if isinstance(row, str):
+                refused[m] = row
+                print(f"{m}: cannot run: {row}", file=sys.stderr, flush=True)
+            else:
+                rows.append(row)
+                print(f"{m}: {row['method_s']:.1f}s method, {row['wall_s']:.1f}s wall", file=sys.stderr, flush=True)
     lip = next((row["method_s"] for row in rows if row["method"] == "lip"), None)
     for row in rows:
         row["vs_lip"] = round(row["method_s"] / lip, 3) if lip else None
@@ -79,8 +94,10 @@ def main() -> int:
         print(f"{row['method']:<12} {row['zero_shot']:<7} {row['generation_s']:>10.1f} {row['forgetting_s']:>9.1f} "
               f"{row['method_s']:>9.1f} {ratio:>6} {row['target_before']:.2f}→{row['target_after']:.2f}"
               f"{'':>4} {score:>9}")
+    for m, reason in refused.items():
+        print(f"{m:<12} cannot run: {reason}")
     if args.json:
-        write_text(args.json, json.dumps({"setup": header, "rows": rows}, indent=2) + "\n")
+        write_text(args.json, json.dumps({"setup": header, "rows": rows, "refused": refused}, indent=2) + "\n")
     if args.page:
         lines = [f"# Seconds per forgotten class, every method beside Lip ({args.model})", "",
                  "Made by `python benchmarks/methods_speed.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.",
@@ -94,6 +111,9 @@ def main() -> int:
             ratio = "–" if row["vs_lip"] is None else f"{row['vs_lip']:.2f}"
             lines.append(f"| {row['method']} | {row['zero_shot']} | {row['generation_s']:.1f} | {row['forgetting_s']:.1f} | "
                          f"{row['method_s']:.1f} | {ratio} | {row['target_before']:.2f} → {row['target_after']:.2f} | {score} |")
+        if refused:
+            lines += ["", f"Methods that refuse {args.model} (each stopped with its own error before forgetting):", ""]
+            lines += [f"- {m}: {reason}" for m, reason in refused.items()]
         write_text(args.page, "\n".join(lines) + "\n")
     return 0
 
