@@ -112,7 +112,7 @@ def main() -> int:
             lines.append(f"| {row['method']} | {row['zero_shot']} | {row['generation_s']:.1f} | {row['forgetting_s']:.1f} | "
                          f"{row['method_s']:.1f} | {ratio} | {row['target_before']:.2f} → {row['target_after']:.2f} | {score} |")
         if refused:
-            lines += ["", f"Methods that refuse {args.model} (each stopped with its own error before forgetting):", ""]
+            lines += ["", f"Methods that refuse {args.model} (each stopped with its own error):", ""]
             lines += [f"- {m}: {reason}" for m, reason in refused.items()]
         write_text(args.page, "\n".join(lines) + "\n")
     return 0
