@@ -224,13 +224,18 @@ def test_sigterm_leaves_no_partial_run(data_slice, tmp_path):
          "--other-datasets", "cifar10", "--data-root", str(data_slice), "--out", str(out), "--quiet",
          "--max-steps", "100000", "-n", "64"],  # generation that would run for minutes
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob(".run.*.partial")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert list(tmp_path.glob(".run.*.partial")), proc.stderr.read().decode() if proc.poll() is not None else ""
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=60)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".run.*.partial")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert list(tmp_path.glob(".run.*.partial")), proc.stderr.read().decode() if proc.poll() is not None else ""
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:  # a run that ignored SIGTERM must not outlive the test and slow the rest of the suite down
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert code != 0
     assert not out.exists() and not list(tmp_path.glob(".run.*")), list(tmp_path.iterdir())
 
