@@ -240,6 +240,30 @@ def test_sigterm_leaves_no_partial_run(data_slice, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".run.*")), list(tmp_path.iterdir())
 
 
+def test_sigterm_dropped_where_python_ignores_exceptions_is_delivered_again():
+    """A SIGTERM whose handler runs inside a ``__del__`` (or an at-fork or GC callback), where Python
+    prints and drops the exception, still stops the block."""
+    import signal
+    import time
+
+    from clipunlearn.runs.pipeline import Preempted, sigterm_as_interrupt
+
+    class SignalsInDel:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here: its exception is dropped
+
+    reached_the_end = False
+    with pytest.raises(Preempted):
+        with sigterm_as_interrupt():
+            obj = SignalsInDel()
+            del obj
+            for _ in range(200):
+                time.sleep(0.005)
+            reached_the_end = True
+    assert not reached_the_end
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_methods_lists_the_registry(capsys):
     assert main(["methods", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

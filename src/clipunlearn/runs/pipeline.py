@@ -7,8 +7,10 @@ and the user's options, checks that the data the method declares can be had, and
 """
 from __future__ import annotations
 
+import _thread
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -131,21 +133,56 @@ def check_needs(method: Method, s: ForgetSettings, dataset: str) -> None:
                                "Drop --synthetic, or choose a method that uses them (clipunlearn methods).")
 
 
+class Preempted(KeyboardInterrupt):
+    """SIGTERM (a cluster's preemption) within :func:`sigterm_as_interrupt`."""
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block SIGTERM (a cluster's preemption) raises like Ctrl-C, so that every ``finally``
-    runs and no half-written run folder is left behind. Only in the main thread."""
+    runs and no half-written run folder is left behind. Only in the main thread.
+
+    Python runs a signal's handler between any two bytecodes, also inside code whose exceptions it
+    drops with an "Exception ignored in" message: a ``__del__``, a weakref or GC callback, an at-fork
+    callback (logging's runs at every DataLoader worker's fork). An interrupt dropped there would
+    let the run go on, so while the block runs a dropped interrupt is delivered again, a moment
+    later and from another thread, until it lands where it can stop the run.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Preempted(f"signal {signum}")
+
+    previous_hook = sys.unraisablehook
+    active = threading.Event()
+    timers: list[threading.Timer] = []
+
+    def interrupt_again(signum: int) -> None:
+        if active.is_set():
+            _thread.interrupt_main(signum)
+
+    def deliver_again(unraisable) -> None:
+        previous_hook(unraisable)
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # from another thread, a moment later: the main thread has left the code that drops it
+            signum = signal.SIGTERM if isinstance(unraisable.exc_value, Preempted) else signal.SIGINT
+            timer = threading.Timer(0.05, interrupt_again, args=(signum,))
+            timer.daemon = True
+            timers.append(timer)
+            timer.start()
 
     previous = signal.signal(signal.SIGTERM, handler)
+    sys.unraisablehook = deliver_again
+    active.set()
     try:
         yield
     finally:
+        active.clear()
+        for timer in timers:
+            timer.cancel()
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -375,4 +412,4 @@ def _forget_in(run: Path, s: ForgetSettings, t: Targets, clip: Clip, method: Met
 
 
 __all__ = ["ForgetSettings", "RunSettings", "SAVE_MODEL", "check_needs", "check_save_model", "forget", "format_step", "resolve_targets", "run_log",
-           "run_method", "sigterm_as_interrupt", "synthetic_after", "trace_results", "write_run"]
+           "Preempted", "run_method", "sigterm_as_interrupt", "synthetic_after", "trace_results", "write_run"]
