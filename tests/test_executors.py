@@ -45,7 +45,7 @@ class KillOnce:
     """SIGKILLs, once, the first process whose command line matches, ``after_s`` after it appears:
     a worker dying in the middle of a cell, from outside, as the OOM killer or a preemption would."""
 
-    def __init__(self, match: Callable[[str], bool], after_s: float = 1.0, timeout_s: float = 120.0):
+    def __init__(self, match: Callable[[str], bool], after_s: float = 1.0, timeout_s: float = 1800.0):
         self.match, self.after_s, self.timeout_s = match, after_s, timeout_s
         self.killed: list[int] = []
         self._stop = threading.Event()
@@ -61,7 +61,10 @@ class KillOnce:
                     continue
                 if self.match(cmdline):
                     time.sleep(self.after_s)
-                    os.kill(pid, signal.SIGKILL)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:  # it ended on its own meanwhile: wait for the next match
+                        continue
                     self.killed.append(pid)
                     return
             time.sleep(0.1)
