@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 logging.getLogger().setLevel(logging.ERROR)
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# pytest-xdist runs the suite in one process per core (pyproject's addopts): each takes one thread,
+# so two processes do not fight over the two cores of a CI machine.
+_PER_PROCESS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+torch.set_num_threads(max(1, min(_PER_PROCESS, torch.get_num_threads())))
 
 
 @pytest.fixture(scope="session")

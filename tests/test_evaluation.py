@@ -52,6 +52,13 @@ def test_evaluator_matches_reference(data_slice, mini_rn_random):
     assert js["n"] == len(images) and set(js) == {"top1", "n", "per_class"}
 
 
+def test_decoding_processes_give_what_decoding_in_place_gives(data_slice, mini_rn_random):
+    images = load_image_set("caltech101", data_slice, "test")
+    in_place = Evaluator(mini_rn_random, batch_size=5, workers=0, progress=False).evaluate(images)
+    beside = Evaluator(mini_rn_random, batch_size=5, workers=2, progress=False).evaluate(images)
+    np.testing.assert_allclose(beside.logits, in_place.logits, rtol=1e-5, atol=1e-5)
+
+
 def test_cache_hits_and_partial_recompute(data_slice, mini_rn_random):
     clip = copy.deepcopy(mini_rn_random)
     images = load_image_set("caltech101", data_slice, "test")

@@ -120,6 +120,7 @@ def test_executor_options_are_checked_before_any_cell():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time
 def test_ray_executor_runs_a_suite_and_reruns_the_cell_of_a_killed_worker(tmp_path, data_slice):
     ray = pytest.importorskip("ray")
     suite, out = _suite(tmp_path), tmp_path / "out"
@@ -134,6 +135,7 @@ def test_ray_executor_runs_a_suite_and_reruns_the_cell_of_a_killed_worker(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time
 def test_ray_executor_records_a_cell_whose_worker_died_past_its_retries(tmp_path, data_slice):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
