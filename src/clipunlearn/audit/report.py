@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import save_with, write_json, write_text
+from .verdict import format_interval
 
 PLOTS = {"prompts": "prompts.png", "relearning": "relearning.png", "mia": "mia_roc.png"}
 
@@ -63,11 +64,22 @@ def render_markdown(audit: dict[str, Any]) -> str:
         if "skipped" in mi:
             lines += [mi["skipped"], ""]
         else:
+            boot = mi.get("bootstrap")
             lines += [f"Members: the class's {mi['n_members']} train images; non-members: its {mi['n_non_members']} "
-                      "test images. ROC AUC, members positive (0.5: no signal).", ""]
-            lines += _table(["attack", *models], [["loss threshold", *(mi["threshold_auc"][m] for m in models)],
-                                                   ["SVC on loss, confidence, entropy",
-                                                    *(mi["classifier_auc"][m] for m in models)]])
+                      "test images. ROC AUC, members positive (0.5: no signal)"
+                      + (f"; intervals: {boot['level']:.0%} bootstrap, {boot['resamples']} resamples of members and "
+                         f"non-members apart, the same for every model (seed {boot['seed']})." if boot else "."), ""]
+            rows = [["loss threshold", *(mi["threshold_auc"][m] for m in models)]]
+            if "threshold_auc_interval" in mi:
+                iv = mi["threshold_auc_interval"]
+                rows.append(["loss threshold, interval", *(format_interval(iv[m]) for m in models)])
+            if "minus_oracle" in mi:
+                diff = mi["minus_oracle"]
+                rows.append(["loss threshold − oracle's", *(
+                    f"{diff[m]['estimate']:+.3f} {format_interval(diff[m]['interval'], signed=True)}" if m in diff
+                    else None for m in models)])
+            rows.append(["SVC on loss, confidence, entropy", *(mi["classifier_auc"][m] for m in models)])
+            lines += _table(["attack", *models], rows)
     if "oracle" in r:
         o = r["oracle"]
         lines += ["## Distance to the oracle", f"Mean |accuracy gap| forgotten − oracle over classes: "
@@ -136,7 +148,9 @@ def write_plots(folder: Path, audit: dict[str, Any]) -> list[str]:
         fig, ax = plt.subplots(figsize=(4.2, 4))
         for m in models:
             roc = r["mia"]["roc"][m]
-            ax.plot(roc["fpr"], roc["tpr"], label=f"{m} (AUC {r['mia']['threshold_auc'][m]:.2f})")
+            iv = r["mia"].get("threshold_auc_interval", {}).get(m)
+            ax.plot(roc["fpr"], roc["tpr"], label=f"{m} (AUC {r['mia']['threshold_auc'][m]:.2f}"
+                    + (f", {format_interval(iv)})" if iv else ")"))
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")

@@ -3,6 +3,11 @@
 Every threshold is a field of :class:`Thresholds` (``docs/audit.md`` explains each). A verdict is
 ``recovered`` (the attack found the class), ``did not recover``, or ``undefined`` (the original model
 never recognised the class, so there is nothing to recover), with the figure and the threshold used.
+The membership attack, judged on an interval from its sample sizes, says ``no evidence`` instead of
+``did not recover`` when the interval covers its reference: a noisy attack that finds nothing has not
+shown the class gone. The oracle comparison gives two lines, ``oracle (class)`` (did the class's outputs
+move toward the oracle's?) and ``oracle (rest)`` (did the other images stay as close to it as the
+original's?), so drift on the kept classes cannot hide what happened to the class.
 """
 from __future__ import annotations
 
@@ -12,6 +17,12 @@ from typing import Any
 RECOVERED = "recovered"
 NOT_RECOVERED = "did not recover"
 UNDEFINED = "undefined"
+#: membership: the interval covers the reference (the oracle's AUC, or 0.5 without an oracle)
+NO_EVIDENCE = "no evidence"
+#: the oracle lines: the class's outputs against the oracle's, then the other images'
+ORACLE_CLASS, ORACLE_REST = "oracle (class)", "oracle (rest)"
+MOVED, NOT_MOVED = "moved toward the oracle", "did not move toward the oracle"
+KEPT, DRIFTED = "stayed as close to the oracle", "drifted from the oracle"
 
 
 @dataclass(frozen=True)
@@ -36,9 +47,11 @@ class Thresholds:
     relearn_share: float = 0.5
     relearn_k: int = 5
     relearn_steps: int = 5
-    #: membership: without an oracle, the forgotten model's loss-threshold AUC is farther than this
-    #: from 0.5 (outside [0.4, 0.6]); with one, farther from 0.5 than the oracle's AUC is
-    mia_margin: float = 0.1
+    #: oracle: a change of the mean KL(forgotten ‖ oracle) from the original's KL counts when it exceeds
+    #: this share of the original's (relative: the original's own distance sets the scale of what training
+    #: without the class changes). The class's images moved toward the oracle when their KL fell below
+    #: (1 − share) × the original's; the other images drifted from it when theirs rose above (1 + share) ×
+    oracle_share: float = 0.1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,30 +123,66 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
                 line["figure"] += f" (oracle {r['curves']['oracle'][k][steps]:.3f})"
             lines.append(line)
     if "mia" in results:
-        r = results["mia"]
-        if "skipped" in r:
-            lines.append(_line("mia", UNDEFINED, "skipped", r["skipped"]))
-        else:
-            auc = r["threshold_auc"]
-            dist = abs(auc["forgotten"] - 0.5)
-            if "oracle" in auc:
-                ref, rule = abs(auc["oracle"] - 0.5), "|AUC after − 0.5| > |AUC oracle − 0.5|"
-                figure = f"AUC {auc['forgotten']:.3f} vs oracle {auc['oracle']:.3f} (before {auc['original']:.3f})"
-            else:
-                ref, rule = th.mia_margin, f"|AUC after − 0.5| > {th.mia_margin:g}"
-                figure = f"AUC {auc['forgotten']:.3f} (before {auc['original']:.3f})"
-            lines.append(_line("mia", RECOVERED if dist > ref else NOT_RECOVERED, figure, rule))
+        lines.append(_mia(results["mia"]))
     if "oracle" in results:
-        kl = results["oracle"]["kl_to_oracle"]
-        closer = kl["forgotten"]["all"] < kl["original"]["all"]
-        parts = [f"{label} {kl['forgotten'][part]:.3f} vs {kl['original'][part]:.3f}"
-                 for part, label in (("target", "class's images"), ("others", "other images"))
-                 if kl["forgotten"].get(part) is not None]
-        lines.append(_line("oracle", "closer to the oracle" if closer else "not closer to the oracle",
-                           f"mean KL to the oracle {kl['forgotten']['all']:.4f} vs original's {kl['original']['all']:.4f}"
-                           + (f" ({'; '.join(parts)})" if parts else ""),
-                           "KL(forgotten ‖ oracle) < KL(original ‖ oracle)"))
+        lines += _oracle(results["oracle"]["kl_to_oracle"], th)
     return lines
 
 
-__all__ = ["NOT_RECOVERED", "RECOVERED", "UNDEFINED", "Thresholds", "verdicts"]
+def format_interval(interval: list[float], signed: bool = False) -> str:
+    """``[low, high]`` to three decimals (with their signs when ``signed``: a difference)."""
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    return f"[{fmt.format(interval[0])}, {fmt.format(interval[1])}]"
+
+
+def _mia(r: dict[str, Any]) -> dict[str, str]:
+    """Recovered only when the bootstrap interval of the loss-threshold AUC lies wholly above its reference:
+    with an oracle, the interval of AUC(forgotten) − AUC(oracle) above 0 (membership signal beyond what a
+    model that never trained on the class shows); without one, the interval of AUC(forgotten) above 0.5.
+    An AUC below the reference is never recovery; an interval that covers it is no evidence either way."""
+    if "skipped" in r:
+        return _line("mia", UNDEFINED, "skipped", r["skipped"])
+    auc, iv, boot = r["threshold_auc"], r["threshold_auc_interval"], r["bootstrap"]
+    how = (f"{boot['level']:.0%} bootstrap interval ({boot['resamples']} resamples of {r['n_members']} members and "
+           f"{r['n_non_members']} non-members, seed {boot['seed']})")
+    figure = f"AUC {auc['forgotten']:.3f} {format_interval(iv['forgotten'])}"
+    if "oracle" in auc:
+        diff = r["minus_oracle"]["forgotten"]
+        low, rule = diff["interval"][0], f"{how} of AUC after − AUC oracle wholly above 0"
+        figure += (f" vs oracle {auc['oracle']:.3f}: difference {diff['estimate']:+.3f} "
+                   f"{format_interval(diff['interval'], signed=True)}")
+    else:
+        low, rule = iv["forgotten"][0] - 0.5, f"{how} of AUC after wholly above 0.5"
+    figure += f" (before {auc['original']:.3f})"
+    return _line("mia", RECOVERED if low > 0 else NO_EVIDENCE, figure, rule)
+
+
+def _oracle(kl: dict[str, dict[str, float | None]], th: Thresholds) -> list[dict[str, str]]:
+    """Two lines: the class's test images (did forgetting move their outputs toward the oracle's: mean
+    KL(forgotten ‖ oracle) below KL(original ‖ oracle) by more than ``oracle_share`` of it?) and the other
+    images (did they stay as close to the oracle as the original's, within ``oracle_share`` of it?)."""
+    after, before = kl["forgotten"], kl["original"]
+    lines = []
+    if after.get("target") is None:
+        lines.append(_line(ORACLE_CLASS, UNDEFINED, "no test image of the class", "—"))
+    else:
+        moved = after["target"] < (1.0 - th.oracle_share) * before["target"]
+        lines.append(_line(ORACLE_CLASS, MOVED if moved else NOT_MOVED,
+                           f"mean KL to the oracle on the class's test images {after['target']:.3f} vs the "
+                           f"original's {before['target']:.3f}",
+                           f"KL(forgotten ‖ oracle) < {1.0 - th.oracle_share:g} × KL(original ‖ oracle) on the "
+                           "class's images"))
+    if after.get("others") is None:
+        lines.append(_line(ORACLE_REST, UNDEFINED, "no test image of another class", "—"))
+    else:
+        kept = after["others"] <= (1.0 + th.oracle_share) * before["others"]
+        lines.append(_line(ORACLE_REST, KEPT if kept else DRIFTED,
+                           f"mean KL to the oracle on the other test images {after['others']:.3f} vs the "
+                           f"original's {before['others']:.3f} (all images {after['all']:.3f} vs {before['all']:.3f})",
+                           f"KL(forgotten ‖ oracle) ≤ {1.0 + th.oracle_share:g} × KL(original ‖ oracle) "
+                           "on the other images"))
+    return lines
+
+
+__all__ = ["DRIFTED", "KEPT", "MOVED", "NOT_MOVED", "NOT_RECOVERED", "NO_EVIDENCE", "ORACLE_CLASS", "ORACLE_REST",
+           "RECOVERED", "UNDEFINED", "Thresholds", "format_interval", "verdicts"]

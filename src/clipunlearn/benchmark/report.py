@@ -152,9 +152,12 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
     if "mia" in r and "threshold_auc" in r["mia"]:
         for m in models:
             row[f"audit MIA AUC ({m})"] = r["mia"]["threshold_auc"].get(m)
+        for m, diff in r["mia"].get("minus_oracle", {}).items():  # the verdict: recovered when this is above 0
+            row[f"audit MIA AUC − oracle's, interval low ({m})"] = diff["interval"][0]
     if "oracle" in r:
-        for m in ("original", "forgotten"):
-            row[f"audit KL to oracle ({m})"] = r["oracle"]["kl_to_oracle"][m]["all"]
+        for part, label in (("target", "class's images"), ("others", "other images")):
+            for m in ("original", "forgotten"):
+                row[f"audit KL to oracle, {label} ({m})"] = r["oracle"]["kl_to_oracle"][m][part]
     row["audit attacks recovered"] = sum(v["verdict"] == "recovered" for v in audit["verdict"])
     row["audit attacks"] = len(audit["verdict"])
     return row
