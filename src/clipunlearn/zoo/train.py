@@ -7,10 +7,14 @@ Recipe (seeded, reproducible on one machine):
   test time) and kept in memory as uint8; augmentation: reflect-pad 6 px + random crop + flip;
 * each batch is drawn from one dataset (datasets in proportion to their size), so in-batch negatives
   are the fine-grained neighbours a zero-shot classifier has to tell apart;
-* captions: the class name in a template drawn from a pool of prompts per class and step;
-* loss: CLIP's symmetric cross-entropy over the batch's distinct captions; images of the same class
-  share one caption, so there are no false negatives (image->text: one positive; text->image:
-  uniform over the images of that class);
+* captions: the class name in a template drawn from a pool of prompts per class and step; a recipe
+  with a caption policy of several levels (:class:`HierarchyRecipe`, ``mini-rn-h``) draws one level
+  per step: the class name, the class with one of its superclasses ("a photo of a Leonberg, a type
+  of dog."), or the superclasses alone ("a photo of a dog."), from ``data/superclasses.toml``;
+* loss: CLIP's symmetric cross-entropy over the batch's captions; images of the same class share one
+  caption, so there are no false negatives (image->text: one positive; text->image: uniform over the
+  images of that class). Under a hierarchical policy a caption is a positive of every image it is
+  true of (see :func:`step_captions`);
 * AdamW (no decay on gains, biases, embeddings, logit scale), linear warm-up then cosine decay.
 """
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +47,25 @@ TRAIN_TEMPLATES = (
     "{}",
 )
 
+#: the templates of "class+super" captions: class name, then one of its superclasses
+SUPERCLASS_TEMPLATES = (
+    "a photo of a {}, a type of {}.",
+    "a picture of a {}, a kind of {}.",
+    "an image of a {}, which is a {}.",
+    "{}, a {}",
+)
+
+#: The levels a caption policy draws from, one level for all the captions of a step:
+#: "class": the class name in a template drawn from TRAIN_TEMPLATES and its dataset's own (as ever);
+#: "class+super": the class with one of its superclasses (SUPERCLASS_TEMPLATES);
+#: "super": each superclass of the batch's classes in a TRAIN_TEMPLATES template (a class with none
+#: is named by its class name there).
+CAPTION_LEVELS = ("class", "class+super", "super")
+#: the policy of the shipped mini-rn and mini-vit: class names only
+CLASS_CAPTIONS: tuple[tuple[str, float], ...] = (("class", 1.0),)
+#: mini-rn-h's policy: half the steps name the class alone, the rest teach the hierarchy
+HIERARCHY_CAPTIONS: tuple[tuple[str, float], ...] = (("class", 0.5), ("class+super", 0.3), ("super", 0.2))
+
 
 @dataclass
 class ZooRecipe:
@@ -53,12 +78,123 @@ class ZooRecipe:
     batching: str = "mixed"  # "mixed": batches across datasets; "per_dataset": one dataset a batch
     seed: int = 0
     threads: int = 2
+    #: the caption policy: (level, share of steps) pairs over CAPTION_LEVELS. A class attribute here,
+    #: not a field, so that the fields of the shipped recipes, which their checkpoints' settings, their
+    #: training records and the benchmark's oracle ids (a hash of ``asdict(recipe)``) hold, are what
+    #: they were; :class:`HierarchyRecipe` makes it a field.
+    captions: ClassVar[tuple[tuple[str, float], ...]] = CLASS_CAPTIONS
+
+
+@dataclass
+class HierarchyRecipe(ZooRecipe):
+    """A zoo recipe whose captions name superclasses too, so that the model answers both "which breed"
+    and "is it a dog" (issue 36). ``captions``: (level, share of steps) pairs, drawn once per step with
+    the recipe's seeded random state (so a resumed training draws what an uninterrupted one does)."""
+
+    captions: tuple[tuple[str, float], ...] = HIERARCHY_CAPTIONS
 
 
 RECIPES: dict[str, ZooRecipe] = {
     "mini-rn": ZooRecipe(epochs=14),
     "mini-vit": ZooRecipe(epochs=16, lr=5e-4),
+    # mini-rn's architecture and optimiser; 24 epochs (mini-rn: 14), as half the steps name the class
+    # alone: about 1 h alone on 2 cores (150-160 s an epoch), 2.8 h at the 415 s an epoch of mini-rn's
+    # shared run (docs/zoo-mini-rn-training.json), within issue 36's 3 hours.
+    "mini-rn-h": HierarchyRecipe(epochs=24),
 }
+
+#: zoo names trained on another zoo model's architecture (their own config is not registered yet)
+TRAIN_ARCHITECTURES: dict[str, str] = {"mini-rn-h": "mini-rn"}
+
+
+def check_captions(captions: tuple[tuple[str, float], ...]) -> None:
+    """A policy names known levels, each once, with positive shares that add up to 1."""
+    levels = [level for level, _ in captions]
+    unknown = [level for level in levels if level not in CAPTION_LEVELS]
+    if not captions or unknown or len(set(levels)) != len(levels):
+        raise ClipUnlearnError(f"The caption policy {list(captions)} must name each of {list(CAPTION_LEVELS)} at "
+                               f"most once{f' (unknown: {unknown})' if unknown else ''}; fix the recipe's captions.")
+    shares = [share for _, share in captions]
+    if any(not share > 0 for share in shares) or abs(sum(shares) - 1) > 1e-6:
+        raise ClipUnlearnError(f"The caption policy {list(captions)} needs positive shares adding up to 1, not "
+                               f"{shares}; fix the recipe's captions.")
+
+
+def uses_superclasses(captions: tuple[tuple[str, float], ...]) -> bool:
+    """Whether a policy draws captions that name superclasses (and so reads data/superclasses.toml)."""
+    return any(level != "class" for level, _ in captions)
+
+
+def draw_level(captions: tuple[tuple[str, float], ...], rng: random.Random) -> str:
+    """The caption level of one step, drawn with the policy's shares. A one-level policy draws nothing:
+    the random state then moves exactly as in the trainings of the shipped models."""
+    if len(captions) == 1:
+        return captions[0][0]
+    levels, shares = zip(*captions)
+    return rng.choices(levels, weights=shares)[0]
+
+
+@dataclass(frozen=True)
+class TrainClass:
+    """What the captions of one class of the training data are made from: its name, the templates of its
+    class captions (the generic ones and its dataset's), its superclasses, and the concepts a caption
+    may name and be true of its images (its name and its superclasses, lower case)."""
+
+    name: str
+    templates: tuple[str, ...]
+    supers: tuple[str, ...] = ()
+
+    @property
+    def concepts(self) -> frozenset[str]:
+        return frozenset(x.lower() for x in (self.name, *self.supers))
+
+
+def step_captions(level: str, classes: list[TrainClass], rng: random.Random,
+                  hierarchy: bool) -> tuple[list[str], torch.Tensor]:
+    """The captions of one step at ``level`` for the batch's ``classes`` (in order), and which caption is
+    true of which class: a bool (classes x captions) matrix.
+
+    Without ``hierarchy`` (class-only policies: the shipped models) each class has its own caption and
+    only its own: the identity, even where two datasets' classes share a name (as they were trained).
+
+    With it, a "super" step makes one caption a concept (one "a photo of a dog." for all the dogs of the
+    batch), and a caption is a positive of every image it is true of, by class name or by superclass.
+    In-batch InfoNCE with one caption a class would make the identical "a photo of a dog." of two
+    breeds negatives of each other's images, and with one positive an image it would make "mammal"
+    and "animal" negatives of a dog: either pushes images away from true captions at the very level
+    the step teaches. With the mask an image's target is spread evenly over its true captions, and no
+    true caption is a negative. The mask (rather than one image per superclass a step) keeps every
+    image of the batch, and stays correct where levels meet: a class without superclass is named by
+    its name at a "super" step, and at a "class" step CIFAR-10's "a photo of a dog." is true of the
+    breeds too. The level is drawn per step, so a class step keeps all the fine-grained negatives of
+    its batch (Leonberg against Newfoundland) that zero-shot classification needs.
+    """
+    if level == "super":
+        named = list(dict.fromkeys(x for c in classes for x in (c.supers or (c.name,))))
+        prompts = [rng.choice(TRAIN_TEMPLATES).format(x) for x in named]
+    else:
+        named, prompts = [c.name for c in classes], []
+        for c in classes:
+            if level == "class+super" and c.supers:
+                prompts.append(rng.choice(SUPERCLASS_TEMPLATES).format(c.name, rng.choice(c.supers)))
+            else:
+                prompts.append(rng.choice(c.templates).format(c.name))
+    if not hierarchy:
+        return prompts, torch.eye(len(classes), dtype=torch.bool)
+    return prompts, torch.tensor([[x.lower() in c.concepts for x in named] for c in classes], dtype=torch.bool)
+
+
+def contrastive_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy with (images x captions) ``positive`` weights (1 where the caption
+    is true of the image): image->text, the target spread evenly over the image's true captions;
+    text->image, over the images a caption is true of. With one positive per image (class captions) the
+    image->text term is the plain cross-entropy, computed as such: the shipped models' loss, bit for bit."""
+    if bool((positive.sum(1) == 1).all()):
+        loss_i2t = F.cross_entropy(logits, positive.argmax(1))
+    else:
+        loss_i2t = -(F.log_softmax(logits, dim=-1) * (positive / positive.sum(1, keepdim=True))).sum(-1).mean()
+    loss_t2i = -(F.log_softmax(logits.T, dim=-1) * (positive.T / positive.sum(0, keepdim=True).T)).sum(-1).mean()
+    return 0.5 * (loss_i2t + loss_t2i)
 
 
 class _Decode(Dataset):
@@ -208,18 +344,26 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     training across sessions; returns ``{}`` then.
     """
     recipe = recipe or RECIPES[name]
+    check_captions(recipe.captions)
+    hierarchy = uses_superclasses(recipe.captions)
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
-    clip = load_clip(name, pretrained="none")
+    clip = load_clip(TRAIN_ARCHITECTURES.get(name, name), pretrained="none")
+    clip.arch = name  # the weights file says which zoo model it holds
     model = clip.model
     channels_last = clip.family == "resnet"
     if channels_last:
         model.to(memory_format=torch.channels_last)
     t0 = time.time()
-    for d in datasets or dataset_names():  # every folder found before any work
-        load_image_set(d, data_root, "train")
+    for d in datasets or dataset_names():  # every folder found, and every class's superclasses, before any work
+        classnames = load_image_set(d, data_root, "train").classnames
+        if hierarchy:
+            from ..data.superclasses import superclasses
+
+            for c in classnames:
+                superclasses(d, c)
     settings = _training_settings(name, recipe, list(datasets or dataset_names()), list(exclude))
     state = (_read_checkpoint(checkpoint, settings)  # a checkpoint of other settings is refused before any work
              if checkpoint is not None and checkpoint.exists() and not restart else None)
@@ -240,6 +384,8 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
                                               * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
     rng = random.Random(recipe.seed)
     offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
+    train_classes = _train_classes(train, hierarchy)
+    level_steps: Counter[str] = Counter()
     step, first_epoch, epoch_losses, seconds_before, resumed_at = 0, 0, [], 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -252,6 +398,7 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         step, first_epoch = int(state["step"]), int(state["epoch"])
         epoch_losses, seconds_before = list(state["epoch_losses"]), float(state["train_seconds"])
         resumed_at = list(state["resumed_at"]) + [first_epoch]
+        level_steps.update(state.get("caption_steps", {}))
         log(f"resuming from {checkpoint}: {first_epoch} of {recipe.epochs} epochs done")
     t_train = time.time()
     for epoch in range(first_epoch, recipe.epochs):
@@ -275,7 +422,7 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
                                 if (owner[chunk] == d).any()])
         losses = []
         for parts in batches:
-            xs, ys, prompts = [], [], []
+            xs, ys = [], []
             for d, idx in parts:
                 _, images, pixels, labels = train[d]
                 xs.append(pixels[idx])
@@ -285,18 +432,13 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.cat(ys)
             classes, target = torch.unique(y, return_inverse=True)
-            for c in classes.tolist():
-                d = int(np.searchsorted(offsets, c, side="right") - 1)
-                images = train[d][1]
-                template = rng.choice(TRAIN_TEMPLATES + images.templates)
-                prompts.append(template.format(images.classnames[c - offsets[d]]))
+            level = draw_level(recipe.captions, rng)
+            level_steps[level] += 1
+            prompts, truth = step_captions(level, [train_classes[c] for c in classes.tolist()], rng, hierarchy)
             img = F.normalize(clip.encode_image(x), dim=-1)
             txt = F.normalize(clip.encode_text(prompts), dim=-1)
             logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
-            onehot = F.one_hot(target, len(classes)).float()
-            loss_i2t = F.cross_entropy(logits, target)
-            loss_t2i = -(F.log_softmax(logits.T, dim=-1) * (onehot.T / onehot.sum(0, keepdim=True).T)).sum(-1).mean()
-            loss = 0.5 * (loss_i2t + loss_t2i)
+            loss = contrastive_loss(logits, truth[target].float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -312,7 +454,8 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
                 "schedule": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "python_rng": rng.getstate(), "numpy_rng": _numpy_state(), "step": step,
                 "epoch": epoch + 1, "epoch_losses": epoch_losses,
-                "train_seconds": seconds_before + time.time() - t_train, "resumed_at": resumed_at})
+                "train_seconds": seconds_before + time.time() - t_train, "resumed_at": resumed_at,
+                "caption_steps": dict(level_steps)})
     train_seconds = seconds_before + time.time() - t_train
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
@@ -338,4 +481,14 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         "decode_seconds": round(t_decode, 1),
         "train_seconds": round(train_seconds, 1),
         "test_top1": top1,
+        **({"caption_steps": {level: level_steps[level] for level, _ in recipe.captions}} if hierarchy else {}),
     }
+
+
+def _train_classes(train, hierarchy: bool) -> list[TrainClass]:
+    """Every class of the decoded ``train`` splits, in label order across datasets (the offsets of the
+    training loop), with the templates and superclasses its captions are made from."""
+    from ..data.superclasses import superclasses
+
+    return [TrainClass(c, TRAIN_TEMPLATES + images.templates, superclasses(name, c) if hierarchy else ())
+            for name, images, _, _ in train for c in images.classnames]
