@@ -140,3 +140,16 @@ classes = ["leopard"]
 """
 LIP_ENTRY = '[[methods]]\nmethod = "lip"\noptions = { n_draws = 2, retain_steps = 2 }\n'
 AMNS_ENTRY = '[[methods]]\nmethod = "amns"\n'
+
+
+@pytest.fixture(scope="session")
+def lip_run(data_slice, tmp_path_factory) -> Path:
+    """A tiny Lip run forgetting caltech101 motorbike from mini-rn on the data slice (for the audit's tests)."""
+    from clipunlearn.runs import ForgetSettings, forget
+
+    out = tmp_path_factory.mktemp("audit") / "run"
+    forget(ForgetSettings(model="mini-rn", dataset="caltech101", classes=["motorbike"], out=str(out),
+                          data_root=str(data_slice), method="lip", n_per_class=2, max_epochs=1,
+                          generation_max_steps=2, options={"n_draws": 2, "retain_steps": 2}, other_datasets=[],
+                          retrieval=False, template_change=False, progress=False))
+    return out

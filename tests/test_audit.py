@@ -11,8 +11,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from clipunlearn.audit import Thresholds, audit_run, resolve_attacks
-from clipunlearn.audit.attacks import augmented_pixels, relearn_curve, synonyms
+from clipunlearn.audit.attacks import augmented_pixels, synonyms
 from clipunlearn.audit.case import load_case, read_run
+from clipunlearn.audit.relearning import Attack, RelearnData, relearn_curve
 from clipunlearn.audit.scores import (
     bootstrap_threshold_auc,
     classifier_auc,
@@ -43,7 +44,10 @@ from clipunlearn.evaluation import zero_shot_classifier
 from clipunlearn.models import load_clip
 from clipunlearn.runs import ForgetSettings, forget
 
-SMALL = dict(relearn_ks=(1, 2), relearn_steps=2, thresholds=Thresholds(relearn_k=2, relearn_steps=2))
+#: a two-attack relearning grid read after 1 and 2 steps: small enough for the data slice
+SMALL_GRID = (Attack.parse("forget-k1 adam tower lr=0.0001"), Attack.parse("retain sgd lora lr=0.0001"))
+SMALL = dict(relearning=SMALL_GRID, relearn_steps=(1, 2))
+SMALL_CASE = dict(relearn_grid=SMALL_GRID, relearn_steps=(1, 2))
 
 
 # --- pure scores, answers known by construction ------------------------------------------------
@@ -96,8 +100,25 @@ def test_verdict_thresholds():
     assert verdicts(probe, th)[0]["verdict"] == RECOVERED
     probe["probe"]["auc"]["forgotten"] = 0.85  # kept a quarter of it
     assert verdicts(probe, th)[0]["verdict"] == NOT_RECOVERED
-    curves = {"original": {"5": [0.0] * 6}, "forgotten": {"5": [0.0] * 6}}
-    assert verdicts({"relearning": {"curves": curves}}, th)[0]["verdict"] == UNDEFINED
+    def relearnt(r, r_floor, with_oracle=True):
+        return {"relearning": {"attacks": ["a", "b"], "before": 0.7,
+                               "score": {"R": r, "R_floor": r_floor, "with_oracle": with_oracle}}}
+
+    assert verdicts(relearnt(None, 0.4), th)[0]["verdict"] == UNDEFINED  # the oracle relearns as the original knew
+    assert verdicts(relearnt(0.51, 0.6), th)[0]["verdict"] == RECOVERED
+    assert verdicts(relearnt(0.5, 0.9), th)[0]["verdict"] == NOT_RECOVERED  # R decides, not the floor
+    line = verdicts(relearnt(None, 0.6, with_oracle=False), th)[0]
+    assert line["verdict"] == RECOVERED and "no oracle" in line["figure"]
+    proto = {"prototype": {"accuracy": {"5": {"original": 0.8, "forgotten": 0.5, "oracle": 0.2}}}}
+    assert verdicts(proto, th)[0]["verdict"] == NOT_RECOVERED  # kept 0.3 of the 0.6 margin: not more than half
+    proto["prototype"]["accuracy"]["5"]["forgotten"] = 0.55
+    assert verdicts(proto, th)[0]["verdict"] == RECOVERED
+    proto["prototype"]["accuracy"]["5"]["oracle"] = 0.78  # the oracle's features find it as well
+    assert verdicts(proto, th)[0]["verdict"] == UNDEFINED
+    del proto["prototype"]["accuracy"]["5"]["oracle"]  # without an oracle: against half the original's 0.8
+    assert verdicts(proto, th)[0]["verdict"] == RECOVERED
+    proto["prototype"]["accuracy"]["5"]["forgotten"] = 0.4
+    assert verdicts(proto, th)[0]["verdict"] == NOT_RECOVERED
 
 
 def _mia_result(forgotten: list[float], minus_oracle: list[float] | None = None) -> dict:
@@ -210,16 +231,6 @@ def test_synonyms_cover_the_benchmark_classes():
 
 # --- a tiny real run on the data slice ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def lip_run(data_slice, tmp_path_factory):
-    out = tmp_path_factory.mktemp("audit") / "run"
-    forget(ForgetSettings(model="mini-rn", dataset="caltech101", classes=["motorbike"], out=str(out),
-                          data_root=str(data_slice), method="lip", n_per_class=2, max_epochs=1,
-                          generation_max_steps=2, options={"n_draws": 2, "retain_steps": 2}, other_datasets=[],
-                          retrieval=False, template_change=False, progress=False))
-    return out
-
-
 def _copy_run(run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(run, dst)
@@ -236,11 +247,16 @@ def test_relearning_curve_of_a_model_that_never_learnt_the_class(data_slice, lip
     test_px = torch.stack([to_px(case.test.load(int(i))) for i in test_rows])
     text = zero_shot_classifier(mini_rn_random, case.classnames, [case.template])
     before = {k: v.clone() for k, v in mini_rn_random.model.state_dict().items()}
-    curve = relearn_curve(mini_rn_random, train_px, torch.full((len(train_rows),), c), test_px,
-                          case.labels("test")[test_rows], text, steps=3, lr=1e-3)
-    assert len(curve) == 4 and all(0.0 <= a <= 1.0 for a in curve)
+    data = RelearnData(train_px, torch.full((len(train_rows),), c), train_rows)
+    curve = relearn_curve(mini_rn_random, Attack("forget-k5", "adam", "tower", 1e-3), data, test_px,
+                          case.labels("test")[test_rows], text, steps=(1, 3))
+    assert len(curve) == 3 and all(0.0 <= a <= 1.0 for a in curve)  # read at steps 0, 1 and 3
     assert curve[-1] == 1.0 and curve[-1] >= curve[0]  # taught only this class, it calls everything so
     assert all(torch.equal(before[k], v) for k, v in mini_rn_random.model.state_dict().items())  # a copy trained
+    lora = relearn_curve(mini_rn_random, Attack("forget-k5", "adam", "lora", 1e-2), data, test_px,
+                         case.labels("test")[test_rows], text, steps=(3,))
+    assert lora[-1] == 1.0 and lora[0] == curve[0]  # adapters alone teach it too, from the same start
+    assert all(torch.equal(before[k], v) for k, v in mini_rn_random.model.state_dict().items())
 
 
 def test_augmentations_are_seeded(data_slice, lip_run):
@@ -279,9 +295,9 @@ def test_bad_inputs_are_one_line_errors(data_slice, lip_run, tmp_path, capsys):
     (concept / "results.json").write_text(json.dumps({**results, "task": "concept"}))
     fails([str(concept)], "is a concept run")
     assert not any(p.name.startswith(".audit") for p in tmp_path.rglob("*"))
-    with pytest.raises(UnknownNameError, match="Known: images, mia, oracle, probe, prompts, relearning"):
+    with pytest.raises(UnknownNameError, match="Known: images, mia, oracle, probe, prompts, prototype, relearning, weights"):
         resolve_attacks("prompt", False)
-    assert resolve_attacks(None, False) == ["prompts", "images", "probe", "relearning", "mia"]
+    assert resolve_attacks(None, False) == ["prompts", "images", "probe", "prototype", "relearning", "mia", "weights"]
 
 
 def test_audit_of_a_lip_run_end_to_end(data_slice, lip_run, tmp_path, capsys):
@@ -292,10 +308,11 @@ def test_audit_of_a_lip_run_end_to_end(data_slice, lip_run, tmp_path, capsys):
     assert sorted(p.name for p in (run / "audit").iterdir()) == ["audit.json", "audit.md", "mia_roc.png", "prompts.png"]
     # the "oracle" is the run's own model: the same architecture, so accepted, and at distance 0 from the forgotten one
     audit = audit_run(run, oracle=run / "model.safetensors", data_root=str(data_slice), overwrite=True, **SMALL)
-    assert [v["attack"] for v in audit["verdict"]] == ["prompts", "images", "probe", "relearning", "mia",
-                                                       ORACLE_CLASS, ORACLE_REST]
-    assert all(v["verdict"] in (RECOVERED, NOT_RECOVERED, UNDEFINED, NO_EVIDENCE, MOVED, NOT_MOVED, KEPT, DRIFTED)
-               for v in audit["verdict"])
+    assert [v["attack"] for v in audit["verdict"]][:7] == ["prompts", "images", "probe", "prototype", "relearning",
+                                                           "mia", "weights"]
+    assert [v["attack"] for v in audit["verdict"]][7:] == [ORACLE_CLASS, ORACLE_REST]
+    assert all(v["verdict"] in (RECOVERED, NOT_RECOVERED, UNDEFINED, NO_EVIDENCE, MOVED, NOT_MOVED, KEPT, DRIFTED,
+                                "moved", "unchanged") for v in audit["verdict"])  # weights: reported, not judged
     r = audit["results"]
     results = json.loads((run / "results.json").read_text())
     run_tpl = [f for f in r["prompts"]["families"] if f["family"] == "run template"][0]["accuracy"]
@@ -306,8 +323,11 @@ def test_audit_of_a_lip_run_end_to_end(data_slice, lip_run, tmp_path, capsys):
     assert r["mia"]["threshold_auc"]["forgotten"] == r["mia"]["threshold_auc"]["oracle"]
     assert r["mia"]["minus_oracle"]["forgotten"] == {"estimate": 0.0, "interval": [0.0, 0.0]}  # paired resamples
     assert r["mia"]["bootstrap"] == {"resamples": 2000, "level": 0.95, "seed": 0}
-    assert set(r["relearning"]["curves"]["original"]) == {"1", "2"}
-    assert all(len(c) == 3 for m in r["relearning"]["curves"].values() for c in m.values())
+    assert set(r["relearning"]["curves"]["original"]) == {a.name for a in SMALL_GRID}
+    assert all(len(c) == 3 for m in r["relearning"]["curves"].values() for c in m.values())  # steps 0, 1, 2
+    # the "oracle" is the forgotten model: its curves are the forgotten model's, so R is 0 by construction
+    assert r["relearning"]["curves"]["oracle"] == r["relearning"]["curves"]["forgotten"]
+    assert r["relearning"]["score"]["R"] in (None, pytest.approx(0.0))
     assert 0.0 <= r["probe"]["auc"]["forgotten"] <= 1.0
     files = sorted(p.name for p in (run / "audit").iterdir())
     assert files == ["audit.json", "audit.md", "mia_roc.png", "prompts.png", "relearning.png"]
@@ -371,8 +391,8 @@ def _blind(case):
 def test_a_model_that_hid_nothing_is_caught_by_every_attack(data_slice, lip_run):
     """The "forgotten" model is the original itself (it learnt the class and forgot nothing): every
     attack sees exactly the original's figures, and the verdicts that follow from that are certain."""
-    th = SMALL["thresholds"]
-    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, relearn_ks=(1, 2), relearn_steps=2)
+    th = Thresholds()
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, **SMALL_CASE)
     case.models["forgotten"] = case.models["oracle"] = case.models["original"]
     results, v = _verdicts_of(case, th)
     assert results["prompts"]["before"] > 0  # the original knows the class: there is something to hide
@@ -388,8 +408,10 @@ def test_a_model_that_hid_nothing_is_caught_by_every_attack(data_slice, lip_run)
     assert verdicts({"probe": {"auc": {m: auc[m] for m in ("original", "forgotten")}}}, th)[0]["verdict"] == RECOVERED
     assert v["probe"]["verdict"] == UNDEFINED and "cannot tell" in v["probe"]["threshold"]
     assert results["relearning"]["curves"]["forgotten"] == results["relearning"]["curves"]["original"]
-    assert v["relearning"]["verdict"] == RECOVERED or results["relearning"]["curves"]["original"]["2"][2] \
-        < th.relearn_share * results["relearning"]["curves"]["original"]["2"][0]
+    # with the original as its own oracle R is undefined (no gap between the references); against the
+    # accuracy-0 floor it is exactly 1: the original relearns as the original does
+    assert results["relearning"]["score"]["R"] is None and v["relearning"]["verdict"] == UNDEFINED
+    assert results["relearning"]["score"]["R_floor"] == pytest.approx(1.0)
     auc = results["mia"]["threshold_auc"]
     assert auc["forgotten"] == auc["original"] == auc["oracle"]
     assert v["mia"]["verdict"] == NO_EVIDENCE  # the same model as the oracle: a difference of 0 in every resample
@@ -400,8 +422,8 @@ def test_a_model_that_never_sees_the_class_passes_the_image_attacks(data_slice, 
     """The "forgotten" model's image tower maps every image to one point: the text embedding of another
     class (its attention pool's output projection zeroed, that direction as its bias). Whatever the
     image or augmentation, it is called that other class; its features carry nothing of the class."""
-    th = SMALL["thresholds"]
-    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, relearn_ks=(1, 2), relearn_steps=2)
+    th = Thresholds()
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True, **SMALL_CASE)
     case.models["forgotten"] = _blind(case)
     results, v = _verdicts_of(case, th)
     assert all(results["images"]["accuracy"][a]["forgotten"] == 0.0

@@ -328,12 +328,22 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    """A comma-separated list of whole numbers, or a one-line error naming the flag."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ClipUnlearnError(f"{flag} takes whole numbers separated by commas, e.g. 5,25,100; got {text!r}.") from None
+
+
 def cmd_audit(args) -> int:
     from .audit import audit_run
 
     _setup_logging(args.quiet)
+    grid = args.relearning if ";" not in args.relearning else [a for a in args.relearning.split(";") if a.strip()]
     audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
-                      overwrite=args.overwrite, seed=args.seed)
+                      overwrite=args.overwrite, seed=args.seed, relearning=grid,
+                      relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir)
     for v in audit["verdict"]:
         print(f"{v['attack']:<11} {v['verdict']:<16} {v['figure']}  [{v['threshold']}]")
     print(f"audit written to {Path(args.run) / 'audit'} (audit.md, audit.json, plots)")
@@ -556,8 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a run folder written by clipunlearn forget (a class run)")
     p.add_argument("--oracle", default=None, help="weights of the same architecture trained without the class "
                                                   "(clipunlearn zoo train MODEL --exclude DATASET:CLASS)")
-    p.add_argument("--attacks", default=None, help="comma-separated: prompts,images,probe,relearning,mia,oracle "
-                                                   "(default: all; oracle only with --oracle)")
+    p.add_argument("--attacks", default=None, help="comma-separated: prompts,images,probe,prototype,relearning,mia,"
+                                                   "weights,oracle (default: all; oracle only with --oracle)")
+    p.add_argument("--relearning", default="held-out",
+                   help="the relearning attacks: held-out (the verdict's, default), tuning, full (all 60), or "
+                        "attacks separated by ';' ('forget-k5 adam tower lr=1e-05;retain sgd lora lr=0.0001')")
+    p.add_argument("--relearn-steps", default="5,25,100", help="steps at which each relearning curve is read")
+    p.add_argument("--cache-dir", default=None, help="a folder for the original's and the oracle's relearning "
+                                                     "curves, shared by audits of the same class")
     p.add_argument("--data-root", default=None, help="default: the run's data root, else $CLIPUNLEARN_DATA")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace RUN/audit if it exists")

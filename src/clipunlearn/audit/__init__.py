@@ -17,8 +17,9 @@ from typing import Any
 from .. import __version__
 from ..errors import ClipUnlearnError, unknown
 from ..io import check_output_free, staged_dir
-from .attacks import ATTACKS, NEEDS_TRAIN
-from .case import RELEARN_KS, RELEARN_STEPS, load_case, read_run
+from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
+from .case import load_case, read_run
+from .relearning import STEPS, Attack, CurveCache, resolve_grid
 from .verdict import Thresholds, verdicts
 
 log = logging.getLogger("clipunlearn")
@@ -44,29 +45,38 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
               attacks: str | Sequence[str] | None = None, data_root: str | None = None,
               out: str | os.PathLike[str] | None = None, overwrite: bool = False,
               thresholds: Thresholds | None = None, seed: int = 0,
-              relearn_ks: Sequence[int] = RELEARN_KS, relearn_steps: int = RELEARN_STEPS) -> dict[str, Any]:
+              relearning: str | Sequence[str | Attack] = "held-out", relearn_steps: Sequence[int] = STEPS,
+              cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Audit the run in ``run_dir``; write ``out`` (default ``run_dir/audit``) and return audit.json's dict.
 
     Every input is checked before any compute: the run (a class run whose model file matches its
     recorded sha256), the oracle's architecture, the attack names and the output folder (never
     overwritten unless ``overwrite``).
+
+    ``relearning``: the relearning grid's attacks, by grid name (``held-out``, the verdict's; ``tuning``;
+    ``full``) or as attacks; ``relearn_steps``: the step counts each curve is read at. ``cache_dir``: a
+    folder for the original's and the oracle's relearning curves, shared by every audit of their class
+    (``relearning/`` inside it); without it they are computed anew each time.
     """
     th = thresholds or Thresholds()
-    if relearn_steps < 1 or not relearn_ks or any(int(k) < 1 for k in relearn_ks):
-        raise ClipUnlearnError(f"Relearning needs k >= 1 images and at least 1 step, got ks={list(relearn_ks)}, "
-                               f"steps={relearn_steps}. Pass positive numbers.")
+    if not relearn_steps or any(int(s) < 1 for s in relearn_steps):
+        raise ClipUnlearnError(f"Relearning curves are read after 1 step or more, got steps={list(relearn_steps)}. "
+                               "Pass positive step counts, e.g. 5,25,100.")
+    grid = resolve_grid(relearning)
     info = read_run(run_dir)
     names = resolve_attacks(attacks, oracle is not None)
     target = Path(out) if out is not None else info.run_dir / "audit"
     check_output_free(target, overwrite, "audit folder")
+    cache = CurveCache(Path(cache_dir) / "relearning" if cache_dir is not None else None)
     case = load_case(info, oracle, data_root, need_train=any(a in NEEDS_TRAIN for a in names), seed=seed,
-                     relearn_ks=tuple(relearn_ks), relearn_steps=relearn_steps)
+                     relearn_grid=grid, relearn_steps=tuple(sorted({int(s) for s in relearn_steps})),
+                     curve_cache=cache)
     results: dict[str, Any] = {}
     seconds: dict[str, dict[str, float]] = {}
     t_cpu, t_wall = time.process_time(), time.time()
     splits = ["test", "train"] if case.train is not None else ["test"]
-    for model in case.models:  # the image features every attack shares, computed once and timed apart
-        for split in splits:
+    for model in case.models if any(a not in NO_FEATURES for a in names) else ():
+        for split in splits:  # the image features most attacks share, computed once and timed apart
             case.features(model, split)
     seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
     for name in names:
@@ -87,6 +97,7 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
         "results": results,
         "seconds": seconds,
         "seed": seed,
+        "relearning_grid": [a.name for a in grid] if "relearning" in names else [],
         "clipunlearn": __version__,
     }
     from .report import write_audit

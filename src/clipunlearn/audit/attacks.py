@@ -7,8 +7,11 @@ class back, or to find it still in the model; :mod:`.verdict` judges the numbers
   name in the classifier, the other classes unchanged;
 * :func:`images`: its test images under seeded augmentations, and image-from-image retrieval;
 * :func:`probe`: a logistic-regression probe on frozen image features, the class against the rest;
-* :func:`relearning`: a few fine-tuning steps on k real train images of the class;
+* :func:`prototype`: nearest class prototype from k train images' features (no text, no training);
+* :func:`relearning`: the relearning grid (:mod:`.relearning`): fine-tuning attacks on k-shot images of
+  the class, on other classes' images only and on related classes', and the relearning score R;
 * :func:`mia`: membership inference on the class's train (members) and test (non-members) images;
+* :func:`weights`: the distance of the changed tensors from the original and the loss on the way there;
 * :func:`oracle`: accuracy gaps per class and the output divergence from a model that never saw it.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import functools
 import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from ..evaluation import LOGIT_SCALE
 from ..metrics import precision_at_k
 from ..models import Clip
 from ..synthetic.cupl import normalise
-from .case import RELEARN_LR, RELEARN_STEPS, AuditCase
+from .case import AuditCase
 from .scores import classifier_auc, mean_kl, membership_scores, probe_auc, threshold_auc
 
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.json")
@@ -226,51 +230,153 @@ def _load_pixels(case: AuditCase, split: str, rows: list[int]) -> torch.Tensor:
     return torch.stack([to_pixels(images.load(i)) for i in rows])
 
 
-def relearn_curve(clip: Clip, train_px: torch.Tensor, train_y: torch.Tensor, test_px: torch.Tensor,
-                  test_y: np.ndarray, text: torch.Tensor, steps: int = RELEARN_STEPS, lr: float = RELEARN_LR,
-                  seed: int = 0) -> list[float]:
-    """Target test accuracy before and after each of ``steps`` Adam steps (image tower, zero-shot CE over
-    the dataset's classes, one batch of all ``train_px``) of a copy of ``clip``; ``clip`` is left as it was."""
-    from ..training.finetune import FineTuneConfig, fine_tune_signed
+def relearning(case: AuditCase) -> dict[str, Any]:
+    """The relearning grid (:mod:`.relearning`): each attack of ``case.relearn_grid`` on a copy of each
+    model, the forgotten classes' test accuracy at step 0 and after each of ``case.relearn_steps``; the
+    original's and the oracle's curves come from the case's curve cache when they are there. R, the
+    relearning score over the attacks (:func:`clipunlearn.metrics.relearning_score`), against the
+    oracle's curves, and against an accuracy-0 floor."""
+    from ..metrics import relearning_score
+    from .relearning import RelearnData, case_key, draw_rows, model_hash, relearn_curve
 
-    copy_ = dataclasses.replace(clip, model=copy.deepcopy(clip.model))
-    text = text.to(copy_.device)
-
-    def measure() -> dict[str, float]:
-        return {"target_acc": _accuracy(_encode(copy_, test_px), text.cpu(), test_y)}
-
-    cfg = FineTuneConfig(lr=lr, max_epochs=steps, batch_size=len(train_px))
-    trace = fine_tune_signed(copy_, cfg, train_px, train_y, torch.ones(len(train_px)), text,
-                             torch.Generator().manual_seed(seed), steps, measure)
-    return [float(row["target_acc"]) for row in trace.steps]
-
-
-def relearning(case: AuditCase, lr: float = RELEARN_LR) -> dict[str, Any]:
-    """Fine-tune a copy of each model on k real train images per forgotten class (seeded draw) and
-    record the forgotten classes' test accuracy after each step, for each k (``case.relearn_ks``,
-    ``case.relearn_steps``)."""
-    ks, steps = case.relearn_ks, case.relearn_steps
+    rows = draw_rows(case)
     train_labels = case.labels("train")
-    gen = np.random.default_rng(case.seed)
-    order = {c: gen.permutation(np.flatnonzero(train_labels == c)).tolist() for c in case.targets}
+    kinds = sorted({a.data for a in case.relearn_grid})
+    data = {}
+    for kind in kinds:
+        r = rows[kind]
+        data[kind] = RelearnData(_load_pixels(case, "train", r), torch.tensor(train_labels[r], dtype=torch.long), r)
     test_rows = np.flatnonzero(case.is_target("test"))
     test_px = _load_pixels(case, "test", test_rows.tolist())
     test_y = case.labels("test")[test_rows]
+    key_case = case_key(case)
+    cached = {name: name != "forgotten" for name in case.models}  # the forgotten model is new each run
     curves: dict[str, dict[str, list[float]]] = {name: {} for name in case.models}
-    used: dict[str, int] = {}
-    for k in ks:
-        rows = [r for c in case.targets for r in order[c][:k]]
-        if not rows:
-            raise ClipUnlearnError(f"The train split of {case.run.dataset} has no image of {case.target_names()}: "
-                                   "nothing to relearn from. Leave relearning out with --attacks.")
-        px = _load_pixels(case, "train", rows)
-        y = torch.tensor(train_labels[rows], dtype=torch.long)
-        used[str(k)] = len(rows)
-        for name, clip in case.models.items():
-            curves[name][str(k)] = relearn_curve(clip, px, y, test_px, test_y, case.classifier(name), steps, lr,
-                                                 case.seed)
-    return {"ks": list(ks), "steps": steps, "lr": lr, "images_used": used, "curves": curves,
-            "before": curves["original"][str(ks[0])][0]}
+    computed = {name: 0 for name in case.models}
+    cpu = {name: 0.0 for name in case.models}  # CPU seconds of the curves computed here (not read from the cache)
+    for name, clip in case.models.items():
+        mhash = model_hash(clip) if cached[name] else ""
+        for attack in case.relearn_grid:
+            key = case.curve_cache.key(mhash, key_case, attack, case.relearn_steps, case.seed) if cached[name] else ""
+            curve = case.curve_cache.get(key) if cached[name] else None
+            if curve is None:
+                t0 = time.process_time()
+                curve = relearn_curve(clip, attack, data[attack.data], test_px, test_y, case.classifier(name),
+                                      case.relearn_steps, case.seed)
+                computed[name] += 1
+                cpu[name] += time.process_time() - t0
+                if cached[name]:
+                    case.curve_cache.put(key, curve, attack.name)
+            curves[name][attack.name] = curve
+    names = [a.name for a in case.relearn_grid]
+    per_model = {name: [curves[name][a] for a in names] for name in case.models}
+    oracle = per_model.get("oracle")
+    score = {"R": _finite(relearning_score(per_model["forgotten"], per_model["original"], oracle)) if oracle else None,
+             "R_floor": _finite(relearning_score(per_model["forgotten"], per_model["original"], None)),
+             "with_oracle": oracle is not None}
+    steps = [0, *sorted(set(case.relearn_steps))]
+    return {"attacks": names, "steps": steps, "curves": curves, "score": score,
+            "images_used": {kind: len(rows[kind]) for kind in kinds},
+            "related_classes": [case.classnames[c] for c in _related(case, rows)],
+            "before": per_model["original"][0][0], "computed": computed,
+            "cpu_seconds": {n: round(v, 2) for n, v in cpu.items()}}
+
+
+def _finite(x: float) -> float | None:
+    """A score as JSON holds it: None where it is undefined (nan)."""
+    return None if x != x else x
+
+
+def _related(case: AuditCase, rows: dict[str, list[int]]) -> list[int]:
+    labels = case.labels("train")
+    return sorted({int(labels[r]) for r in rows["related"]})
+
+
+#: the prototype attack's numbers of train images per class
+PROTOTYPE_KS = (1, 5, 10)
+
+
+def prototype(case: AuditCase) -> dict[str, Any]:
+    """The few-shot prototype attack: each class's prototype is the mean (renormalised) image feature of k
+    seeded train images of it, under each model; the forgotten class's test images are classified by
+    their nearest prototype (cosine) among every class's. No text and no training: the image tower's
+    features alone bring the class back if it is still there. Accuracy on the class's test images (and
+    on the others', for scale) per model and k."""
+    case.need_train("prototype attack")
+    labels = case.labels("train")
+    test_labels = case.labels("test")
+    target = case.is_target("test")
+    gen = np.random.default_rng(case.seed + 1)
+    order = {int(c): gen.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+    classes = sorted(order)
+    out: dict[str, Any] = {"ks": list(PROTOTYPE_KS), "accuracy": {}, "others_accuracy": {},
+                           "n_images": int(target.sum())}
+    for k in PROTOTYPE_KS:
+        key = str(k)
+        out["accuracy"][key], out["others_accuracy"][key] = {}, {}
+        for name in case.models:
+            train_f, test_f = case.features(name, "train"), case.features(name, "test")
+            protos = F.normalize(torch.stack([train_f[order[c][:k]].mean(0) for c in classes]), dim=-1)
+            pred = np.asarray(classes)[(test_f @ protos.T).argmax(1).numpy()]
+            hit = pred == test_labels
+            out["accuracy"][key][name] = float(hit[target].mean())
+            out["others_accuracy"][key][name] = float(hit[~target].mean()) if (~target).any() else None
+    return out
+
+
+#: the points along the straight line from the original's weights (0) to the forgotten model's (1)
+PATH_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: the path's loss on the other classes reads at most this many of their test images (seeded)
+PATH_OTHERS = 300
+
+
+def weights(case: AuditCase) -> dict[str, Any]:
+    """Weight space: which tensors forgetting changed, their L2 distance from the original (in all and
+    relative to their norm), and the zero-shot loss on the forgotten class's and on other test images
+    at points along the straight line from the original's weights to the forgotten model's (a bump on
+    the way, a loss barrier, says forgetting left the original's basin; none, that it moved along it)."""
+    from ..evaluation import zero_shot_classifier
+
+    original, forgotten = case.models["original"].model, case.models["forgotten"].model
+    a, b = original.state_dict(), forgotten.state_dict()
+    touched = [n for n in a if a[n].is_floating_point() and not torch.equal(a[n], b[n])]
+    sq = {n: float((b[n].double() - a[n].double()).pow(2).sum()) for n in touched}
+    norm = sum(float(a[n].double().pow(2).sum()) for n in touched)
+    towers: dict[str, float] = {}
+    for n in touched:
+        tower = "image" if n.startswith("visual.") else "text"
+        towers[tower] = towers.get(tower, 0.0) + sq[n]
+    distance = float(np.sqrt(sum(sq.values())))
+    labels = case.labels("test")
+    target_rows = np.flatnonzero(case.is_target("test"))
+    others = np.flatnonzero(~case.is_target("test"))
+    gen = np.random.default_rng(case.seed)
+    others = np.sort(gen.choice(others, min(PATH_OTHERS, len(others)), replace=False))
+    px = {"target": _load_pixels(case, "test", target_rows.tolist()),
+          "others": _load_pixels(case, "test", others.tolist())}
+    ys = {"target": labels[target_rows], "others": labels[others]}
+    path: dict[str, list[float]] = {"loss_target": [], "loss_others": [], "acc_target": [], "acc_others": []}
+    if touched:
+        probe = dataclasses.replace(case.models["original"], model=copy.deepcopy(original))
+        for alpha in PATH_ALPHAS:
+            mixed = {n: (a[n] + alpha * (b[n] - a[n]) if n in touched else a[n]) for n in a}
+            probe.model.load_state_dict(mixed)
+            w = zero_shot_classifier(probe, case.classnames, [case.template]).float().cpu()
+            for part in ("target", "others"):
+                logits = LOGIT_SCALE * _encode(probe, px[part]) @ w.T
+                y = torch.as_tensor(ys[part], dtype=torch.long)
+                path[f"loss_{part}"].append(float(F.cross_entropy(logits, y)))
+                path[f"acc_{part}"].append(float((logits.argmax(1) == y).float().mean()))
+        ends = np.asarray(path["loss_others"])
+        line = ends[0] + (ends[-1] - ends[0]) * np.asarray(PATH_ALPHAS)
+        barrier = float((ends - line).max())
+    else:
+        barrier = 0.0
+    return {"touched": len(touched), "touched_tensors": touched[:50], "l2": distance,
+            "relative_l2": float(distance / np.sqrt(norm)) if norm > 0 else 0.0,
+            "l2_per_tower": {t: float(np.sqrt(v)) for t, v in towers.items()},
+            "path": {"alphas": list(PATH_ALPHAS), **path, "n_others": int(len(others))},
+            "barrier_others": barrier}
 
 
 def is_zoo_run(case: AuditCase) -> bool:
@@ -284,8 +390,12 @@ def is_zoo_run(case: AuditCase) -> bool:
 def mia(case: AuditCase) -> dict[str, Any]:
     """Membership inference on the forgotten class(es): members are the train images (the zoo's training
     data), non-members the test images. Loss-threshold AUC and a cross-validated SVC on [loss,
-    confidence, entropy]; ROC curves for the plot."""
+    confidence, entropy]; ROC curves for the plot. The loss-threshold AUC's seeded bootstrap interval per
+    model and, with an oracle, of each model's AUC minus the oracle's (paired: the same resamples), which
+    the verdict reads: with tens of images per side, one AUC alone moves by several hundredths."""
     from sklearn.metrics import roc_curve
+
+    from .scores import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, threshold_auc_intervals
 
     if not is_zoo_run(case):
         return {"skipped": f"{case.run.model} ({case.run.pretrained}) is not a zoo model with its shipped weights: "
@@ -294,6 +404,7 @@ def mia(case: AuditCase) -> dict[str, Any]:
     member = np.r_[np.ones(len(tr), int), np.zeros(len(te), int)]
     out: dict[str, Any] = {"n_members": int(len(tr)), "n_non_members": int(len(te)), "threshold_auc": {},
                            "classifier_auc": {}, "roc": {}, "mean_loss": {}}
+    losses: dict[str, np.ndarray] = {}
     for name in case.models:
         logits = np.r_[case.logits(name, "train")[tr], case.logits(name, "test")[te]]
         labels = np.r_[case.labels("train")[tr], case.labels("test")[te]]
@@ -305,6 +416,13 @@ def mia(case: AuditCase) -> dict[str, Any]:
         out["roc"][name] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
         out["mean_loss"][name] = {"members": float(s["loss"][member == 1].mean()),
                                   "non_members": float(s["loss"][member == 0].mean())}
+        losses[name] = s["loss"]
+    reference = "oracle" if "oracle" in losses else None
+    intervals = threshold_auc_intervals(member, losses, reference, seed=case.seed)
+    out["threshold_auc_interval"] = intervals["interval"]
+    if reference is not None:
+        out["minus_oracle"] = intervals["minus_reference"]
+    out["bootstrap"] = {"resamples": BOOTSTRAP_RESAMPLES, "level": BOOTSTRAP_LEVEL, "seed": case.seed}
     return out
 
 
@@ -354,11 +472,14 @@ def _oracle_datasets(case: AuditCase) -> dict[str, Any]:
 
 #: every attack by name, in the order the audit runs and reports them
 ATTACKS: dict[str, Callable[[AuditCase], dict[str, Any]]] = {
-    "prompts": prompts, "images": images, "probe": probe, "relearning": relearning, "mia": mia, "oracle": oracle,
+    "prompts": prompts, "images": images, "probe": probe, "prototype": prototype, "relearning": relearning,
+    "mia": mia, "weights": weights, "oracle": oracle,
 }
 #: the attacks that read the dataset's train split
-NEEDS_TRAIN = ("probe", "relearning", "mia")
+NEEDS_TRAIN = ("probe", "prototype", "relearning", "mia")
+#: the attacks that read no precomputed image features of the splits (they train or load their own pixels)
+NO_FEATURES = ("relearning", "weights")
 
-__all__ = ["ATTACKS", "AUGMENTATIONS", "NEEDS_TRAIN", "augmentation",
-           "imagenet_templates", "images", "is_zoo_run", "mia", "oracle", "probe", "prompts", "relearn_curve",
-           "relearning", "synonyms"]
+__all__ = ["ATTACKS", "AUGMENTATIONS", "NEEDS_TRAIN", "NO_FEATURES", "PATH_ALPHAS", "PROTOTYPE_KS", "augmentation",
+           "imagenet_templates", "images", "is_zoo_run", "mia", "oracle", "probe", "prompts", "prototype",
+           "relearning", "synonyms", "weights"]

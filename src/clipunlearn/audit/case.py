@@ -20,14 +20,11 @@ from ..evaluation import LOGIT_SCALE, Evaluator, hash_tensors, zero_shot_classif
 from ..models import Clip, load_clip
 from ..runs.results import read_results
 from ..runs.spec import file_hash
+from .relearning import HELD_OUT, STEPS, Attack, CurveCache
 
 #: the tasks of results.json an audit cannot read yet (their targets are not classes of a dataset)
 UNSUPPORTED_TASKS = ("concept", "subgroup")
 MODEL_FILE = "model.safetensors"
-#: the relearning attack's default numbers of train images per class, steps and learning rate
-RELEARN_KS = (1, 5, 10)
-RELEARN_STEPS = 5
-RELEARN_LR = 1e-5
 
 
 @dataclass
@@ -106,9 +103,10 @@ class AuditCase:
     train: ImageSet | None
     targets: list[int]
     seed: int = 0
-    relearn_ks: tuple[int, ...] = RELEARN_KS
-    relearn_steps: int = RELEARN_STEPS
+    relearn_grid: tuple[Attack, ...] = HELD_OUT
+    relearn_steps: tuple[int, ...] = STEPS
     data_root: str | None = None
+    curve_cache: CurveCache = field(default_factory=lambda: CurveCache(None))
     _evaluators: dict[str, Evaluator] = field(default_factory=dict, repr=False)
     _classifiers: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict, repr=False)
     _features: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
@@ -171,7 +169,8 @@ class AuditCase:
 
 
 def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: str | None, need_train: bool,
-              seed: int = 0, relearn_ks: tuple[int, ...] = RELEARN_KS, relearn_steps: int = RELEARN_STEPS) -> AuditCase:
+              seed: int = 0, relearn_grid: tuple[Attack, ...] = HELD_OUT, relearn_steps: tuple[int, ...] = STEPS,
+              curve_cache: CurveCache | None = None) -> AuditCase:
     """Read the dataset's splits and load the three models (the oracle checked before it is loaded)."""
     root = data_root or info.data_root
     test = load_image_set(info.dataset, root, "test")
@@ -190,7 +189,8 @@ def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: s
     models["forgotten"] = load_clip(info.model, info.pretrained, info.model_file)
     if oracle is not None:
         models["oracle"] = load_clip(info.model, "none", oracle)
-    return AuditCase(info, models, test, train, targets, seed, tuple(relearn_ks), relearn_steps, root)
+    return AuditCase(info, models, test, train, targets, seed, tuple(relearn_grid), tuple(relearn_steps), root,
+                     curve_cache or CurveCache(None))
 
 
-__all__ = ["RELEARN_KS", "RELEARN_LR", "RELEARN_STEPS", "AuditCase", "RunInfo", "UNSUPPORTED_TASKS", "check_oracle", "load_case", "read_run"]
+__all__ = ["AuditCase", "RunInfo", "UNSUPPORTED_TASKS", "check_oracle", "load_case", "read_run"]

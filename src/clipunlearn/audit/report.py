@@ -51,13 +51,26 @@ def render_markdown(audit: dict[str, Any]) -> str:
         lines += ["## Linear probe", f"Logistic regression on frozen image features, class vs rest: trained on "
                   f"{p['n_train']} train images ({p['n_train_target']} of the class), test ROC AUC.", ""]
         lines += _table(["", *models], [["AUC", *(p["auc"][m] for m in models)]])
+    if "prototype" in r:
+        pr = r["prototype"]
+        lines += ["## Prototype attack", f"Each class's prototype: the mean image feature of k train images of it; the "
+                  f"class's {pr['n_images']} test images classified by the nearest prototype (no text, no training). "
+                  "Accuracy on the class's images (on the other classes' in brackets).", ""]
+        lines += _table(["k", *models], [[k, *(f"{_fmt(pr['accuracy'][k][m])} ({_fmt(pr['others_accuracy'][k][m])})"
+                                               for m in models)] for k in pr["accuracy"]])
     if "relearning" in r:
         rl = r["relearning"]
-        lines += ["## Relearning", f"Accuracy on the class's test images after each of {rl['steps']} Adam steps "
-                  f"(lr {rl['lr']:g}, image tower) on k train images per class (images used per k: "
-                  + ", ".join(f"{k}: {n}" for k, n in rl["images_used"].items()) + ").", ""]
-        header = ["model", "k", *[f"step {i}" for i in range(rl["steps"] + 1)]]
-        lines += _table(header, [[m, k, *rl["curves"][m][k]] for m in models for k in rl["curves"][m]])
+        sc = rl["score"]
+        lines += ["## Relearning", f"Accuracy on the class's test images at steps {', '.join(map(str, rl['steps']))} of each "
+                  "attack of the grid (data, optimiser, what trains, learning rate; `docs/audit.md`), on a copy of each "
+                  "model. Images per data kind: " + ", ".join(f"{k} {n}" for k, n in rl["images_used"].items())
+                  + (f"; related classes: {', '.join(rl['related_classes'])}" if rl.get("related_classes") else "") + ".",
+                  "", f"Relearning score R over these {len(rl['attacks'])} attacks (oracle 0, original 1): "
+                  f"**{_fmt(sc['R'])}**" + ("" if sc["R"] is not None else " (no oracle)")
+                  + f"; against an accuracy-0 floor instead of the oracle: {_fmt(sc['R_floor'])}.", ""]
+        header = ["attack", *[f"{m} (steps {'/'.join(map(str, rl['steps']))})" for m in models]]
+        lines += _table(header, [[a, *(" / ".join(f"{v:.2f}" for v in rl["curves"][m][a]) for m in models)]
+                                 for a in rl["attacks"]])
     if "mia" in r:
         mi = r["mia"]
         lines += ["## Membership inference"]
@@ -80,6 +93,18 @@ def render_markdown(audit: dict[str, Any]) -> str:
                     else None for m in models)])
             rows.append(["SVC on loss, confidence, entropy", *(mi["classifier_auc"][m] for m in models)])
             lines += _table(["attack", *models], rows)
+    if "weights" in r:
+        w = r["weights"]
+        pa = w["path"]
+        lines += ["## Weight space", f"Forgetting changed {w['touched']} tensors: L2 distance from the original "
+                  f"{w['l2']:.4g} ({w['relative_l2']:.3%} of their norm; per tower: "
+                  + ", ".join(f"{t} {v:.4g}" for t, v in w["l2_per_tower"].items()) + "). Zero-shot loss and accuracy on "
+                  f"the straight line from the original's weights (0) to the forgotten model's (1), on the class's test "
+                  f"images and {pa['n_others']} others; loss barrier on the others {w['barrier_others']:.4f}.", ""]
+        if pa["loss_target"]:
+            lines += _table(["α", "loss (class)", "accuracy (class)", "loss (others)", "accuracy (others)"],
+                            [[a, pa["loss_target"][i], pa["acc_target"][i], pa["loss_others"][i], pa["acc_others"][i]]
+                             for i, a in enumerate(pa["alphas"])])
     if "oracle" in r:
         o = r["oracle"]
         lines += ["## Distance to the oracle", f"Mean |accuracy gap| forgotten − oracle over classes: "
@@ -133,16 +158,24 @@ def write_plots(folder: Path, audit: dict[str, Any]) -> list[str]:
         save(fig, PLOTS["prompts"])
     if "relearning" in r:
         rl = r["relearning"]
-        ks = [str(k) for k in rl["ks"]]
-        fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.4), squeeze=False)
-        for ax, k in zip(axes[0], ks):
-            for m in models:
-                ax.plot(range(rl["steps"] + 1), rl["curves"][m][k], marker="o", label=m)
-            ax.set_title(f"k = {k}")
-            ax.set_xlabel("fine-tuning steps")
+        kinds = list(dict.fromkeys(a.split()[0] for a in rl["attacks"]))
+        x = list(range(len(rl["steps"])))
+        fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.4), squeeze=False)
+        for ax, kind in zip(axes[0], kinds):
+            attacks = [a for a in rl["attacks"] if a.split()[0] == kind]
+            for m, colour in (("original", "tab:green"), ("oracle", "tab:grey")):
+                if m in rl["curves"]:
+                    vals = [rl["curves"][m][a] for a in attacks]
+                    ax.fill_between(x, [min(v[i] for v in vals) for i in x], [max(v[i] for v in vals) for i in x],
+                                    color=colour, alpha=0.25, label=m)
+            for a in attacks:
+                ax.plot(x, rl["curves"]["forgotten"][a], marker="o", lw=1, label=" ".join(a.split()[1:]))
+            ax.set_title(kind)
+            ax.set_xticks(x, [str(s) for s in rl["steps"]])
+            ax.set_xlabel("relearning steps")
             ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=6)
         axes[0][0].set_ylabel("accuracy on the forgotten class")
-        axes[0][0].legend()
         save(fig, PLOTS["relearning"])
     if "mia" in r and "roc" in r["mia"]:
         fig, ax = plt.subplots(figsize=(4.2, 4))

@@ -42,11 +42,15 @@ class Thresholds:
     #: oracle's features separate the class as well, and the probe cannot tell knowledge from generic
     #: features (undefined)
     probe_margin: float = 0.02
-    #: relearning: after ``relearn_steps`` steps on ``relearn_k`` images per class, the forgotten model's
-    #: accuracy is at least this share of the original's before any step
-    relearn_share: float = 0.5
-    relearn_k: int = 5
-    relearn_steps: int = 5
+    #: relearning: the relearning score R over the audited grid (the oracle at 0, the original at 1) is
+    #: above this; without an oracle, R against an accuracy-0 floor
+    relearn_r: float = 0.5
+    #: prototype attack with ``prototype_k`` train images per class: the forgotten model's accuracy keeps more
+    #: than this share of the original's margin over the oracle's (without an oracle: of the original's
+    #: accuracy); undefined when that margin is at most ``prototype_margin``
+    prototype_share: float = 0.5
+    prototype_k: int = 5
+    prototype_margin: float = 0.05
     #: oracle: a change of the mean KL(forgotten ‖ oracle) from the original's KL counts when it exceeds
     #: this share of the original's (relative: the original's own distance sets the scale of what training
     #: without the class changes). The class's images moved toward the oracle when their KL fell below
@@ -108,25 +112,58 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
             else:
                 hit = auc["forgotten"] - auc["oracle"] >= th.probe_share * margin
                 lines.append(_line("probe", RECOVERED if hit else NOT_RECOVERED, figure, rule))
+    if "prototype" in results:
+        acc = results["prototype"]["accuracy"].get(str(th.prototype_k))
+        rule = f"prototype accuracy with k={th.prototype_k}"
+        if acc is None:
+            lines.append(_line("prototype", UNDEFINED, f"no reading with k={th.prototype_k}", rule))
+        elif "oracle" not in acc:
+            lines.append(_share("prototype", acc["forgotten"], acc["original"], th.prototype_share, rule + " after"))
+        else:
+            margin = acc["original"] - acc["oracle"]
+            rule = (f"{rule}: after − oracle's > {th.prototype_share:g} × (before − oracle's), when before exceeds the "
+                    f"oracle's by more than {th.prototype_margin:g}")
+            figure = f"{acc['forgotten']:.3f} vs before {acc['original']:.3f} and oracle {acc['oracle']:.3f}"
+            if margin <= th.prototype_margin:
+                lines.append(_line("prototype", UNDEFINED, figure, rule + " (the oracle's features find the class as "
+                                   "well: prototypes cannot tell knowledge from generic features)"))
+            else:
+                hit = acc["forgotten"] - acc["oracle"] > th.prototype_share * margin
+                lines.append(_line("prototype", RECOVERED if hit else NOT_RECOVERED, figure, rule))
     if "relearning" in results:
         r = results["relearning"]
-        k, steps = str(th.relearn_k), th.relearn_steps
-        curve = r["curves"]["forgotten"].get(k)
-        if curve is None or len(curve) <= steps:
-            lines.append(_line("relearning", UNDEFINED, f"no curve for k={k} with {steps} steps",
-                               f"k={k}, {steps} steps"))
+        score, n = r["score"], len(r["attacks"])
+        with_oracle = bool(score.get("with_oracle"))
+        value = score["R"] if with_oracle else score["R_floor"]
+        name = "R" if with_oracle else "R against an accuracy-0 floor (no oracle)"
+        rule = f"{name} over {n} attacks > {th.relearn_r:g}"
+        before = r["before"]
+        if value is None:  # the oracle relearns the class as well as the original knew it
+            lines.append(_line("relearning", UNDEFINED, f"original {before:.3f} at step 0",
+                               rule + " (undefined: the oracle relearns the class as well as the original knew it)"))
         else:
-            before = r["curves"]["original"][k][0]
-            line = _share("relearning", curve[steps], before, th.relearn_share,
-                          f"accuracy after {steps} steps with k={k}", strict=False)
-            if "oracle" in r["curves"]:
-                line["figure"] += f" (oracle {r['curves']['oracle'][k][steps]:.3f})"
-            lines.append(line)
+            lines.append(_line("relearning", RECOVERED if value > th.relearn_r else NOT_RECOVERED,
+                               f"{name} {value:.3f} (original at step 0: {before:.3f})", rule))
     if "mia" in results:
         lines.append(_mia(results["mia"]))
+    if "weights" in results:
+        w = results["weights"]
+        lines.append(_line("weights", "moved" if w["touched"] else "unchanged",
+                           f"{w['touched']} tensors changed, L2 {w['l2']:.4g} ({w['relative_l2']:.3%} of their norm), "
+                           f"loss barrier {w['barrier_others']:.4f}", "reported, not judged"))
     if "oracle" in results:
         lines += _oracle(results["oracle"]["kl_to_oracle"], th)
     return lines
+
+
+#: the verdicts of attacks that could have found the class (an attack that was undefined, or a line that
+#: only reports, such as the weights or the oracle lines, does not count in "X of N recovered")
+JUDGED = (RECOVERED, NOT_RECOVERED, NO_EVIDENCE)
+
+
+def judged(lines: list[dict[str, str]]) -> tuple[int, int]:
+    """(how many verdict lines say recovered, how many judged at all)."""
+    return sum(v["verdict"] == RECOVERED for v in lines), sum(v["verdict"] in JUDGED for v in lines)
 
 
 def format_interval(interval: list[float], signed: bool = False) -> str:

@@ -34,6 +34,8 @@ class AuditJob:
     oracle: str | None = None
     attacks: tuple[str, ...] | None = None  # None: every attack (oracle only with an oracle)
     seed: int = 0
+    relearning: str = "held-out"  # the relearning grid (audit.relearning.GRIDS)
+    curves: str | None = None  # a folder shared by the suite's audits for the original's and oracles' curves
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def run_job(job: Job | OracleJob) -> Outcome:
             from ..audit import audit_run
 
             audit_run(job.out, oracle=job.audit.oracle, attacks=job.audit.attacks, data_root=job.data_root,
-                      seed=job.audit.seed)
+                      seed=job.audit.seed, relearning=job.audit.relearning, cache_dir=job.audit.curves)
         return Outcome(job.spec, True)
     except ClipUnlearnError as e:
         return Outcome(job.spec, False, str(e))

@@ -5,6 +5,7 @@ forget run should look like), for the audit's side-by-side comparison.
     model = "mini-rn"                      # a zoo model (its recipe trains it)
     exclude = ["caltech101:minaret"]       # DATASET:CLASS, every image of the name left out
     epochs = 14                            # optional: the recipe's
+    threads = 1                            # optional: the recipe's (2); 1 to train beside other work
     datasets = ["caltech101", "cifar10"]   # optional: the recipe trains on every registered dataset
 
 An oracle is trained once, before the cells and through the suite's executor (an :class:`OracleJob`
@@ -25,7 +26,7 @@ from .. import __version__
 from ..errors import ClipUnlearnError
 from ..io import write_json
 
-ORACLE_KEYS = {"model", "exclude", "epochs", "datasets"}
+ORACLE_KEYS = {"model", "exclude", "epochs", "datasets", "threads"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class OracleSpec:
     exclude: tuple[str, ...]  # DATASET:CLASS items
     epochs: int | None = None
     datasets: tuple[str, ...] | None = None
+    threads: int | None = None
 
     @property
     def class_names(self) -> frozenset[str]:
@@ -43,7 +45,9 @@ class OracleSpec:
         from ..zoo import RECIPES
 
         recipe = RECIPES[self.model]
-        return recipe if self.epochs is None else replace(recipe, epochs=self.epochs)
+        if self.epochs is not None:
+            recipe = replace(recipe, epochs=self.epochs)
+        return recipe if self.threads is None else replace(recipe, threads=self.threads)
 
     def key(self) -> dict:
         return {"model": self.model, "recipe": asdict(self.recipe()), "exclude": sorted(self.exclude),
@@ -71,8 +75,11 @@ def parse_oracles(where: str, entries) -> tuple[OracleSpec, ...]:
         epochs = o.get("epochs")
         if epochs is not None and int(epochs) < 1:
             raise _fail(f"{w}: epochs", f"must be at least 1, not {epochs}")
+        threads = o.get("threads")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise _fail(f"{w}: threads", f"must be a whole number of at least 1, not {threads!r}")
         out.append(OracleSpec(o["model"], tuple(o["exclude"]), None if epochs is None else int(epochs),
-                              tuple(o["datasets"]) if o.get("datasets") else None))
+                              tuple(o["datasets"]) if o.get("datasets") else None, threads))
     return tuple(out)
 
 

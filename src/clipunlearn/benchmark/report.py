@@ -144,11 +144,18 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
     if "probe" in r:
         for m in models:
             row[f"audit probe AUC ({m})"] = r["probe"]["auc"].get(m)
-    if "relearning" in r:
-        k, steps = str(th.get("relearn_k", 5)), int(th.get("relearn_steps", 5))
+    if "prototype" in r:
+        k = str(th.get("prototype_k", 5))
         for m in models:
-            curve = r["relearning"]["curves"].get(m, {}).get(k)
-            row[f"audit relearnt k={k}, {steps} steps ({m})"] = curve[steps] if curve and len(curve) > steps else None
+            row[f"audit prototype k={k} ({m})"] = r["prototype"]["accuracy"].get(k, {}).get(m)
+    if "relearning" in r:
+        score = r["relearning"].get("score", {})
+        row["audit R"] = score.get("R")
+        row["audit R (floor 0)"] = score.get("R_floor")
+        row["audit relearning attacks"] = len(r["relearning"].get("attacks", []))
+    if "weights" in r:
+        row["audit weight distance (relative)"] = r["weights"]["relative_l2"]
+        row["audit loss barrier"] = r["weights"]["barrier_others"]
     if "mia" in r and "threshold_auc" in r["mia"]:
         for m in models:
             row[f"audit MIA AUC ({m})"] = r["mia"]["threshold_auc"].get(m)
@@ -158,8 +165,9 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
         for part, label in (("target", "class's images"), ("others", "other images")):
             for m in ("original", "forgotten"):
                 row[f"audit KL to oracle, {label} ({m})"] = r["oracle"]["kl_to_oracle"][m][part]
-    row["audit attacks recovered"] = sum(v["verdict"] == "recovered" for v in audit["verdict"])
-    row["audit attacks"] = len(audit["verdict"])
+    from ..audit.verdict import judged
+
+    row["audit attacks recovered"], row["audit attacks"] = judged(audit["verdict"])
     return row
 
 

@@ -205,7 +205,7 @@ def audit_jobs(suite: Suite, out: Path, specs: list[RunSpec], audited: set[str])
                                    f"out exactly {', '.join(spec.classes)} of {spec.dataset} for {spec.model}. Add one, "
                                    "or drop 'oracle' from audit.attacks.")
         jobs[spec.run_id] = AuditJob(None if oracle is None else str(oracle_path(out, oracle)), suite.audit_attacks,
-                                     suite.audit_seed)
+                                     suite.audit_seed, suite.audit_relearning, str(out / "cache"))
     return jobs
 
 
@@ -216,8 +216,10 @@ def _done_line(folder: Path, audited: bool) -> str:
     score = "–" if r.get("avg_score") is None else f"{r['avg_score']:.3f}"
     audit = ""
     if audited:
-        verdict = json.loads((folder / "audit" / "audit.json").read_text(encoding="utf-8"))["verdict"]
-        audit = f", audit: {sum(v['verdict'] == 'recovered' for v in verdict)} of {len(verdict)} recovered"
+        from ..audit.verdict import judged
+
+        hit, n = judged(json.loads((folder / "audit" / "audit.json").read_text(encoding="utf-8"))["verdict"])
+        audit = f", audit: {hit} of {n} attacks recovered"
     return f"done    {folder.name}: target {r['target_before']:.2f} -> {r['target_after']:.2f}, Avg. Score {score}{audit}"
 
 

@@ -40,6 +40,7 @@ live in ``benchmark/suites/``; a user copies one and edits it for their own mode
     [audit]                           # optional: how cells of show = "audit" tables are audited
     attacks = ["prompts", "probe"]    # default: every attack (oracle where the suite has one)
     seed = 0
+    relearning = "held-out"           # the relearning grid: held-out (default), tuning or full (docs/audit.md)
 
     [[oracles]]                       # optional: zoo models trained without classes (benchmark/oracles.py)
     model = "mini-rn"
@@ -67,7 +68,7 @@ from .oracles import OracleSpec, check_oracles, parse_oracles
 
 SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per_class", "max_steps", "max_epochs",
               "retrieval", "template_change", "methods", "targets", "classes", "tables", "audit", "oracles"}
-AUDIT_KEYS = {"attacks", "seed"}
+AUDIT_KEYS = {"attacks", "seed", "relearning"}
 METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
 CLASS_KEYS = {"paper", "min_top1", "per_dataset"}
@@ -163,6 +164,7 @@ class Suite:
     classes: ClassRule = field(default_factory=ClassRule)
     audit_attacks: tuple[str, ...] | None = None  # None: every attack (oracle where the cell has one)
     audit_seed: int = 0
+    audit_relearning: str = "held-out"  # the relearning grid of the audits (held-out, tuning, full)
     oracles: tuple[OracleSpec, ...] = ()
 
     def audited(self, models: list[str] | None = None,
@@ -459,6 +461,12 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
             if a not in ATTACKS:
                 raise _fail(f"{where}: audit.attacks", f"unknown attack {a!r} (known: {', '.join(ATTACKS)})", a,
                             list(ATTACKS))
+    relearning = audit.get("relearning", "held-out")
+    from ..audit.relearning import GRIDS
+
+    if relearning not in GRIDS:
+        raise _fail(f"{where}: audit.relearning", f"unknown relearning grid {relearning!r} (known: {', '.join(GRIDS)})",
+                    str(relearning), list(GRIDS))
     for t in tables:
         shown = _source(tables, t)
         names = sorted({m.method for m in shown.methods})
@@ -476,6 +484,7 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                  retrieval=bool(data.get("retrieval", True)), template_change=bool(data.get("template_change", True)),
                  description=data.get("description", ""), classes=classes,
                  audit_attacks=None if attacks is None else tuple(attacks), audit_seed=int(audit.get("seed", 0)),
+                 audit_relearning=relearning,
                  oracles=parse_oracles(f"{where}: oracles", data.get("oracles")))
 
 
