@@ -346,6 +346,11 @@ def cmd_audit(args) -> int:
                       relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir)
     for v in audit["verdict"]:
         print(f"{v['attack']:<11} {v['verdict']:<16} {v['figure']}  [{v['threshold']}]")
+    from .audit.report import describe_task
+
+    task = describe_task(audit)
+    if task:
+        print(task)
     print(f"audit written to {Path(args.run) / 'audit'} (audit.md, audit.json, plots)")
     return 0
 
@@ -562,12 +567,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("audit", help="attack a forget run's model: does the class come back? (RUN/audit/)")
-    p.add_argument("run", help="a run folder written by clipunlearn forget (a class run)")
+    p = sub.add_parser("audit", help="attack a forget run's model: does the class come back? (RUN/audit/)",
+                       description="Attack a forget run's model and say, per attack, whether the class came back "
+                                   "(docs/audit.md). A subgroup run is audited as a class of the subgroup's dataset; "
+                                   "a concept run on the user's photos (or the run's synthetic images), without an "
+                                   "oracle, the attacks that need a train split reported as skipped.")
+    p.add_argument("run", help="a run folder written by clipunlearn forget (a class, subgroup or concept run)")
     p.add_argument("--oracle", default=None, help="weights of the same architecture trained without the class "
-                                                  "(clipunlearn zoo train MODEL --exclude DATASET:CLASS)")
+                                                  "(clipunlearn zoo train MODEL --exclude DATASET:CLASS; a subgroup "
+                                                  "run: DATASET:SUBGROUP; a concept run takes none)")
     p.add_argument("--attacks", default=None, help="comma-separated: prompts,images,probe,prototype,relearning,mia,"
-                                                   "weights,oracle (default: all; oracle only with --oracle)")
+                                                   "weights,oracle (default: all; oracle only with --oracle; on a "
+                                                   "concept run probe, prototype, relearning and mia are skipped)")
     p.add_argument("--relearning", default="held-out",
                    help="the relearning attacks: held-out (the verdict's, default), tuning, full (all 60), or "
                         "attacks separated by ';' ('forget-k5 adam tower lr=1e-05;retain sgd lora lr=0.0001')")

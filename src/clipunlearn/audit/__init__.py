@@ -20,6 +20,7 @@ from ..io import check_output_free, staged_dir
 from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
 from .case import load_case, read_run
 from .relearning import STEPS, Attack, CurveCache, resolve_grid
+from .tasks import CONCEPT, SUBGROUP, also_named_in, coarse_reading, exclude_flags, refuse_oracle
 from .verdict import Thresholds, verdicts
 
 log = logging.getLogger("clipunlearn")
@@ -49,9 +50,10 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
               cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Audit the run in ``run_dir``; write ``out`` (default ``run_dir/audit``) and return audit.json's dict.
 
-    Every input is checked before any compute: the run (a class run whose model file matches its
-    recorded sha256), the oracle's architecture, the attack names and the output folder (never
-    overwritten unless ``overwrite``).
+    Every input is checked before any compute: the run (a class, subgroup or concept run whose model
+    file matches its recorded sha256), the oracle's architecture (a concept run takes none), the attack
+    names and the output folder (never overwritten unless ``overwrite``). An attack that cannot run on
+    the run's task is reported as ``{"skipped": reason}`` with an undefined verdict.
 
     ``relearning``: the relearning grid's attacks, by grid name (``held-out``, the verdict's; ``tuning``;
     ``full``) or as attacks; ``relearn_steps``: the step counts each curve is read at. ``cache_dir``: a
@@ -64,6 +66,7 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
                                "Pass positive step counts, e.g. 5,25,100.")
     grid = resolve_grid(relearning)
     info = read_run(run_dir)
+    refuse_oracle(info.task, oracle, attacks)
     names = resolve_attacks(attacks, oracle is not None)
     target = Path(out) if out is not None else info.run_dir / "audit"
     check_output_free(target, overwrite, "audit folder")
@@ -75,20 +78,21 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     seconds: dict[str, dict[str, float]] = {}
     t_cpu, t_wall = time.process_time(), time.time()
     splits = ["test", "train"] if case.train is not None else ["test"]
-    for model in case.models if any(a not in NO_FEATURES for a in names) else ():
+    for model in case.models if any(a not in NO_FEATURES and a not in case.skipped for a in names) else ():
         for split in splits:  # the image features most attacks share, computed once and timed apart
             case.features(model, split)
     seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
     for name in names:
         t_cpu, t_wall = time.process_time(), time.time()
         log.info("audit: %s ...", name)
-        results[name] = ATTACKS[name](case)
+        results[name] = {"skipped": case.skipped[name]} if name in case.skipped else ATTACKS[name](case)
         seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
         log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
     audit: dict[str, Any] = {
         "run": {"folder": str(info.run_dir), "model": info.model, "pretrained": info.pretrained,
                 "method": info.method, "dataset": info.dataset, "classes": info.classes,
-                "model_sha256_checked": info.hash_checked},
+                "model_sha256_checked": info.hash_checked, "task": info.task},
+        "task": _task_block(case, oracle is not None),
         "oracle": str(oracle) if oracle is not None else None,
         "models": list(case.models),
         "attacks": names,
@@ -105,6 +109,25 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     with staged_dir(target, overwrite) as folder:
         write_audit(folder, audit)
     return audit
+
+
+def _task_block(case, has_oracle: bool) -> dict[str, Any] | None:
+    """What audit.json says about a subgroup or a concept run (None for a class run): a subgroup's
+    setting, what each model calls its test images among the setting's coarse labels (the run's own
+    measure) and the other datasets with a class of its name (an ``--exclude`` oracle left those out
+    too); a concept's names and the images it was audited on."""
+    info = case.run
+    if info.task == SUBGROUP:
+        f = info.facts
+        return {"task": SUBGROUP, "setting": f["setting"], "kind": f["kind"], "dataset": f["dataset"],
+                "subgroups": f["subgroups"], "coarse_label": coarse_reading(case),
+                "oracle_exclude": exclude_flags(f["dataset"], f["subgroups"]),
+                "also_named_in": also_named_in(f["dataset"], f["subgroups"], case.data_root),
+                "with_oracle": has_oracle}
+    if info.task == CONCEPT:
+        return {"task": CONCEPT, "concepts": info.facts["concepts"], **info.facts.get("read", {}),
+                "skipped": dict(case.skipped)}
+    return None
 
 
 __all__ = ["ATTACKS", "Thresholds", "audit_run", "resolve_attacks"]

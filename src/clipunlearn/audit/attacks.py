@@ -99,6 +99,8 @@ def prompts(case: AuditCase) -> dict[str, Any]:
         for c in case.targets:
             cname = case.classnames[c]
             crow = np.flatnonzero(labels == c)
+            if not len(crow):  # a concept run's photos are labelled by its first concept only
+                continue
             for syn in synonyms(cname):
                 w = case.classifier(name).clone()
                 w[c] = _prompt_row(clip, [case.template.format(syn)])
@@ -198,19 +200,22 @@ def images(case: AuditCase) -> dict[str, Any]:
     acc: dict[str, dict[str, float]] = {a: {} for a in pixels}
     retrieval: dict[str, float] = {}
     k = min(RETRIEVAL_K, len(labels) - 1)
+    can_retrieve = len(rows) < len(labels)  # retrieval among the class's images alone finds nothing
     for name, clip in case.models.items():
         w = case.classifier(name)
         for a, px in pixels.items():
             acc[a][name] = _accuracy(_encode(clip, px), w, labels[rows])
-        feats = case.features(name)
-        sim = (feats[rows] @ feats.T).numpy().astype(np.float64)
-        sim[np.arange(len(rows)), rows] = sim.min() - 1.0  # a query never retrieves itself
-        retrieval[name] = precision_at_k(labels[rows], labels, sim, [k])[k]
-    chance = float((np.isin(labels, case.targets).sum() - 1) / (len(labels) - 1))
+        if can_retrieve:
+            feats = case.features(name)
+            sim = (feats[rows] @ feats.T).numpy().astype(np.float64)
+            sim[np.arange(len(rows)), rows] = sim.min() - 1.0  # a query never retrieves itself
+            retrieval[name] = precision_at_k(labels[rows], labels, sim, [k])[k]
+    chance = float((np.isin(labels, case.targets).sum() - 1) / (len(labels) - 1)) if can_retrieve else None
     best = max(AUGMENTATIONS, key=lambda a: acc[a]["forgotten"])
     return {"augmentations": list(AUGMENTATIONS), "accuracy": acc, "before": acc["clean"]["original"],
             "best_after": {"augmentation": best, "accuracy": acc[best]}, "n_images": int(len(rows)),
-            "seed": case.seed, "retrieval": {"k": k, "precision": retrieval, "chance": chance}}
+            "seed": case.seed,
+            "retrieval": {"k": k, "precision": retrieval, "chance": chance} if can_retrieve else None}
 
 
 def probe(case: AuditCase) -> dict[str, Any]:
@@ -352,25 +357,27 @@ def weights(case: AuditCase) -> dict[str, Any]:
     others = np.flatnonzero(~case.is_target("test"))
     gen = np.random.default_rng(case.seed)
     others = np.sort(gen.choice(others, min(PATH_OTHERS, len(others)), replace=False))
-    px = {"target": _load_pixels(case, "test", target_rows.tolist()),
-          "others": _load_pixels(case, "test", others.tolist())}
-    ys = {"target": labels[target_rows], "others": labels[others]}
+    parts = {part: rows for part, rows in (("target", target_rows), ("others", others)) if len(rows)}
+    px = {part: _load_pixels(case, "test", rows.tolist()) for part, rows in parts.items()}
+    ys = {part: labels[rows] for part, rows in parts.items()}
     path: dict[str, list[float]] = {"loss_target": [], "loss_others": [], "acc_target": [], "acc_others": []}
+    barrier: float | None = None  # no other test image (a concept run without retain photos): no barrier
     if touched:
         probe = dataclasses.replace(case.models["original"], model=copy.deepcopy(original))
         for alpha in PATH_ALPHAS:
             mixed = {n: (a[n] + alpha * (b[n] - a[n]) if n in touched else a[n]) for n in a}
             probe.model.load_state_dict(mixed)
             w = zero_shot_classifier(probe, case.classnames, [case.template]).float().cpu()
-            for part in ("target", "others"):
+            for part in px:
                 logits = LOGIT_SCALE * _encode(probe, px[part]) @ w.T
                 y = torch.as_tensor(ys[part], dtype=torch.long)
                 path[f"loss_{part}"].append(float(F.cross_entropy(logits, y)))
                 path[f"acc_{part}"].append(float((logits.argmax(1) == y).float().mean()))
-        ends = np.asarray(path["loss_others"])
-        line = ends[0] + (ends[-1] - ends[0]) * np.asarray(PATH_ALPHAS)
-        barrier = float((ends - line).max())
-    else:
+        if "others" in px:
+            ends = np.asarray(path["loss_others"])
+            line = ends[0] + (ends[-1] - ends[0]) * np.asarray(PATH_ALPHAS)
+            barrier = float((ends - line).max())
+    elif "others" in px:
         barrier = 0.0
     return {"touched": len(touched), "touched_tensors": touched[:50], "l2": distance,
             "relative_l2": float(distance / np.sqrt(norm)) if norm > 0 else 0.0,
@@ -455,10 +462,14 @@ def oracle(case: AuditCase) -> dict[str, Any]:
 def _oracle_datasets(case: AuditCase) -> dict[str, Any]:
     """Top-1 on each of the run's other datasets (each with its own templates, the run's protocol):
     original and forgotten as the run measured them (results.json), the oracle measured here."""
-    from ..data import load_image_set
+    from ..data import dataset_names, load_image_set
 
     out: dict[str, Any] = {}
+    known = set(dataset_names())
     for name, ba in (case.run.raw.get("datasets") or {}).items():
+        if name not in known:  # a subgroup run's measured-only columns are groups of subgroups
+            out[name] = {"skipped": "a column of the subgroup setting, not a dataset"}
+            continue
         try:
             images = load_image_set(name, case.data_root, "test")
         except DataError as e:

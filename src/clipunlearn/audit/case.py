@@ -1,8 +1,11 @@
-"""What an audit works on: a class run folder checked and read, its original, forgotten and (optionally)
+"""What an audit works on: a run folder checked and read, its original, forgotten and (optionally)
 oracle models loaded, the dataset's splits, and the image features of each model, computed once.
 
-Every check runs before any model is loaded: a folder that is not a run, a concept or subgroup run, a
-missing or changed model file (sha256 against results.json), an oracle of another architecture.
+A class run is read as it is; a subgroup run as a class run of the subgroup's source dataset, and a
+concept run on the user's photos (or the run's synthetic images), with the attacks that need a train
+split skipped (:mod:`.tasks`). Every check runs before any model is loaded: a folder that is not a
+run, a style subgroup run, a missing or changed model file (sha256 against results.json), an oracle
+of another architecture, an oracle for a concept run.
 """
 from __future__ import annotations
 
@@ -21,9 +24,20 @@ from ..models import Clip, load_clip
 from ..runs.results import read_results
 from ..runs.spec import file_hash
 from .relearning import HELD_OUT, STEPS, Attack, CurveCache
+from .tasks import (
+    CLASS,
+    CONCEPT,
+    SUBGROUP,
+    concept_facts,
+    concept_images,
+    concept_skips,
+    exclude_flags,
+    label_retain,
+    refuse_oracle,
+    run_task,
+    subgroup_facts,
+)
 
-#: the tasks of results.json an audit cannot read yet (their targets are not classes of a dataset)
-UNSUPPORTED_TASKS = ("concept", "subgroup")
 MODEL_FILE = "model.safetensors"
 
 
@@ -42,18 +56,28 @@ class RunInfo:
     model_file: Path
     hash_checked: bool
     raw: dict[str, Any] = field(repr=False)
+    task: str = "class"  # "class", "subgroup" or "concept" (results.json's task)
+    facts: dict[str, Any] = field(default_factory=dict)  # the task's own facts (:mod:`.tasks`)
 
 
 def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
-    """Check ``run_dir`` is a class run whose model file is the one it wrote; one-line errors otherwise."""
+    """Check ``run_dir`` is a run whose model file is the one it wrote; one-line errors otherwise. A
+    subgroup run reads as its subgroups' source dataset and classes (:func:`.tasks.subgroup_facts`)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ClipUnlearnError(f"{str(run)!r} is not a folder. Pass a run folder written by `clipunlearn forget`.")
     r = read_results(run)
-    task = r.raw.get("task")
-    if task in UNSUPPORTED_TASKS:
-        raise ClipUnlearnError(f"{str(run)!r} is a {task} run; the audit reads class runs only for now "
-                               "(`clipunlearn forget --dataset D --classes C`). Audit a class run.")
+    task = run_task(r.raw)
+    facts: dict[str, Any] = {}
+    dataset, classes = r.dataset, list(r.classes)
+    if task == SUBGROUP:
+        facts = subgroup_facts(r.raw, run)
+        dataset, classes = facts["dataset"], facts["subgroups"]
+    elif task == CONCEPT:
+        facts = concept_facts(r.raw, run)
+    elif task != CLASS:
+        raise ClipUnlearnError(f"{str(run)!r} is a {task!r} run, which this clipunlearn cannot audit (it reads class, "
+                               "subgroup and concept runs). Upgrade clipunlearn.")
     settings = r.raw.get("settings")
     if not isinstance(settings, dict) or "model" not in settings:
         raise ClipUnlearnError(f"{str(run / 'results.json')!r} has no 'settings' with the model: it was not written "
@@ -67,17 +91,19 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
         raise ClipUnlearnError(f"{str(model_file)!r} has changed since the run wrote it (sha256 {file_hash(model_file)}, "
                                f"results.json says {recorded}). Restore the run's model file, or re-run the forget command.")
     return RunInfo(run, settings["model"], settings.get("pretrained", "default"), settings.get("weights"),
-                   r.dataset, list(r.classes), r.method, settings.get("data_root"), model_file,
-                   recorded is not None, r.raw)
+                   dataset, classes, r.method, settings.get("data_root"), model_file,
+                   recorded is not None, r.raw, task, facts)
 
 
-def check_oracle(oracle: str | os.PathLike[str], model: str, reference: dict[str, torch.Tensor]) -> None:
+def check_oracle(oracle: str | os.PathLike[str], model: str, reference: dict[str, torch.Tensor],
+                 exclude: str = "--exclude DATASET:CLASS") -> None:
     """An oracle file must exist and hold the run's architecture: by the arch in its safetensors
-    metadata (written by :meth:`Clip.save`), else by the names and shapes of its tensors."""
+    metadata (written by :meth:`Clip.save`), else by the names and shapes of its tensors. ``exclude``:
+    the ``zoo train`` flags the fix names."""
     from ..models.factory import META_ARCH, read_checkpoint
 
     path = Path(oracle)
-    fix = (f"Pass an oracle of {model}, e.g. trained with `clipunlearn zoo train {model} --exclude DATASET:CLASS "
+    fix = (f"Pass an oracle of {model}, e.g. trained with `clipunlearn zoo train {model} {exclude} "
            "--out oracle.safetensors`.")
     if not path.is_file():
         raise ClipUnlearnError(f"The oracle file {str(path)!r} does not exist. {fix}")
@@ -107,6 +133,10 @@ class AuditCase:
     relearn_steps: tuple[int, ...] = STEPS
     data_root: str | None = None
     curve_cache: CurveCache = field(default_factory=lambda: CurveCache(None))
+    #: the task's templates, the run's first (empty: the test split's, a dataset's own)
+    templates: tuple[str, ...] = ()
+    #: attack name -> why it cannot run on this case (its result is ``{"skipped": reason}``)
+    skipped: dict[str, str] = field(default_factory=dict)
     _evaluators: dict[str, Evaluator] = field(default_factory=dict, repr=False)
     _classifiers: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict, repr=False)
     _features: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
@@ -118,8 +148,9 @@ class AuditCase:
 
     @property
     def template(self) -> str:
-        """The template the run forgot with (the dataset's first)."""
-        return self.test.templates[0]
+        """The template the run forgot with (a class or subgroup run: the dataset's first; a concept run:
+        its vocabulary's forget template)."""
+        return (self.templates or self.test.templates)[0]
 
     def target_names(self) -> list[str]:
         return [self.classnames[c] for c in self.targets]
@@ -171,8 +202,18 @@ class AuditCase:
 def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: str | None, need_train: bool,
               seed: int = 0, relearn_grid: tuple[Attack, ...] = HELD_OUT, relearn_steps: tuple[int, ...] = STEPS,
               curve_cache: CurveCache | None = None) -> AuditCase:
-    """Read the dataset's splits and load the three models (the oracle checked before it is loaded)."""
+    """Read the dataset's splits (a concept run: its images, :func:`.tasks.concept_images`) and load the
+    three models (the oracle checked before it is loaded)."""
     root = data_root or info.data_root
+    if info.task == CONCEPT:
+        refuse_oracle(info.task, oracle, None)
+        images = concept_images(info.run_dir, info.facts, root)
+        info.facts["read"] = images.about
+        case = AuditCase(info, _load_models(info, None), images.test, None, images.targets, seed, tuple(relearn_grid),
+                         tuple(relearn_steps), root, curve_cache or CurveCache(None), images.templates,
+                         concept_skips(images.about))
+        label_retain(case, images.retain_rows)
+        return case
     test = load_image_set(info.dataset, root, "test")
     targets = test.class_indices(info.classes)
     train = None
@@ -182,15 +223,21 @@ def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: s
         except DataError as e:
             raise DataError(f"The audit's probe, relearning and membership attacks need the train split of "
                             f"{info.dataset}: {e} Or leave them out with --attacks prompts,images.") from None
+    return AuditCase(info, _load_models(info, oracle), test, train, targets, seed, tuple(relearn_grid),
+                     tuple(relearn_steps), root, curve_cache or CurveCache(None))
+
+
+def _load_models(info: RunInfo, oracle: str | os.PathLike[str] | None) -> dict[str, Clip]:
+    """The original and forgotten models and, when given, the oracle (checked before it is loaded)."""
     original = load_clip(info.model, info.pretrained, info.weights)
     models = {"original": original}
     if oracle is not None:
-        check_oracle(oracle, info.model, original.model.state_dict())
+        exclude = exclude_flags(info.dataset, info.classes) if info.task == SUBGROUP else "--exclude DATASET:CLASS"
+        check_oracle(oracle, info.model, original.model.state_dict(), exclude)
     models["forgotten"] = load_clip(info.model, info.pretrained, info.model_file)
     if oracle is not None:
         models["oracle"] = load_clip(info.model, "none", oracle)
-    return AuditCase(info, models, test, train, targets, seed, tuple(relearn_grid), tuple(relearn_steps), root,
-                     curve_cache or CurveCache(None))
+    return models
 
 
-__all__ = ["AuditCase", "RunInfo", "UNSUPPORTED_TASKS", "check_oracle", "load_case", "read_run"]
+__all__ = ["AuditCase", "RunInfo", "check_oracle", "load_case", "read_run"]

@@ -23,15 +23,49 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return out + [""]
 
 
+def _ran(results: dict[str, Any]) -> dict[str, Any]:
+    """The attacks that ran (the membership attack's section says itself why it was skipped)."""
+    return {k: v for k, v in results.items() if "skipped" not in v or k == "mia"}
+
+
+def describe_task(audit: dict[str, Any]) -> str | None:
+    """One sentence on what a subgroup or concept run was audited as (None for a class run)."""
+    t = audit.get("task")
+    if not t:
+        return None
+    if t["task"] == "subgroup":
+        c = t["coarse_label"]
+        called = ", ".join(f"{m} {_fmt(a)}" for m, a in c["accuracy"].items())
+        elsewhere = "; ".join(f"{d}: {', '.join(n)}" for d, n in t["also_named_in"].items())
+        return (f"Subgroup run ({t['setting']}): {', '.join(t['subgroups'])} audited as a class of {t['dataset']} "
+                f"(its test images among {t['dataset']}'s classes). What the run judges, the share of those "
+                f"{c['n_images']} images called {' or '.join(repr(x) for x in c['coarse_labels'])} among the setting's "
+                f"{len(c['vocabulary'])} labels: {called} (results.json: before {_fmt(c['run']['before'])}, after "
+                f"{_fmt(c['run']['after'])}). Its oracle: "
+                f"`clipunlearn zoo train {audit['run']['model']} {t['oracle_exclude']}`"
+                + (f", which also leaves out the same name in {elsewhere}." if elsewhere else "."))
+    images = {"photos": "the user's {} photos of it", "synthetic": "the {} synthetic images the run forgot with"}
+    seen = " (the method trained on them)" if t.get("seen_by_method") else ""
+    return (f"Concept run: {', '.join(repr(c) for c in t['concepts'])} among {t['names']} names (vocabulary "
+            f"{t['vocabulary']}, template {t['template']!r}), audited on "
+            + (images[t["images"]].format(t["n_images"]) + seen if t.get("images") else "no image of the concept")
+            + (f" and {t['retain_images']} retain photos labelled by the original's top-1"
+               if t["retain_images"] else "")
+            + f"; no oracle. Skipped: {', '.join(t['skipped'])} (`docs/audit.md`).")
+
+
 def render_markdown(audit: dict[str, Any]) -> str:
     """audit.md: the verdict lines first, then each attack's table, models side by side."""
     models = audit["models"]
-    r = audit["results"]
+    r = _ran(audit["results"])
     lines = [f"# Audit of {audit['run']['method']} on {audit['run']['dataset']}: {', '.join(audit['run']['classes'])}", ""]
     lines += [f"- **{v['attack']}**: {v['verdict']} — {v['figure']} (threshold: {v['threshold']})"
               for v in audit["verdict"]]
     lines += ["", f"Run `{audit['run']['folder']}`, model {audit['run']['model']}; models: {', '.join(models)}"
               + (f" (oracle `{audit['oracle']}`)" if audit.get("oracle") else "") + ". Thresholds: `docs/audit.md`.", ""]
+    task = describe_task(audit)
+    if task:
+        lines += [task, ""]
     if "prompts" in r:
         lines += ["## Prompts", "Accuracy on the forgotten class's test images, classified among the dataset's "
                   "classes; each prompt replaces the class's name, the other classes keep the run's template.", ""]
@@ -40,11 +74,13 @@ def render_markdown(audit: dict[str, Any]) -> str:
                          for f in r["prompts"]["families"]])
     if "images" in r:
         im = r["images"]
+        rt = im["retrieval"]
         lines += ["## Images", f"Accuracy on the {im['n_images']} test images of the class, augmented (seed {im['seed']}); "
-                  f"retrieval: image-from-image precision@{im['retrieval']['k']} among all test images "
-                  f"(chance {im['retrieval']['chance']:.3f}).", ""]
+                  + (f"retrieval: image-from-image precision@{rt['k']} among all test images "
+                     f"(chance {rt['chance']:.3f})." if rt else "no retrieval: every test image is of the class."), ""]
         rows = [[a, *(im["accuracy"][a][m] for m in models)] for a in ["clean", *im["augmentations"]]]
-        rows.append([f"retrieval P@{im['retrieval']['k']}", *(im["retrieval"]["precision"][m] for m in models)])
+        if rt:
+            rows.append([f"retrieval P@{rt['k']}", *(rt["precision"][m] for m in models)])
         lines += _table(["images", *models], rows)
     if "probe" in r:
         p = r["probe"]
@@ -100,11 +136,11 @@ def render_markdown(audit: dict[str, Any]) -> str:
                   f"{w['l2']:.4g} ({w['relative_l2']:.3%} of their norm; per tower: "
                   + ", ".join(f"{t} {v:.4g}" for t, v in w["l2_per_tower"].items()) + "). Zero-shot loss and accuracy on "
                   f"the straight line from the original's weights (0) to the forgotten model's (1), on the class's test "
-                  f"images and {pa['n_others']} others; loss barrier on the others {w['barrier_others']:.4f}.", ""]
-        if pa["loss_target"]:
+                  f"images and {pa['n_others']} others; loss barrier on the others {_fmt(w['barrier_others'])}.", ""]
+        keys = ("loss_target", "acc_target", "loss_others", "acc_others")
+        if any(pa[k] for k in keys):
             lines += _table(["α", "loss (class)", "accuracy (class)", "loss (others)", "accuracy (others)"],
-                            [[a, pa["loss_target"][i], pa["acc_target"][i], pa["loss_others"][i], pa["acc_others"][i]]
-                             for i, a in enumerate(pa["alphas"])])
+                            [[a, *(pa[k][i] if pa[k] else None for k in keys)] for i, a in enumerate(pa["alphas"])])
     if "oracle" in r:
         o = r["oracle"]
         lines += ["## Distance to the oracle", f"Mean |accuracy gap| forgotten − oracle over classes: "
@@ -122,6 +158,9 @@ def render_markdown(audit: dict[str, Any]) -> str:
         lines += _table(["class", *models, "gap"],
                         [[c + (" (forgotten)" if v["target"] else ""), *(v[m] for m in models), v["gap"]]
                          for c, v in o["per_class"].items()])
+    skipped = {k: v["skipped"] for k, v in audit["results"].items() if k not in r}
+    if skipped:
+        lines += ["## Attacks that could not run", *[f"- {k}: {why}" for k, why in skipped.items()], ""]
     if audit.get("plots"):
         lines += ["## Plots", *[f"![{p}]({p})" for p in audit["plots"]], ""]
     lines += ["## Seconds per attack", ""]
@@ -136,7 +175,7 @@ def write_plots(folder: Path, audit: dict[str, Any]) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r, models, written = audit["results"], audit["models"], []
+    r, models, written = _ran(audit["results"]), audit["models"], []
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
@@ -200,4 +239,4 @@ def write_audit(folder: Path, audit: dict[str, Any]) -> None:
     write_text(folder / "audit.md", render_markdown(audit))
 
 
-__all__ = ["PLOTS", "render_markdown", "write_audit", "write_plots"]
+__all__ = ["PLOTS", "describe_task", "render_markdown", "write_audit", "write_plots"]

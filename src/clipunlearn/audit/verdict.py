@@ -2,7 +2,8 @@
 
 Every threshold is a field of :class:`Thresholds` (``docs/audit.md`` explains each). A verdict is
 ``recovered`` (the attack found the class), ``did not recover``, or ``undefined`` (the original model
-never recognised the class, so there is nothing to recover), with the figure and the threshold used.
+never recognised the class, so there is nothing to recover, or the attack could not run on the run's
+task: its result is ``{"skipped": reason}``), with the figure and the threshold used.
 The membership attack, judged on an interval from its sample sizes, says ``no evidence`` instead of
 ``did not recover`` when the interval covers its reference: a noisy attack that finds nothing has not
 shown the class gone. The oracle comparison gives two lines, ``oracle (class)`` (did the class's outputs
@@ -73,8 +74,21 @@ def _share(attack: str, after: float, before: float, share: float, what: str, st
     return _line(attack, RECOVERED if hit else NOT_RECOVERED, f"{after:.3f} vs before {before:.3f}", rule)
 
 
+#: the order of the verdict lines: the attacks' (:data:`.attacks.ATTACKS`)
+ORDER = ("prompts", "images", "probe", "prototype", "relearning", "mia", "weights", "oracle")
+
+
 def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
-    """One verdict line per attack in ``results`` (attack name -> its result dict)."""
+    """One verdict line per attack in ``results`` (attack name -> its result dict); an attack that could
+    not run (``{"skipped": reason}``) is undefined, with the reason."""
+    skipped = [_line(name, UNDEFINED, "skipped", r["skipped"]) for name, r in results.items() if "skipped" in r]
+    lines = _judge({name: r for name, r in results.items() if "skipped" not in r}, th) + skipped
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(lines, key=lambda v: rank.get(v["attack"].partition(" ")[0], len(ORDER)))  # stable
+
+
+def _judge(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    """The verdict lines of the attacks that ran."""
     lines = []
     if "prompts" in results:
         r = results["prompts"]
@@ -92,9 +106,9 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
         best = r["best_after"]
         line = _share("images", best["accuracy"]["forgotten"], r["before"], th.images_share,
                       "best augmented accuracy after")
-        line["figure"] += f" ({best['augmentation']}; retrieval P@{r['retrieval']['k']} " \
-                          f"{r['retrieval']['precision']['forgotten']:.3f} vs before " \
-                          f"{r['retrieval']['precision']['original']:.3f})"
+        rt = r["retrieval"]
+        line["figure"] += (f" ({best['augmentation']}; retrieval P@{rt['k']} {rt['precision']['forgotten']:.3f} vs "
+                           f"before {rt['precision']['original']:.3f})" if rt else f" ({best['augmentation']})")
         lines.append(line)
     if "probe" in results:
         auc = results["probe"]["auc"]
@@ -148,9 +162,10 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
         lines.append(_mia(results["mia"]))
     if "weights" in results:
         w = results["weights"]
+        barrier = "no other images" if w["barrier_others"] is None else f"{w['barrier_others']:.4f}"
         lines.append(_line("weights", "moved" if w["touched"] else "unchanged",
                            f"{w['touched']} tensors changed, L2 {w['l2']:.4g} ({w['relative_l2']:.3%} of their norm), "
-                           f"loss barrier {w['barrier_others']:.4f}", "reported, not judged"))
+                           f"loss barrier {barrier}", "reported, not judged"))
     if "oracle" in results:
         lines += _oracle(results["oracle"]["kl_to_oracle"], th)
     return lines
@@ -177,8 +192,6 @@ def _mia(r: dict[str, Any]) -> dict[str, str]:
     with an oracle, the interval of AUC(forgotten) − AUC(oracle) above 0 (membership signal beyond what a
     model that never trained on the class shows); without one, the interval of AUC(forgotten) above 0.5.
     An AUC below the reference is never recovery; an interval that covers it is no evidence either way."""
-    if "skipped" in r:
-        return _line("mia", UNDEFINED, "skipped", r["skipped"])
     auc, iv, boot = r["threshold_auc"], r["threshold_auc_interval"], r["bootstrap"]
     how = (f"{boot['level']:.0%} bootstrap interval ({boot['resamples']} resamples of {r['n_members']} members and "
            f"{r['n_non_members']} non-members, seed {boot['seed']})")
@@ -222,4 +235,4 @@ def _oracle(kl: dict[str, dict[str, float | None]], th: Thresholds) -> list[dict
 
 
 __all__ = ["DRIFTED", "KEPT", "MOVED", "NOT_MOVED", "NOT_RECOVERED", "NO_EVIDENCE", "ORACLE_CLASS", "ORACLE_REST",
-           "RECOVERED", "UNDEFINED", "Thresholds", "format_interval", "verdicts"]
+           "ORDER", "RECOVERED", "UNDEFINED", "Thresholds", "format_interval", "verdicts"]

@@ -130,7 +130,7 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
 
 def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
     """The figures an audit's verdicts read, one column per attack and model (``audit ...``)."""
-    r, models = audit["results"], audit["models"]
+    r, models = {k: v for k, v in audit["results"].items() if "skipped" not in v or k == "mia"}, audit["models"]
     th = audit.get("thresholds", {})
     row: dict[str, Any] = {}
     if "prompts" in r:
