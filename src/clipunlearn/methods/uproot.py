@@ -32,7 +32,7 @@ import torch
 
 from ..evaluation.zeroshot import image_scores, zero_shot_classifier
 from ..training import Loop, OptimConfig, RetainAnchor, Stage, Trace, run_loop, tower_tensors
-from ..training.adversary import SimulatedRelearning, scatter_loss
+from ..training.adversary import NameEraser, SimulatedRelearning, scatter_loss
 from .base import Method, register_method
 from .context import ForgetContext
 
@@ -56,6 +56,11 @@ class UprootConfig:
     attack_lr: float = 1e-5  # the audit's tuning attack: Adam on the image tower at 1e-5
     attack_images: int = 5  # k images of the class the simulated attacker has (the tuning attacks' k)
     attack_weight: float = 1.0
+    image_tower: bool = True  # False: only the text side changes (the scatter and attack terms are off)
+    text_tower: bool = False  # the text side trains to move the class's name away (``text_weight``)
+    text_tensors: str = "token_embedding"  # which text tensors: "token_embedding" (the words' rows) or "all"
+    text_weight: float = 1.0  # weight of the text term: the name's prompt embedding -> an unknown word's
+    text_keep_weight: float = 10.0  # weight of keeping every other name's prompt embedding where it was
 
 
 @register_method
@@ -81,14 +86,23 @@ class Uproot(Method):
         if cfg.retain_weight > 0:
             kept = ctx.synthetic_retain(max_classes=cfg.retain_classes, vocabulary=cfg.retain_vocabulary,
                                         steps=cfg.retain_steps)
-            retain = RetainAnchor(clip, kept.images, kept.classnames, ctx.request.template)
             classnames += [c for c in kept.classnames if c not in classnames]
+            # the forgotten names are among the anchor's classes: a name moved on the text side must not
+            # start to attract the images of other classes (the original gave them almost no probability)
+            retain = RetainAnchor(clip, kept.images, classnames, ctx.request.template)
             trace.info["retain_images"] = len(kept)
-        with torch.no_grad():  # the text tower does not train: the class weights are fixed
+        with torch.no_grad():  # the class weights the image terms aim at: the original's, fixed
             text = zero_shot_classifier(clip, classnames, [ctx.request.template]).to(clip.device)
-        towers = tower_tensors(clip.model, cfg.eligibility, image=True, text=False)
+        towers = tower_tensors(clip.model, cfg.eligibility, image=cfg.image_tower, text=cfg.text_tower)
         if cfg.head_only:
-            towers = {"image": [n for n in towers["image"] if n.startswith(HEAD)], "text": []}
+            towers["image"] = [n for n in towers["image"] if n.startswith(HEAD)]
+        if cfg.text_tensors == "token_embedding":
+            towers["text"] = [n for n in towers["text"] if n == "token_embedding.weight"]
+        rename = (NameEraser(clip, list(forget.classnames), [c for c in classnames if c not in forget.classnames],
+                             ctx.request.template, ctx.generator(1))
+                  if cfg.text_tower else None)
+        if rename is not None:
+            trace.info["unknown_words"] = rename.words
         pixels = forget.images.to(clip.device)
         labels = forget.labels.to(clip.device)
         attack = (SimulatedRelearning(cfg.attack_steps, cfg.attack_lr, cfg.attack_images)
@@ -100,14 +114,19 @@ class Uproot(Method):
 
         def step(stage: Stage, epoch: int, _: int):
             metrics: dict[str, float] = {}
-            loss: torch.Tensor | None = None
-            if attack is not None:
-                term, m = attack.surrogate(clip, pixels, labels, text, lambda: forget_term()[0], gen)
+            loss = torch.zeros((), device=clip.device)
+            if cfg.image_tower:
+                if attack is not None:
+                    term, m = attack.surrogate(clip, pixels, labels, text, lambda: forget_term()[0], gen)
+                    metrics.update(m)
+                    loss = loss + cfg.attack_weight * term
+                scatter, m = forget_term()
                 metrics.update(m)
-                loss = cfg.attack_weight * term
-            scatter, m = forget_term()
-            metrics.update(m)
-            loss = scatter if loss is None else loss + scatter
+                loss = loss + scatter
+            if rename is not None:
+                moved, kept_names = rename.losses(clip)
+                metrics.update(name_moved=float(moved.detach()), names_kept=float(kept_names.detach()))
+                loss = loss + cfg.text_weight * moved + cfg.text_keep_weight * kept_names
             if retain is not None:
                 kl = retain.kl(clip)
                 metrics["retain_kl"] = float(kl.detach())

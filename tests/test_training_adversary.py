@@ -1,0 +1,77 @@
+"""training.adversary: the scatter loss, the first-order simulated relearning attack and the name eraser,
+each against a computation that does not go through the code under test, on a tiny linear 'image tower'."""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipunlearn.errors import TrainingError
+from clipunlearn.evaluation.zeroshot import LOGIT_SCALE
+from clipunlearn.training.adversary import SimulatedRelearning, scatter_loss
+
+
+class TinyClip(SimpleNamespace):
+    """A linear map from 4 'pixels' to a 3-d feature, as much of a Clip as the adversary uses."""
+
+    def encode_image(self, x, normalize=True):
+        f = self.model(x)
+        return F.normalize(f, dim=-1) if normalize else f
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    return TinyClip(model=torch.nn.Linear(4, 3, bias=False))
+
+
+def test_scatter_loss_by_hand():
+    clip = _tiny()
+    x = torch.randn(3, 4)
+    text = F.normalize(torch.randn(2, 3), dim=-1)
+    y = torch.tensor([0, 0, 0])
+    loss, parts = scatter_loss(clip, x, y, text, spread=0.5)
+    f = F.normalize(x @ clip.model.weight.T, dim=-1)
+    p = F.softmax(LOGIT_SCALE * f @ text.T, dim=1)[:, 0]
+    pairs = [float(f[i] @ f[j]) for i in range(3) for j in range(3) if i != j]
+    expected = float(-torch.log(1 - p).mean()) + 0.5 * sum(pairs) / len(pairs)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert parts["forget_prob"] == pytest.approx(float(p.mean()), rel=1e-5)
+
+
+def test_simulated_relearning_puts_the_weights_back_and_returns_the_post_attack_gradient():
+    clip = _tiny()
+    x, y = torch.randn(6, 4), torch.zeros(6, dtype=torch.long)
+    text = F.normalize(torch.randn(2, 3), dim=-1)
+    before = clip.model.weight.detach().clone()
+    attack = SimulatedRelearning(steps=2, lr=0.05, images=6)
+
+    def after():
+        return scatter_loss(clip, x, y, text)[0]
+
+    term, info = attack.surrogate(clip, x, y, text, after, torch.Generator().manual_seed(0))
+    assert torch.equal(clip.model.weight, before)  # the attack's steps are undone
+    assert float(term) == 0.0  # its value adds nothing to the logged loss
+    term.backward()
+    # independently: two Adam steps of the cross-entropy toward class 0 on a copy, then the gradient there
+    ref = copy.deepcopy(clip.model)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.05)
+    for _ in range(2):
+        loss = F.cross_entropy(LOGIT_SCALE * F.normalize(ref(x), dim=-1) @ text.T, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    post = scatter_loss(TinyClip(model=ref), x, y, text)[0]
+    (grad,) = torch.autograd.grad(post, [ref.weight])
+    assert torch.allclose(clip.model.weight.grad, grad, atol=1e-6)
+    assert info["after_attack"] == pytest.approx(float(post), rel=1e-5)
+    assert not torch.equal(ref.weight, before)
+
+
+@pytest.mark.parametrize("kw", [dict(steps=0, lr=1e-5, images=5), dict(steps=1, lr=0.0, images=5),
+                                dict(steps=1, lr=1e-5, images=0)])
+def test_simulated_relearning_refuses_bad_settings(kw):
+    with pytest.raises(TrainingError):
+        SimulatedRelearning(**kw)
