@@ -75,3 +75,51 @@ def test_simulated_relearning_puts_the_weights_back_and_returns_the_post_attack_
 def test_simulated_relearning_refuses_bad_settings(kw):
     with pytest.raises(TrainingError):
         SimulatedRelearning(**kw)
+
+
+# --- training.names: the text side ----------------------------------------------------------------
+
+def test_reset_name_tokens_redraws_only_the_pieces_no_kept_name_uses(mini_rn_random):
+    from clipunlearn.training.names import _pieces, reset_name_tokens
+
+    clip = copy.deepcopy(mini_rn_random)
+    before = clip.model.token_embedding.weight.detach().clone()
+    ids = reset_name_tokens(clip, ["tree mallow"], ["tree", "yellow"], torch.Generator().manual_seed(0))
+    tree = _pieces(clip, ["tree"])
+    assert ids and not set(ids) & tree  # "tree" is kept: only the name's other pieces are redrawn
+    assert set(ids) == _pieces(clip, ["tree mallow"]) - _pieces(clip, ["tree", "yellow"])
+    after = clip.model.token_embedding.weight.detach()
+    changed = sorted(int(i) for i in torch.nonzero((after != before).any(1)).flatten())
+    assert changed == ids
+    again = copy.deepcopy(mini_rn_random)
+    reset_name_tokens(again, ["tree mallow"], ["tree", "yellow"], torch.Generator().manual_seed(0))
+    assert torch.equal(again.model.token_embedding.weight, after)  # seeded
+    assert reset_name_tokens(copy.deepcopy(mini_rn_random), ["tree"], ["tree"], torch.Generator()) == []
+
+
+def test_generic_images_are_seeded_images_in_range():
+    from clipunlearn.training.names import generic_images
+
+    a = generic_images(4, 32, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 3, 32, 32) and float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.equal(a, generic_images(4, 32, torch.Generator().manual_seed(1)))
+
+
+def test_the_name_eraser_aims_at_the_least_found_unknown_word(mini_rn_random):
+    from clipunlearn.training.names import NameEraser, generic_images
+
+    clip = mini_rn_random
+    noise = generic_images(8, clip.image_size, torch.Generator().manual_seed(2))
+    eraser = NameEraser(clip, ["minaret"], ["car", "tree"], "a photo of a {}.", torch.Generator().manual_seed(0), noise,
+                        candidates=5)
+    # independently: the same five seeded words, scored by their mean cosine with the noise images' features
+    gen = torch.Generator().manual_seed(0)
+    words = ["".join("abcdefghijklmnopqrstuvwxyz"[int(i)] for i in torch.randint(0, 26, (7,), generator=gen))
+             for _ in range(5)]
+    with torch.no_grad():
+        f = clip.encode_image(noise, normalize=True)
+        t = F.normalize(clip.model.encode_text(clip.tokenize([f"a photo of a {w}." for w in words])), dim=-1)
+    assert eraser.words["minaret"] == words[int((f @ t.T).mean(0).argmin())]
+    moved, kept = eraser.losses(clip)
+    assert float(kept) == pytest.approx(0.0, abs=1e-6)  # nothing has trained yet: every kept name is in place
+    assert 0 < float(moved) <= 2

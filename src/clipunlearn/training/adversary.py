@@ -89,40 +89,4 @@ class SimulatedRelearning:
         return term, {"after_attack": float(post.detach())}
 
 
-class NameEraser:
-    """The text side of forgetting a name: its prompts should embed as the original model embeds a word
-    it never learnt (a seeded string of random letters as long as the name), while every other name's
-    prompts keep their embeddings. A model that never saw the class knows its name no better than any
-    unknown word; the relearning attacks then have nothing to align the class's images with but an
-    arbitrary direction, as they have for that model.
-
-    ``losses(clip)`` -> (mean 1 − cos(prompt of the name, the unknown word's original embedding),
-    mean 1 − cos(prompt of each kept name, its original embedding)), over ``templates``."""
-
-    TEMPLATES = ("{}", "a photo of a {}.")
-
-    def __init__(self, clip: Clip, names: list[str], kept: list[str], template: str, gen: torch.Generator):
-        import string
-
-        letters = string.ascii_lowercase
-        self.words = {n: "".join(letters[int(i)] for i in torch.randint(0, 26, (max(4, len(n)),), generator=gen))
-                      for n in names}
-        self.templates = tuple(dict.fromkeys((template, *self.TEMPLATES)))
-        self.forget_tokens = clip.tokenize([t.format(n) for n in names for t in self.templates])
-        self.kept_tokens = clip.tokenize([t.format(n) for n in kept for t in self.templates]) if kept else None
-        with torch.no_grad():
-            self.target = F.normalize(clip.model.encode_text(
-                clip.tokenize([t.format(self.words[n]) for n in names for t in self.templates])), dim=-1)
-            self.kept_ref = (F.normalize(clip.model.encode_text(self.kept_tokens), dim=-1)
-                             if self.kept_tokens is not None else None)
-
-    def losses(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
-        now = F.normalize(clip.model.encode_text(self.forget_tokens), dim=-1)
-        moved = (1 - (now * self.target).sum(-1)).mean()
-        if self.kept_tokens is None:
-            return moved, moved.new_zeros(())
-        kept = F.normalize(clip.model.encode_text(self.kept_tokens), dim=-1)
-        return moved, (1 - (kept * self.kept_ref).sum(-1)).mean()
-
-
-__all__ = ["NameEraser", "SimulatedRelearning", "scatter_loss", "zero_shot_probs"]
+__all__ = ["SimulatedRelearning", "scatter_loss", "zero_shot_probs"]
