@@ -345,7 +345,7 @@ def cmd_audit(args) -> int:
                       overwrite=args.overwrite, seed=args.seed, relearning=grid,
                       relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir)
     for v in audit["verdict"]:
-        print(f"{v['attack']:<11} {v['verdict']:<16} {v['figure']}  [{v['threshold']}]")
+        print(f"{v['attack']:<15} {v['verdict']:<30} {v['figure']}  [{v['threshold']}]")
     from .audit.report import describe_task
 
     task = describe_task(audit)
