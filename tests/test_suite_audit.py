@@ -182,3 +182,21 @@ def test_a_failed_oracle_is_recorded_and_its_audits_fail_naming_it(tmp_path, dat
     assert (out / "runs" / cell.run_id / "results.json").is_file()
     assert "does not exist" in json.loads((out / "failed" / f"{cell.run_id}.json").read_text())["error"]
     assert not oracle_path(out, oracle).exists()
+
+
+def test_audit_figures_hold_r_and_one_recovered_column_per_judged_attack():
+    from clipunlearn.benchmark.report import audit_figures
+
+    audit = {"models": ["original", "forgotten", "oracle"], "thresholds": {"prototype_k": 5},
+             "results": {"relearning": {"attacks": ["a", "b"], "score": {"R": 0.25, "R_floor": 0.6, "with_oracle": True}},
+                         "weights": {"relative_l2": 0.01, "barrier_others": 0.0},
+                         "prototype": {"accuracy": {"5": {"original": 0.8, "forgotten": 0.7, "oracle": 0.5}}}},
+             "verdict": [{"attack": "prompts", "verdict": "recovered"}, {"attack": "images", "verdict": "did not recover"},
+                         {"attack": "mia", "verdict": "no evidence"}, {"attack": "probe", "verdict": "undefined"},
+                         {"attack": "weights", "verdict": "moved"}]}
+    row = audit_figures(audit)
+    assert row["audit R"] == 0.25 and row["audit R (floor 0)"] == 0.6 and row["audit relearning attacks"] == 2
+    assert row["audit prototype k=5 (forgotten)"] == 0.7 and row["audit weight distance (relative)"] == 0.01
+    assert (row["audit prompts recovered"], row["audit images recovered"], row["audit mia recovered"]) == (1.0, 0.0, 0.0)
+    assert "audit probe recovered" not in row and "audit weights recovered" not in row  # not judged
+    assert (row["audit attacks recovered"], row["audit attacks"]) == (1, 3)

@@ -165,9 +165,12 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
         for part, label in (("target", "class's images"), ("others", "other images")):
             for m in ("original", "forgotten"):
                 row[f"audit KL to oracle, {label} ({m})"] = r["oracle"]["kl_to_oracle"][m][part]
-    from ..audit.verdict import judged
+    from ..audit.verdict import JUDGED, RECOVERED, judged
 
     row["audit attacks recovered"], row["audit attacks"] = judged(audit["verdict"])
+    for line in audit["verdict"]:  # 1 recovered, 0 not (or no evidence): a table's mean is the share of cells
+        if line["verdict"] in JUDGED:
+            row[f"audit {line['attack']} recovered"] = float(line["verdict"] == RECOVERED)
     return row
 
 
