@@ -89,11 +89,12 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
         seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
         log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
     audit: dict[str, Any] = {
-        "run": {"folder": str(info.run_dir), "model": info.model, "pretrained": info.pretrained,
+        # paths relative to the audit folder, so that a page that copies the audit names no machine's folders
+        "run": {"folder": os.path.relpath(info.run_dir, target), "model": info.model, "pretrained": info.pretrained,
                 "method": info.method, "dataset": info.dataset, "classes": info.classes,
                 "model_sha256_checked": info.hash_checked, "task": info.task},
         "task": _task_block(case, oracle is not None),
-        "oracle": str(oracle) if oracle is not None else None,
+        "oracle": os.path.relpath(oracle, target) if oracle is not None else None,
         "models": list(case.models),
         "attacks": names,
         "thresholds": th.to_json(),

@@ -242,7 +242,7 @@ def relearning(case: AuditCase) -> dict[str, Any]:
     relearning score over the attacks (:func:`clipunlearn.metrics.relearning_score`), against the
     oracle's curves, and against an accuracy-0 floor."""
     from ..metrics import relearning_score
-    from .relearning import RelearnData, case_key, draw_rows, model_hash, relearn_curve
+    from .relearning import RelearnData, case_key, draw_rows, model_hash, related_classes, relearn_curve
 
     rows = draw_rows(case)
     train_labels = case.labels("train")
@@ -282,7 +282,7 @@ def relearning(case: AuditCase) -> dict[str, Any]:
     steps = [0, *sorted(set(case.relearn_steps))]
     return {"attacks": names, "steps": steps, "curves": curves, "score": score,
             "images_used": {kind: len(rows[kind]) for kind in kinds},
-            "related_classes": [case.classnames[c] for c in _related(case, rows)],
+            "related_classes": [case.classnames[c] for c in related_classes(case)] if "related" in kinds else [],
             "before": per_model["original"][0][0], "computed": computed,
             "cpu_seconds": {n: round(v, 2) for n, v in cpu.items()}}
 
@@ -290,11 +290,6 @@ def relearning(case: AuditCase) -> dict[str, Any]:
 def _finite(x: float) -> float | None:
     """A score as JSON holds it: None where it is undefined (nan)."""
     return None if x != x else x
-
-
-def _related(case: AuditCase, rows: dict[str, list[int]]) -> list[int]:
-    labels = case.labels("train")
-    return sorted({int(labels[r]) for r in rows["related"]})
 
 
 #: the prototype attack's numbers of train images per class

@@ -62,7 +62,8 @@ def render_markdown(audit: dict[str, Any]) -> str:
     lines += [f"- **{v['attack']}**: {v['verdict']} — {v['figure']} (threshold: {v['threshold']})"
               for v in audit["verdict"]]
     lines += ["", f"Run `{audit['run']['folder']}`, model {audit['run']['model']}; models: {', '.join(models)}"
-              + (f" (oracle `{audit['oracle']}`)" if audit.get("oracle") else "") + ". Thresholds: `docs/audit.md`.", ""]
+              + (f" (oracle `{audit['oracle']}`)" if audit.get("oracle") else "") + " (paths relative to this folder). "
+              "Thresholds: `docs/audit.md`.", ""]
     task = describe_task(audit)
     if task:
         lines += [task, ""]

@@ -78,6 +78,22 @@ def _share(attack: str, after: float, before: float, share: float, what: str, st
 ORDER = ("prompts", "images", "probe", "prototype", "relearning", "mia", "weights", "oracle")
 
 
+def _beyond_oracle(attack: str, v: dict[str, float], share: float, margin_min: float, what: str, unit: str,
+                   why_undefined: str, strict: bool = True) -> dict[str, str]:
+    """Recovered when the forgotten model keeps more than ``share`` of the original's margin over the oracle
+    (at least, when not ``strict``); undefined when that margin is at most ``margin_min``: the oracle, which
+    never saw the class, then scores as well, and the figure says nothing of knowledge."""
+    margin = v["original"] - v["oracle"]
+    rule = (f"{what} − oracle's {'>' if strict else '≥'} {share:g} × (before − oracle's), when before exceeds the "
+            f"oracle's by more than {margin_min:g}")
+    figure = f"{unit}{v['forgotten']:.3f} vs before {v['original']:.3f} and oracle {v['oracle']:.3f}"
+    if margin <= margin_min:
+        return _line(attack, UNDEFINED, figure, f"{rule} ({why_undefined})")
+    kept = v["forgotten"] - v["oracle"]
+    hit = kept > share * margin if strict else kept >= share * margin
+    return _line(attack, RECOVERED if hit else NOT_RECOVERED, figure, rule)
+
+
 def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
     """One verdict line per attack in ``results`` (attack name -> its result dict); an attack that could
     not run (``{"skipped": reason}``) is undefined, with the reason."""
@@ -116,16 +132,9 @@ def _judge(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
             lines.append(_share("probe", auc["forgotten"], auc["original"], th.probe_share, "probe AUC after",
                                 strict=False))
         else:
-            margin = auc["original"] - auc["oracle"]
-            rule = (f"probe AUC after − oracle's ≥ {th.probe_share:g} × (before − oracle's), when before exceeds the "
-                    f"oracle's by more than {th.probe_margin:g}")
-            figure = f"AUC {auc['forgotten']:.3f} vs before {auc['original']:.3f} and oracle {auc['oracle']:.3f}"
-            if margin <= th.probe_margin:
-                lines.append(_line("probe", UNDEFINED, figure, rule + " (the oracle, which never saw the class, "
-                                   "separates it as well: a probe cannot tell knowledge from generic features)"))
-            else:
-                hit = auc["forgotten"] - auc["oracle"] >= th.probe_share * margin
-                lines.append(_line("probe", RECOVERED if hit else NOT_RECOVERED, figure, rule))
+            lines.append(_beyond_oracle("probe", auc, th.probe_share, th.probe_margin, "probe AUC after",
+                                        "AUC ", "the oracle, which never saw the class, separates it as well: a probe "
+                                        "cannot tell knowledge from generic features", strict=False))
     if "prototype" in results:
         acc = results["prototype"]["accuracy"].get(str(th.prototype_k))
         rule = f"prototype accuracy with k={th.prototype_k}"
@@ -134,16 +143,9 @@ def _judge(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
         elif "oracle" not in acc:
             lines.append(_share("prototype", acc["forgotten"], acc["original"], th.prototype_share, rule + " after"))
         else:
-            margin = acc["original"] - acc["oracle"]
-            rule = (f"{rule}: after − oracle's > {th.prototype_share:g} × (before − oracle's), when before exceeds the "
-                    f"oracle's by more than {th.prototype_margin:g}")
-            figure = f"{acc['forgotten']:.3f} vs before {acc['original']:.3f} and oracle {acc['oracle']:.3f}"
-            if margin <= th.prototype_margin:
-                lines.append(_line("prototype", UNDEFINED, figure, rule + " (the oracle's features find the class as "
-                                   "well: prototypes cannot tell knowledge from generic features)"))
-            else:
-                hit = acc["forgotten"] - acc["oracle"] > th.prototype_share * margin
-                lines.append(_line("prototype", RECOVERED if hit else NOT_RECOVERED, figure, rule))
+            lines.append(_beyond_oracle("prototype", acc, th.prototype_share, th.prototype_margin, rule + ": after",
+                                        "", "the oracle's features find the class as well: prototypes cannot tell "
+                                        "knowledge from generic features"))
     if "relearning" in results:
         r = results["relearning"]
         score, n = r["score"], len(r["attacks"])

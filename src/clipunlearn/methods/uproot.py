@@ -162,7 +162,9 @@ class Uproot(Method):
             towers["image"] = [n for n in towers["image"] if n.startswith(HEAD)]
         if cfg.text_tensors == "token_embedding":
             towers["text"] = [n for n in towers["text"] if n == "token_embedding.weight"]
-        noise = generic_images(cfg.generic_images, clip.image_size, ctx.generator(3)).to(clip.device)
+        needs_noise = cfg.generic_weight > 0 or (cfg.text_side == "train" and cfg.least_hub)
+        noise = (generic_images(cfg.generic_images, clip.image_size, ctx.generator(3)).to(clip.device)
+                 if needs_noise else None)
         rename = (NameEraser(clip, gone, [c for c in classnames if c not in gone],
                              ctx.request.template, ctx.generator(1), noise if cfg.least_hub else None)
                   if cfg.text_side == "train" else None)
