@@ -340,7 +340,8 @@ def cmd_audit(args) -> int:
     from .audit import audit_run
 
     _setup_logging(args.quiet)
-    grid = args.relearning if ";" not in args.relearning else [a for a in args.relearning.split(";") if a.strip()]
+    # a grid by name, or attacks ("DATA OPTIMIZER PARAMS lr=LR", separated by ';')
+    grid = args.relearning if " " not in args.relearning.strip() else [a for a in args.relearning.split(";") if a.strip()]
     audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
                       overwrite=args.overwrite, seed=args.seed, relearning=grid,
                       relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir)
