@@ -410,6 +410,11 @@ def cmd_benchmark(args) -> int:
                  data_root=args.data_root, seeds=seeds)
     print(f"{len(after.done)} cells done, {len(after.failed)} failed (their errors: {args.out}/failed/), "
           f"{len(after.todo)} to run" + (" -- rerun with --retry-failed" if after.failed else ""))
+    if after.done:  # the last line: the one command that writes the report of what is done
+        import shlex
+
+        print(f"write its report with: clipunlearn benchmark report {shlex.quote(str(args.out))} "
+              f"--to {shlex.quote(str(Path(args.out) / 'report'))}")
     return 0 if not after.failed and not after.todo and p is not None else 1
 
 
@@ -418,6 +423,23 @@ def cmd_benchmark_report(args) -> int:
 
     out = write_report(args.folder, args.to, records=args.records)
     print(f"report written to {out} (tables/ and plots/" + (", records/" if args.records else "") + " beside it)")
+    return 0
+
+
+def cmd_benchmark_status(args) -> int:
+    from .benchmark.status import status_lines, suite_status
+
+    print("\n".join(status_lines(suite_status(args.folder), args.folder, cells=args.cells)))
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .runs.query import format_answer, query
+
+    answer = query(args.folder, args.sql, args.to, args.force)
+    print(format_answer(answer))
+    if args.to:
+        print(f"written to {args.to}", file=sys.stderr)
     return 0
 
 
@@ -636,6 +658,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "rebuilt and the suite resumed elsewhere")
     p.set_defaults(func=cmd_benchmark_report)
 
+    p = sub.add_parser("benchmark-status", help="a suite folder's cells done, failed, stale and to run, and the "
+                                                "seconds the done ones took (also: benchmark status DIR)")
+    p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
+    p.add_argument("--cells", action="store_true", help="list every cell with its state (and seconds)")
+    p.set_defaults(func=cmd_benchmark_status)
+
+    p = sub.add_parser("query", help="SQL over every run under a folder (DuckDB; the table runs: one row per run)",
+                       description="Run SQL over one flat view of every run folder under FOLDER, the table 'runs' "
+                                   "(columns: docs/benchmark.md, Query every run). Needs pip install -e \".[query]\".")
+    p.add_argument("folder", help="a suite's --out folder, a report's records/ folder, a folder of runs or one run")
+    p.add_argument("sql", help="e.g. \"SELECT method, avg(target_after) FROM runs GROUP BY method\"")
+    p.add_argument("--to", default=None, metavar="FILE", help="also write the answer to FILE (.parquet or .csv)")
+    p.add_argument("--force", "--overwrite", dest="force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_query)
+
     p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default=None, help="run folder (default: a new temporary folder)")
@@ -650,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["benchmark", "report"]:  # `clipunlearn benchmark report DIR`
         argv = ["benchmark-report", *argv[2:]]
+    if argv[:2] == ["benchmark", "status"]:  # `clipunlearn benchmark status DIR`
+        argv = ["benchmark-status", *argv[2:]]
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -79,6 +79,23 @@ def failure_file(out: Path, spec: RunSpec) -> Path:
     return out / "failed" / f"{spec.run_id}.json"
 
 
+def cell_state(out: Path, run_id: str, audited: bool, retry_failed: bool = False,
+               rerun_stale: bool = False) -> tuple[str, str | None]:
+    """A cell's state in ``out`` (the module's text): ``"done"``, ``"failed"`` or ``"todo"``, and how
+    its config differs from today's when it is stale (else None); ``audited``: a ``show = "audit"``
+    table shows it. With ``rerun_stale`` a stale cell is to do, with ``retry_failed`` a failed one."""
+    folder = out / "runs" / run_id
+    results = folder / "results.json"
+    why = stale_reason(json.loads(results.read_text(encoding="utf-8"))) if results.exists() else None
+    if why is not None and rerun_stale:
+        return "todo", why
+    if results.exists() and (not audited or audit_done(folder)):
+        return "done", why
+    if (out / "failed" / f"{run_id}.json").exists() and not retry_failed:
+        return "failed", why
+    return "todo", why
+
+
 def chooser(suite: Suite, out: Path, data_root: str | None, device: str = "cpu"):
     """The class rule's choice per dataset for a model (top-1 per class measured once per model's
     weights, kept in ``OUT/cache/classes``)."""
@@ -106,20 +123,10 @@ def plan(suite: Suite, out: str | Path, models: list[str] | None = None, retry_f
     choose = chooser(suite, out, data_root, device)
     p.audited = audited = suite.audited(models, choose)
     for spec in (s.resolved() for s in suite.cells(models, choose) if seeds is None or s.seed in seeds):
-        results = run_dir(out, spec) / "results.json"
-        if results.exists():
-            why = stale_reason(json.loads(results.read_text(encoding="utf-8")))
-            if why is not None:
-                p.stale[spec.run_id] = why
-                if rerun_stale:
-                    p.todo.append(spec)
-                    continue
-        if results.exists() and (spec.run_id not in audited or audit_done(run_dir(out, spec))):
-            p.done.append(spec)
-        elif failure_file(out, spec).exists() and not retry_failed:
-            p.failed.append(spec)
-        else:
-            p.todo.append(spec)
+        state, why = cell_state(out, spec.run_id, spec.run_id in audited, retry_failed, rerun_stale)
+        if why is not None:
+            p.stale[spec.run_id] = why
+        {"done": p.done, "failed": p.failed, "todo": p.todo}[state].append(spec)
     return p
 
 

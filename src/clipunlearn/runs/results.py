@@ -60,6 +60,25 @@ class RunResults:
         """The measured columns in table order: target, other classes, each other dataset."""
         return [("target", self.target), ("other_classes", self.other_classes), *self.datasets.items()]
 
+    @property
+    def kind(self) -> str:
+        """What was forgotten: ``class``, ``subgroup`` or ``concept`` (results.json's ``task``)."""
+        return str(self.raw.get("task") or "class")
+
+    @property
+    def run_id(self) -> str:
+        """The RunSpec's id (a benchmark cell's folder name); "" for a run that recorded none."""
+        return str(((self.raw.get("settings") or {}).get("run_spec") or {}).get("run_id") or "")
+
+    @property
+    def seed(self) -> int:
+        return int((self.raw.get("settings") or {}).get("seed") or 0)
+
+    @property
+    def ratio_score(self) -> float | None:
+        """CVPR'25's ratio Score of a subgroup run (higher is better); None for other runs."""
+        return self.raw.get("ratio_score")
+
 
 def _ba(d: dict[str, Any] | None) -> BeforeAfter:
     d = d or {}
