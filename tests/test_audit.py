@@ -121,6 +121,39 @@ def test_verdict_thresholds():
     assert verdicts(proto, th)[0]["verdict"] == NOT_RECOVERED
 
 
+def test_prompts_and_images_are_judged_against_the_oracles_best_under_the_same_attack():
+    """An oracle that knows the class through words it learnt elsewhere ("car" and "side") finds it under
+    other prompts too: the forgotten model is recovered only when it keeps more than half the original's
+    margin over the oracle's best under the same attack (here 0.8 before, oracle's best 0.5)."""
+    th = Thresholds()
+
+    def prompts(forgotten: float, oracle: float | None) -> dict:
+        def acc(f: float, o: float) -> dict:
+            return {"original": 0.9, "forgotten": f, **({} if oracle is None else {"oracle": o})}
+        fams = [{"family": "run template", "accuracy": acc(0.1, 0.0)},
+                {"family": "synonym", "prompt": "p", "accuracy": acc(forgotten, 0.2)},
+                {"family": "cupl", "prompt": "q", "accuracy": acc(forgotten / 2, oracle or 0.0)}]
+        return {"prompts": {"before": 0.8, "families": fams, "best_after": fams[1]}}
+
+    assert verdicts(prompts(0.5, None), th)[0]["verdict"] == RECOVERED  # no oracle: 0.5 > half of 0.8
+    assert verdicts(prompts(0.5, 0.5), th)[0]["verdict"] == NOT_RECOVERED  # 0 of the 0.3 margin kept
+    assert verdicts(prompts(0.66, 0.5), th)[0]["verdict"] == RECOVERED  # 0.16 > 0.15
+    assert verdicts(prompts(0.64, 0.5), th)[0]["verdict"] == NOT_RECOVERED  # 0.14 of 0.3
+    line = verdicts(prompts(0.64, 0.5), th)[0]
+    assert "oracle 0.500" in line["figure"]  # the oracle's best over the attack's prompts, not its run template
+    assert verdicts(prompts(0.8, 0.78), th)[0]["verdict"] == UNDEFINED  # the oracle finds it as well
+    images = {"images": {"before": 0.8, "augmentations": ["a", "b"], "retrieval": None,
+                         "accuracy": {"clean": {"original": 0.8, "forgotten": 0.0, "oracle": 0.0},
+                                      "a": {"original": 0.8, "forgotten": 0.3, "oracle": 0.6},
+                                      "b": {"original": 0.7, "forgotten": 0.72, "oracle": 0.1}},
+                         "best_after": {"augmentation": "b",
+                                        "accuracy": {"original": 0.7, "forgotten": 0.72, "oracle": 0.1}}}}
+    line = verdicts(images, th)[0]
+    assert line["verdict"] == RECOVERED and "oracle 0.600" in line["figure"]  # 0.12 > half of 0.2
+    images["images"]["accuracy"]["b"]["forgotten"] = images["images"]["best_after"]["accuracy"]["forgotten"] = 0.69
+    assert verdicts(images, th)[0]["verdict"] == NOT_RECOVERED  # 0.09 of 0.2
+
+
 def _mia_result(forgotten: list[float], minus_oracle: list[float] | None = None) -> dict:
     """A membership result as :func:`attacks.mia` writes it, with the given intervals."""
     r = {"n_members": 51, "n_non_members": 20, "threshold_auc": {"original": 0.69, "forgotten": sum(forgotten) / 2},

@@ -33,6 +33,11 @@ class Thresholds:
     #: prompts: the forgotten model's best accuracy over the other prompts (ImageNet ensemble, other
     #: templates, synonyms, CuPL) exceeds this share of the original's accuracy with the run's template
     prompts_share: float = 0.5
+    #: prompts and images with an oracle: the forgotten model's best accuracy keeps more than the share
+    #: above of the original's margin over the oracle's best under the same attack (the oracle may know
+    #: the class through words or looks it learnt elsewhere: "car" and "side" for "car side"); undefined
+    #: when that margin is at most this
+    accuracy_margin: float = 0.05
     #: images: the forgotten model's best accuracy over the augmentations exceeds this share of the
     #: original's accuracy on the clean images
     images_share: float = 0.5
@@ -94,6 +99,19 @@ def _beyond_oracle(attack: str, v: dict[str, float], share: float, margin_min: f
     return _line(attack, RECOVERED if hit else NOT_RECOVERED, figure, rule)
 
 
+def _best_of_attack(attack: str, after: float, before: float, tried: list[dict[str, float]], share: float,
+                    margin_min: float, what: str) -> dict[str, str]:
+    """An accuracy attack (prompts, images): the forgotten model's best over what the attack ``tried`` (one
+    dict of accuracies per model each) against the original's ``before``; with an oracle among the models,
+    against the original's margin over the oracle's best under the same attack (:func:`_beyond_oracle`)."""
+    if not tried or "oracle" not in tried[0]:
+        return _share(attack, after, before, share, what + " after")
+    oracle = max(acc["oracle"] for acc in tried)
+    return _beyond_oracle(attack, {"original": before, "forgotten": after, "oracle": oracle}, share, margin_min,
+                          what + " after", "", "the oracle, which never saw the class, finds it as well under this "
+                          "attack: its accuracy says nothing of knowledge", strict=True)
+
+
 def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
     """One verdict line per attack in ``results`` (attack name -> its result dict); an attack that could
     not run (``{"skipped": reason}``) is undefined, with the reason."""
@@ -113,15 +131,17 @@ def _judge(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
             lines.append(_line("prompts", UNDEFINED, "no other prompt", "—"))
         else:
             label = f"{best['family']} {best['prompt']!r}"
-            line = _share("prompts", best["accuracy"]["forgotten"], r["before"], th.prompts_share,
-                          "best other-prompt accuracy after")
+            tried = [f["accuracy"] for f in r["families"] if f["family"] != "run template"]
+            line = _best_of_attack("prompts", best["accuracy"]["forgotten"], r["before"], tried, th.prompts_share,
+                                   th.accuracy_margin, "best other-prompt accuracy")
             line["figure"] += f" ({label})"
             lines.append(line)
     if "images" in results:
         r = results["images"]
         best = r["best_after"]
-        line = _share("images", best["accuracy"]["forgotten"], r["before"], th.images_share,
-                      "best augmented accuracy after")
+        tried = [r["accuracy"][a] for a in r["augmentations"]]
+        line = _best_of_attack("images", best["accuracy"]["forgotten"], r["before"], tried, th.images_share,
+                               th.accuracy_margin, "best augmented accuracy")
         rt = r["retrieval"]
         line["figure"] += (f" ({best['augmentation']}; retrieval P@{rt['k']} {rt['precision']['forgotten']:.3f} vs "
                            f"before {rt['precision']['original']:.3f})" if rt else f" ({best['augmentation']})")
