@@ -25,7 +25,9 @@ the rest (classes and seeds):
 
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
-gathered in ``report.md``.
+gathered in ``report.md``; the same tables and plots, sortable, filterable and interactive, in
+``index.html``, with a page per run under ``cells/`` (``html_report.py``). Both read one computed
+``View`` (``build_view``): neither renderer computes a figure of its own.
 
 With ``records=True`` the report also keeps what it was made from beside it (``TO/records/``: the
 layout ``suite.json`` and each run's ``results.json``, no model files): the page can then be rebuilt
@@ -46,6 +48,8 @@ import pandas as pd
 from ..errors import ClipUnlearnError
 from ..io import save_with, write_text
 from ..runs.results import RunResults, read_results
+from .html_report import write_html
+from .view import BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Section, Series, Tradeoff, View, format_figure
 
 
 def _runs_base(folder: str | os.PathLike[str]) -> Path:
@@ -58,17 +62,22 @@ def _finished(base: Path) -> list[Path]:
     return [d for d in sorted(base.iterdir()) if not d.name.startswith(".") and (d / "results.json").is_file()]
 
 
-def collect(folder: str | os.PathLike[str]) -> list[RunResults]:
-    """Every finished run under ``folder/runs`` (or ``folder`` itself holding run folders)."""
+def collect_runs(folder: str | os.PathLike[str]) -> list[tuple[Path, RunResults]]:
+    """Every finished run under ``folder/runs`` (or ``folder`` itself holding run folders), with its folder."""
     root = Path(folder)
     base = _runs_base(root)
     if not base.is_dir():
         raise ClipUnlearnError(f"{str(root)!r} is not a folder. Pass the --out folder of `clipunlearn benchmark`.")
-    runs = [read_results(d) for d in _finished(base)]
+    runs = [(d, read_results(d)) for d in _finished(base)]
     if not runs:
         raise ClipUnlearnError(f"No finished run under {str(base)!r}. Run `clipunlearn benchmark --suite ... --out "
                                f"{root}` first.")
     return runs
+
+
+def collect(folder: str | os.PathLike[str]) -> list[RunResults]:
+    """Every finished run under ``folder/runs`` (or ``folder`` itself holding run folders)."""
+    return [r for _, r in collect_runs(folder)]
 
 
 def _label(r: RunResults) -> str:
@@ -274,16 +283,11 @@ def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
     mean, std, n = grouped.mean(), grouped.std(ddof=0), grouped.size()
     out = mean.copy().astype(object)
     for c in columns:
-        out[c] = [("–" if pd.isna(m) else _fmt(c, m) + ("" if pd.isna(s) or k == 1 else f" ± {_fmt(c, s)}"))
+        out[c] = [("–" if pd.isna(m) else format_figure(c, m)
+                   + ("" if pd.isna(s) or k == 1 else f" ± {format_figure(c, s)}"))
                   for m, s, k in zip(mean[c], std[c], n)]
     out["runs"] = n
     return out.reset_index()
-
-
-def _fmt(column: str, value: float) -> str:
-    if column in ("audit attacks recovered", "audit attacks"):
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.1f}" if column in ("turned wrong", "Score") else f"{value:.3f}"
 
 
 def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -417,110 +421,172 @@ def _caption(layout: dict[str, Any], table: dict[str, Any], df: pd.DataFrame) ->
     return lines
 
 
-def _plot_bars(df: pd.DataFrame, path: Path, title: str, columns: list[str], ylabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    means = df.groupby(["model", "method"])[columns].mean()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(means) + 2), 3.6))
-    means.plot.bar(ax=ax, rot=30)
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("")
-    fig.tight_layout()
-    save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+def _number(value: Any) -> float | None:
+    return None if pd.isna(value) else float(value)
 
 
-def _plot_tradeoff(df: pd.DataFrame, table: dict[str, Any], path: Path) -> bool:
-    """A bar table's rows as points: what the target keeps (x) against what the worst-kept other
-    dataset keeps (y), both after/before, with the region the bar asks for shaded."""
+def _group_label(key: Any) -> str:
+    """A table row's name on a plot: its keys after the model."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return " / ".join(str(k) for k in keys[1:]) or str(key)
+
+
+def tradeoff(df: pd.DataFrame, table: dict[str, Any]) -> Tradeoff | None:
+    """A bar table's rows and cells as points: what the target keeps (x) against what the worst-kept
+    other dataset keeps (y), both after/before, with the region the bar asks for."""
     rows = _table_rows(df, table)
     x_col, y_col = _BAR["target"][0], _BAR["other_datasets"][0]
     if rows.empty or rows[[x_col, y_col]].dropna().empty:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        return None
     keys = ["model", *table["group_by"]]
-    means = rows.groupby(keys, sort=True, dropna=False)[[x_col, y_col]].mean().dropna()
+    grouped = rows.groupby(keys, sort=True, dropna=False)[[x_col, y_col]]
+    means, counts = grouped.mean().dropna(), grouped.size()
+    cells = rows.dropna(subset=[x_col, y_col])
+    points = tuple(Point(str(r["run_id"]), str(r["method"]), str(r["dataset"]), str(r["classes"]), int(r["seed"]),
+                         _group_label(tuple(r[k] for k in keys)), float(r[x_col]), float(r[y_col]))
+                   for _, r in cells.iterrows())
+    xs, ys = [p.x for p in points], [p.y for p in points]
     bar = table.get("bar") or {}
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    if "target" in bar and "other_datasets" in bar:
-        ax.fill_between([0, bar["target"]], bar["other_datasets"], 1.05, color="tab:green", alpha=0.15,
-                        label="the bar's region")
-    ax.scatter(means[x_col], means[y_col], color="tab:blue")
-    for key, (x, y) in means.iterrows():
-        label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))[1:]) or str(key)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel("target AF/BF (lower: more forgotten)")
-    ax.set_ylabel("worst other dataset AF/BF (higher: more kept)")
-    ax.set_xlim(0, max(1.0, float(means[x_col].max()) + 0.05))
-    ax.set_ylim(min(0.5, float(means[y_col].min()) - 0.05), 1.05)
-    ax.set_title(textwrap.fill(table.get("title") or table["name"], 90), fontsize=8)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return True
+    name = table["name"]
+    return Tradeoff(
+        name=name, title=table.get("title") or name, file=f"plots/{name}_tradeoff.png",
+        x_label="target AF/BF (lower: more forgotten)", y_label="worst other dataset AF/BF (higher: more kept)",
+        x_column=x_col, y_column=y_col,
+        means=tuple(Mean(_group_label(key), float(x), float(y), int(counts[key])) for key, (x, y) in means.iterrows()),
+        points=points,
+        region=(bar["target"], bar["other_datasets"]) if "target" in bar and "other_datasets" in bar else None,
+        x_range=(0.0, max(1.0, max(xs) + 0.05)), y_range=(min(0.5, min(ys) - 0.05), max(1.05, max(ys) + 0.05)))
 
 
-def _plot_precision(df: pd.DataFrame, path: Path) -> bool:
+def _bars(df: pd.DataFrame, file: str, title: str, alt: str, columns: list[str], y_label: str) -> Bars:
+    """Per (model, method): the mean of each column over its runs."""
+    grouped = df.groupby(["model", "method"])[columns]
+    means, n = grouped.mean(), grouped.size()
+    return Bars(file=file, title=title, alt=alt, y_label=y_label, columns=tuple(columns),
+                groups=tuple(BarGroup(str(model), str(method), tuple(_number(v) for v in means.loc[(model, method)]),
+                                      int(n[(model, method)])) for model, method in means.index))
+
+
+def _precision(df: pd.DataFrame) -> Lines | None:
     """Precision@k of the forgotten classes against k, per method, image from text and from image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), squeeze=False)
-    drawn = False
-    for ax, task in zip(axes[0], _RETRIEVAL):
+    panels = []
+    for task in _RETRIEVAL:
         cols = sorted((c for c in df.columns if c.startswith(task) and c.endswith(" AF")),
                       key=lambda c: int(c.split("@")[1].split()[0]))
         if not cols:
             continue
-        ks = [int(c.split("@")[1].split()[0]) for c in cols]
         before = [c.replace(" AF", " BF") for c in cols]
-        for (model, method), g in df.groupby(["model", "method"]):
-            ax.plot(ks, g[cols].mean().values, marker="o", label=f"{method} AF ({model})")
-            drawn = True
-        ax.plot(ks, df[before].mean().values, "k--", marker="x", label="before")
-        ax.set_title(f"{'image from text' if task == 'IFT' else 'image from image'}: forgotten class")
+        series = tuple(Series(f"{method} AF ({model})", tuple(_number(v) for v in g[cols].mean().values))
+                       for (model, method), g in df.groupby(["model", "method"]))
+        panels.append(Panel(f"{'image from text' if task == 'IFT' else 'image from image'}: forgotten class",
+                            tuple(int(c.split("@")[1].split()[0]) for c in cols), series,
+                            tuple(_number(v) for v in df[before].mean().values)))
+    return Lines("plots/precision_at_k.png", "precision@k", tuple(panels)) if panels else None
+
+
+def summary_plots(df: pd.DataFrame) -> list[Bars | Lines]:
+    """The plots under every report: target before and after, the Score (subgroup runs), the Avg.
+    Score and precision@k, per method."""
+    plots: list[Bars | Lines] = [_bars(df, "plots/target_bf_af.png", "target accuracy before and after",
+                                       "target before and after", ["target BF", "target AF"], "top-1")]
+    if "Score" in df.columns and df["Score"].notna().any():
+        plots.append(_bars(df[df["Score"].notna()], "plots/subgroup_score.png",
+                           "subgroup forgetting: Score (CVPR'25, higher is better)", "Score", ["Score"], "Score"))
+    if df["Avg. Score"].notna().any():
+        plots.append(_bars(df, "plots/avg_score.png", "Avg. Score (lower is better)", "Avg. Score", ["Avg. Score"],
+                           "Avg. Score"))
+    precision = _precision(df)
+    return plots + ([precision] if precision else [])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    _pyplot().close(fig)
+
+
+def _plot_bars(bars: Bars, path: Path) -> None:
+    plt = _pyplot()
+    index = pd.MultiIndex.from_tuples([(g.model, g.method) for g in bars.groups], names=["model", "method"])
+    means = pd.DataFrame([[float("nan") if v is None else v for v in g.values] for g in bars.groups],
+                         index=index, columns=list(bars.columns))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(means) + 2), 3.6))
+    means.plot.bar(ax=ax, rot=30)
+    ax.set_title(bars.title)
+    ax.set_ylabel(bars.y_label)
+    ax.set_xlabel("")
+    _save(fig, path)
+
+
+def _plot_tradeoff(t: Tradeoff, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if t.region:
+        ax.fill_between([0, t.region[0]], t.region[1], t.y_range[1], color="tab:green", alpha=0.15,
+                        label="the bar's region")
+    ax.scatter([p.x for p in t.points], [p.y for p in t.points], s=10, color="tab:gray", alpha=0.5, label="cells")
+    ax.scatter([m.x for m in t.means], [m.y for m in t.means], color="tab:blue", label="rows (means)")
+    for m in t.means:
+        ax.annotate(m.group, (m.x, m.y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(t.x_label)
+    ax.set_ylabel(t.y_label)
+    ax.set_xlim(*t.x_range)
+    ax.set_ylim(*t.y_range)
+    ax.set_title(textwrap.fill(t.title, 90), fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
+    _save(fig, path)
+
+
+def _plot_lines(lines: Lines, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(lines.panels), figsize=(5 * len(lines.panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], lines.panels):
+        for s in panel.series:
+            ax.plot(panel.ks, [float("nan") if v is None else v for v in s.values], marker="o", label=s.label)
+        ax.plot(panel.ks, [float("nan") if v is None else v for v in panel.before], "k--", marker="x", label="before")
+        ax.set_title(panel.title)
         ax.set_xlabel("k")
         ax.set_ylabel("precision@k")
-        ax.set_xticks(ks)
-    if drawn:
-        axes[0][1].legend(fontsize=7)
-        fig.tight_layout()
-        save_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return drawn
+        ax.set_xticks(panel.ks)
+    axes[0][-1].legend(fontsize=7)
+    _save(fig, path)
 
 
-def _audit_pages(audits: dict[str, Path], ids: set[str], root: Path, dest: Path) -> list[str]:
-    """Each audited cell's verdict lines, and its audit.md and plots (copied under ``dest/audits/``
-    when the report goes elsewhere than the suite's folder)."""
+def _audit_lines(cells: dict[str, Cell], ids: set[str], root: Path, dest: Path) -> list[str]:
+    """Each audited cell's verdict lines, linking its audit.md (copied under ``dest/audits/`` when the
+    report goes elsewhere than the suite's folder: ``copy_audits``)."""
+    lines = ["Audit thresholds and attacks: docs/audit.md. Per cell:", ""]
+    for rid in sorted(rid for rid in ids if rid in cells and cells[rid].audit is not None):
+        cell = cells[rid]
+        assert cell.audit is not None and cell.audit_folder is not None
+        link = (f"audits/{rid}/audit.md" if dest.resolve() != root.resolve()
+                else os.path.relpath(cell.audit_folder / "audit.md", dest))
+        lines += [f"- [{rid}]({link}): " + "; ".join(f"{v['attack']} {v['verdict']}" for v in cell.audit["verdict"])]
+    return lines + [""]
+
+
+def copy_audits(view: View) -> None:
+    """Copy each audited cell's audit.md, plots and audit.json to ``dest/audits/<run id>/`` (nothing
+    when the report is written into the suite's own folder: it links them where they are)."""
     import shutil
 
-    lines = ["Audit thresholds and attacks: docs/audit.md. Per cell:", ""]
-    for rid in sorted(ids & set(audits)):
-        folder = audits[rid]
-        if dest.resolve() != root.resolve():
-            target = dest / "audits" / rid
-            target.mkdir(parents=True, exist_ok=True)
-            for f in sorted(folder.iterdir()):
-                if f.suffix in (".md", ".png", ".json"):
-                    save_with(target / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
-            link = f"audits/{rid}/audit.md"
-        else:
-            link = os.path.relpath(folder / "audit.md", dest)
-        audit = json.loads((folder / "audit.json").read_text("utf-8"))
-        lines += [f"- [{rid}]({link}): " + "; ".join(f"{v['attack']} {v['verdict']}" for v in audit["verdict"])]
-    return lines + [""]
+    if view.dest.resolve() == view.root.resolve():
+        return
+    for cell in view.cells:
+        if cell.audit_folder is None:
+            continue
+        for f in sorted(cell.audit_folder.iterdir()):
+            if f.suffix in (".md", ".png", ".json"):
+                save_with(view.dest / "audits" / cell.run_id / f.name, lambda tmp, f=f: shutil.copyfile(f, tmp))
 
 
 RECORDS = "records"
@@ -551,41 +617,31 @@ def write_records(root: Path, dest: Path) -> int:
     return len(ids)
 
 
-def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
-                 records: bool = False) -> Path:
-    """Write ``tables/``, ``plots/`` and ``report.md`` into ``to`` (default: ``folder``) from the
-    run folders and layout of ``folder``; with ``records``, also the records they were made from
-    (``to/records``, see the module's text)."""
-    root = Path(folder)
-    dest = Path(to) if to is not None else root
-    runs = collect(root)
-    if records:
-        if to is None:
-            raise ClipUnlearnError("--records needs --to: the records are a copy of the folder's results for a page "
-                                   "kept elsewhere (e.g. --to docs/results/NAME).")
-        write_records(root, dest)
-    df = frame(runs)
-    from .runner import stale_reason
+def shown_path(path: str | os.PathLike[str], dest: Path, placeholder: str = "DIR") -> str:
+    """A folder as a page prints it: relative to the page when it lies inside the page's folder or
+    above it, else ``placeholder`` (a page names no folder of the machine that made it)."""
+    target, page = Path(path).resolve(), dest.resolve()
+    if target == page or page in target.parents or target in page.parents:
+        return Path(os.path.relpath(target, page)).as_posix()
+    return placeholder
 
-    stale = {_run_id(r) or "?": why for r in runs if (why := stale_reason(r.raw)) is not None}
-    audits = collect_audits(root)
-    if audits:
-        figures = pd.DataFrame([{"run_id": rid, **audit_figures(json.loads((a / "audit.json").read_text("utf-8")))}
-                                for rid, a in audits.items()])
-        df = df.merge(figures, on="run_id", how="left")
-    layout_file = root / "suite.json"
-    layout = json.loads(layout_file.read_text(encoding="utf-8")) if layout_file.is_file() else None
-    command = f"clipunlearn benchmark report {root}" + (f" --to {dest}" if to is not None else "")
-    lines = [f"# Benchmark report: {layout['suite'] if layout else root.name}", "",
-             f"Made by `{command}` from {len(df)} run folders"
+
+def _intro(layout: dict[str, Any] | None, root: Path, dest: Path, n_runs: int, stale: dict[str, str],
+           records: bool, ids_done: set[str]) -> list[str]:
+    """The lines under the title: how the page was made, its records, stale runs, the suite's command."""
+    from_records = root.resolve() == (dest / RECORDS).resolve()
+    same = dest.resolve() == root.resolve()
+    folder = shown_path(root, dest)
+    lines = [f"Made by `clipunlearn benchmark report {folder}" + ("`" if same else " --to .`")
+             + (" (DIR: the suite's folder; run from this page's folder)" if folder == "DIR" else "")
+             + f" from {n_runs} run folders"
              + (f" of the suite {layout['suite']!r} ({layout.get('description', '')})" if layout else "")
              + ". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are "
              "mean ± std over the classes and seeds of each row (std left out for a single run).", ""]
-    from_records = root.resolve() == (dest / RECORDS).resolve()
     if records or from_records:
         lines += [f"The records this page was made from (`suite.json`, each run's `results.json`) are in "
-                  f"[`{RECORDS}/`]({RECORDS}/): `clipunlearn benchmark report {dest / RECORDS} --to {dest}` rebuilds "
-                  f"it; copied into a suite's `--out` folder, they let the suite resume there.", ""]
+                  f"[`{RECORDS}/`]({RECORDS}/): `clipunlearn benchmark report {RECORDS} --to .` (from this page's "
+                  f"folder) rebuilds it; copied into a suite's `--out` folder, they let the suite resume there.", ""]
     if stale:
         first = next(iter(stale))
         lines += [f"**{len(stale)} of these runs were made with another config of their preset than the method builds "
@@ -594,62 +650,116 @@ def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | No
     if layout:
         models = sorted({c["model"] for t in layout["tables"] for c in t["cells"]})
         ids = {c["run_id"] for t in layout["tables"] for c in t["cells"]}
-        finished = ids & set(df["run_id"])
+        finished = ids & ids_done
         from .suite import shipped_suites
 
-        suite_arg = layout["suite"] if layout["suite"] in shipped_suites() else layout.get("source", layout["suite"])
-        out_arg = "DIR" if from_records else str(root)
+        source = layout.get("source", layout["suite"])
+        suite_arg = (layout["suite"] if layout["suite"] in shipped_suites()
+                     else shown_path(source, dest, Path(source).name))
+        out_arg = "DIR" if from_records else folder
         lines += [f"Cells made by `clipunlearn benchmark --suite {suite_arg} --model {','.join(models)} --out "
                   f"{out_arg}`" + (f" (DIR: a copy of `{RECORDS}/`)" if from_records else "")
                   + f" ({len(finished)} of {len(ids)} cells finished"
                   + ("" if len(finished) == len(ids) else "; rerunning that command runs the rest, and tables show "
                      "what is finished") + ").", ""]
-        made: list[tuple[str, str, pd.DataFrame, list[str]]] = []
-        waiting: list[str] = []
-        for table in layout["tables"]:
-            shown = suite_table(df, table)
-            if shown is not None:
-                made.append((table["name"], table.get("title") or table["name"], shown,
-                             _caption(layout, table, df)))
-            else:
-                waiting.append(f"{table['name']} ({table.get('title') or table['name']}): 0 of "
-                               f"{len({c['run_id'] for c in table['cells']})} cells finished")
-    else:
-        made = [(name, name, t, []) for name, t in generic_tables(df).items()]
-    audit_views = {t["name"]: {c["run_id"] for c in t["cells"]} for t in (layout or {}).get("tables", [])
-                   if t["show"] == "audit"}
-    goals = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("goal")}
-    claims = {t["name"]: t for t in (layout or {}).get("tables", []) if t.get("claims")}
-    bars = {t["name"]: t for t in (layout or {}).get("tables", []) if t["show"] == "bar"}
-    for name, title, table, caption in made:
-        write_text(dest / "tables" / f"{name}.csv", table.to_csv(index=False))
-        md = table.to_markdown(index=False, disable_numparse=True)
-        write_text(dest / "tables" / f"{name}.md", md + "\n")
-        lines += [f"## {name}" + (f": {title}" if title != name else ""), "", *caption, "", md, ""]
-        if name in audit_views:
-            lines += _audit_pages(audits, audit_views[name], root, dest)
-        if layout and name in goals:
-            lines += goal_lines(df, goals[name])
-        if layout and name in claims:
-            lines += claim_lines(df, claims[name])
-        if layout:
-            lines += identical_lines(df, next(t for t in layout["tables"] if t["name"] == name))
-        if layout and name in bars and _plot_tradeoff(df, bars[name], dest / "plots" / f"{name}_tradeoff.png"):
-            lines += [f"![{name}: forgetting against what the other datasets keep](plots/{name}_tradeoff.png)", ""]
-    if layout and waiting:
-        lines += ["## Not run yet", "", *(f"- {w}" for w in waiting), ""]
-    _plot_bars(df, dest / "plots" / "target_bf_af.png", "target accuracy before and after",
-               ["target BF", "target AF"], "top-1")
-    lines += ["## Plots", "", "![target before and after](plots/target_bf_af.png)", ""]
-    if "Score" in df.columns and df["Score"].notna().any():
-        _plot_bars(df[df["Score"].notna()], dest / "plots" / "subgroup_score.png",
-                   "subgroup forgetting: Score (CVPR'25, higher is better)", ["Score"], "Score")
-        lines += ["![Score](plots/subgroup_score.png)", ""]
-    if df["Avg. Score"].notna().any():
-        _plot_bars(df, dest / "plots" / "avg_score.png", "Avg. Score (lower is better)", ["Avg. Score"], "Avg. Score")
-        lines += ["![Avg. Score](plots/avg_score.png)", ""]
-    if _plot_precision(df, dest / "plots" / "precision_at_k.png"):
-        lines += ["![precision@k](plots/precision_at_k.png)", ""]
-    out = dest / "report.md"
-    write_text(out, "\n".join(lines))
+    return lines
+
+
+def _sections(df: pd.DataFrame, layout: dict[str, Any] | None, cells: dict[str, Cell], root: Path,
+              dest: Path) -> tuple[list[Section], list[str]]:
+    """Each table with its caption, the lines said under it and its trade-off plot; the tables not run yet."""
+    if not layout:
+        return [Section(name, name, t, [], []) for name, t in generic_tables(df).items()], []
+    sections: list[Section] = []
+    waiting: list[str] = []
+    for table in layout["tables"]:
+        name, title = table["name"], table.get("title") or table["name"]
+        shown = suite_table(df, table)
+        if shown is None:
+            waiting.append(f"{name} ({title}): 0 of {len({c['run_id'] for c in table['cells']})} cells finished")
+            continue
+        notes = (_audit_lines(cells, {c["run_id"] for c in table["cells"]}, root, dest)
+                 if table["show"] == "audit" else [])
+        notes += (goal_lines(df, table) if table.get("goal") else []) + (
+            claim_lines(df, table) if table.get("claims") else []) + identical_lines(df, table)
+        sections.append(Section(name, title, shown, _caption(layout, table, df), notes,
+                                tradeoff(df, table) if table["show"] == "bar" else None))
+    return sections, waiting
+
+
+def build_view(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
+               records: bool = False) -> View:
+    """Everything the report of ``folder`` shows, computed once for every renderer."""
+    root = Path(folder)
+    dest = Path(to) if to is not None else root
+    found = collect_runs(root)
+    df = frame([r for _, r in found])
+    df["run_id"] = [rid or d.name for rid, (d, _) in zip(df["run_id"], found)]  # run folders gathered by hand
+    from .runner import stale_reason
+
+    stale = {rid: why for rid, (_, r) in zip(df["run_id"], found) if (why := stale_reason(r.raw)) is not None}
+    cells = {rid: Cell(rid, d, r) for rid, (d, r) in zip(df["run_id"], found)}
+    for cell in cells.values():
+        if (cell.folder / "audit" / "audit.json").is_file():
+            cell.audit_folder = cell.folder / "audit"
+            cell.audit = json.loads((cell.audit_folder / "audit.json").read_text("utf-8"))
+    audited = [{"run_id": c.run_id, **audit_figures(c.audit)} for c in cells.values() if c.audit is not None]
+    if audited:
+        df = df.merge(pd.DataFrame(audited), on="run_id", how="left")
+    layout_file = root / "suite.json"
+    layout = json.loads(layout_file.read_text(encoding="utf-8")) if layout_file.is_file() else None
+    sections, waiting = _sections(df, layout, cells, root, dest)
+    return View(title=f"Benchmark report: {layout['suite'] if layout else root.name}",
+                intro=_intro(layout, root, dest, len(df), stale, records, set(df["run_id"])),
+                sections=sections, waiting=waiting, plots=summary_plots(df), runs=df, cells=list(cells.values()),
+                root=root, dest=dest)
+
+
+def render_markdown(view: View) -> str:
+    """report.md: the intro, each table with its lines and trade-off plot, the plots."""
+    lines = [f"# {view.title}", "", *view.intro]
+    for s in view.sections:
+        lines += [f"## {s.name}" + (f": {s.title}" if s.title != s.name else ""), "", *s.caption, "",
+                  s.table.to_markdown(index=False, disable_numparse=True), "", *s.notes]
+        if s.tradeoff is not None:
+            lines += [f"![{s.name}: forgetting against what the other datasets keep]({s.tradeoff.file})", ""]
+    if view.waiting:
+        lines += ["## Not run yet", "", *(f"- {w}" for w in view.waiting), ""]
+    lines += ["## Plots", ""]
+    for plot in view.plots:
+        lines += [f"![{plot.alt}]({plot.file})", ""]
+    return "\n".join(lines)
+
+
+def _write_plots(view: View) -> None:
+    for s in view.sections:
+        if s.tradeoff is not None:
+            _plot_tradeoff(s.tradeoff, view.dest / s.tradeoff.file)
+    for plot in view.plots:
+        if isinstance(plot, Bars):
+            _plot_bars(plot, view.dest / plot.file)
+        else:
+            _plot_lines(plot, view.dest / plot.file)
+
+
+def write_report(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
+                 records: bool = False) -> Path:
+    """Write ``tables/``, ``plots/``, ``report.md``, ``index.html`` and ``cells/`` (``html_report``)
+    into ``to`` (default: ``folder``) from the run folders and layout of ``folder``; with ``records``,
+    also the records they were made from (``to/records``, see the module's text)."""
+    if records and to is None:
+        raise ClipUnlearnError("--records needs --to: the records are a copy of the folder's results for a page "
+                               "kept elsewhere (e.g. --to docs/results/NAME).")
+    view = build_view(folder, to, records)
+    if records:
+        write_records(view.root, view.dest)
+    for s in view.sections:
+        write_text(view.dest / "tables" / f"{s.name}.csv", s.table.to_csv(index=False))
+        markdown = s.table.to_markdown(index=False, disable_numparse=True)
+        write_text(view.dest / "tables" / f"{s.name}.md", markdown + "\n")
+    copy_audits(view)
+    _write_plots(view)
+    out = view.dest / "report.md"
+    write_text(out, render_markdown(view))
+    write_html(view)
     return out
