@@ -87,7 +87,12 @@ def test_curves_of_the_original_and_the_oracle_are_cached_by_content(data_slice,
     assert r1["score"]["R"] is None or r1["score"]["R"] == pytest.approx(0.0)
     other = audit("a3", (2,), with_oracle=False)
     assert other["computed"]["original"] == 1  # other steps: another key
-    assert other["score"]["R"] is None and other["score"]["R_floor"] is not None  # no oracle: only the floor
+    # no oracle: only the floor, R against accuracy 0 = the forgotten curve's area over the original's
+    curves = {m: other["curves"][m][one[0].name] for m in ("original", "forgotten")}
+    area = {m: np.trapezoid(c) / (len(c) - 1) for m, c in curves.items()}  # readings at steps 0 and 2
+    assert other["score"]["R"] is None and other["score"]["with_oracle"] is False
+    assert area["original"] > 0.5  # the zoo model knows the class: the floor is defined
+    assert other["score"]["R_floor"] == pytest.approx(area["forgotten"] / area["original"])
 
 
 def test_the_cli_takes_a_grid_and_steps(data_slice, lip_run, tmp_path, capsys):

@@ -155,9 +155,16 @@ def test_a_concept_run_is_audited_on_the_users_photos_without_an_oracle(data_sli
     for name, why in CONCEPT_SKIPS.items():
         assert audit["results"][name] == {"skipped": why}
         assert v[name]["verdict"] == UNDEFINED and v[name]["threshold"] == why
-    for name in ("prompts", "images"):
-        assert v[name]["verdict"] in (RECOVERED, NOT_RECOVERED, UNDEFINED)
     r = audit["results"]
+    # each verdict is its documented rule applied to the attack's own figures (Thresholds: half of before)
+    others = [f["accuracy"]["forgotten"] for f in r["prompts"]["families"] if f["family"] != "run template"]
+    assert r["prompts"]["best_after"]["accuracy"]["forgotten"] == max(others)
+    assert r["images"]["best_after"]["accuracy"]["forgotten"] == max(
+        r["images"]["accuracy"][a]["forgotten"] for a in r["images"]["augmentations"])
+    for name in ("prompts", "images"):
+        before, best = r[name]["before"], r[name]["best_after"]["accuracy"]["forgotten"]
+        expected = UNDEFINED if not before > 0 else RECOVERED if best > 0.5 * before else NOT_RECOVERED
+        assert v[name]["verdict"] == expected, name
     results = json.loads((run / "results.json").read_text())
     run_tpl = [f for f in r["prompts"]["families"] if f["family"] == "run template"][0]["accuracy"]
     assert run_tpl["original"] == pytest.approx(results["target_before"])  # cifar10's one template: the run's measure

@@ -19,15 +19,26 @@ def _quiet_root_logger():
 
 
 def test_eval_writes_json(data_slice, tmp_path, capsys):
+    from clipunlearn.data import load_image_set
+    from clipunlearn.evaluation import Evaluator
+    from clipunlearn.models import load_clip
+
     out = tmp_path / "eval.json"
-    assert main(["eval", *TINY, "--datasets", "caltech101,cifar10", "--data-root", str(data_slice),
+    assert main(["eval", "--model", "mini-rn", "--datasets", "caltech101,cifar10", "--data-root", str(data_slice),
                  "--json", str(out), "--workers", "0", "--quiet"]) == 0
     table = capsys.readouterr().out
-    assert "caltech101" in table and "cifar10" in table
     data = json.loads(out.read_text())
     assert set(data) == {"caltech101", "cifar10"}
     assert data["caltech101"]["n"] == 24 and set(data["caltech101"]["per_class"]) == {"face", "leopard", "motorbike", "accordion"}
-    assert 0 <= data["cifar10"]["top1"] <= 1
+    # each dataset's figures are the zoo model's on that dataset, evaluated here without the CLI
+    reference = Evaluator(load_clip("mini-rn"), workers=0, progress=False)
+    for name in ("caltech101", "cifar10"):
+        expected = reference.evaluate(load_image_set(name, str(data_slice), "test"))
+        assert data[name]["top1"] == pytest.approx(expected.top1)
+        assert data[name]["per_class"] == pytest.approx(expected.per_class())
+        printed = next(line for line in table.splitlines() if line.startswith(name))
+        assert f"{expected.top1:.3f}" in printed.split()
+    assert data["caltech101"]["top1"] != data["cifar10"]["top1"]  # (1.0 and 0.889: a swap would show)
     # an existing output is kept unless --overwrite
     assert main(["eval", *TINY, "--datasets", "cifar10", "--data-root", str(data_slice), "--json", str(out),
                  "--quiet"]) == 2
@@ -66,9 +77,19 @@ def test_forget_writes_a_complete_run(run_dir):
     assert "epoch" in (run_dir / "log.txt").read_text()
 
 
-def test_run_model_loads_back(run_dir, data_slice, capsys):
-    assert main(["eval", "--model", "mini-rn", "--pretrained", "none", "--weights", str(run_dir / "model.safetensors"),
-                 "--datasets", "cifar10", "--data-root", str(data_slice), "--quiet"]) == 0
+def test_run_model_loads_back(run_dir, data_slice, tmp_path, capsys):
+    """A full model file is a standalone checkpoint: over the zoo weights (which call every caltech101 image
+    of the slice right) it gives the figures the random-init run measured after forgetting."""
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "mini-rn", "--weights", str(run_dir / "model.safetensors"),
+                 "--datasets", "caltech101,cifar10", "--data-root", str(data_slice), "--json", str(out),
+                 "--quiet"]) == 0
+    got, run = json.loads(out.read_text()), json.loads((run_dir / "results.json").read_text())
+    assert got["caltech101"]["per_class"]["leopard"] == pytest.approx(run["target_after"])
+    others = [v for k, v in got["caltech101"]["per_class"].items() if k != "leopard"]  # 6 images each
+    assert sum(others) / len(others) == pytest.approx(run["other_classes_after"])
+    assert got["cifar10"]["top1"] == pytest.approx(run["datasets"]["cifar10"]["after"])
+    assert got["caltech101"]["top1"] < 1.0  # not the zoo model's figures
 
 
 def test_forget_can_save_only_the_changed_tensors(data_slice, tmp_path, capsys):
@@ -78,8 +99,8 @@ def test_forget_can_save_only_the_changed_tensors(data_slice, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "zoo")]) == 0
     model_file = json.loads((tmp_path / "zoo" / "results.json").read_text())["model_file"]
     assert model_file["holds"] == "changed tensors" and model_file["tensors"] > 0
-    assert main(["eval", "--model", "mini-rn", "--weights", str(tmp_path / "zoo" / "model.safetensors"),
-                 "--datasets", "cifar10", "--data-root", str(data_slice), "--quiet"]) == 0
+    # that such a file loads back whole on its starting model (and only there): test_merge_runs; that
+    # `--weights` reaches the model the CLI evaluates: test_run_model_loads_back
     # random starting weights cannot be named by a checkpoint: every tensor is saved, and the log says why
     assert main([*base, "--pretrained", "none", "--out", str(tmp_path / "random")]) == 0
     assert json.loads((tmp_path / "random" / "results.json").read_text())["model_file"]["holds"] == "all tensors"
@@ -178,7 +199,14 @@ def test_zoo_train_on_a_slice(data_slice, tmp_path, capsys):
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["train_images"] == 42 and set(record["test_top1"]) == {"caltech101", "cifar10"}
     assert main(["eval", "--model", "mini-rn", "--pretrained", str(out), "--datasets", "cifar10",
-                 "--data-root", str(data_slice), "--quiet"]) == 0
+                 "--data-root", str(data_slice), "--quiet", "--json", str(tmp_path / "eval.json")]) == 0
+    from clipunlearn.data import load_image_set
+    from clipunlearn.evaluation import Evaluator
+    from clipunlearn.models import load_clip
+
+    trained = Evaluator(load_clip("mini-rn", pretrained=str(out)), workers=0, progress=False)
+    expected = trained.evaluate(load_image_set("cifar10", str(data_slice), "test")).per_class()
+    assert json.loads((tmp_path / "eval.json").read_text())["cifar10"]["per_class"] == pytest.approx(expected)
 
 
 def test_zoo_train_exclude_leaves_every_image_of_the_class_out(data_slice, tmp_path, capsys):

@@ -137,7 +137,10 @@ def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice,
     if cls.needs & {"real_forget", "real_retain"}:
         assert any("train" in v["source"] for v in r.data_seen.values())
     assert r.retrieval and set(r.retrieval["before"]) >= {"ks", "ift", "ifi"}
-    assert r.template_change and r.template_change["before"]["target"] is not None
+    # "before" is measured on the starting model, before the method runs: the same for every method
+    before = (r.target.before, r.other_classes.before, r.datasets["cifar10"].before,
+              r.template_change["before"], r.retrieval["before"])
+    assert before == _BEFORE.setdefault(model, before), f"{name}'s before differs from another method's"
     assert (out / "report.md").read_text().startswith("# Forgetting motorbike")
     log = (out / "log.txt").read_text()  # every line, though nothing set the logger's level
     assert "before: target" in log and "after: target" in log and "stopped:" in log
@@ -148,6 +151,7 @@ def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice,
 
 
 _KEYS: dict[str, set] = {}
+_BEFORE: dict[str, tuple] = {}
 
 
 def test_a_setting_can_change_the_data_a_method_sees(mini_rn_random):
