@@ -435,8 +435,14 @@ def test_a_model_that_hid_nothing_is_caught_by_every_attack(data_slice, lip_run)
     assert results["prompts"]["before"] > 0  # the original knows the class: there is something to hide
     for family in results["prompts"]["families"]:
         assert family["accuracy"]["forgotten"] == family["accuracy"]["original"]
-    assert v["prompts"]["verdict"] == (RECOVERED if results["prompts"]["best_after"]["accuracy"]["original"]
-                                       > th.prompts_share * results["prompts"]["before"] else NOT_RECOVERED)
+    # with the original as its own oracle, the oracle finds the class under the same prompts: undefined;
+    # judged without an oracle, the share of the original's accuracy decides
+    assert v["prompts"]["verdict"] == UNDEFINED and v["images"]["verdict"] == UNDEFINED
+    alone = {"prompts": {**results["prompts"], "families": [
+        {**f, "accuracy": {m: a for m, a in f["accuracy"].items() if m != "oracle"}}
+        for f in results["prompts"]["families"]]}}
+    assert verdicts(alone, th)[0]["verdict"] == (RECOVERED if results["prompts"]["best_after"]["accuracy"]["original"]
+                                                 > th.prompts_share * results["prompts"]["before"] else NOT_RECOVERED)
     for aug in ("clean", *results["images"]["augmentations"]):
         assert results["images"]["accuracy"][aug]["forgotten"] == results["images"]["accuracy"][aug]["original"]
     # the same features separate the class as well as before; with the original as its own oracle, the

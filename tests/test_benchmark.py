@@ -521,7 +521,7 @@ goal = { method = "ga", score = 85 }
 """
     assert _suite(tmp_path, text=text).tables[0].goal == (("method", "ga"), ("score", 85.0))
     for change, message in ((('method = "ga", score', 'method = "gaa", score'), "goal.method: 'gaa' is not a method"),
-                            (("goal = { method = \"ga\", score = 85 }", "goal = { method = \"ga\" }"), "needs both"),
+                            (("goal = { method = \"ga\", score = 85 }", "goal = { method = \"ga\" }"), "needs method, score"),
                             (('show = "subgroup"', 'show = "forgetting"'), 'a goal is for show = "subgroup"')):
         with pytest.raises(ClipUnlearnError, match=re.escape(message)):
             _suite(tmp_path, text=text.replace(*change))

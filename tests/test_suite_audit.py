@@ -203,3 +203,92 @@ def test_audit_figures_hold_r_and_one_recovered_column_per_judged_attack():
     assert (row["audit prompts recovered"], row["audit images recovered"], row["audit mia recovered"]) == (1.0, 0.0, 0.0)
     assert "audit probe recovered" not in row and "audit weights recovered" not in row  # not judged
     assert (row["audit attacks recovered"], row["audit attacks"]) == (1, 3)
+
+
+def _depth_table(rows: list[dict]) -> tuple[pd.DataFrame, dict]:
+    df = pd.DataFrame(rows)
+    table = {"name": "depth", "show": "depth", "group_by": ["method"], "goal": {"method": "uproot", "r": 0.3, "kept": 0.95},
+             "cells": [{"model": "mini-rn", "run_id": r["run_id"], "setting": ""} for r in rows]}
+    return df.assign(model="mini-rn"), table
+
+
+def _depth_row(run_id: str, method: str, r: float, prompts: float, dogs: float, cars: float, avg: float) -> dict:
+    return {"run_id": run_id, "method": method, "dataset": "caltech101", "classes": "minaret", "seed": 0,
+            "audit R": r, "audit prompts recovered": prompts, "audit images recovered": 0.0,
+            "audit mia recovered": 0.0, "AF/BF of stanford_dogs": dogs, "AF/BF of stanford_cars": cars,
+            "Avg. Score": avg}
+
+
+def test_the_depth_goal_names_each_part_met_or_missed_with_its_figure():
+    from clipunlearn.benchmark.report import depth_goal_lines
+
+    df, table = _depth_table([_depth_row("u0", "uproot", 0.1, 0.0, 0.97, 0.90, 0.04),
+                              _depth_row("u1", "uproot", 0.3, 1.0, 0.95, 1.00, 0.06),
+                              _depth_row("l0", "lip", 0.4, 0.0, 0.99, 0.99, 0.10),
+                              _depth_row("a0", "amns", 0.35, 0.0, 0.99, 0.99, 0.12)])
+    lines = depth_goal_lines(df, table)
+    line = next(x for x in lines if x.startswith("- mini-rn"))
+    # R 0.2 <= 0.3; prompts in 1 of 2 cells (missed); dogs 0.96 and cars 0.95 kept; Avg. 0.05 < lip's 0.10;
+    # R below amns's 0.35, the lowest other
+    assert "uproot (2 cells) misses 1 of 7 parts" in line
+    assert "R 0.200 ≤ 0.3" in line and "prompts recovered in 1 of 2 cells (missed)" in line
+    assert "images recovered in 0 of 2 cells" in line and "mia recovered in 0 of 2 cells" in line
+    assert "worst other dataset stanford_cars keeps 0.950" in line
+    assert "Avg. Score 0.050 against the best other, lip, 0.100" in line
+    assert "R against the lowest other, amns, 0.350" in line
+    df.loc[df["run_id"] == "u1", ["audit prompts recovered", "AF/BF of stanford_cars", "audit R"]] = [0.0, 0.9, 0.6]
+    line = next(x for x in depth_goal_lines(df, table) if x.startswith("- mini-rn"))
+    # R 0.35 > 0.3 by 0.05 and not below amns's 0.35; cars 0.90 < 0.95 by 0.05
+    assert "misses 3 of 7 parts" in line and "R 0.350 > 0.3 by 0.050 (missed)" in line
+    assert "stanford_cars keeps 0.900 (< 0.95 by 0.050) (missed)" in line
+    assert "R against the lowest other, amns, 0.350 (missed)" in line
+    df = df[df["method"] != "uproot"]
+    assert "- mini-rn: uproot not run yet" in depth_goal_lines(df, table)
+
+
+def test_relearning_curves_average_the_attacks_then_the_cells_and_band_the_original_and_oracle():
+    from types import SimpleNamespace
+
+    from clipunlearn.benchmark.report import relearning_curves
+    from clipunlearn.benchmark.view import Cell
+
+    def cell(rid: str, method: str, forgotten: tuple, original: tuple, oracle: tuple) -> Cell:
+        results = SimpleNamespace(method=method, preset="default", ablation=None, raw={}, dataset="caltech101",
+                                  classes=["minaret"])
+        curves = {"original": {"a": original[0], "b": original[1]}, "forgotten": {"a": forgotten[0], "b": forgotten[1]},
+                  "oracle": {"a": oracle[0], "b": oracle[1]}}
+        audit = {"results": {"relearning": {"attacks": ["a", "b"], "steps": [0, 5], "curves": curves}}}
+        return Cell(rid, Path(rid), results, None, audit)
+
+    cells = {"u0": cell("u0", "uproot", ([0.0, 0.2], [0.0, 0.4]), ([0.8, 0.9], [0.8, 1.0]), ([0.0, 0.1], [0.0, 0.3])),
+             "u1": cell("u1", "uproot", ([0.0, 0.0], [0.2, 0.2]), ([0.6, 0.7], [0.6, 0.7]), ([0.0, 0.0], [0.0, 0.0])),
+             "x9": cell("x9", "lip", ([0.5, 0.5], [0.5, 0.5]), ([0.9, 0.9], [0.9, 0.9]), ([0.0, 0.0], [0.0, 0.0]))}
+    layout = {"tables": [{"show": "depth", "cells": [{"run_id": "u0"}, {"run_id": "u1"}, {"run_id": "gone"}]}]}
+    lines = relearning_curves(layout, cells)  # x9 is in no depth table: left out
+    (panel,) = lines.panels
+    assert panel.ks == (0, 5) and "mean over 2 attacks" in panel.title
+    (series,) = panel.series
+    # per cell the mean over attacks: u0 (0, 0.3), u1 (0.1, 0.1); then over cells
+    assert series.label == "uproot (2 cells)" and series.values == pytest.approx((0.05, 0.2))
+    original, oracle = panel.bands  # u0 (0.8, 0.95), u1 (0.6, 0.7); oracle u0 (0, 0.2), u1 (0, 0)
+    assert original.label == "original" and original.low == pytest.approx((0.6, 0.7))
+    assert original.high == pytest.approx((0.8, 0.95))
+    assert oracle.label == "oracle" and oracle.low == pytest.approx((0.0, 0.0)) and oracle.high == pytest.approx((0.0, 0.2))
+    assert relearning_curves({"tables": [{"show": "audit", "cells": [{"run_id": "u0"}]}]}, cells) is None
+
+
+@pytest.mark.parametrize("goal, message", [
+    ('goal = { method = "uproot", r = 0.3 }', "needs kept, method, r"),
+    ('goal = { method = "uproot", r = 0.3, kept = 0.95, score = 1 }', "unknown"),
+])
+def test_a_depth_goal_needs_method_r_and_kept(tmp_path, goal, message):
+    text = AUDITED.replace('group_by = ["dataset", "method"]\n', 'group_by = ["dataset", "method"]\n' + goal + "\n")
+    with pytest.raises(ClipUnlearnError, match="a goal is for show"):
+        _suite(tmp_path, text)  # the audit table cannot take one
+    text = text.replace('show = "audit"', 'show = "depth"')
+    with pytest.raises(ClipUnlearnError, match=message):
+        _suite(tmp_path, text)
+    ok = AUDITED.replace('show = "audit"\ngroup_by = ["dataset", "method"]\n',
+                         'show = "depth"\ngroup_by = ["method"]\ngoal = { method = "lip", r = 0.3, kept = 0.95 }\n')
+    table = _suite(tmp_path, ok).tables[1]
+    assert table.show == "depth" and dict(table.goal) == {"method": "lip", "r": 0.3, "kept": 0.95}

@@ -289,25 +289,37 @@ def bars_svg(b: Bars, tips: Tips) -> str:
 
 
 def lines_svg(lines: Lines, tips: Tips) -> str:
-    """One line plot per panel: a line per method over k, the mean before forgetting dashed."""
+    """One line plot per panel: a line per method over k, the mean before forgetting dashed, and the
+    panel's bands shaded behind them (hover: the band's range)."""
     out = []
     for panel in lines.panels:
-        values = [v for v in (*(v for s in panel.series for v in s.values), *panel.before) if v is not None]
+        values = [v for v in (*(v for s in panel.series for v in s.values), *panel.before,
+                              *(v for b in panel.bands for v in b.high)) if v is not None]
         ax = Axes((min(panel.ks), max(panel.ks)) if len(panel.ks) > 1 else (panel.ks[0] - 1, panel.ks[0] + 1),
                   (0.0, max(1.0, *values) if values else 1.0), width=480, height=320)
-        parts = ax.frame("k", "precision@k", x_ticks=[(k, str(k)) for k in panel.ks])
+        parts = ax.frame(panel.x_label, panel.y_label, x_ticks=[(k, str(k)) for k in panel.ks])
+        shades = dict(zip([b.label for b in panel.bands], ("#9e9e9e", "#2ca02c", "#ff7f0e")))
+        for band in panel.bands:
+            outline = [(ax.x(k), ax.y(v)) for k, v in zip(panel.ks, band.high)]
+            outline += [(ax.x(k), ax.y(v)) for k, v in reversed(list(zip(panel.ks, band.low)))]
+            tip = tips.add(band.label, [panel.title, *(f"step {k}: {lo:.3f} to {hi:.3f}"
+                                                      for k, lo, hi in zip(panel.ks, band.low, band.high))])
+            parts.append(f'<polygon class="band" points="{" ".join(f"{x},{y}" for x, y in outline)}" '
+                         f'fill="{shades[band.label]}" fill-opacity="0.25" {tip}/>')
         colours = _colours([s.label for s in panel.series])
         named = [(s.label, s.values, colours[s.label], "") for s in panel.series]
-        for label, vals, colour, dash in [*named, ("before", panel.before, "#000000", ' stroke-dasharray="5 4"')]:
+        dashed = [("before", panel.before, "#000000", ' stroke-dasharray="5 4"')] if panel.before else []
+        dashed_key = [("before (dashed)", "#000000")] if panel.before else []
+        for label, vals, colour, dash in [*named, *dashed]:
             xy = [(ax.x(k), ax.y(v)) for k, v in zip(panel.ks, vals) if v is not None]
             points = " ".join(f"{x},{y}" for x, y in xy)
             parts.append(f'<polyline class="line" points="{points}" stroke="{colour}"{dash}/>')
             for k, v in zip(panel.ks, vals):
                 if v is not None:
-                    tip = tips.add(label, [f"{panel.title}", f"precision@{k}: {v:.3f}"])
+                    tip = tips.add(label, [f"{panel.title}", f"{panel.x_label} {k}: {v:.3f}"])
                     parts.append(f'<circle class="dot" cx="{ax.x(k)}" cy="{ax.y(v)}" r="4" fill="{colour}" {tip}/>')
         out.append(f'<figure class="lines">{_svg(ax.width, ax.height, panel.title, parts)}\n'
-                   f'{_legend([*colours.items(), ("before (dashed)", "#000000")])}'
+                   f'{_legend([*colours.items(), *dashed_key, *((f"{b} (band)", c) for b, c in shades.items())])}'
                    f"<figcaption>{e(panel.title)}</figcaption></figure>")
     return "\n".join(out)
 

@@ -21,7 +21,12 @@ the rest (classes and seeds):
 * ``audit``: the audit of each cell (``RUN/audit/audit.json``, ``clipunlearn audit``): per attack the
   figure its verdict reads, for the original, forgotten and (where the suite trained one) oracle
   model, and how many attacks brought the class back; each cell's ``audit.md`` and plots are copied
-  beside the report (``audits/<run id>/``) and linked.
+  beside the report (``audits/<run id>/``) and linked;
+* ``depth``: forgetting depth, one row per method: the relearning score R over the audited attacks,
+  per attack the share of cells it brought the class back in, the weight distance, the target after,
+  what the other classes and the worst-kept other dataset kept, and the Avg. Score; with a goal
+  (``goal = { method, r, kept }``) each part of it met or missed, and the relearning curves of the
+  depth tables' cells (each method beside the original's and the oracle's as bands) under the plots.
 
 A folder without ``suite.json`` (run folders gathered by hand) gets the per-method, per-class and
 retrieval tables. CSV and markdown (pandas) go to ``tables/``, plots (matplotlib) to ``plots/``, all
@@ -30,8 +35,8 @@ gathered in ``report.md``; the same tables and plots, sortable, filterable and i
 ``View`` (``build_view``): neither renderer computes a figure of its own.
 
 With ``records=True`` the report also keeps what it was made from beside it (``TO/records/``: the
-layout ``suite.json`` and each run's ``results.json``, no model files): the page can then be rebuilt
-from the repository alone (``clipunlearn benchmark report TO/records --to TO``), and copying the
+layout ``suite.json``, each run's ``results.json`` and, where audited, its ``audit/audit.json``; no
+model files): the page can then be rebuilt from the repository alone (``clipunlearn benchmark report TO/records --to TO``), and copying the
 records into a suite's ``--out`` folder lets the suite resume there on another machine (a cell is done
 when its ``results.json`` is).
 """
@@ -49,7 +54,7 @@ from ..errors import ClipUnlearnError
 from ..io import save_with, write_text
 from ..runs.results import RunResults, read_results
 from .html_report import write_html
-from .view import BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Section, Series, Tradeoff, View, format_figure
+from .view import Band, BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Section, Series, Tradeoff, View, format_figure
 
 
 def _runs_base(folder: str | os.PathLike[str]) -> Path:
@@ -224,6 +229,11 @@ _KEPT = "AF/BF of "  # the hidden per-dataset ratio columns a bar verdict names 
 
 _BAR = {"target": ("target AF/BF", "<="), "other_classes": ("other classes AF/BF", ">="),
         "other_datasets": ("other datasets AF/BF (worst)", ">="), "avg_score": ("Avg. Score", "<=")}
+#: the forgetting-depth view (``show = "depth"``): per row, what the audit found (R over the held-out
+#: attacks; per attack the share of cells it brought the class back in) and what forgetting cost
+_DEPTH = ["audit R", "audit relearning recovered", "audit prompts recovered", "audit images recovered",
+          "audit prototype recovered", "audit mia recovered", "audit weight distance (relative)", "target AF",
+          "other classes AF/BF", "other datasets AF/BF (worst)", "Avg. Score"]
 _RETRIEVAL = ("IFT", "IFI")
 _ERRORS = ["turned wrong", "fell 1 rank", "fell ≤ 2 ranks", "std. logit gap"]
 _VERIFY = ["target BF", "target AF", "synthetic BF", "synthetic AF", "|synthetic AF - target AF|"]
@@ -247,6 +257,8 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
         return [column for column, _ in _BAR.values()]
     if show == "audit":
         return [c for c in df.columns if c.startswith("audit ")]
+    if show == "depth":
+        return [c for c in _DEPTH if c in df.columns]
     if show == "subgroup":
         accuracy = [c for c in df.columns if c.endswith((" BF", " AF")) and not c.startswith(_RETRIEVAL)
                     and not c.startswith(("synthetic", "changed templates", "other classes", "forget@"))]
@@ -331,6 +343,53 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
             [f"below {others.idxmax()}"] if len(others) and others.max() >= ours else [])
         lines.append(f"- {where}: {method} {ours:.1f}, {best}: " + ("meets the goal" if not missed else
                                                                     "misses (" + "; ".join(missed) + ")"))
+    return lines + [""]
+
+
+def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
+    """Per model, each part of a forgetting-depth goal (``suite.DEPTH_GOAL_KEYS``) for the goal's method,
+    met or missed and by how much: means over each method's finished cells."""
+    goal = table.get("goal") or {}
+    rows = _table_rows(df, table)
+    if not goal or rows.empty or "audit R" not in rows.columns:
+        return []
+    method, r_max, kept_min = goal["method"], float(goal["r"]), float(goal["kept"])
+    lines = [f"Goal: {method}, means over its cells, held-out attacks: R ≤ {r_max:g}; prompts, images and membership "
+             f"bring the class back in no cell; every other dataset keeps ≥ {kept_min:g} of its accuracy; Avg. Score "
+             "no worse than the best other method's; R below every other method's.", ""]
+    kept_cols = [c for c in rows.columns if c.startswith(_KEPT)]
+    for model, of_model in rows.groupby("model", sort=True):
+        ours = of_model[of_model["method"] == method]
+        if ours.empty:
+            lines.append(f"- {model}: {method} not run yet")
+            continue
+        means = of_model.groupby("method")[["audit R", "Avg. Score"]].mean()
+        others = means.drop(index=method)
+        parts = []
+        r = float(means.loc[method, "audit R"])
+        parts.append((r <= r_max, f"R {r:.3f} " + (f"≤ {r_max:g}" if r <= r_max else f"> {r_max:g} by {r - r_max:.3f}")))
+        for attack in ("prompts", "images", "mia"):
+            column = f"audit {attack} recovered"
+            if column in ours.columns and ours[column].notna().any():
+                hit, n = int(ours[column].sum()), int(ours[column].notna().sum())
+                parts.append((hit == 0, f"{attack} recovered in {hit} of {n} cells"))
+        if kept_cols:
+            kept = ours[kept_cols].mean()
+            worst = kept.idxmin()
+            parts.append((bool(kept.min() >= kept_min),
+                          f"worst other dataset {worst[len(_KEPT):]} keeps {kept.min():.3f}"
+                          + ("" if kept.min() >= kept_min else f" (< {kept_min:g} by {kept_min - kept.min():.3f})")))
+        if len(others):
+            avg, best = float(means.loc[method, "Avg. Score"]), others["Avg. Score"].idxmin()
+            parts.append((bool(avg <= others.loc[best, "Avg. Score"]),
+                          f"Avg. Score {avg:.3f} against the best other, {best}, {others.loc[best, 'Avg. Score']:.3f}"))
+            lowest = others["audit R"].idxmin()
+            parts.append((bool(r < others.loc[lowest, "audit R"]),
+                          f"R against the lowest other, {lowest}, {others.loc[lowest, 'audit R']:.3f}"))
+        missed = [text for ok, text in parts if not ok]
+        lines.append(f"- {model}: {method} ({len(ours)} cells) " + ("meets the goal: " if not missed else
+                     f"misses {len(missed)} of {len(parts)} parts: ") + "; ".join(
+                         text + ("" if ok else " (missed)") for ok, text in parts))
     return lines + [""]
 
 
@@ -499,6 +558,41 @@ def summary_plots(df: pd.DataFrame) -> list[Bars | Lines]:
     return plots + ([precision] if precision else [])
 
 
+def relearning_curves(layout: dict[str, Any] | None, cells: dict[str, Cell]) -> Lines | None:
+    """The depth tables' relearning curves, one panel per class: each method's forgotten model, averaged
+    over the audited attacks and then over the class's cells (seeds), with the original's and the
+    oracle's curves as bands (their lowest and highest over those cells)."""
+    ids = {c["run_id"] for t in (layout or {}).get("tables", []) if t["show"] == "depth" for c in t["cells"]}
+    curves: dict[str, dict[str, list[list[float]]]] = {}  # class -> model or method -> one mean curve per cell
+    steps: dict[str, tuple[int, ...]] = {}
+    attacks: dict[str, set[int]] = {}
+    for rid in sorted(ids):
+        cell = cells.get(rid)
+        rl = None if cell is None or cell.audit is None else cell.audit["results"].get("relearning")
+        if rl is None or "skipped" in rl:
+            continue
+        key = f"{cell.results.dataset}: {', '.join(cell.results.classes)}"
+        steps.setdefault(key, tuple(int(k) for k in rl["steps"]))
+        attacks.setdefault(key, set()).add(len(rl["attacks"]))
+        for model, per_attack in rl["curves"].items():
+            mean = [float(v) for v in pd.DataFrame([per_attack[a] for a in rl["attacks"]]).mean().values]
+            name = _label(cell.results) if model == "forgotten" else model
+            curves.setdefault(key, {}).setdefault(name, []).append(mean)
+    panels = []
+    for key in sorted(curves):
+        group = curves[key]
+        bands = tuple(Band(m, tuple(float(v) for v in pd.DataFrame(group[m]).min().values),
+                           tuple(float(v) for v in pd.DataFrame(group[m]).max().values))
+                      for m in ("original", "oracle") if m in group)
+        series = tuple(Series(f"{m} ({len(c)} cells)", tuple(float(v) for v in pd.DataFrame(c).mean().values))
+                       for m, c in sorted(group.items()) if m not in ("original", "oracle"))
+        n = "/".join(str(a) for a in sorted(attacks[key]))
+        panels.append(Panel(f"{key}: relearning, mean over {n} attacks", steps[key], series, (),
+                            x_label="relearning step", y_label="class test accuracy", bands=bands))
+    return Lines("plots/relearning_curves.png", "relearning curves: each method beside the original and the oracle "
+                 "(bands)", tuple(panels)) if panels else None
+
+
 def _pyplot():
     import matplotlib
 
@@ -550,12 +644,16 @@ def _plot_lines(lines: Lines, path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(lines.panels), figsize=(5 * len(lines.panels), 3.6), squeeze=False)
     for ax, panel in zip(axes[0], lines.panels):
+        for band, colour in zip(panel.bands, ("tab:gray", "tab:green", "tab:orange")):
+            ax.fill_between(panel.ks, band.low, band.high, color=colour, alpha=0.2, label=band.label)
         for s in panel.series:
             ax.plot(panel.ks, [float("nan") if v is None else v for v in s.values], marker="o", label=s.label)
-        ax.plot(panel.ks, [float("nan") if v is None else v for v in panel.before], "k--", marker="x", label="before")
-        ax.set_title(panel.title)
-        ax.set_xlabel("k")
-        ax.set_ylabel("precision@k")
+        if panel.before:
+            ax.plot(panel.ks, [float("nan") if v is None else v for v in panel.before], "k--", marker="x",
+                    label="before")
+        ax.set_title(textwrap.fill(panel.title, 50), fontsize=9)
+        ax.set_xlabel(panel.x_label)
+        ax.set_ylabel(panel.y_label)
         ax.set_xticks(panel.ks)
     axes[0][-1].legend(fontsize=7)
     _save(fig, path)
@@ -593,7 +691,8 @@ RECORDS = "records"
 
 
 def write_records(root: Path, dest: Path) -> int:
-    """Copy ``root``'s layout and each finished run's ``results.json`` into ``dest/records`` (byte for
+    """Copy ``root``'s layout and each finished run's ``results.json`` (and ``audit/audit.json`` where it
+    was audited) into ``dest/records`` (byte for
     byte, atomically); returns the number of runs. Records of runs that ``root`` lacks are refused, not
     dropped: the page would otherwise lose cells a former machine finished."""
     import shutil
@@ -610,8 +709,10 @@ def write_records(root: Path, dest: Path) -> int:
         raise ClipUnlearnError(f"{str(kept)!r} holds {len(extra)} run(s) that {str(base)!r} lacks (e.g. {extra[0]}): "
                                f"copy them into {str(base)!r} first (cp -r {kept}/. {base}/), or remove them.")
     for rid in sorted(ids):
-        src = base / rid / "results.json"
-        save_with(kept / rid / "results.json", lambda tmp, src=src: shutil.copyfile(src, tmp))
+        for name in ("results.json", "audit/audit.json"):  # an audit's figures and verdicts, where audited
+            src = base / rid / name
+            if src.is_file():
+                save_with(kept / rid / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
     if (root / "suite.json").is_file():
         save_with(rec / "suite.json", lambda tmp: shutil.copyfile(root / "suite.json", tmp))
     return len(ids)
@@ -680,7 +781,8 @@ def _sections(df: pd.DataFrame, layout: dict[str, Any] | None, cells: dict[str, 
             continue
         notes = (_audit_lines(cells, {c["run_id"] for c in table["cells"]}, root, dest)
                  if table["show"] == "audit" else [])
-        notes += (goal_lines(df, table) if table.get("goal") else []) + (
+        goals = depth_goal_lines if table["show"] == "depth" else goal_lines
+        notes += (goals(df, table) if table.get("goal") else []) + (
             claim_lines(df, table) if table.get("claims") else []) + identical_lines(df, table)
         sections.append(Section(name, title, shown, _caption(layout, table, df), notes,
                                 tradeoff(df, table) if table["show"] == "bar" else None))
@@ -711,7 +813,9 @@ def build_view(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None
     sections, waiting = _sections(df, layout, cells, root, dest)
     return View(title=f"Benchmark report: {layout['suite'] if layout else root.name}",
                 intro=_intro(layout, root, dest, len(df), stale, records, set(df["run_id"])),
-                sections=sections, waiting=waiting, plots=summary_plots(df), runs=df, cells=list(cells.values()),
+                sections=sections, waiting=waiting,
+                plots=summary_plots(df) + [c for c in [relearning_curves(layout, cells)] if c is not None],
+                runs=df, cells=list(cells.values()),
                 root=root, dest=dest)
 
 

@@ -78,12 +78,17 @@ TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datase
 #: a subgroup table's goal (``show = "subgroup"``): this method's ratio Score at least ``score`` and
 #: above every other method's, per setting
 GOAL_KEYS = {"method", "score"}
+#: a forgetting-depth table's goal (``show = "depth"``): this method's mean R over the held-out attacks
+#: at most ``r``, no cell recovered by prompts, images or membership, every other dataset keeping at
+#: least ``kept`` of its accuracy, an Avg. Score no worse than the best other method's and an R below
+#: every other method's (docs/audit.md)
+DEPTH_GOAL_KEYS = {"method", "r", "kept"}
 #: a claim a bar table checks (``show = "bar"``): ``method``'s mean of the bar's ``column`` (a BAR_KEYS
 #: name) is higher (``higher = true``) or lower than each method of ``than``'s, over the cells they all
 #: finished; ``says`` is the claim in words (a paper's, say)
 CLAIM_KEYS = {"says", "method", "column", "than", "higher"}
 #: what a table shows of each cell (columns); see ``benchmark.report``
-SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup", "audit")
+SHOWS = ("forgetting", "retrieval", "errors", "verification", "template", "bar", "subgroup", "audit", "depth")
 #: a quality bar's thresholds (``show = "bar"``): the most the target may keep and the least the rest
 #: must keep, as after/before ratios of the row's means, and the highest Avg. Score
 BAR_KEYS = {"target": 0.2, "other_classes": 0.9, "other_datasets": 0.95, "avg_score": 0.10}
@@ -135,7 +140,7 @@ class TableSpec:
     cells: str | None = None  # show the cells of this other table
     seeds: tuple[int, ...] | None = None
     bar: tuple[tuple[str, float], ...] = ()  # show = "bar": thresholds over BAR_KEYS' defaults
-    goal: tuple[tuple[str, Any], ...] = ()  # show = "subgroup": GOAL_KEYS
+    goal: tuple[tuple[str, Any], ...] = ()  # show = "subgroup": GOAL_KEYS; show = "depth": DEPTH_GOAL_KEYS
     claims: tuple[Claim, ...] = ()  # show = "bar": CLAIM_KEYS
 
 
@@ -326,7 +331,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     show = t.get("show", "forgetting")
     if show not in SHOWS:
         raise _fail(f"{where}: show", f"unknown view {show!r} (known: {', '.join(SHOWS)})", show, list(SHOWS))
-    if show == "audit" and t.get("subgroups"):
+    if show in ("audit", "depth") and t.get("subgroups"):
         raise _fail(f"{where}: show", "the audit reads class runs only; subgroup cells cannot be audited")
     group_by = tuple(t.get("group_by", ("dataset", "method")))
     for key in group_by:
@@ -359,11 +364,14 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     _check_keys(f"{where}: bar", bar, set(BAR_KEYS))
     goal = t.get("goal") or {}
     if goal:
-        if show != "subgroup":
-            raise _fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score); set it, or drop goal')
-        _check_keys(f"{where}: goal", goal, GOAL_KEYS)
-        if set(goal) != GOAL_KEYS:
-            raise _fail(f"{where}: goal", 'needs both method and score, e.g. { method = "ga", score = 85 }')
+        if show not in ("subgroup", "depth"):
+            raise _fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score) or "depth" (the audit); '
+                                          "set it, or drop goal")
+        keys, example = ((GOAL_KEYS, '{ method = "ga", score = 85 }') if show == "subgroup"
+                         else (DEPTH_GOAL_KEYS, '{ method = "uproot", r = 0.3, kept = 0.95 }'))
+        _check_keys(f"{where}: goal", goal, keys)
+        if set(goal) != keys:
+            raise _fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
     claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
@@ -375,7 +383,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
                      cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
                      bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else (),
-                     goal=(("method", str(goal["method"])), ("score", float(goal["score"]))) if goal else (),
+                     goal=tuple((k, str(v) if k == "method" else float(v)) for k, v in sorted(goal.items())),
                      claims=claims)
 
 

@@ -89,13 +89,26 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Band:
+    """A range drawn behind a line plot's series: its lowest and highest value at each x."""
+
+    label: str
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Panel:
-    """One panel of a line plot: a series per method over the same ks, and the mean before forgetting."""
+    """One panel of a line plot: a series per method over the same ks, the mean before forgetting (dashed;
+    empty: none) and bands behind them (e.g. the original's and the oracle's relearning curves)."""
 
     title: str
     ks: tuple[int, ...]
     series: tuple[Series, ...]
     before: tuple[float | None, ...]
+    x_label: str = "k"
+    y_label: str = "precision@k"
+    bands: tuple[Band, ...] = ()
 
 
 @dataclass(frozen=True)
