@@ -618,3 +618,23 @@ def test_rows_with_the_same_figures_in_every_common_cell_are_named():
 def test_bad_claims_fail_when_the_suite_loads(tmp_path, change, message):
     with pytest.raises(ClipUnlearnError, match=re.escape(message)):
         _suite(tmp_path, text=CLAIMS.replace(*change))
+
+
+def test_a_config_field_added_since_a_run_is_stale_only_when_the_preset_sets_it_off_its_default():
+    """A run recorded before a config field existed did what the field's default does: it is not stale
+    for that field; it is when today's preset gives the field another value than its default."""
+    from clipunlearn.benchmark.runner import stale_reason
+    from clipunlearn.methods import get_method
+    from clipunlearn.methods.base import config_json
+
+    lip = get_method("lip")
+    now = config_json(lip.build_config("default", "resnet", None, {}))
+    default = config_json(lip.config_cls())
+    same = next(k for k in now if now[k] == default[k])
+    off = next(k for k in now if now[k] != default[k])  # a field the preset sets
+    settings = {"method": "lip", "preset": "default"}
+    recorded = {k: v for k, v in now.items() if k != same}
+    assert stale_reason({"method_config": recorded, "settings": settings, "model": {"family": "resnet"}}) is None
+    recorded = {k: v for k, v in now.items() if k != off}
+    assert stale_reason({"method_config": recorded, "settings": settings,
+                         "model": {"family": "resnet"}}) == f"{off} None -> {now[off]!r}"

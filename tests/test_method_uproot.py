@@ -48,3 +48,16 @@ def test_a_name_of_shared_pieces_is_forgotten_on_the_image_side(mini_rn_random):
     assert trace.info["reset_tokens"] == [] and "image side" in trace.info["image_side"]
     assert any(n.startswith("visual.") for n in trace.changed_tensors)
     assert "token_embedding.weight" not in trace.changed_tensors
+
+
+def test_the_scatter_templates_are_none_of_the_prompts_the_audit_tries():
+    """Uproot's image side may push the class down under its own templates, never under the audit's
+    prompts attack's (the three changed templates, open_clip's 80 ImageNet templates, the run's): the
+    attack stays held out."""
+    from clipunlearn.audit.attacks import imagenet_templates
+    from clipunlearn.data.registry import CHANGED_TEMPLATES, DEFAULT_TEMPLATE
+    from clipunlearn.methods.uproot import SCATTER_TEMPLATES
+
+    tried = {t.format("X") for t in (*imagenet_templates(), *CHANGED_TEMPLATES, DEFAULT_TEMPLATE)}
+    assert len(SCATTER_TEMPLATES) == 8 and all("{}" in t for t in SCATTER_TEMPLATES)
+    assert not {t.format("X") for t in SCATTER_TEMPLATES} & tried

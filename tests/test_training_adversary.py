@@ -41,6 +41,25 @@ def test_scatter_loss_by_hand():
     assert parts["forget_prob"] == pytest.approx(float(p.mean()), rel=1e-5)
 
 
+def test_scatter_loss_under_several_templates_averages_the_class_term_over_them():
+    clip = _tiny(1)
+    x = torch.randn(4, 4)
+    texts = F.normalize(torch.randn(3, 2, 3), dim=-1)  # 3 templates' weights of 2 classes
+    y = torch.tensor([0, 1, 0, 1])
+    loss, parts = scatter_loss(clip, x, y, texts, spread=0.0)
+    f = F.normalize(x @ clip.model.weight.T, dim=-1)
+    away, probs = [], []
+    for t in texts:  # each template by hand
+        p = F.softmax(LOGIT_SCALE * f @ t.T, dim=1)[torch.arange(4), y]
+        away.append(float(-torch.log(1 - p.clamp(max=1 - 1e-6)).mean()))  # the loss bounds p below 1
+        probs.append(float(p.mean()))
+    assert float(loss) == pytest.approx(sum(away) / 3, rel=1e-5)
+    assert parts["forget_prob"] == pytest.approx(sum(probs) / 3, rel=1e-5)
+    one = scatter_loss(clip, x, y, texts[1], spread=0.0)[0]  # one template, as C×D or as 1×C×D
+    assert float(one) == pytest.approx(away[1], rel=1e-5)
+    assert float(scatter_loss(clip, x, y, texts[1:2], spread=0.0)[0]) == pytest.approx(away[1], rel=1e-5)
+
+
 def test_simulated_relearning_puts_the_weights_back_and_returns_the_post_attack_gradient():
     clip = _tiny()
     x, y = torch.randn(6, 4), torch.zeros(6, dtype=torch.long)

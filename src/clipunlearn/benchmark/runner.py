@@ -64,7 +64,9 @@ def stale_reason(results: dict) -> str | None:
                                                           settings.get("ablation"), settings.get("options") or {}))
     except ClipUnlearnError as e:
         return f"its config cannot be built any more ({e})"
-    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    # a field added since, at its default, changes nothing the run did (the default keeps the old behaviour)
+    added = {k for k, v in config_json(get_method(method).config_cls()).items() if k not in recorded and now.get(k) == v}
+    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k) and k not in added)
     if not changed:
         return None
     return ", ".join(f"{k} {recorded.get(k)!r} -> {now.get(k)!r}" for k in changed[:4]) + (

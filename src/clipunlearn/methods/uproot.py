@@ -55,6 +55,13 @@ log = logging.getLogger("clipunlearn")
 
 TEXT_SIDES = ("off", "reset", "train")
 
+#: ways of asking for a class that the image side's scatter term also pushes the class down under
+#: (``many_templates``), besides the run's template. Written for Uproot and kept apart from every prompt
+#: the audit tries (its three changed templates and open_clip's 80 ImageNet templates: tested), so the
+#: audit's prompts attack stays a held-out test.
+SCATTER_TEMPLATES = ("a picture of a {}.", "an image showing a {}.", "a snapshot of a {}.", "{}",
+                     "a {} in the scene.", "a view of a {}.", "a drawing that shows a {}.", "one {}.")
+
 
 def names_to_keep(classnames: list[str], forget: list[str]) -> list[str]:
     """The names whose word pieces the text side must not touch: the request's other classes, everyday
@@ -74,6 +81,7 @@ class UprootConfig:
     eligibility: str = "all"  # the image tower's tensors that train: "all", "catalogue" or "official"
     head_only: bool = True  # only the tensors after the trunk (ResNet: attention pool; ViT: ln_post, proj)
     spread: float = 1.0  # weight of the mean pairwise cosine of the forget images' features
+    many_templates: bool = False  # the scatter term under SCATTER_TEMPLATES too, not only the run's template
     retain_weight: float = 3.0
     retain_classes: int = 48  # other classes given one synthetic retain image each (seeded sample if more)
     retain_vocabulary: bool = True  # also anchor everyday concepts (training.retain.GENERAL_VOCABULARY)
@@ -108,6 +116,7 @@ class Uproot(Method):
     ablations = {
         "trained-text": {"text_side": "train", "lr": 2e-3, "generic_weight": 3.0},  # trained, not redrawn
         "image-side": {"image_tower": True},  # the reset plus the image side, whatever the name's pieces
+        "many-templates": {"many_templates": True},  # the scatter term under several templates
         "image-only": {"image_tower": True, "text_side": "off"},  # the image side alone
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
@@ -157,6 +166,8 @@ class Uproot(Method):
             trace.info["retain_images"] = len(kept)
         with torch.no_grad():  # the class weights the image terms aim at: fixed
             text = zero_shot_classifier(clip, classnames, [ctx.request.template]).to(clip.device)
+            asked = (torch.stack([text, *(zero_shot_classifier(clip, classnames, [t]).to(clip.device)
+                                          for t in SCATTER_TEMPLATES)]) if cfg.many_templates else text)
         towers = tower_tensors(clip.model, cfg.eligibility, image=image_side, text=cfg.text_side == "train")
         if cfg.head_only:
             towers["image"] = [n for n in towers["image"] if n.startswith(HEAD)]
@@ -178,7 +189,7 @@ class Uproot(Method):
         gen = ctx.generator()
 
         def forget_term() -> tuple[torch.Tensor, dict[str, float]]:
-            return scatter_loss(clip, pixels, labels, text, cfg.spread)
+            return scatter_loss(clip, pixels, labels, asked, cfg.spread)
 
         def step(stage: Stage, epoch: int, _: int):
             metrics: dict[str, float] = {}

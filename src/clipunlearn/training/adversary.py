@@ -35,9 +35,14 @@ def zero_shot_probs(clip: Clip, pixels: torch.Tensor, text: torch.Tensor) -> tup
 def scatter_loss(clip: Clip, pixels: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
                  spread: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """mean_i −log(1 − p_i(y_i)) + ``spread`` · mean_{i≠j} cos(f_i, f_j) for images ``pixels`` of the
-    classes ``labels`` (rows of ``text``) to forget; returns the loss and its two parts."""
-    feats, probs = zero_shot_probs(clip, pixels, text)
-    p = probs.gather(1, labels.view(-1, 1).to(probs.device)).squeeze(1)
+    classes ``labels`` (rows of ``text``) to forget; returns the loss and its two parts. ``text`` may
+    hold several prompt templates' class weights (T×C×D): p is then taken under each template and the
+    first term averaged over them, so the class goes down whichever way it is asked for."""
+    weights = text if text.dim() == 3 else text.unsqueeze(0)
+    feats = clip.encode_image(pixels, normalize=True)
+    probs = F.softmax(LOGIT_SCALE * torch.einsum("bd,tcd->tbc", feats, weights.to(feats)), dim=2)
+    index = labels.view(1, -1, 1).to(probs.device).expand(len(weights), -1, 1)
+    p = probs.gather(2, index).squeeze(2)
     away = -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
     n = len(feats)
     if n > 1:
