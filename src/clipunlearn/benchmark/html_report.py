@@ -305,7 +305,8 @@ def lines_svg(lines: Lines, tips: Tips) -> str:
             tip = tips.add(band.label, [panel.title, *(f"step {k}: {lo:.3f} to {hi:.3f}"
                                                       for k, lo, hi in zip(panel.ks, band.low, band.high))])
             parts.append(f'<polygon class="band" points="{" ".join(f"{x},{y}" for x, y in outline)}" '
-                         f'fill="{shades[band.label]}" fill-opacity="0.25" {tip}/>')
+                         f'fill="{shades[band.label]}" fill-opacity="0.25" stroke="{shades[band.label]}" stroke-dasharray="2 3" '
+                         f'{tip}/>')
         colours = _colours([s.label for s in panel.series])
         named = [(s.label, s.values, colours[s.label], "") for s in panel.series]
         dashed = [("before", panel.before, "#000000", ' stroke-dasharray="5 4"')] if panel.before else []

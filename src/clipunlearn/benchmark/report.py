@@ -646,6 +646,8 @@ def _plot_lines(lines: Lines, path: Path) -> None:
     for ax, panel in zip(axes[0], lines.panels):
         for band, colour in zip(panel.bands, ("tab:gray", "tab:green", "tab:orange")):
             ax.fill_between(panel.ks, band.low, band.high, color=colour, alpha=0.2, label=band.label)
+            for edge in (band.low, band.high):  # a band of one cell has no width: its edges show it
+                ax.plot(panel.ks, edge, color=colour, linestyle=":", linewidth=1.2)
         for s in panel.series:
             ax.plot(panel.ks, [float("nan") if v is None else v for v in s.values], marker="o", label=s.label)
         if panel.before:
