@@ -232,7 +232,7 @@ def test_alias_reads_the_canonical_folder(data_root: Path) -> None:
 
 def test_every_dataset_is_registered() -> None:
     expected = {"stanford_dogs", "stanford_cars", "caltech101", "oxford_flowers", "pins_faces",
-                "cifar10", "imagenette", "food101"}
+                "cifar10", "imagenette", "food101", "imagenet"}
     assert set(dataset_names()) == expected
     for name in expected:
         assert get_dataset_spec(name).name == name

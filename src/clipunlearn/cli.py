@@ -25,6 +25,37 @@ def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                                          "(default: $CLIPUNLEARN_DATA)")
 
 
+def _dataset_dir_arg(p: argparse.ArgumentParser, of_run: bool = False) -> None:
+    """--dataset-dir PATH (eval, forget; audit with ``of_run``): a class-folder tree read as a dataset
+    without registering it."""
+    if of_run:
+        text = ("where the class-folder tree of a run made with --dataset-dir is now, if it has moved (default: "
+                "the folder the run names)")
+    else:
+        text = ("a folder of class folders read as a dataset without registering it: PATH/<class>/<images> (the test "
+                "split), or PATH/test/ (or val/) and PATH/train/ of class folders; a class is named by its folder, "
+                "'_' read as ' '; prompted with 'a photo of a {}.' unless --templates")
+    p.add_argument("--dataset-dir", default=None, metavar="PATH", help=text)
+
+
+def _templates_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--templates", default=None, help="prompt templates separated by '|' (an ensemble) instead of the "
+                   "dataset's own (a --dataset-dir folder's: 'a photo of a {}.'); forget: of the forget dataset")
+
+
+def _dataset_dir(args) -> str | None:
+    """--dataset-dir PATH as a dataset name (the folder's absolute path), checked; None without it."""
+    from .data import folder_dataset
+
+    return folder_dataset(args.dataset_dir) if args.dataset_dir is not None else None
+
+
+def _templates(args) -> list[str] | None:
+    from .data import split_names
+
+    return split_names(args.templates.split("|")) if args.templates else None
+
+
 def _load(args):
     from .models import load_clip, resolve_device
 
@@ -71,15 +102,18 @@ def cmd_eval(args) -> int:
     from .evaluation import Evaluator, FeatureCache
     from .io import check_output_free, write_json
 
+    _setup_logging(True)  # warnings only: a batch halved when memory ran out
     if args.json:
         check_output_free(args.json, args.overwrite, "JSON output")
-    names = split_names(args.datasets)
+    folder = _dataset_dir(args)
+    names = list(dict.fromkeys(split_names(args.datasets) + ([folder] if folder else [])))
     if not names:
-        raise ClipUnlearnError("--datasets is empty. Pass names such as --datasets caltech101,cifar10.")
+        raise ClipUnlearnError("No dataset given. Pass names such as --datasets caltech101,cifar10, or a folder of "
+                               "class folders with --dataset-dir PATH.")
     for n in names:  # fail on a bad name or folder before loading the model
         load_image_set(n, args.data_root, args.split, download=args.download)
     clip = _load(args)
-    templates = split_names(args.templates.split("|")) if args.templates else None
+    templates = _templates(args)
     evaluator = Evaluator(clip, FeatureCache(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
                           progress=not args.quiet)
     t0 = time.time()
@@ -167,6 +201,7 @@ def cmd_generate(args) -> int:
     from .io import check_output_free
     from .synthetic import GenerationConfig, generate_with_progress, save_synthetic
 
+    _setup_logging(True)  # warnings only: a batch halved when memory ran out
     check_output_free(args.out, args.overwrite, "synthetic set")
     names = split_names(args.classes)
     images = load_image_set(args.dataset, args.data_root, "test")
@@ -222,6 +257,18 @@ def cmd_forget(args) -> int:
     from .runs import ForgetSettings, forget
 
     _setup_logging(args.quiet)
+    folder = _dataset_dir(args)
+    if folder is not None:
+        if args.dataset:
+            raise ClipUnlearnError("--dataset and --dataset-dir both name the dataset to forget from; pass one of "
+                                   "them.")
+        args.dataset = folder
+    templates = _templates(args)
+    subgroup = args.setting or args.forget_subgroup or args.retain_subgroups or args.coarse_label
+    if templates and (args.concept or subgroup):
+        raise ClipUnlearnError("--templates is for class requests (--dataset or --dataset-dir with --classes); a "
+                               "concept request prompts with its vocabulary's templates, a subgroup request with its "
+                               "setting's.")
     if args.concept:
         return _forget_concept(args)
     if args.images or args.retain_images:
@@ -229,9 +276,9 @@ def cmd_forget(args) -> int:
     if args.setting or args.forget_subgroup or args.retain_subgroups or args.coarse_label:
         return _forget_subgroup(args)
     if not args.dataset or not args.classes:
-        raise ClipUnlearnError("forget needs --dataset and --classes (a class request), or a subgroup request: "
-                               "--setting NAME, or --dataset with --forget-subgroup, --retain-subgroups and "
-                               "--coarse-label.")
+        raise ClipUnlearnError("forget needs --dataset and --classes (a class request; --dataset-dir PATH for a folder "
+                               "of class folders), or a subgroup request: --setting NAME, or --dataset with "
+                               "--forget-subgroup, --retain-subgroups and --coarse-label.")
     settings = ForgetSettings(
         model=args.model, dataset=args.dataset, classes=split_names(args.classes), out=args.out,
         data_root=args.data_root, pretrained=args.pretrained, weights=args.weights,
@@ -240,7 +287,8 @@ def cmd_forget(args) -> int:
         device=args.device, retrieval=not args.no_retrieval, template_change=not args.no_template_change,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
-        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, save_model=args.save_model)
+        options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, save_model=args.save_model,
+        templates=templates)
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -288,7 +336,7 @@ def _forget_concept(args) -> int:
     from .runs.concept import ConceptSettings, forget_concept
 
     if args.dataset or args.classes or args.setting or args.forget_subgroup:
-        raise ClipUnlearnError("--concept is a request of its own; drop --dataset/--classes/--setting/"
+        raise ClipUnlearnError("--concept is a request of its own; drop --dataset/--dataset-dir/--classes/--setting/"
                                "--forget-subgroup (measure a dataset with --other-datasets).")
     settings = ConceptSettings(
         model=args.model, concepts=list(args.concept), out=args.out, vocabulary=args.vocabulary, images=args.images,
@@ -344,7 +392,8 @@ def cmd_audit(args) -> int:
     grid = args.relearning if " " not in args.relearning.strip() else [a for a in args.relearning.split(";") if a.strip()]
     audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
                       overwrite=args.overwrite, seed=args.seed, relearning=grid,
-                      relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir)
+                      relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir,
+                      dataset_dir=args.dataset_dir)
     for v in audit["verdict"]:
         print(f"{v['attack']:<15} {v['verdict']:<30} {v['figure']}  [{v['threshold']}]")
     from .audit.report import describe_task
@@ -480,10 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="zero-shot top-1 on datasets")
     _model_args(p)
-    p.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    p.add_argument("--datasets", default=None, help="comma-separated dataset names (and/or --dataset-dir)")
+    _dataset_dir_arg(p)
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--templates", default=None, help="prompt templates separated by '|' (ensemble); "
-                                                     "default: each dataset's own")
+    _templates_arg(p)
     p.add_argument("--json", default=None, help="write {dataset: {top1, n, per_class}} here")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--batch-size", type=int, default=128)
@@ -537,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forget", help="make a model forget classes, evaluate before and after, write a run folder")
     _model_args(p)
     p.add_argument("--dataset", default=None)
+    _dataset_dir_arg(p)
+    _templates_arg(p)
     p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
     g = p.add_argument_group("subgroup requests (CVPR'25): forget one subgroup of a coarse class")
     g.add_argument("--setting", default=None, help="a shipped subgroup setting (clipunlearn subgroups lists them)")
@@ -609,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="a folder for the original's and the oracle's relearning "
                                                      "curves, shared by audits of the same class")
     p.add_argument("--data-root", default=None, help="default: the run's data root, else $CLIPUNLEARN_DATA")
+    _dataset_dir_arg(p, of_run=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace RUN/audit if it exists")
     p.add_argument("--quiet", action="store_true")

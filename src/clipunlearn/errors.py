@@ -36,6 +36,10 @@ class TrainingError(ClipUnlearnError):
     """A training loop that cannot go on (NaN loss, nothing to update, ...)."""
 
 
+class NotEnoughMemoryError(ClipUnlearnError):
+    """The device or the machine ran out of memory, also at the smallest batch worth trying."""
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """A ' Did you mean ...?' clause with the closest matches, or ''."""
     choices = list(choices)

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import ClipUnlearnError, unknown
 from ..io import check_output_free, staged_dir
 from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
-from .case import load_case, read_run
+from .case import load_case, read_run, with_dataset_dir
 from .relearning import STEPS, Attack, CurveCache, resolve_grid
 from .tasks import CONCEPT, SUBGROUP, also_named_in, coarse_reading, exclude_flags, refuse_oracle
 from .verdict import Thresholds, verdicts
@@ -47,7 +47,8 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
               out: str | os.PathLike[str] | None = None, overwrite: bool = False,
               thresholds: Thresholds | None = None, seed: int = 0,
               relearning: str | Sequence[str | Attack] = "held-out", relearn_steps: Sequence[int] = STEPS,
-              cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+              cache_dir: str | os.PathLike[str] | None = None,
+              dataset_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Audit the run in ``run_dir``; write ``out`` (default ``run_dir/audit``) and return audit.json's dict.
 
     Every input is checked before any compute: the run (a class, subgroup or concept run whose model
@@ -58,7 +59,9 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     ``relearning``: the relearning grid's attacks, by grid name (``held-out``, the verdict's; ``tuning``;
     ``full``) or as attacks; ``relearn_steps``: the step counts each curve is read at. ``cache_dir``: a
     folder for the original's and the oracle's relearning curves, shared by every audit of their class
-    (``relearning/`` inside it); without it they are computed anew each time.
+    (``relearning/`` inside it); without it they are computed anew each time. ``dataset_dir``: where the
+    class-folder tree of a run made with ``--dataset-dir`` is now, when it has moved (default: the
+    folder the run names).
     """
     th = thresholds or Thresholds()
     if not relearn_steps or any(int(s) < 1 for s in relearn_steps):
@@ -66,6 +69,8 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
                                "Pass positive step counts, e.g. 5,25,100.")
     grid = resolve_grid(relearning)
     info = read_run(run_dir)
+    if dataset_dir is not None:
+        info = with_dataset_dir(info, dataset_dir)
     refuse_oracle(info.task, oracle, attacks)
     names = resolve_attacks(attacks, oracle is not None)
     target = Path(out) if out is not None else info.run_dir / "audit"

@@ -457,12 +457,12 @@ def oracle(case: AuditCase) -> dict[str, Any]:
 def _oracle_datasets(case: AuditCase) -> dict[str, Any]:
     """Top-1 on each of the run's other datasets (each with its own templates, the run's protocol):
     original and forgotten as the run measured them (results.json), the oracle measured here."""
-    from ..data import dataset_names, load_image_set
+    from ..data import dataset_names, is_folder_dataset, load_image_set
 
     out: dict[str, Any] = {}
     known = set(dataset_names())
     for name, ba in (case.run.raw.get("datasets") or {}).items():
-        if name not in known:  # a subgroup run's measured-only columns are groups of subgroups
+        if name not in known and not is_folder_dataset(name):  # a subgroup run's columns are groups of subgroups
             out[name] = {"skipped": "a column of the subgroup setting, not a dataset"}
             continue
         try:

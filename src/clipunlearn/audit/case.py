@@ -95,6 +95,20 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
                    recorded is not None, r.raw, task, facts)
 
 
+def with_dataset_dir(info: RunInfo, dataset_dir: str | os.PathLike[str]) -> RunInfo:
+    """``info`` reading its dataset from ``dataset_dir``: for a class run made from a class-folder tree
+    (forget --dataset-dir) whose folder has moved since."""
+    from dataclasses import replace
+
+    from ..data import folder_dataset, is_folder_dataset
+
+    if info.task != CLASS or not is_folder_dataset(info.dataset):
+        raise ClipUnlearnError(f"--dataset-dir is for runs made from a folder of class folders (forget --dataset-dir), "
+                               f"but {str(info.run_dir)!r} is a {info.task} run of {info.dataset!r}. Drop --dataset-dir "
+                               "(--data-root says where the registered datasets are).")
+    return replace(info, dataset=folder_dataset(dataset_dir))
+
+
 def check_oracle(oracle: str | os.PathLike[str], model: str, reference: dict[str, torch.Tensor],
                  exclude: str = "--exclude DATASET:CLASS") -> None:
     """An oracle file must exist and hold the run's architecture: by the arch in its safetensors
@@ -214,12 +228,13 @@ def load_case(info: RunInfo, oracle: str | os.PathLike[str] | None, data_root: s
                          concept_skips(images.about))
         label_retain(case, images.retain_rows)
         return case
-    test = load_image_set(info.dataset, root, "test")
+    templates = (info.raw.get("settings") or {}).get("templates")  # the run's own, when it was given some
+    test = load_image_set(info.dataset, root, "test").with_templates(templates)
     targets = test.class_indices(info.classes)
     train = None
     if need_train:
         try:
-            train = load_image_set(info.dataset, root, "train")
+            train = load_image_set(info.dataset, root, "train").with_templates(templates)
         except DataError as e:
             raise DataError(f"The audit's probe, relearning and membership attacks need the train split of "
                             f"{info.dataset}: {e} Or leave them out with --attacks prompts,images.") from None
@@ -240,4 +255,4 @@ def _load_models(info: RunInfo, oracle: str | os.PathLike[str] | None) -> dict[s
     return models
 
 
-__all__ = ["AuditCase", "RunInfo", "check_oracle", "load_case", "read_run"]
+__all__ = ["AuditCase", "RunInfo", "check_oracle", "load_case", "read_run", "with_dataset_dir"]

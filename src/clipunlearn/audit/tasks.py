@@ -263,10 +263,10 @@ def coarse_reading(case: AuditCase) -> dict[str, Any]:
 def also_named_in(dataset: str, classes: list[str], root: str | None) -> dict[str, list[str]]:
     """The other datasets under ``root`` with a class of the same name as one of ``classes``: the zoo's
     ``--exclude`` leaves those out of an oracle too."""
-    from ..data import dataset_names, load_image_set
+    from ..data import load_image_set, zoo_datasets
 
     out: dict[str, list[str]] = {}
-    for name in dataset_names():
+    for name in zoo_datasets():
         if name == dataset:
             continue
         try:

@@ -1,9 +1,15 @@
-"""Reading a registered dataset from disk, in one of three layouts.
+"""Reading a registered dataset from disk, in one of three layouts, or any class-folder tree.
 
 (a) manifest: ``<root>/<name>/classes.txt`` + ``manifest.csv`` (``path,label,split``), as in the
-    project's shared data; (b) class folders: ``<root>/<name>/<split>/<class name>/<image>``;
+    project's shared data; (b) class folders: ``<root>/<name>/<split>/<class name>/<image>``
+    (ImageNet: ``val/<wnid>/`` is the test split);
 (c) torchvision's own layout of the dataset under ``<root>/<name>``, downloadable with
     ``download=True`` by users who are online.
+
+A dataset that is not registered is named by its folder (a name with a ``/``: ``--dataset-dir``):
+``PATH/<class name>/<images>`` is its test split, or ``PATH/test/`` (or ``val/``) and ``PATH/train/``
+hold the class folders of each split. Its name is the folder's absolute path, so that a run's
+results.json names where its images are; its prompt template is the generic one.
 """
 from __future__ import annotations
 
@@ -65,6 +71,22 @@ class ImageSet:
         from .registry import DEFAULT_TEMPLATE
 
         return self.spec.templates if self.spec else (DEFAULT_TEMPLATE,)
+
+    def with_templates(self, templates: Sequence[str] | None) -> ImageSet:
+        """The same images prompted with ``templates`` instead of the dataset's own (None: unchanged);
+        each template must hold ``{}`` where the class name goes."""
+        if templates is None:
+            return self
+        templates = tuple(templates)
+        if not templates:
+            raise DataError("The template list is empty. Pass at least one, e.g. --templates 'a photo of a {}.'.")
+        for t in templates:
+            if "{}" not in t:
+                raise DataError(f"Template {t!r} has no '{{}}' where the class name goes, e.g. 'a photo of a {{}}.'.")
+        from dataclasses import replace
+
+        spec = self.spec or DatasetSpec(self.name, self.name)
+        return replace(self, spec=replace(spec, templates=templates))
 
     def load(self, i: int) -> Image.Image:
         """Image ``i`` as RGB (in its style, if :attr:`styles` gives one); raises ``OSError``/``ValueError``
@@ -140,20 +162,30 @@ class ImageSet:
 
 
 def load_image_set(
-    name: str,
+    name: str | os.PathLike[str],
     data_root: str | os.PathLike[str] | None = None,
     split: str = "test",
     download: bool = False,
 ) -> ImageSet:
-    """Find dataset ``name`` under the data root and read its ``split``."""
-    spec = get_dataset_spec(name)
-    root = resolve_data_root(data_root)
+    """Find dataset ``name`` under the data root and read its ``split``; a name with a ``/`` is a
+    class-folder tree of its own (:func:`folder_dataset`), read without the data root."""
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}. Use one of: {', '.join(SPLITS)}.")
+    if is_folder_dataset(name):
+        return _read_folder_dataset(Path(folder_dataset(name)), split)
+    try:
+        spec = get_dataset_spec(name)
+    except UnknownNameError as e:
+        if Path(name).is_dir():
+            raise UnknownNameError(f"{e} {name!r} is a folder here: read it with --dataset-dir {name} "
+                                   f"(or as ./{name}).") from None
+        raise
+    root = resolve_data_root(data_root)
     folder = root / spec.name
+    split_folder = folder / _split_folder(spec, split)
     if (folder / "manifest.csv").exists():
         return _read_manifest(spec, folder, split)
-    if (folder / split).is_dir():
+    if split_folder.is_dir():
         return _read_class_folders(spec, folder, split)
     if spec.torchvision is not None and (folder.is_dir() or download):
         return _read_torchvision(spec, folder, split, download)
@@ -165,10 +197,10 @@ def load_image_set(
         how = (" or pass --download to fetch it with torchvision" if spec.torchvision else "")
         raise DataError(
             f"No folder for dataset {spec.name!r} under the data root {str(root)!r}.{hint} "
-            f"Put it at {str(folder)!r} (classes.txt + manifest.csv, or <split>/<class>/<images>){how}."
+            f"Put it at {str(folder)!r} (classes.txt + manifest.csv, or {_layout_hint(spec)}){how}."
         )
     raise DataError(
-        f"{str(folder)!r} has neither manifest.csv nor a {split}/ folder of class folders"
+        f"{str(folder)!r} has neither manifest.csv nor a {split_folder.name}/ folder of class folders"
         + (" nor torchvision's layout" if spec.torchvision else "")
         + ". See the docs on dataset layouts."
     )
@@ -238,30 +270,94 @@ def _read_manifest(spec: DatasetSpec, folder: Path, split: str) -> ImageSet:
     return ImageSet(spec.name, split, classnames, labels, f"manifest:{folder}", paths=paths, spec=spec)
 
 
+def _split_folder(spec: DatasetSpec, split: str) -> str:
+    """The class-folder layout's folder of ``split`` (ImageNet's test split is ``val``)."""
+    return spec.test_folder if split == "test" else split
+
+
+def _layout_hint(spec: DatasetSpec) -> str:
+    return f"{spec.test_folder}/<wnid>/<images>" if spec.classnames is not None else "<split>/<class>/<images>"
+
+
 def _read_class_folders(spec: DatasetSpec, folder: Path, split: str) -> ImageSet:
-    split_dir = folder / split
+    return _read_split_dir(spec, folder / _split_folder(spec, split), split, folder / "classes.txt",
+                           f"folders:{folder}")
+
+
+def _read_split_dir(spec: DatasetSpec, split_dir: Path, split: str, classes_file: Path, source: str) -> ImageSet:
+    """The images of ``split_dir``/<class folder>/, labelled by the spec's class names, else by
+    ``classes_file`` (if it exists), else by the sorted folder names ("_" read as " ")."""
     class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
     if not class_dirs:
         raise DataError(f"{str(split_dir)!r} holds no class folders (<class name>/<images>).")
-    if (folder / "classes.txt").exists():
-        classnames = _read_classes(folder / "classes.txt")
+    if spec.classnames is not None:
+        classnames = spec.classnames([d.name for d in class_dirs], split_dir)
+        index = {d.name: i for i, d in enumerate(class_dirs)}
+    elif classes_file.exists():
+        classnames = _read_classes(classes_file)
         strays = [d.name for d in class_dirs if d.name not in classnames and d.name.replace("_", " ") not in classnames]
         if strays:
             raise DataError(f"Folders {strays[:5]} in {str(split_dir)!r} are not in classes.txt.")
+        index = {n: i for i, n in enumerate(classnames)}
     else:
         classnames = [d.name.replace("_", " ") for d in class_dirs]
-    index = {n: i for i, n in enumerate(classnames)}
+        index = {n: i for i, n in enumerate(classnames)}
     paths: list[Path] = []
     labels: list[int] = []
+    empty: list[Path] = []
     for d in class_dirs:
         label = index.get(d.name, index.get(d.name.replace("_", " ")))
-        for p in sorted(d.iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(p)
-                labels.append(label)
-    if not paths:
-        raise DataError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(split_dir)!r}.")
-    return ImageSet(spec.name, split, classnames, labels, f"folders:{folder}", paths=paths, spec=spec)
+        found = [p for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not found:
+            empty.append(d)
+        paths += found
+        labels += [label] * len(found)
+    if empty:
+        more = f" (and {len(empty) - 1} other class folder(s))" if len(empty) > 1 else ""
+        raise DataError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folder {str(empty[0])!r}{more}. "
+                        "Add its images, or remove the folder.")
+    return ImageSet(spec.name, split, classnames, labels, source, paths=paths, spec=spec)
+
+
+# --- a class-folder tree of its own (--dataset-dir) ----------------------------------------------
+
+def is_folder_dataset(name: str | os.PathLike[str]) -> bool:
+    """True when ``name`` names a folder rather than a registered dataset: a path, or text with a ``/``
+    (registered names never hold one)."""
+    return isinstance(name, os.PathLike) or "/" in name or os.sep in name
+
+
+def folder_dataset(path: str | os.PathLike[str]) -> str:
+    """The dataset name of the class-folder tree at ``path``: its absolute path, once it is a folder."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"The dataset folder {str(folder)!r} does not exist or is not a folder. Pass a folder with one "
+                        "folder of images per class (PATH/<class name>/<images>).")
+    return str(folder.resolve())
+
+
+#: split folders of a class-folder tree; without any, its class folders are the test split
+TREE_SPLITS = {"test": ("test", "val"), "train": ("train",)}
+
+
+def _read_folder_dataset(folder: Path, split: str) -> ImageSet:
+    """``folder``/<class>/<images> as the test split, or ``folder``/{test|val,train}/<class>/<images>."""
+    spec = DatasetSpec(str(folder), folder.name)
+    split_dirs = {n for names in TREE_SPLITS.values() for n in names if (folder / n).is_dir()}
+    if not split_dirs:
+        if split != "test":
+            raise DataError(f"{str(folder)!r} holds class folders without splits, read as the test split; a {split} "
+                            f"split needs {folder / split}/<class name>/<images> (and test/ beside it).")
+        if not any(p.is_dir() for p in folder.iterdir()):
+            raise DataError(f"{str(folder)!r} holds no class folders: put the images of each class in "
+                            f"{folder}/<class name>/ (the folder's name, '_' read as ' ', is the class name).")
+        return _read_split_dir(spec, folder, split, folder / "classes.txt", f"folder:{folder}")
+    found = [n for n in TREE_SPLITS[split] if n in split_dirs]
+    if not found:
+        raise DataError(f"{str(folder)!r} has split folders ({', '.join(sorted(split_dirs))}) but no "
+                        f"{'/'.join(TREE_SPLITS[split])}/ for the {split} split. Add "
+                        f"{folder / TREE_SPLITS[split][0]}/<class name>/<images>.")
+    return _read_split_dir(spec, folder / found[0], split, folder / "classes.txt", f"folder:{folder}")
 
 
 def _read_torchvision(spec: DatasetSpec, folder: Path, split: str, download: bool) -> ImageSet:

@@ -1,15 +1,26 @@
 """The dataset registry: names, prompt templates and how torchvision knows each dataset.
 
 A dataset is one ``@register_dataset`` entry; the loaders in :mod:`clipunlearn.data.loaders`
-read any registered name from a manifest folder, a class-folder tree or torchvision's layout.
+read any registered name from a manifest folder, a class-folder tree or torchvision's layout, and
+an unregistered class-folder tree named by its path (``--dataset-dir``).
+
+ImageNet-1k (``imagenet``) is read in its usual layout, ``<root>/imagenet/val/<wnid>/*.JPEG`` (the
+test split) and optionally ``train/<wnid>/``, with the 1000 class names and the 80 templates of the
+installed open_clip (``open_clip.zero_shot_metadata``: ``IMAGENET_CLASSNAMES``,
+``OPENAI_IMAGENET_TEMPLATES``, "a photo of a {}." first, the one a run forgets with). Class ``i`` is
+the ``i``-th wnid folder in sorted order: the standard ImageNet class index, the one torchvision's
+``ImageFolder`` / ``ImageNet`` give (they sort the wnid folder names) and the one open_clip's name
+list follows (``n01440764`` is 0, tench). Each split folder must hold all 1000 wnid folders.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..errors import unknown
+from ..errors import DataError, unknown
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -32,6 +43,12 @@ class DatasetSpec:
     torchvision: Callable[[str, str, bool], tuple[Any, list[str]]] | None = None
     paper: bool = False  # one of the WACV'25 paper's four datasets
     aliases: tuple[str, ...] = field(default=())
+    #: the class-folder layout's folder of the test split (ImageNet: ``val``)
+    test_folder: str = "test"
+    #: class names from the sorted class-folder names and the split folder (None: the folder names, "_" read
+    #: as " ", or classes.txt); may raise a DataError naming the fix
+    classnames: Callable[[list[str], Path], list[str]] | None = None
+    zoo: bool = True  # the mini zoo trains on it (the eight datasets of the shared slices)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -66,6 +83,11 @@ def split_names(value: str | Sequence[str] | None) -> list[str]:
 
 def paper_datasets() -> list[str]:
     return [n for n, s in _REGISTRY.items() if s.paper]
+
+
+def zoo_datasets() -> list[str]:
+    """The datasets the mini zoo trains on (and the superclass table covers): all but ImageNet."""
+    return sorted(n for n, s in _REGISTRY.items() if s.zoo)
 
 
 # --- torchvision layouts -----------------------------------------------------------------------
@@ -120,12 +142,40 @@ def _tv_imagenette(root: str, split: str, download: bool):
 
 
 def _missing_names(name: str, tv: str) -> Exception:
-    from ..errors import DataError
-
     return DataError(
         f"torchvision's {tv} carries no class names in this version. Put a classes.txt (one name a "
         f"line, line i = label i) in the {name} folder, or use the manifest layout."
     )
+
+
+# --- ImageNet-1k ------------------------------------------------------------------------------
+
+WNID = re.compile(r"n\d{8}")
+
+
+def _imagenet_templates() -> tuple[str, ...]:
+    """The 80 templates open_clip evaluates ImageNet with (OpenAI's), as ``{}`` strings, "a photo of a {}."
+    first: a dataset's first template is the one a run forgets with (the ensemble's mean is the same)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    templates = [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
+    return tuple(dict.fromkeys([DEFAULT_TEMPLATE, *templates])) if DEFAULT_TEMPLATE in templates else tuple(templates)
+
+
+def _imagenet_classnames(folders: list[str], split_dir: Path) -> list[str]:
+    """open_clip's 1000 names for the 1000 wnid folders of ``split_dir``, by sorted wnid order."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    layout = "ImageNet's layout is imagenet/val/<wnid>/<images> (and optionally train/<wnid>/)"
+    odd = [f for f in folders if not WNID.fullmatch(f)]
+    if odd:
+        raise DataError(f"{str(split_dir)!r} holds folders that are not WordNet ids (n + 8 digits), e.g. "
+                        f"{odd[:3]}: {layout}. Move them out.")
+    if len(folders) != len(IMAGENET_CLASSNAMES):
+        raise DataError(f"{str(split_dir)!r} holds {len(folders)} wnid folders, but ImageNet-1k has "
+                        f"{len(IMAGENET_CLASSNAMES)} and its class index is their sorted order: {layout}, one "
+                        "folder per class. Add the missing ones.")
+    return list(IMAGENET_CLASSNAMES)
 
 
 register_dataset(DatasetSpec("stanford_dogs", "Stanford Dogs", paper=True, aliases=("stanforddogs", "dogs")))
@@ -140,6 +190,9 @@ register_dataset(DatasetSpec("pins_faces", "Pins Faces", aliases=("pinsfaces", "
 register_dataset(DatasetSpec("cifar10", "CIFAR-10", torchvision=_tv_cifar10))
 register_dataset(DatasetSpec("imagenette", "Imagenette", torchvision=_tv_imagenette))
 register_dataset(DatasetSpec("food101", "Food-101", torchvision=_tv_food101, aliases=("food",)))
+register_dataset(DatasetSpec("imagenet", "ImageNet-1k", templates=_imagenet_templates(), test_folder="val",
+                             classnames=_imagenet_classnames, zoo=False,
+                             aliases=("imagenet_1k", "imagenet1k", "ilsvrc2012")))
 
 
 #: the classes the WACV'25 paper forgets (its Table 4), by dataset

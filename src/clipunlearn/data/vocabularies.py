@@ -1,8 +1,8 @@
 """Vocabularies: the names a model must keep while it forgets a concept, and their prompt templates.
 
 * ``imagenet``: the 1000 ImageNet class names and the 80 ImageNet-style templates that open_clip ships;
-* ``zoo``: the names the mini zoo was trained on (the classes of every registered dataset found under
-  the data root: the zoo recipe trains on all of them), with the default template;
+* ``zoo``: the names the mini zoo was trained on (the classes of each of the zoo's datasets found
+  under the data root: the zoo recipe trains on all of them), with the default template;
 * a registered dataset's name: its classes and its templates;
 * a text file: one name a line (blank lines and ``#`` comments skipped), the default template.
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..errors import ClipUnlearnError, DataError, suggest
 from .loaders import ImageSet, load_image_set
-from .registry import DEFAULT_TEMPLATE, dataset_names, get_dataset_spec
+from .registry import DEFAULT_TEMPLATE, dataset_names, get_dataset_spec, zoo_datasets
 
 BUILT_IN = ("imagenet", "zoo")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -51,7 +51,7 @@ def load_vocabulary(name: str, data_root: str | None = None) -> Vocabulary:
     if name == "zoo":
         names: dict[str, None] = {}
         found = []
-        for d in dataset_names():
+        for d in zoo_datasets():
             try:
                 names.update(dict.fromkeys(load_image_set(d, data_root, "test").classnames))
                 found.append(d)

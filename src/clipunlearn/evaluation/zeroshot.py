@@ -14,9 +14,10 @@ from tqdm.auto import tqdm
 
 from ..data import ImageSet
 from ..errors import DataError
+from ..memory import HalvingBatch
 from ..models.catalogue import image_family
 from ..models.factory import Clip
-from .features import FeatureCache, hash_tensors, image_stages
+from .features import FeatureCache, hash_tensors, image_stages, run_stages
 
 LOGIT_SCALE = 100.0
 
@@ -31,11 +32,11 @@ def zero_shot_classifier(clip: Clip, classnames: Sequence[str], templates: Seque
         if "{}" not in t:
             raise DataError(f"Template {t!r} has no '{{}}' where the class name goes.")
     clip.model.eval()
+    batches = HalvingBatch(batch_size, "encoding the prompts of a zero-shot classifier")
     total = None
     for template in templates:
         prompts = [template.format(c) for c in classnames]
-        emb = torch.cat([clip.encode_text(prompts[i:i + batch_size], normalize=True)
-                         for i in range(0, len(prompts), batch_size)])
+        emb = torch.cat(batches.chunks(lambda a, b, p=prompts: clip.encode_text(p[a:b], normalize=True), len(prompts)))
         total = emb if total is None else total + emb
     weights = total
     return F.normalize(weights, dim=-1)
@@ -47,8 +48,9 @@ def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classna
     """Zero-shot accuracy of ``images`` ([0, 1], N×3×H×W) against ``classnames`` and the mean
     probability of each image's label, with a classifier built from the model as it is now."""
     weights = zero_shot_classifier(clip, classnames, templates)
-    feats = torch.cat([clip.encode_image(images[i:i + batch_size].to(clip.device), normalize=True)
-                       for i in range(0, len(images), batch_size)])
+    batches = HalvingBatch(batch_size, "encoding images")
+    feats = torch.cat(batches.chunks(lambda a, b: clip.encode_image(images[a:b].to(clip.device), normalize=True),
+                                     len(images)))
     p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
     t = labels.to(clip.device)
     return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
@@ -138,6 +140,8 @@ class Evaluator:
         self.clip = clip
         self.cache = cache if cache is not None else FeatureCache()
         self.batch_size = batch_size
+        # the images the model takes at once: halved on out of memory, and kept halved for later calls
+        self.model_batch = HalvingBatch(batch_size, "computing image features")
         self.workers = loader_workers() if workers is None else workers
         self.progress = progress
         self._classifiers: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -173,8 +177,6 @@ class Evaluator:
     @torch.no_grad()
     def image_features(self, images: ImageSet) -> torch.Tensor:
         """Unit-norm image features of every image, in order."""
-        from .features import run_stages
-
         self.clip.model.eval()
         hashes = self._stage_hashes()
         n_stages = len(hashes)
@@ -184,8 +186,9 @@ class Evaluator:
                 found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
                 if found is not None:
                     if cut < n_stages:  # the stages above the cut run once, then their output is kept too
-                        found = torch.cat([run_stages(self.clip, found[i:i + self.batch_size].to(self.clip.device), cut)
-                                           for i in range(0, len(found), self.batch_size)])
+                        found = torch.cat(self.model_batch.chunks(
+                            lambda a, b, f=found, c=cut: run_stages(self.clip, f[a:b].to(self.clip.device), c),
+                            len(found)))
                         self.cache.put(self._key(images, hashes, n_stages), found)
                     return F.normalize(found.float(), dim=-1)
             return None
@@ -199,8 +202,6 @@ class Evaluator:
 
     @torch.no_grad()
     def _compute_features(self, images: ImageSet, hashes: list[str]) -> torch.Tensor:
-        from .features import run_stages
-
         n_stages = len(hashes)
         cuts = sorted(set(self._cache_cuts()))
         outputs: dict[int, list[torch.Tensor]] = {c: [] for c in cuts}
@@ -214,12 +215,9 @@ class Evaluator:
             seen += len(ok)
             if x is None:
                 continue
-            start = 0
-            x = x.to(self.clip.device)
-            for c in cuts:
-                x = run_stages(self.clip, x, start, c)
-                outputs[c].append(x.cpu())
-                start = c
+            for part in self.model_batch.chunks(lambda a, b, x=x: self._run_cuts(x[a:b], cuts), len(x)):
+                for c, out in zip(cuts, part):
+                    outputs[c].append(out)
         if bad:
             examples = ", ".join(images.describe(i) for i in bad[:3])
             raise DataError(
@@ -229,6 +227,15 @@ class Evaluator:
         for c in cuts:
             self.cache.put(self._key(images, hashes, c), torch.cat(outputs[c]))
         return F.normalize(torch.cat(outputs[n_stages]).float(), dim=-1)
+
+    def _run_cuts(self, x: torch.Tensor, cuts: list[int]) -> list[torch.Tensor]:
+        """The output of the stages up to each cut (on the CPU) of pixels ``x``."""
+        outs, start, h = [], 0, x.to(self.clip.device)
+        for c in cuts:
+            h = run_stages(self.clip, h, start, c)
+            outs.append(h.cpu())
+            start = c
+        return outs
 
     @torch.no_grad()
     def evaluate(self, images: ImageSet, templates: Sequence[str] | None = None,

@@ -109,5 +109,5 @@ class Amns(Method):
 
         loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, cfg.betas, cfg.adam_eps, cfg.weight_decay),
                     max_epochs=ctx.epochs(cfg.max_epochs), steps_per_epoch=batches.steps, selection="all",
-                    keep=KeepRule(), stop=StopRule())
+                    keep=KeepRule(), stop=StopRule(), batch_size=cfg.batch_size)
         return run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)

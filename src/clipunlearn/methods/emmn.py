@@ -211,7 +211,7 @@ class EMMN(Method):
 
             loop = Loop(towers=towers, optim=OptimConfig(cfg.optimizer, lr, cfg.betas, cfg.adam_eps, cfg.weight_decay),
                         max_epochs=ctx.epochs(epochs), steps_per_epoch=batches.steps, selection="all",
-                        keep=KeepRule(), stop=StopRule())
+                        keep=KeepRule(), stop=StopRule(), batch_size=cfg.batch_size)
             since = len(trace.steps)
             run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)
             _phase(trace, since, phase)

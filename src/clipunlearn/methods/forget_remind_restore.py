@@ -182,7 +182,8 @@ class ForgetRemindRestore(Method):
         lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora else None
         loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
                     max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps, selection="all",
-                    keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora)
+                    keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora,
+                    batch_size=cfg.batch_size)
         run_loop(clip, loop, forget_step, forget_acc, ctx.knobs.progress, trace)
         forgot_because = trace.stopped_because
 
@@ -214,7 +215,8 @@ class ForgetRemindRestore(Method):
 
             loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
                         max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all", keep=KeepRule(),
-                        stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model))
+                        stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model),
+                        batch_size=cfg.batch_size)
             run_loop(clip, loop, remind_step, None, ctx.knobs.progress, trace)
             ema.copy_to(clip.model)
             trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "remind (EMA)", **remind_measure(),

@@ -137,5 +137,5 @@ class SalUn(Method):
 
         optim = OptimConfig(cfg.optimizer, cfg.lr, cfg.betas, cfg.adam_eps, cfg.weight_decay)
         loop = Loop(towers=towers, optim=optim, max_epochs=ctx.epochs(cfg.max_epochs), steps_per_epoch=batches.steps,
-                    selection="mask", mask=mask, keep=KeepRule(), stop=StopRule())
+                    selection="mask", mask=mask, keep=KeepRule(), stop=StopRule(), batch_size=cfg.batch_size)
         return run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)

@@ -101,11 +101,14 @@ class ForgetSettings(RunSettings):
     synthetic_cache: str | None = None  # share synthetic sets here between runs of the same model and class
     retrieval: bool = True  # precision@k before and after
     template_change: bool = True  # accuracies under other templates before and after
+    # the forget dataset's prompt templates instead of its own (a dataset folder's own: "a photo of a {}.")
+    templates: list[str] | None = None
 
 
 def resolve_targets(s: ForgetSettings) -> Targets:
-    """Find the dataset, the classes and the other datasets, failing before any compute."""
-    images = load_image_set(s.dataset, s.data_root, "test")
+    """Find the dataset, the classes and the other datasets, failing before any compute. ``s.dataset``
+    is a registered name or a class-folder tree's path (:func:`clipunlearn.data.folder_dataset`)."""
+    images = load_image_set(s.dataset, s.data_root, "test").with_templates(s.templates)
     classes = images.class_indices(s.classes)
     names = [d for d in (paper_datasets() if s.other_datasets is None else s.other_datasets) if d != images.name]
     found, missing = [], []

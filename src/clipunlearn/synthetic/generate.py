@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..errors import ClipUnlearnError
 from ..evaluation.zeroshot import LOGIT_SCALE, zero_shot_classifier
+from ..memory import HalvingBatch
 from ..models.factory import Clip
 from ..training.params import frozen
 
@@ -167,7 +169,8 @@ def generate_synthetic(
                                            "sentence per class, or generate from the template.")
                 chosen.append(options[int(torch.randint(len(options), (1,), generator=pick))])
             with torch.no_grad():
-                own = torch.cat([clip.encode_text(chosen[i:i + 256], normalize=True) for i in range(0, len(chosen), 256)])
+                sentences = HalvingBatch(256, "encoding the description sentences")
+                own = torch.cat(sentences.chunks(lambda a, b: clip.encode_text(chosen[a:b], normalize=True), len(chosen)))
         with clip.fast_conv_layout() as fmt, frozen(clip.model):
             out = _ascend(clip, weights, labels, config, gen, progress, fmt, own)
     finally:
@@ -190,6 +193,44 @@ def _logits(feats: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor,
     return logits.scatter(1, labels[:, None], mine)
 
 
+def _climb(clip: Clip, x: torch.Tensor, waiting: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+           own: torch.Tensor | None, config: GenerationConfig, shift: tuple[int, int], blurred: bool, step: float,
+           std: torch.Tensor, threshold: float, prior: _BNPrior | None, fmt: torch.memory_format,
+           size: int) -> tuple:
+    """One ascent step of the first ``size`` images of ``waiting`` (rows of ``x``, left unchanged):
+    (their rows, new pixels, target probabilities, accepted). Nothing outside changes, so a step that
+    ran out of memory can run again on fewer images."""
+    active = waiting[:size]
+    if prior is not None:
+        prior.pop()  # what an earlier pass left (a gradient-free acceptance pass, a step that ran out of memory)
+    xa = x[active].contiguous(memory_format=fmt).requires_grad_(True)
+    dx, dy = shift
+    shifted = torch.roll(xa, shifts=(dy, dx), dims=(2, 3))
+    feats = clip.encode_image(shifted, normalize=True)
+    y = labels[active]
+    own_a = own[active] if own is not None else None
+    logits = _logits(feats, weights, y, own_a)
+    target_logit = logits.gather(1, y[:, None]).squeeze(1)
+    objective = target_logit - config.norm_penalty * clip.normalize(xa).flatten(1).norm(dim=1)
+    loss = -objective.sum()
+    if prior is not None:
+        loss = loss + config.bn_prior * prior.pop() * len(active)
+    (grad,) = torch.autograd.grad(loss, xa)
+    with torch.no_grad():
+        # the step is taken in normalised units: grad w.r.t. normalised pixels is grad·std
+        g = -grad * std  # ascent direction, normalised space
+        g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        xa = xa + step * g * std  # back to [0, 1] pixels
+        if blurred:
+            xa = blur(xa, config.blur_sigma)
+        xa = xa.clamp_(0, 1)
+        # acceptance is checked on the updated, unshifted images
+        p = F.softmax(_logits(clip.encode_image(xa, normalize=True), weights, y, own_a), dim=1)
+        pa = p.gather(1, y[:, None]).squeeze(1)
+        ok = (p.argmax(1) == y) & (pa > threshold)
+    return active, xa, pa, ok
+
+
 def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: GenerationConfig,
             gen: torch.Generator, progress, fmt: torch.memory_format = torch.contiguous_format,
             own: torch.Tensor | None = None) -> tuple:
@@ -207,40 +248,20 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
     given_up = torch.zeros(n, dtype=torch.bool, device=clip.device)
     steps = torch.zeros(n, dtype=torch.long, device=clip.device)
     prior = _BNPrior(clip.model) if config.bn_prior > 0 and clip.family == "resnet" else None
+    batch = HalvingBatch(config.batch_size, "generating synthetic images")
     total_steps = 0
     try:
         while True:
-            active = (~accepted & ~given_up).nonzero().flatten()
-            if len(active) == 0:
+            waiting = (~accepted & ~given_up).nonzero().flatten()
+            if len(waiting) == 0:
                 break
-            active = active[: config.batch_size]
-            xa = x[active].contiguous(memory_format=fmt).requires_grad_(True)
-            dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
-            shifted = torch.roll(xa, shifts=(dy, dx), dims=(2, 3))
-            feats = clip.encode_image(shifted, normalize=True)
-            y = labels[active]
-            own_a = own[active] if own is not None else None
-            logits = _logits(feats, weights, y, own_a)
-            target_logit = logits.gather(1, y[:, None]).squeeze(1)
-            objective = target_logit - config.norm_penalty * clip.normalize(xa).flatten(1).norm(dim=1)
-            loss = -objective.sum()
-            if prior is not None:
-                loss = loss + config.bn_prior * prior.pop() * len(active)
-            (grad,) = torch.autograd.grad(loss, xa)
+            shift = tuple(torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()) if jitter else (0, 0)
+            blurred = bool(config.blur_every) and (total_steps + 1) % config.blur_every == 0
+            active, xa, pa, ok = batch.run(partial(_climb, clip, x, waiting, labels, weights, own, config, shift,
+                                                   blurred, step, std, threshold, prior, fmt), limit=len(waiting))
             with torch.no_grad():
-                # the step is taken in normalised units: grad w.r.t. normalised pixels is grad·std
-                g = -grad * std  # ascent direction, normalised space
-                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                xa = xa + step * g * std  # back to [0, 1] pixels
                 steps[active] += 1
-                if config.blur_every and (total_steps + 1) % config.blur_every == 0:
-                    xa = blur(xa, config.blur_sigma)
-                xa = xa.clamp_(0, 1)
                 x[active] = xa
-                # acceptance is checked on the updated, unshifted images
-                p = F.softmax(_logits(clip.encode_image(xa, normalize=True), weights, y, own_a), dim=1)
-                pa = p.gather(1, y[:, None]).squeeze(1)
-                ok = (p.argmax(1) == y) & (pa > threshold)
                 probs[active] = pa
                 better = pa > best_p[active]
                 best[active[better]] = xa[better]

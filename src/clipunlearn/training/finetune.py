@@ -75,7 +75,7 @@ def image_tower_loop(clip: Clip, cfg: FineTuneConfig, n_images: int, gen: torch.
     batches = ShuffledBatches(n_images, cfg.batch_size, gen)
     loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, cfg.betas, cfg.adam_eps, cfg.weight_decay),
                 max_epochs=max_epochs, steps_per_epoch=batches.steps, selection="all", keep=KeepRule(),
-                stop=stop or StopRule())
+                stop=stop or StopRule(), batch_size=cfg.batch_size)
     return loop, batches
 
 

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from ..errors import TrainingError
+from ..errors import NotEnoughMemoryError, TrainingError
+from ..memory import first_line, is_out_of_memory
 from ..models.factory import Clip
 from .lora import LoraSpec, attach_lora
 from .params import (
@@ -158,6 +159,7 @@ class Loop:
     phase: str | None = None  # a name every row of this loop carries (multi-phase methods)
     lora: LoraSpec | None = None  # train LoRA adapters on the towers' weights (needs selection "all")
     after_step: Callable[[], None] | None = None  # called after every optimiser step (e.g. an EMA update)
+    batch_size: int | None = None  # images a step takes (the method's batch_size): named when memory runs out
 
 
 #: step(stage, epoch, step_index) -> (loss to minimise, metrics of the step as floats)
@@ -236,6 +238,31 @@ def _put_back(params: Mapping[str, torch.nn.Parameter], loop: Loop, held: dict[s
         p.copy_(torch.where(keep, p, old))
 
 
+@contextmanager
+def _out_of_memory_stops(model: torch.nn.Module, original: dict[str, torch.Tensor], loop: Loop,
+                         epoch: int) -> Iterator[None]:
+    """Within the block running out of memory stops the run: the original parameters are put back and
+    a one-line error names the batch size to try (half the current one)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        restore(model, original)
+        reason = first_line(e)
+        if loop.batch_size is not None and loop.batch_size > 1:
+            fix = f"Try half the batch: --set batch_size={loop.batch_size // 2}, or a device with more memory."
+        elif loop.batch_size == 1:
+            fix = "It ran out already at one image a step: use a smaller model or a device with more memory."
+        else:
+            fix = ("Try fewer images a step: half the method's batch size (--set batch_size=N, where it has one) or "
+                   "half the synthetic images per class (-n N), or a device with more memory.")
+        where = f"{loop.phase} " if loop.phase else ""
+        size = f" at {loop.batch_size} images a step" if loop.batch_size is not None else ""
+        raise NotEnoughMemoryError(f"Out of memory in {where}training (epoch {epoch}{size}: {reason}); the original "
+                                   f"model is kept. {fix}") from None
+
+
 def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = None,
              progress: Callable[[dict], None] | None = None, trace: Trace | None = None) -> Trace:
     """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
@@ -265,29 +292,30 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
             row: dict[str, Any] = {"epoch": epoch, **tag, **stage.row()}
             selected: set[str] = set()
             sums: dict[str, float] = {}
-            for s in range(loop.steps_per_epoch):
-                loss, metrics = step(stage, epoch, s)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    restore(model, original)
-                    raise TrainingError(
-                        f"The loss became {value} at epoch {epoch}, stage {stage.index} {stage.values or ''}; "
-                        "the original model is kept. Lower the learning rate or the perturbation."
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                selected |= set(_select(clip, loop, stage, trained.towers))
-                held = _masked_values(params, loop) if loop.selection == "mask" else None
-                opt.step()
-                if held is not None:
-                    _put_back(params, loop, held)
-                if loop.after_step is not None:
-                    loop.after_step()
-                for k, v in {"loss": value, **metrics}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-            row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
-            if measure is not None:
-                row.update(measure())
+            with _out_of_memory_stops(model, original, loop, epoch):
+                for s in range(loop.steps_per_epoch):
+                    loss, metrics = step(stage, epoch, s)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        restore(model, original)
+                        raise TrainingError(
+                            f"The loss became {value} at epoch {epoch}, stage {stage.index} {stage.values or ''}; "
+                            "the original model is kept. Lower the learning rate or the perturbation."
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    selected |= set(_select(clip, loop, stage, trained.towers))
+                    held = _masked_values(params, loop) if loop.selection == "mask" else None
+                    opt.step()
+                    if held is not None:
+                        _put_back(params, loop, held)
+                    if loop.after_step is not None:
+                        loop.after_step()
+                    for k, v in {"loss": value, **metrics}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
+                if measure is not None:
+                    row.update(measure())
             kept = not reverting or row[loop.keep.metric] < best  # type: ignore[index]
             row["kept"] = kept
             row["selected"] = trained.report(selected)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import dataset_names, load_image_set
+from ..data import load_image_set, zoo_datasets
 from ..errors import ClipUnlearnError
 from ..models.factory import Clip, load_clip
 
@@ -224,10 +224,10 @@ def excluded_classes(items: list[str], data_root) -> list[str]:
 
 
 def decode_split(clip: Clip, data_root, split: str, workers: int = 2, datasets=None, exclude: list[str] = ()):
-    """All images of ``split`` of each dataset (default: all registered) as uint8 at the model's input
+    """All images of ``split`` of each dataset (default: the zoo's, :func:`zoo_datasets`) as uint8 at the model's input
     size, without the images of the classes named in ``exclude`` (in any dataset)."""
     out = []
-    for name in datasets or dataset_names():
+    for name in datasets or zoo_datasets():
         images = load_image_set(name, data_root, split)
         gone = [i for i, c in enumerate(images.classnames) if c in set(exclude)]
         if gone:
@@ -357,14 +357,14 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     if channels_last:
         model.to(memory_format=torch.channels_last)
     t0 = time.time()
-    for d in datasets or dataset_names():  # every folder found, and every class's superclasses, before any work
+    for d in datasets or zoo_datasets():  # every folder found, and every class's superclasses, before any work
         classnames = load_image_set(d, data_root, "train").classnames
         if hierarchy:
             from ..data.superclasses import superclasses
 
             for c in classnames:
                 superclasses(d, c)
-    settings = _training_settings(name, recipe, list(datasets or dataset_names()), list(exclude))
+    settings = _training_settings(name, recipe, list(datasets or zoo_datasets()), list(exclude))
     state = (_read_checkpoint(checkpoint, settings)  # a checkpoint of other settings is refused before any work
              if checkpoint is not None and checkpoint.exists() and not restart else None)
     train = decode_split(clip, data_root, "train", datasets=datasets, exclude=list(exclude))
