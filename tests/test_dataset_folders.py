@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -149,9 +150,11 @@ def test_eval_imagenet_uses_the_1000_names_and_80_templates(imagenet_root, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("CLIPUNLEARN_HEAVY_TESTS") != "1",
+                    reason="RN50 at 224 px over 1000 images takes ~5 minutes on 2 CPU cores: set CLIPUNLEARN_HEAVY_TESTS=1")
 def test_eval_rn50_at_224_px_on_imagenet(imagenet_root, capsys):
     """The issue's command on the generated tree: random-weight RN50 at 224 px (one template, so that
-    the text tower runs 1000 prompts, not 80,000)."""
+    the text tower runs 1000 prompts, not 80,000). Opt-in: the CI suite stays under 10 minutes."""
     assert main(["eval", "--model", "RN50", "--pretrained", "none", "--datasets", "imagenet", "--data-root",
                  str(imagenet_root), "--templates", "a photo of a {}.", "--batch-size", "64", "--workers", "0",
                  "--quiet"]) == 0
