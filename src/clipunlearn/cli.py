@@ -7,10 +7,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ClipUnlearnError
+
+if TYPE_CHECKING:
+    from .tracking import Tracked, Tracker
 
 
 def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -54,6 +58,29 @@ def _templates(args) -> list[str] | None:
     from .data import split_names
 
     return split_names(args.templates.split("|")) if args.templates else None
+
+
+def _track_arg(p: argparse.ArgumentParser, home: str) -> None:
+    """--track (forget, benchmark, zoo train): log the run to TensorBoard or MLflow once it is written."""
+    p.add_argument("--track", action="append", default=[], metavar="tensorboard|mlflow[:URI]",
+                   help=f"log the run once written: tensorboard (event files under tensorboard/ in {home}, or in the "
+                        f"folder after the colon) or mlflow (a SQLite store under mlflow/ in {home}, or the tracking "
+                        "URI or folder after the colon); repeatable; pip install -e \".[tracking]\"")
+
+
+def _trackers(args, home: Path, experiment: str) -> list[Tracker]:
+    """The trackers of --track, checked before the run (library installed, folder or store usable)."""
+    from .tracking import open_trackers
+
+    return open_trackers(args.track, home, experiment)
+
+
+def _track(trackers: list[Tracker], read: Callable[[], Tracked]) -> None:
+    """Log what ``read()`` returns to ``trackers``; a failure is a one-line warning, never an error."""
+    from .tracking import track
+
+    for where in track(trackers, read, lambda line: print(f"clipunlearn: warning: {line}", file=sys.stderr)):
+        print(f"logged to {where}")
 
 
 def _load(args):
@@ -151,12 +178,16 @@ def cmd_zoo_train(args) -> int:
     from .zoo.train import checkpoint_path, excluded_classes
 
     exclude = excluded_classes(list(args.exclude), args.data_root)
+    trackers = _trackers(args, out.parent, "clipunlearn-zoo")
     record = train_zoo_model(args.name, args.data_root, out, recipe, log=print,
                              datasets=split_names(args.datasets) or None, exclude=exclude,
                              checkpoint=checkpoint_path(out), restart=args.restart)
     write_json(out.with_suffix(".json"), record)
     print(f"trained {args.name} on {record['train_images']} images of {len(record['datasets'])} datasets "
           f"in {record['train_seconds']:.0f}s (+{record['decode_seconds']:.0f}s decoding); weights: {out}")
+    from .tracking import from_zoo
+
+    _track(trackers, lambda: from_zoo(record, out.stem, out.with_suffix(".json")))
     return 0
 
 
@@ -252,6 +283,15 @@ def cmd_methods(args) -> int:
 
 
 def cmd_forget(args) -> int:
+    from .tracking import from_run
+
+    trackers = _trackers(args, Path(args.out), "clipunlearn-forget")
+    code = _forget(args)
+    _track(trackers, lambda: from_run(args.out))
+    return code
+
+
+def _forget(args) -> int:
     from .data import split_names
     from .methods import parse_option
     from .runs import ForgetSettings, forget
@@ -445,10 +485,11 @@ def cmd_benchmark(args) -> int:
                               slurm_time_min=args.slurm_time_min, slurm_folder=args.slurm_folder,
                               slurm_cluster=args.slurm_cluster)
     seeds = _seeds(args.seeds, suite) if args.seeds else None
+    trackers = [] if args.dry_run else _trackers(args, Path(args.out), suite.name)
     p = run_suite(suite, args.out, args.data_root, split_names(args.model) or None, executor=args.executor,
                   retry_failed=args.retry_failed, dry_run=args.dry_run, device=args.device, options=options,
                   rerun_stale=args.rerun_stale, tables=split_names(args.tables) or None, seeds=seeds,
-                  save_model=args.save_models)
+                  save_model=args.save_models, trackers=trackers)
     if args.dry_run:
         return 0
     from .benchmark import plan
@@ -558,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--restart", action="store_true",
                    help="start over even if OUT.checkpoint (written after every epoch) exists; by default the "
                         "training resumes from it, to the same weights as an uninterrupted one")
+    _track_arg(z, "the weights file's folder")
     z.set_defaults(func=cmd_zoo_train)
 
     p = sub.add_parser("models", help="list model names")
@@ -630,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    _track_arg(p, "the run folder")
     p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("merge", help="merge the models of forget runs into one that forgets all their targets "
@@ -700,6 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each cell's model.safetensors: the tensors it changed (default; loaded on the suite's "
                         "model by load_clip, the audit and merges) or every tensor")
     p.add_argument("--device", default="cpu")
+    _track_arg(p, "OUT")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("benchmark-report", help="tables and plots of a suite's folder (also: benchmark report DIR)")

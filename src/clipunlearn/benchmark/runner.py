@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from ..errors import ClipUnlearnError
 from ..io import write_json
 from ..runs.pipeline import check_save_model
 from ..runs.spec import RunSpec
+from ..tracking import Tracker, from_run, track
 from .classes import ChosenClass, choose_classes, per_class_top1
 from .executors import (
     AuditJob,
@@ -236,12 +239,14 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
               rerun_stale: bool = False, tables: list[str] | None = None, seeds: list[int] | None = None,
-              save_model: str = "changed") -> Plan:
+              save_model: str = "changed", trackers: Sequence[Tracker] = ()) -> Plan:
     """Run every cell still to do (of the named ``tables`` only, when given: the report still lays out
     every table; and of the given ``seeds`` only); returns the plan as it stood before running. Each
     cell's model.safetensors holds the tensors it changed (``save_model="changed"``, loaded on the
     suite's model by load_clip, the audit and merges) or every tensor (``"full"``).
-    ``options`` tell the executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``)."""
+    ``options`` tell the executor how (``workers`` alone is a shorthand for ``ExecutorOptions(workers=...)``).
+    Each cell that finishes is logged to ``trackers`` from its run folder, in this process, whatever the
+    executor (:mod:`clipunlearn.tracking`; a failure to log is a warning line)."""
     check_suite(suite, data_root, models)
     check_save_model(save_model)
     options = options or ExecutorOptions(workers=workers)
@@ -294,7 +299,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
     jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id), save_model)
             for spec in p.todo]
-    t0 = time.time()
+    t0, logged = time.time(), 0
     with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:
         for outcome in run(jobs, options):
             bar.update(1)
@@ -302,8 +307,11 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
             if outcome.ok:
                 failure_file(out, spec).unlink(missing_ok=True)
                 bar.write(_done_line(run_dir(out, spec), spec.run_id in audits))
+                logged += bool(track(trackers, partial(from_run, run_dir(out, spec)), bar.write))
             else:
                 write_json(failure_file(out, spec), {"run_id": spec.run_id, "spec": spec.key(), "error": outcome.error})
                 bar.write(f"FAILED  {spec.run_id}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
     echo(f"ran {len(jobs)} cells in {time.time() - t0:.0f}s with the {executor} executor")
+    if trackers:
+        echo(f"logged {logged} cells to {', '.join(t.where for t in trackers)} (experiment {suite.name})")
     return p
