@@ -17,7 +17,9 @@ image-side variants) and aims at the model that never learnt the class, the audi
     synthetic images of the class and of classes to keep:
         scatter:  −log(1 − p(class)) on the forget images, plus the mean pairwise cosine of their
                   features: push the class's images away from it *and apart*, rather than moving them
-                  together onto another prompt (Spotter)
+                  together onto another prompt (Spotter); p under the run's template and (default)
+                  under 8 templates of Uproot's own (``SCATTER_TEMPLATES``, none of them a prompt the
+                  audit tries), so that the class does not come back when asked for another way
         retain:   KL(original ‖ current) of the zero-shot predictions on the retain images
         attack:   simulate the audit's tuning attack (a few Adam steps toward the class on k forget
                   images), measure the scatter loss after it, and descend its gradient at the attacked
@@ -111,12 +113,12 @@ class Uproot(Method):
     needs = frozenset({"synthetic_forget", "synthetic_retain"})
     #: "default": what measured best on mini-rn (docs/methods.md): the text side's reset alone. There is
     #: no paper: "paper" is the same, for suites that ask every method for it.
-    presets = {"default": {"image_tower": False, "text_side": "reset"},
-               "paper": {"image_tower": False, "text_side": "reset"}}
+    presets = {"default": {"image_tower": False, "text_side": "reset", "many_templates": True},
+               "paper": {"image_tower": False, "text_side": "reset", "many_templates": True}}
     ablations = {
         "trained-text": {"text_side": "train", "lr": 2e-3, "generic_weight": 3.0},  # trained, not redrawn
         "image-side": {"image_tower": True},  # the reset plus the image side, whatever the name's pieces
-        "many-templates": {"many_templates": True},  # the scatter term under several templates
+        "run-template": {"many_templates": False},  # the scatter term under the run's template only
         "image-only": {"image_tower": True, "text_side": "off"},  # the image side alone
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
