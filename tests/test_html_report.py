@@ -370,3 +370,27 @@ def test_a_class_named_like_a_script_shows_as_text_and_opens_no_alert(browser, p
         assert EVIL in browser.find_element(By.TAG_NAME, "body").text
         assert _problems(browser) == ([], [])
 
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+@pytest.mark.xdist_group("chromium")
+@pytest.mark.parametrize("name", sorted(p.parent.name for p in COMMITTED.glob("*/index.html")))
+def test_each_committed_page_opens_offline_with_every_table_of_its_report(browser, name):
+    """The committed results pages (made by ``clipunlearn benchmark report``) load offline without a
+    console error, with one HTML table per table of their report.md, row for row."""
+    from selenium.webdriver.common.by import By
+
+    folder = COMMITTED / name
+    _open(browser, folder / "index.html")
+    console, remote = _problems(browser)
+    assert console == [] and remote == []
+    for csv in sorted((folder / "tables").glob("*.csv")):
+        rows = browser.find_elements(By.CSS_SELECTOR, f"#tbl-t-{csv.stem} tbody tr")
+        assert len(rows) == len(pd.read_csv(csv)), csv.name
+
+
+def test_the_audit_and_wacv_pages_are_committed_with_their_html():
+    """The pages the browser test above opens are there (made by the report command, never by hand)."""
+    assert {"audit", "wacv-mini-vit"} <= {p.parent.name for p in COMMITTED.glob("*/index.html")}
