@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 _logging.getLogger("clipunlearn").addHandler(_logging.NullHandler())
 

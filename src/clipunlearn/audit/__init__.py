@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ClipUnlearnError, unknown
 from ..io import check_output_free, staged_dir
+from ..version import __version__
 from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
 from .case import load_case, read_run, with_dataset_dir
 from .relearning import STEPS, Attack, CurveCache, resolve_grid

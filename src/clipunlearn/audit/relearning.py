@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .. import __version__
 from ..errors import ClipUnlearnError
 from ..evaluation import hash_tensors
 from ..io import write_json
 from ..models import Clip
+from ..version import __version__
 
 if TYPE_CHECKING:
     from .case import AuditCase

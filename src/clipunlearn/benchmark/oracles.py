@@ -22,9 +22,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .. import __version__
 from ..errors import ClipUnlearnError
 from ..io import write_json
+from ..version import __version__
 
 ORACLE_KEYS = {"model", "exclude", "epochs", "datasets", "threads"}
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..data import load_image_set, paper_datasets
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import Evaluator, FeatureCache
@@ -45,6 +44,7 @@ from ..methods import (
 )
 from ..models import Clip, load_clip, resolve_device
 from ..training import Trace
+from ..version import __version__
 from .data import RunData, train_split
 from .results import SCHEMA_VERSION
 from .spec import file_hash

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
