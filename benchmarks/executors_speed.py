@@ -63,7 +63,7 @@ GOALS = {"process / local": 1.5, "ray / process": 0.85, "ray-running / process":
 def thread_scaling(suite, data_root: str, tmp: Path) -> dict[int, float]:
     """Seconds of the suite's first cell in this process with 1 thread and with every core, caches
     warm (features and synthetic sets made by a first, untimed run)."""
-    from clipunlearn.runs.spec import execute
+    from clipunlearn.runs.execution import execute
 
     spec = suite.cells()[0].resolved()
     cache, synthetic = tmp / "scaling" / "features", tmp / "scaling" / "synthetic"

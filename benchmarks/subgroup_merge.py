@@ -19,8 +19,9 @@ from clipunlearn.data import load_image_set
 from clipunlearn.evaluation import Evaluator
 from clipunlearn.io import write_text
 from clipunlearn.models import load_clip
+from clipunlearn.runs.execution import execute
 from clipunlearn.runs.merge import merge_runs
-from clipunlearn.runs.spec import RunSpec, execute
+from clipunlearn.runs.spec import RunSpec
 
 CLASSES = {"S": "ship", "A": "airplane", "C": "cat"}
 MERGES = {"S+A": ["S", "A"], "S+A+C": ["S", "A", "C"]}

@@ -23,7 +23,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import ClipUnlearnError, unknown
-from ..runs.spec import RunSpec, execute
+from ..runs.execution import execute
+from ..runs.spec import RunSpec
 from .oracles import OracleSpec
 
 

@@ -1,8 +1,8 @@
 """RunSpec: everything that determines a forget run, hashable; its hash is the run id.
 
 The CLI's ``forget``, the Python API and benchmark suites can all describe a run as a RunSpec; one
-function (:func:`execute`) turns it into a run folder. Two specs with the same content give the same
-id, so a suite can tell a finished cell from one still to do, whatever machine ran it.
+function (:func:`.execution.execute`) turns it into a run folder. Two specs with the same content give
+the same id, so a suite can tell a finished cell from one still to do, whatever machine ran it.
 """
 from __future__ import annotations
 
@@ -92,32 +92,3 @@ class RunSpec:
         tag = self.method + (f"@{self.ablation}" if self.ablation else "")
         return f"{tag}-{self.dataset}-{slug}-s{self.seed}-{digest}"
 
-
-def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, cache_dir: str | None = None,
-            progress: bool = False, device: str = "cpu", synthetic_cache: str | None = None,
-            save_model: str = "full") -> dict[str, Any]:
-    """Run ``spec`` into the folder ``out`` (written atomically; never overwritten). Image features are
-    cached in ``cache_dir`` and synthetic sets shared through ``synthetic_cache``, when given;
-    ``save_model``: the run's model.safetensors holds every tensor ("full") or the changed ones."""
-    from .pipeline import ForgetSettings, forget
-
-    if spec.subgroup is not None:
-        from .subgroup import SubgroupSettings, forget_subgroup
-
-        return forget_subgroup(SubgroupSettings(
-            model=spec.model, setting=spec.subgroup, out=str(out), data_root=data_root, pretrained=spec.pretrained,
-            method=spec.method, preset=spec.preset, ablation=spec.ablation, seed=spec.seed, device=device,
-            n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
-            generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
-            retrieval=spec.retrieval, other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
-            run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model))
-    s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
-                       data_root=data_root, pretrained=spec.pretrained,
-                       other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
-                       method=spec.method, preset=spec.preset, ablation=spec.ablation, seed=spec.seed,
-                       device=device, n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
-                       generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
-                       synthetic_cache=synthetic_cache,
-                       retrieval=spec.retrieval, template_change=spec.template_change,
-                       run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model)
-    return forget(s)
