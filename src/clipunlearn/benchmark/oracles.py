@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import ClipUnlearnError
 from ..io import write_json
 from ..version import __version__
+from .fields import fail, table_entries
 
 ORACLE_KEYS = {"model", "exclude", "epochs", "datasets", "threads"}
 
@@ -66,18 +67,16 @@ class OracleSpec:
 
 
 def parse_oracles(where: str, entries) -> tuple[OracleSpec, ...]:
-    from .suite import _entries, _fail
-
     out = []
-    for w, o in _entries(where, entries, ORACLE_KEYS, '{ model = "mini-rn", exclude = ["caltech101:minaret"] }'):
+    for w, o in table_entries(where, entries, ORACLE_KEYS, '{ model = "mini-rn", exclude = ["caltech101:minaret"] }'):
         if not o.get("model") or not o.get("exclude"):
-            raise _fail(w, "needs 'model' and a non-empty 'exclude' list of DATASET:CLASS")
+            raise fail(w, "needs 'model' and a non-empty 'exclude' list of DATASET:CLASS")
         epochs = o.get("epochs")
         if epochs is not None and int(epochs) < 1:
-            raise _fail(f"{w}: epochs", f"must be at least 1, not {epochs}")
+            raise fail(f"{w}: epochs", f"must be at least 1, not {epochs}")
         threads = o.get("threads")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise _fail(f"{w}: threads", f"must be a whole number of at least 1, not {threads!r}")
+            raise fail(f"{w}: threads", f"must be a whole number of at least 1, not {threads!r}")
         out.append(OracleSpec(o["model"], tuple(o["exclude"]), None if epochs is None else int(epochs),
                               tuple(o["datasets"]) if o.get("datasets") else None, threads))
     return tuple(out)
@@ -87,14 +86,13 @@ def check_oracles(where: str, oracles: tuple[OracleSpec, ...], data_root: str | 
     """Each oracle names a zoo model (only the zoo has a recipe here) and classes of its datasets."""
     from ..models.zoo import ZOO_MODELS
     from ..zoo.train import excluded_classes
-    from .suite import _fail
 
     for i, o in enumerate(oracles):
         w = f"{where}: oracles[{i}]"
         if o.model not in ZOO_MODELS:
-            raise _fail(f"{w}: model", f"{o.model!r} is not a zoo model; oracles are trained by the zoo recipe "
-                                       f"({', '.join(ZOO_MODELS)}). Train your own and audit with "
-                                       "`clipunlearn audit RUN --oracle FILE`", o.model, list(ZOO_MODELS))
+            raise fail(f"{w}: model", f"{o.model!r} is not a zoo model; oracles are trained by the zoo recipe "
+                                      f"({', '.join(ZOO_MODELS)}). Train your own and audit with "
+                                      "`clipunlearn audit RUN --oracle FILE`", o.model, list(ZOO_MODELS))
         try:
             excluded_classes(list(o.exclude), data_root)
             if o.datasets:

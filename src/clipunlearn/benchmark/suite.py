@@ -53,7 +53,7 @@ known name.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -64,6 +64,7 @@ import tomllib
 from ..errors import ClipUnlearnError, suggest
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, ClassRule
+from .fields import check_keys, fail, table_entries
 from .oracles import OracleSpec, check_oracles, parse_oracles
 
 SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per_class", "max_steps", "max_epochs",
@@ -255,8 +256,8 @@ def only_tables(suite: Suite, names: list[str]) -> Suite:
     known = [t.name for t in suite.tables]
     for name in names:
         if name not in known:
-            raise _fail(f"{suite.source}: --tables", f"no table named {name!r} (tables: {', '.join(known)})", name,
-                        known)
+            raise fail(f"{suite.source}: --tables", f"no table named {name!r} (tables: {', '.join(known)})", name,
+                       known)
     keep = set(names)
     while True:
         more = {t.cells for t in suite.tables if t.name in keep and t.cells and t.cells not in keep}
@@ -282,34 +283,11 @@ def shipped_suites() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def _fail(where: str, what: str, name: str | None = None, known: list[str] | None = None) -> ClipUnlearnError:
-    hint = suggest(name, known) if name is not None and known else ""
-    return ClipUnlearnError(f"{where}: {what}.{hint}")
-
-
-def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            hint = suggest(key, sorted(allowed)) or f" Known fields: {', '.join(sorted(allowed))}."
-            raise ClipUnlearnError(f"{where}: unknown field {key!r}.{hint}")
-
-
-def _entries(where: str, entries: Any, allowed: set[str], example: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each table of an array of tables (``[[methods]]``, ``[[oracles]]``, ...), with where it is, its
-    fields checked against ``allowed``."""
-    for i, entry in enumerate(entries or []):
-        w = f"{where}[{i}]"
-        if not isinstance(entry, dict):
-            raise _fail(w, f"must be a table such as {example}")
-        _check_keys(w, entry, allowed)
-        yield w, entry
-
-
 def _methods(where: str, entries: Any) -> tuple[MethodEntry, ...]:
     out = []
-    for w, m in _entries(where, entries, METHOD_KEYS, '{ method = "lip" }'):
+    for w, m in table_entries(where, entries, METHOD_KEYS, '{ method = "lip" }'):
         if "method" not in m:
-            raise _fail(w, "has no 'method'")
+            raise fail(w, "has no 'method'")
         out.append(MethodEntry(m["method"], m.get("preset", "default"), m.get("ablation"),
                                tuple(sorted((k, _frozen(v)) for k, v in (m.get("options") or {}).items()))))
     return tuple(out)
@@ -317,65 +295,65 @@ def _methods(where: str, entries: Any) -> tuple[MethodEntry, ...]:
 
 def _targets(where: str, entries: Any) -> tuple[Target, ...]:
     out = []
-    for w, t in _entries(where, entries, TARGET_KEYS, '{ dataset = "caltech101", classes = ["minaret"] }'):
+    for w, t in table_entries(where, entries, TARGET_KEYS, '{ dataset = "caltech101", classes = ["minaret"] }'):
         if "dataset" not in t or not t.get("classes"):
-            raise _fail(w, "needs 'dataset' and a non-empty 'classes' list")
+            raise fail(w, "needs 'dataset' and a non-empty 'classes' list")
         out.append(Target(t["dataset"], tuple(t["classes"])))
     return tuple(out)
 
 
 def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
-    _check_keys(where, t, TABLE_KEYS)
+    check_keys(where, t, TABLE_KEYS)
     if not t.get("name"):
-        raise _fail(where, "has no 'name'")
+        raise fail(where, "has no 'name'")
     show = t.get("show", "forgetting")
     if show not in SHOWS:
-        raise _fail(f"{where}: show", f"unknown view {show!r} (known: {', '.join(SHOWS)})", show, list(SHOWS))
+        raise fail(f"{where}: show", f"unknown view {show!r} (known: {', '.join(SHOWS)})", show, list(SHOWS))
     if show in ("audit", "depth") and t.get("subgroups"):
-        raise _fail(f"{where}: show", "the audit reads class runs only; subgroup cells cannot be audited")
+        raise fail(f"{where}: show", "the audit reads class runs only; subgroup cells cannot be audited")
     group_by = tuple(t.get("group_by", ("dataset", "method")))
     for key in group_by:
         if key not in GROUP_KEYS:
-            raise _fail(f"{where}: group_by", f"unknown row key {key!r} (known: {', '.join(GROUP_KEYS)})", key,
-                        list(GROUP_KEYS))
+            raise fail(f"{where}: group_by", f"unknown row key {key!r} (known: {', '.join(GROUP_KEYS)})", key,
+                       list(GROUP_KEYS))
     cells = t.get("cells")
     if cells is not None:
         if cells not in names:
-            raise _fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
+            raise fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
         if any(k in t for k in ("methods", "targets", "datasets", "subgroups", "together", "vary", "seeds")):
-            raise _fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
+            raise fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
     else:
         if not t.get("methods"):
-            raise _fail(where, "field 'methods' is missing or empty")
+            raise fail(where, "field 'methods' is missing or empty")
         if not t.get("targets") and not t.get("datasets") and not t.get("subgroups"):
-            raise _fail(where, "needs 'targets', 'datasets' (classes chosen by the suite's [classes] rule) or "
-                               "'subgroups' (shipped subgroup settings)")
+            raise fail(where, "needs 'targets', 'datasets' (classes chosen by the suite's [classes] rule) or "
+                              "'subgroups' (shipped subgroup settings)")
         if t.get("subgroups") and (t.get("targets") or t.get("datasets")):
-            raise _fail(where, "mixes subgroup settings with class targets; give them tables of their own")
+            raise fail(where, "mixes subgroup settings with class targets; give them tables of their own")
     vary = t.get("vary") or {}
     if not isinstance(vary, dict):
-        raise _fail(f"{where}: vary", "must be a table of setting = [values]")
+        raise fail(f"{where}: vary", "must be a table of setting = [values]")
     for key, values in vary.items():
         if not isinstance(values, list) or not values:
-            raise _fail(f"{where}: vary.{key}", "needs a non-empty list of values")
+            raise fail(f"{where}: vary.{key}", "needs a non-empty list of values")
     bar = t.get("bar") or {}
     if bar and show != "bar":
-        raise _fail(f"{where}: bar", 'thresholds are for show = "bar"; set it, or drop bar')
-    _check_keys(f"{where}: bar", bar, set(BAR_KEYS))
+        raise fail(f"{where}: bar", 'thresholds are for show = "bar"; set it, or drop bar')
+    check_keys(f"{where}: bar", bar, set(BAR_KEYS))
     goal = t.get("goal") or {}
     if goal:
         if show not in ("subgroup", "depth"):
-            raise _fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score) or "depth" (the audit); '
-                                          "set it, or drop goal")
+            raise fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score) or "depth" (the audit); '
+                                         "set it, or drop goal")
         keys, example = ((GOAL_KEYS, '{ method = "ga", score = 85 }') if show == "subgroup"
                          else (DEPTH_GOAL_KEYS, '{ method = "uproot", r = 0.3, kept = 0.95 }'))
-        _check_keys(f"{where}: goal", goal, keys)
+        check_keys(f"{where}: goal", goal, keys)
         if set(goal) != keys:
-            raise _fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
+            raise fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
     claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
-        raise _fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
+        raise fail(f"{where}: together", "counts of classes forgotten at once must be 1 or more")
     return TableSpec(name=t["name"], title=t.get("title", ""), show=show, group_by=group_by,
                      methods=_methods(f"{where}: methods", t.get("methods")),
                      targets=_targets(f"{where}: targets", t.get("targets")), datasets=tuple(t.get("datasets", ())),
@@ -391,26 +369,26 @@ def _claims(where: str, value: Any, show: str) -> tuple[Claim, ...]:
     if not value:
         return ()
     if show != "bar":
-        raise _fail(where, 'claims compare the columns of show = "bar"; set it, or drop claims')
+        raise fail(where, 'claims compare the columns of show = "bar"; set it, or drop claims')
     if not isinstance(value, list):
-        raise _fail(where, 'needs a list of { says, method, column, than, higher }')
+        raise fail(where, 'needs a list of { says, method, column, than, higher }')
     out = []
     for i, c in enumerate(value):
         at = f"{where}[{i}]"
         if not isinstance(c, dict):
-            raise _fail(at, 'needs a table { says, method, column, than, higher }')
-        _check_keys(at, c, CLAIM_KEYS)
+            raise fail(at, 'needs a table { says, method, column, than, higher }')
+        check_keys(at, c, CLAIM_KEYS)
         missing = sorted(CLAIM_KEYS - set(c))
         if missing:
-            raise _fail(at, f"field {missing[0]!r} is missing (a claim needs {', '.join(sorted(CLAIM_KEYS))})")
+            raise fail(at, f"field {missing[0]!r} is missing (a claim needs {', '.join(sorted(CLAIM_KEYS))})")
         if c["column"] not in BAR_KEYS:
-            raise _fail(f"{at}.column", f"unknown column {c['column']!r} (known: {', '.join(BAR_KEYS)})", c["column"],
-                        list(BAR_KEYS))
+            raise fail(f"{at}.column", f"unknown column {c['column']!r} (known: {', '.join(BAR_KEYS)})", c["column"],
+                       list(BAR_KEYS))
         than = c["than"]
         if not isinstance(than, list) or not than or c["method"] in than:
-            raise _fail(f"{at}.than", "needs a non-empty list of other methods")
+            raise fail(f"{at}.than", "needs a non-empty list of other methods")
         if not isinstance(c["higher"], bool):
-            raise _fail(f"{at}.higher", "must be true or false")
+            raise fail(f"{at}.higher", "must be true or false")
         out.append(Claim(str(c["says"]), str(c["method"]), str(c["column"]), tuple(str(m) for m in than), c["higher"]))
     return tuple(out)
 
@@ -431,22 +409,22 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ClipUnlearnError(f"{where}: not valid TOML ({e}). Fix the file.") from None
-    _check_keys(where, data, SUITE_KEYS)
+    check_keys(where, data, SUITE_KEYS)
     if not data.get("models"):
-        raise _fail(where, "field 'models' is missing or empty")
+        raise fail(where, "field 'models' is missing or empty")
     tables: list[TableSpec] = []
     if data.get("tables"):
         if "methods" in data or "targets" in data:
-            raise _fail(where, "has both [[tables]] and top-level methods/targets; move them into a table")
+            raise fail(where, "has both [[tables]] and top-level methods/targets; move them into a table")
         for i, t in enumerate(data["tables"]):
             table = _table(f"{where}: tables[{i}]", t, [x.name for x in tables])
             if table.name in {x.name for x in tables}:
-                raise _fail(f"{where}: tables[{i}]", f"a second table named {table.name!r}; names must differ")
+                raise fail(f"{where}: tables[{i}]", f"a second table named {table.name!r}; names must differ")
             tables.append(table)
     else:  # the short form: one set of cells, shown per method, per class and by retrieval
         for key in ("methods", "targets"):
             if not data.get(key):
-                raise _fail(where, f"field {key!r} is missing or empty (or give [[tables]])")
+                raise fail(where, f"field {key!r} is missing or empty (or give [[tables]])")
         base = TableSpec("methods", "Forgetting per method", "forgetting", ("dataset", "method"),
                          _methods(f"{where}: methods", data["methods"]), _targets(f"{where}: targets", data["targets"]))
         tables = [base, TableSpec("classes", "Forgetting per class", "forgetting", ("dataset", "classes", "method"),
@@ -454,37 +432,37 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                   TableSpec("retrieval", "Retrieval precision@k of the forgotten class", "retrieval",
                             ("dataset", "method"), cells="methods")]
     rule = data.get("classes") or {}
-    _check_keys(f"{where}: classes", rule, CLASS_KEYS)
+    check_keys(f"{where}: classes", rule, CLASS_KEYS)
     classes = ClassRule(paper={k: tuple(v) for k, v in (rule.get("paper") or {}).items()},
                         min_top1=float(rule.get("min_top1", 0.3)), per_dataset=int(rule.get("per_dataset", 3)))
     audit = data.get("audit") or {}
-    _check_keys(f"{where}: audit", audit, AUDIT_KEYS)
+    check_keys(f"{where}: audit", audit, AUDIT_KEYS)
     attacks = audit.get("attacks")
     if attacks is not None:
         from ..audit import ATTACKS
 
         if not isinstance(attacks, list) or not attacks:
-            raise _fail(f"{where}: audit.attacks", f"needs a non-empty list of attacks ({', '.join(ATTACKS)})")
+            raise fail(f"{where}: audit.attacks", f"needs a non-empty list of attacks ({', '.join(ATTACKS)})")
         for a in attacks:
             if a not in ATTACKS:
-                raise _fail(f"{where}: audit.attacks", f"unknown attack {a!r} (known: {', '.join(ATTACKS)})", a,
-                            list(ATTACKS))
+                raise fail(f"{where}: audit.attacks", f"unknown attack {a!r} (known: {', '.join(ATTACKS)})", a,
+                           list(ATTACKS))
     relearning = audit.get("relearning", "held-out")
     from ..audit.relearning import GRIDS
 
     if relearning not in GRIDS:
-        raise _fail(f"{where}: audit.relearning", f"unknown relearning grid {relearning!r} (known: {', '.join(GRIDS)})",
-                    str(relearning), list(GRIDS))
+        raise fail(f"{where}: audit.relearning", f"unknown relearning grid {relearning!r} (known: {', '.join(GRIDS)})",
+                   str(relearning), list(GRIDS))
     for t in tables:
         shown = _source(tables, t)
         names = sorted({m.method for m in shown.methods})
         named = [(f"claims[{i}]", m) for i, c in enumerate(t.claims) for m in (c.method, *c.than)]
         for field_name, m in named + ([("goal.method", dict(t.goal)["method"])] if t.goal else []):
             if m not in names:
-                raise _fail(f"{where}: table {t.name!r}: {field_name}", f"{m!r} is not a method of its cells "
-                            f"(table {shown.name!r})", m, names)
+                raise fail(f"{where}: table {t.name!r}: {field_name}", f"{m!r} is not a method of its cells "
+                           f"(table {shown.name!r})", m, names)
         if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
-            raise _fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
+            raise fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
                  seeds=[int(s) for s in data.get("seeds", [0])],
                  other_datasets=data.get("other_datasets"), n_per_class=int(data.get("n_per_class", 64)),
@@ -520,7 +498,7 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
     known_models = set(available_models()) | set(ZOO_MODELS)
     for model in models or suite.models:
         if model not in known_models:
-            raise _fail(f"{where}: models", f"unknown model {model!r}", model, sorted(known_models))
+            raise fail(f"{where}: models", f"unknown model {model!r}", model, sorted(known_models))
 
     def dataset(name: str, w: str):
         try:
@@ -534,13 +512,13 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
         for i, m in enumerate(table.methods):
             w = f"{tw}: methods[{i}]"
             if m.method not in method_names():
-                raise _fail(w, f"unknown method {m.method!r}", m.method, method_names())
+                raise fail(w, f"unknown method {m.method!r}", m.method, method_names())
             method = get_method(m.method)
             for key, values in table.vary:
                 if key not in SPEC_SETTINGS and key not in {f.name for f in fields(method.config_cls)}:
                     known = sorted(SPEC_SETTINGS) + sorted(f.name for f in fields(method.config_cls))
-                    raise _fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
-                                known)
+                    raise fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
+                               known)
             trials = [dict(m.options)] + [{**dict(m.options), k: v} for k, vs in table.vary for v in vs
                                           if k not in SPEC_SETTINGS]
             for options in trials:
@@ -560,7 +538,7 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
             from ..data.subgroups import check_setting, get_setting, setting_names
 
             if name not in setting_names():
-                raise _fail(f"{tw}: subgroups", f"unknown subgroup setting {name!r}", name, setting_names())
+                raise fail(f"{tw}: subgroups", f"unknown subgroup setting {name!r}", name, setting_names())
             try:
                 check_setting(get_setting(name), data_root)
             except ClipUnlearnError as e:
@@ -575,4 +553,4 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
         dataset(name, f"{where}: other_datasets")
     check_oracles(where, suite.oracles, data_root)
     if suite.oracles and not any(t.show == "audit" for t in suite.tables):
-        raise _fail(f"{where}: oracles", 'are for audits, and no table has show = "audit"; add one, or drop oracles')
+        raise fail(f"{where}: oracles", 'are for audits, and no table has show = "audit"; add one, or drop oracles')
