@@ -196,7 +196,7 @@ def test_a_suite_records_the_cell_that_ran_out_of_memory_and_goes_on(tmp_path, d
                                                                      mini_rn_random):
     from conftest import AMNS_ENTRY, LIP_ENTRY, SMALL_SUITE
 
-    from clipunlearn.benchmark import executors, load_suite, plan, run_suite
+    from clipunlearn.benchmark import jobs, load_suite, plan, run_suite
 
     ran: list[str] = []
 
@@ -204,7 +204,7 @@ def test_a_suite_records_the_cell_that_ran_out_of_memory_and_goes_on(tmp_path, d
         ran.append(spec.method)
         _loop_out_of_memory(copy.deepcopy(mini_rn_random), 32, at_epoch=1)
 
-    monkeypatch.setattr(executors, "execute", execute)
+    monkeypatch.setattr(jobs, "execute", execute)
     (tmp_path / "small.toml").write_text(SMALL_SUITE.format(methods=LIP_ENTRY + AMNS_ENTRY))
     suite = load_suite(tmp_path / "small.toml")
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ forget run should look like), for the audit's side-by-side comparison.
     datasets = ["caltech101", "cifar10"]   # optional: the recipe trains on every registered dataset
 
 An oracle is trained once, before the cells and through the suite's executor (an :class:`OracleJob`
-of ``executors.py``), and cached by content in
+of ``jobs.py``), and cached by content in
 ``OUT/cache/oracles/<id>.safetensors`` with its training record beside it (``<id>.json``, written
 last: an oracle is there when its record is). Its id hashes the model, the recipe (epochs, seed,
 threads, ...), the classes left out, the datasets and the package version. A cell's audit uses the

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ClipUnlearnError
-from .executors import ExecutorOptions, Job, Outcome, require, run_job_with
+from .jobs import ExecutorOptions, Job, Outcome, require, run_job_with
 
 
 def _connect(ray: Any, options: ExecutorOptions) -> bool:

@@ -28,14 +28,8 @@ from ..runs.pipeline import check_save_model
 from ..runs.spec import RunSpec
 from ..tracking import Tracker, from_run, track
 from .classes import ChosenClass, choose_classes, per_class_top1
-from .executors import (
-    AuditJob,
-    ExecutorOptions,
-    Job,
-    OracleJob,
-    audit_done,
-    get_executor,
-)
+from .executors import get_executor
+from .jobs import AuditJob, ExecutorOptions, Job, OracleJob, audit_done
 from .oracles import oracle_path, oracle_ready
 from .suite import Suite, check_suite, only_tables
 

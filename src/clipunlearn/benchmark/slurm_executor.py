@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ClipUnlearnError
-from .executors import ExecutorOptions, Job, Outcome, require, run_job_with
+from .jobs import ExecutorOptions, Job, Outcome, require, run_job_with
 
 #: seconds between looks at the jobs' states (submitit rate-limits its own sacct calls too)
 POLL_S = {"slurm": 15.0, "local": 0.5, "debug": 0.0}
