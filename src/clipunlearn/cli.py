@@ -555,10 +555,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipunlearn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_layers(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn layers: the tensors a method may update."""
     p = sub.add_parser("layers", help="which tensors a method may update, per architecture")
     p.add_argument("--model", required=True)
     p.add_argument("--method", default=None, help="show the eligibility of this method's preset (e.g. lip)")
@@ -568,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list the tensors that never change too")
     p.set_defaults(func=cmd_layers)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn eval: zero-shot top-1."""
     p = sub.add_parser("eval", help="zero-shot top-1 on datasets")
     _model_args(p)
     p.add_argument("--datasets", default=None, help="comma-separated dataset names (and/or --dataset-dir)")
@@ -583,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_zoo(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn zoo train: a zoo model from scratch."""
     p = sub.add_parser("zoo", help="the mini zoo")
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     z = zsub.add_parser("train", help="train a zoo model from scratch (CPU, seeded)")
@@ -602,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     _track_arg(z, "the weights file's folder")
     z.set_defaults(func=cmd_zoo_train)
 
+
+def _add_listings(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn models, datasets and methods: what there is."""
     p = sub.add_parser("models", help="list model names")
     p.add_argument("--all", action="store_true", help="every open_clip architecture")
     p.set_defaults(func=cmd_models)
@@ -611,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of objects")
     p.set_defaults(func=cmd_methods)
 
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn generate: a synthetic forget set."""
     p = sub.add_parser("generate", help="make a synthetic forget set from class names")
     _model_args(p)
     p.add_argument("--dataset", required=True)
@@ -625,12 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("forget", help="make a model forget classes, evaluate before and after, write a run folder")
-    _model_args(p)
-    p.add_argument("--dataset", default=None)
-    _dataset_dir_arg(p)
-    _templates_arg(p)
-    p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
+
+def _subgroup_request_args(p: argparse.ArgumentParser) -> None:
+    """forget --setting | --forget-subgroup ...: a subgroup of a coarse class (CVPR'25)."""
     g = p.add_argument_group("subgroup requests (CVPR'25): forget one subgroup of a coarse class")
     g.add_argument("--setting", default=None, help="a shipped subgroup setting (clipunlearn subgroups lists them)")
     g.add_argument("--forget-subgroup", default=None, help="class(es) of --dataset to forget, comma-separated")
@@ -639,6 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coarse-label", default=None, help="the label the user knows the subgroups by, e.g. flower")
     g.add_argument("--labels", default=None, help="labels the classifier chooses among, comma-separated "
                    "(default: 14 everyday coarse labels)")
+
+
+def _concept_request_args(p: argparse.ArgumentParser) -> None:
+    """forget --concept NAME ...: a name, in no dataset needed."""
     c = p.add_argument_group("concept requests: forget a name, in no dataset needed")
     c.add_argument("--concept", action="append", default=[], help="a name to forget (repeatable)")
     c.add_argument("--vocabulary", default="imagenet", help="the names to keep: imagenet (1000 names, 80 templates), "
@@ -646,6 +657,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", default=None, help="a folder of your photos of the concept (no labels): measured "
                    "before and after, and given to methods allowed real forget images")
     c.add_argument("--retain-images", default=None, help="a folder of photos to keep (no labels)")
+
+
+def _add_forget(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn forget: a class, a subgroup or a concept, into a run folder."""
+    p = sub.add_parser("forget", help="make a model forget classes, evaluate before and after, write a run folder")
+    _model_args(p)
+    p.add_argument("--dataset", default=None)
+    _dataset_dir_arg(p)
+    _templates_arg(p)
+    p.add_argument("--classes", default=None, help="comma-separated class names, as in the dataset")
+    _subgroup_request_args(p)
+    _concept_request_args(p)
     p.add_argument("--other-datasets", default=None,
                    help="datasets whose accuracy must be kept (default: the other paper datasets; '' for none)")
     p.add_argument("--out", required=True, help="run folder to create")
@@ -675,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     _track_arg(p, "the run folder")
     p.set_defaults(func=cmd_forget)
 
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn merge: one model from the models of forget runs."""
     p = sub.add_parser("merge", help="merge the models of forget runs into one that forgets all their targets "
                                      "(CVPR'25 App. A.2)")
     p.add_argument("runs", nargs="+", help="run folders of one model")
@@ -684,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_merge)
 
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn audit: attack a forget run's model."""
     p = sub.add_parser("audit", help="attack a forget run's model: does the class come back? (RUN/audit/)",
                        description="Attack a forget run's model and say, per attack, whether the class came back "
                                    "(docs/audit.md). A subgroup run is audited as a class of the subgroup's dataset; "
@@ -709,9 +738,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
 
+
+def _add_subgroups(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn subgroups: the shipped subgroup settings."""
     p = sub.add_parser("subgroups", help="list the shipped subgroup settings (CVPR'25 in-domain, cross-domain)")
     p.set_defaults(func=cmd_subgroups)
 
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn benchmark: run a suite's cells through an executor."""
     p = sub.add_parser("benchmark", help="run a benchmark suite (cells of model x method x class x seed), resumable")
     p.add_argument("--suite", required=True, help="a shipped suite (quick) or a .toml suite file")
     p.add_argument("--out", required=True, help="folder of the suite's run folders; rerunning skips finished cells")
@@ -746,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     _track_arg(p, "OUT")
     p.set_defaults(func=cmd_benchmark)
 
+
+def _add_benchmark_report(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn benchmark report DIR (benchmark-report): tables and plots."""
     p = sub.add_parser("benchmark-report", help="tables and plots of a suite's folder (also: benchmark report DIR)")
     p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
     p.add_argument("--to", default=None, help="write report.md, tables/ and plots/ here instead of into the folder")
@@ -754,12 +792,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "rebuilt and the suite resumed elsewhere")
     p.set_defaults(func=cmd_benchmark_report)
 
+
+def _add_benchmark_status(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn benchmark status DIR (benchmark-status): where a suite stands."""
     p = sub.add_parser("benchmark-status", help="a suite folder's cells done, failed, stale and to run, and the "
                                                 "seconds the done ones took (also: benchmark status DIR)")
     p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
     p.add_argument("--cells", action="store_true", help="list every cell with its state (and seconds)")
     p.set_defaults(func=cmd_benchmark_status)
 
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn query DIR SQL: SQL over every run."""
     p = sub.add_parser("query", help="SQL over every run under a folder (DuckDB; the table runs: one row per run)",
                        description="Run SQL over one flat view of every run folder under FOLDER, the table 'runs' "
                                    "(columns: docs/benchmark.md, Query every run). Needs pip install -e \".[query]\".")
@@ -769,11 +813,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", "--overwrite", dest="force", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=cmd_query)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """clipunlearn demo: forget one class from mini-rn."""
     p = sub.add_parser("demo", help="forget one class from mini-rn and print the before/after table (minutes, CPU)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default=None, help="run folder (default: a new temporary folder)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+
+#: the verbs in the order `clipunlearn --help` lists them
+_VERBS = (_add_layers, _add_eval, _add_zoo, _add_listings, _add_generate, _add_forget, _add_merge, _add_audit,
+          _add_subgroups, _add_benchmark, _add_benchmark_report, _add_benchmark_status, _add_query, _add_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipunlearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _VERBS:
+        add(sub)
     return parser
 
 
