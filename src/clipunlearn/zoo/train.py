@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import load_image_set, zoo_datasets
+from ..data import ImageSet, load_image_set, zoo_datasets
 from ..errors import ClipUnlearnError
 from ..models.factory import Clip, load_clip
 
@@ -329,6 +329,162 @@ def _as_numpy_state(state) -> tuple:
     return str(kind), np.asarray(keys).astype(np.uint32), int(pos), int(has_gauss), float(cached)
 
 
+#: decode_split's value: each dataset's (name, images, pixels as uint8, labels)
+Decoded = list[tuple[str, ImageSet, torch.Tensor, torch.Tensor]]
+
+
+def _seeded_model(name: str, recipe: ZooRecipe) -> Clip:
+    """Zoo model ``name``'s architecture at random initialisation, every random generator seeded by the recipe."""
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    clip = load_clip(TRAIN_ARCHITECTURES.get(name, name), pretrained="none")
+    clip.arch = name  # the weights file says which zoo model it holds
+    if clip.family == "resnet":
+        clip.model.to(memory_format=torch.channels_last)
+    return clip
+
+
+def _check_datasets(datasets: list[str] | None, data_root, hierarchy: bool) -> None:
+    """Every folder found, and every class's superclasses, before any work."""
+    for d in datasets or zoo_datasets():
+        classnames = load_image_set(d, data_root, "train").classnames
+        if hierarchy:
+            from ..data.superclasses import superclasses
+
+            for c in classnames:
+                superclasses(d, c)
+
+
+@dataclass
+class _Training:
+    """A training under way: the model, its optimiser and schedule, the random states of its batches
+    and captions, and what it has done so far (all of which a checkpoint holds)."""
+
+    clip: Clip
+    recipe: ZooRecipe
+    train: Decoded
+    hierarchy: bool
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    gen: torch.Generator  # augmentation and the order of the images
+    rng: random.Random  # caption levels and templates, the order of per-dataset batches
+    offsets: list[int]  # each dataset's first label in the labels of all datasets
+    classes: list[TrainClass]
+    step: int = 0
+    first_epoch: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    seconds_before: float = 0.0  # training seconds of the sessions before this one
+    resumed_at: list[int] = field(default_factory=list)
+    level_steps: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.clip.family == "resnet"
+
+
+def _start_training(clip: Clip, recipe: ZooRecipe, train: Decoded, hierarchy: bool) -> _Training:
+    """AdamW (no decay on gains, biases, embeddings, logit scale), linear warm-up then cosine decay."""
+    gen = torch.Generator().manual_seed(recipe.seed)
+    n_train = sum(len(p) for _, _, p, _ in train)
+    steps_per_epoch = (sum(math.ceil(len(p) / recipe.batch_size) for _, _, p, _ in train)
+                       if recipe.batching == "per_dataset" else math.ceil(n_train / recipe.batch_size))
+    total_steps = steps_per_epoch * recipe.epochs
+    opt = torch.optim.AdamW(_param_groups(clip.model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+    rng = random.Random(recipe.seed)
+    offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
+    return _Training(clip, recipe, train, hierarchy, opt, sched, gen, rng, offsets, _train_classes(train, hierarchy))
+
+
+def _resume(t: _Training, state: dict) -> None:
+    """Put the training where the checkpoint ``state`` left it."""
+    t.clip.model.load_state_dict(state["model"])
+    t.opt.load_state_dict(state["optimizer"])
+    t.sched.load_state_dict(state["schedule"])
+    t.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    t.rng.setstate(_as_random_state(state["python_rng"]))
+    np.random.set_state(_as_numpy_state(state["numpy_rng"]))
+    t.step, t.first_epoch = int(state["step"]), int(state["epoch"])
+    t.epoch_losses, t.seconds_before = list(state["epoch_losses"]), float(state["train_seconds"])
+    t.resumed_at = list(state["resumed_at"]) + [t.first_epoch]
+    t.level_steps.update(state.get("caption_steps", {}))
+
+
+def _checkpoint_state(t: _Training, settings: dict, epochs_done: int, train_seconds: float) -> dict:
+    """Everything the training needs to go on after ``epochs_done`` epochs (:func:`_resume`)."""
+    return {
+        "settings": settings, "model": t.clip.model.state_dict(), "optimizer": t.opt.state_dict(),
+        "schedule": t.sched.state_dict(), "generator": t.gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "python_rng": t.rng.getstate(), "numpy_rng": _numpy_state(), "step": t.step,
+        "epoch": epochs_done, "epoch_losses": t.epoch_losses,
+        "train_seconds": train_seconds, "resumed_at": t.resumed_at,
+        "caption_steps": dict(t.level_steps)}
+
+
+def _epoch_batches(t: _Training) -> list[list[tuple[int, torch.Tensor]]]:
+    """One epoch's batches, each a list of (dataset, rows): one dataset a batch (``per_dataset``), or
+    batches across datasets (``mixed``)."""
+    recipe, train, gen = t.recipe, t.train, t.gen
+    batches = []
+    if recipe.batching == "per_dataset":
+        for d, (_, images, pixels, _) in enumerate(train):
+            perm = torch.randperm(len(pixels), generator=gen)
+            batches += [[(d, perm[i:i + recipe.batch_size])] for i in range(0, len(perm), recipe.batch_size)]
+        t.rng.shuffle(batches)
+    else:
+        owner = torch.cat([torch.full((len(p),), d) for d, (_, _, p, _) in enumerate(train)])
+        row = torch.cat([torch.arange(len(p)) for _, _, p, _ in train])
+        perm = torch.randperm(len(owner), generator=gen)
+        for i in range(0, len(perm), recipe.batch_size):
+            chunk = perm[i:i + recipe.batch_size]
+            batches.append([(d, row[chunk[owner[chunk] == d]]) for d in range(len(train))
+                            if (owner[chunk] == d).any()])
+    return batches
+
+
+def _train_step(t: _Training, parts: list[tuple[int, torch.Tensor]]) -> float:
+    """One optimiser step on the batch ``parts``, with captions drawn at one level; its loss."""
+    clip, recipe, model = t.clip, t.recipe, t.clip.model
+    xs, ys = [], []
+    for d, idx in parts:
+        _, images, pixels, labels = t.train[d]
+        xs.append(pixels[idx])
+        ys.append(labels[idx] + t.offsets[d])
+    x = _augment(torch.cat(xs), recipe.pad, t.gen)
+    if t.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.cat(ys)
+    classes, target = torch.unique(y, return_inverse=True)
+    level = draw_level(recipe.captions, t.rng)
+    t.level_steps[level] += 1
+    prompts, truth = step_captions(level, [t.classes[c] for c in classes.tolist()], t.rng, t.hierarchy)
+    img = F.normalize(clip.encode_image(x), dim=-1)
+    txt = F.normalize(clip.encode_text(prompts), dim=-1)
+    logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+    loss = contrastive_loss(logits, truth[target].float())
+    t.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    t.opt.step()
+    t.sched.step()
+    t.step += 1
+    return loss.item()
+
+
+def _as_shipped(clip: Clip) -> None:
+    """The weights as the zoo ships them (fp16, in the usual memory format): measure exactly what ships."""
+    model = clip.model
+    if clip.family == "resnet":
+        model.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
 def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
                     log=print, datasets: list[str] | None = None, exclude: list[str] = (),
                     checkpoint: Path | None = None, restart: bool = False, stop_after: int | None = None) -> dict:
@@ -346,24 +502,9 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     recipe = recipe or RECIPES[name]
     check_captions(recipe.captions)
     hierarchy = uses_superclasses(recipe.captions)
-    torch.manual_seed(recipe.seed)
-    random.seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    torch.set_num_threads(recipe.threads)
-    clip = load_clip(TRAIN_ARCHITECTURES.get(name, name), pretrained="none")
-    clip.arch = name  # the weights file says which zoo model it holds
-    model = clip.model
-    channels_last = clip.family == "resnet"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    clip = _seeded_model(name, recipe)
     t0 = time.time()
-    for d in datasets or zoo_datasets():  # every folder found, and every class's superclasses, before any work
-        classnames = load_image_set(d, data_root, "train").classnames
-        if hierarchy:
-            from ..data.superclasses import superclasses
-
-            for c in classnames:
-                superclasses(d, c)
+    _check_datasets(datasets, data_root, hierarchy)
     settings = _training_settings(name, recipe, list(datasets or zoo_datasets()), list(exclude))
     state = (_read_checkpoint(checkpoint, settings)  # a checkpoint of other settings is refused before any work
              if checkpoint is not None and checkpoint.exists() and not restart else None)
@@ -375,94 +516,25 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
     log(f"decoded {n_train} train and {sum(len(p) for _, _, p, _ in test)} test images of "
         f"{len(train)} datasets in {t_decode:.0f}s")
 
-    gen = torch.Generator().manual_seed(recipe.seed)
-    steps_per_epoch = (sum(math.ceil(len(p) / recipe.batch_size) for _, _, p, _ in train)
-                       if recipe.batching == "per_dataset" else math.ceil(n_train / recipe.batch_size))
-    total_steps = steps_per_epoch * recipe.epochs
-    opt = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
-    rng = random.Random(recipe.seed)
-    offsets = np.cumsum([0] + [len(images.classnames) for _, images, _, _ in train[:-1]]).tolist()
-    train_classes = _train_classes(train, hierarchy)
-    level_steps: Counter[str] = Counter()
-    step, first_epoch, epoch_losses, seconds_before, resumed_at = 0, 0, [], 0.0, []
+    t = _start_training(clip, recipe, train, hierarchy)
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        rng.setstate(_as_random_state(state["python_rng"]))
-        np.random.set_state(_as_numpy_state(state["numpy_rng"]))
-        step, first_epoch = int(state["step"]), int(state["epoch"])
-        epoch_losses, seconds_before = list(state["epoch_losses"]), float(state["train_seconds"])
-        resumed_at = list(state["resumed_at"]) + [first_epoch]
-        level_steps.update(state.get("caption_steps", {}))
-        log(f"resuming from {checkpoint}: {first_epoch} of {recipe.epochs} epochs done")
+        _resume(t, state)
+        log(f"resuming from {checkpoint}: {t.first_epoch} of {recipe.epochs} epochs done")
     t_train = time.time()
-    for epoch in range(first_epoch, recipe.epochs):
+    for epoch in range(t.first_epoch, recipe.epochs):
         if stop_after is not None and epoch >= stop_after:
             log(f"stopped after epoch {epoch} of {recipe.epochs}; rerun the same command to resume from {checkpoint}")
             return {}
-        model.train()
-        batches = []
-        if recipe.batching == "per_dataset":
-            for d, (_, images, pixels, _) in enumerate(train):
-                perm = torch.randperm(len(pixels), generator=gen)
-                batches += [[(d, perm[i:i + recipe.batch_size])] for i in range(0, len(perm), recipe.batch_size)]
-            rng.shuffle(batches)
-        else:
-            owner = torch.cat([torch.full((len(p),), d) for d, (_, _, p, _) in enumerate(train)])
-            row = torch.cat([torch.arange(len(p)) for _, _, p, _ in train])
-            perm = torch.randperm(len(owner), generator=gen)
-            for i in range(0, len(perm), recipe.batch_size):
-                chunk = perm[i:i + recipe.batch_size]
-                batches.append([(d, row[chunk[owner[chunk] == d]]) for d in range(len(train))
-                                if (owner[chunk] == d).any()])
-        losses = []
-        for parts in batches:
-            xs, ys = [], []
-            for d, idx in parts:
-                _, images, pixels, labels = train[d]
-                xs.append(pixels[idx])
-                ys.append(labels[idx] + offsets[d])
-            x = _augment(torch.cat(xs), recipe.pad, gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.cat(ys)
-            classes, target = torch.unique(y, return_inverse=True)
-            level = draw_level(recipe.captions, rng)
-            level_steps[level] += 1
-            prompts, truth = step_captions(level, [train_classes[c] for c in classes.tolist()], rng, hierarchy)
-            img = F.normalize(clip.encode_image(x), dim=-1)
-            txt = F.normalize(clip.encode_text(prompts), dim=-1)
-            logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
-            loss = contrastive_loss(logits, truth[target].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-        epoch_losses.append(round(float(np.mean(losses)), 4))
+        clip.model.train()
+        losses = [_train_step(t, parts) for parts in _epoch_batches(t)]
+        t.epoch_losses.append(round(float(np.mean(losses)), 4))
         log(f"epoch {epoch + 1}/{recipe.epochs}  loss {np.mean(losses):.3f}  "
-            f"scale {model.logit_scale.exp().item():.1f}  {seconds_before + time.time() - t_train:.0f}s")
+            f"scale {clip.model.logit_scale.exp().item():.1f}  {t.seconds_before + time.time() - t_train:.0f}s")
         if checkpoint is not None and epoch + 1 < recipe.epochs:
-            _write_checkpoint(checkpoint, {
-                "settings": settings, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "schedule": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "python_rng": rng.getstate(), "numpy_rng": _numpy_state(), "step": step,
-                "epoch": epoch + 1, "epoch_losses": epoch_losses,
-                "train_seconds": seconds_before + time.time() - t_train, "resumed_at": resumed_at,
-                "caption_steps": dict(level_steps)})
-    train_seconds = seconds_before + time.time() - t_train
-    if channels_last:
-        model.to(memory_format=torch.contiguous_format)
-    with torch.no_grad():  # the zoo ships fp16 weights: measure exactly what ships
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+            _write_checkpoint(checkpoint, _checkpoint_state(t, settings, epoch + 1,
+                                                            t.seconds_before + time.time() - t_train))
+    train_seconds = t.seconds_before + time.time() - t_train
+    _as_shipped(clip)
     top1 = zero_shot_top1(clip, test)
     log("test top-1: " + ", ".join(f"{k} {v:.3f}" for k, v in top1.items()))
     if out is not None:
@@ -475,13 +547,13 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         "train_images": n_train,
         "datasets": [n for n, *_ in train],
         "excluded": {"classes": list(exclude), "train_images_removed": {k: v for k, v in removed.items() if v}},
-        "steps": step,
-        "epoch_loss": epoch_losses,
-        "resumed_at_epochs": resumed_at,
+        "steps": t.step,
+        "epoch_loss": t.epoch_losses,
+        "resumed_at_epochs": t.resumed_at,
         "decode_seconds": round(t_decode, 1),
         "train_seconds": round(train_seconds, 1),
         "test_top1": top1,
-        **({"caption_steps": {level: level_steps[level] for level, _ in recipe.captions}} if hierarchy else {}),
+        **({"caption_steps": {level: t.level_steps[level] for level, _ in recipe.captions}} if hierarchy else {}),
     }
 
 
