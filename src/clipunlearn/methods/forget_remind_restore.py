@@ -34,7 +34,7 @@ docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -67,7 +67,7 @@ from ..training.lora import LoraSpec, lora_targets
 from ..training.merge import EMA, choose_soup
 from ..training.relabel import ShuffledBatches, zero_shot_logits
 from .base import Method, register_method
-from .context import ForgetContext
+from .context import ForgetContext, ImageBatch
 
 
 @dataclass
@@ -134,130 +134,186 @@ class ForgetRemindRestore(Method):
         if len(forget) == 0 or len(retain) == 0:
             raise TrainingError("forget-remind-restore needs forget and retain images; the request has "
                                 f"{len(forget)} and {len(retain)}.")
-        classnames, template = ctx.request.classnames, ctx.request.template
-        text = class_features(clip, classnames, template)
+        text = class_features(clip, ctx.request.classnames, ctx.request.template)
         original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
         trace = Trace(info={"forget_images": len(forget), "retain_images": len(retain)})
+        run = _Run(ctx, cfg, forget, retain, text, trace)
 
-        # --- 1. forgetting: relative Fisher ranks the layers, LoRA on the top ones --------------------
-        t0 = time.time()
-        candidates = lora_targets(clip.model, tower_tensors(clip.model, "all", image=True, text=False)["image"])
-        candidates = [n for n in candidates if n.endswith(".weight")]
-        candidates = candidates[int(cfg.skip_first * len(candidates)):]
+        chosen, forgot_because = _forget(run)
+        n_cal, calibration, reminded = _hold_out(run)
+        remind_because = _remind(run, chosen, reminded)
+        restore_because = _restore(run, original, calibration, n_cal)
 
-        def similarity(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            feats = F.normalize(clip.encode_image(images), dim=-1)
-            return (feats * text[labels.to(text.device)]).sum(-1).mean()
-
-        n = cfg.fisher_images
-        fisher_f = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, forget.images[:n], forget.labels[:n]))
-        if cfg.relative_fisher:
-            pick = torch.randperm(len(retain), generator=ctx.generator(21))[:n]
-            fisher_r = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, retain.images[pick],
-                                                    retain.labels[pick]))
-            eps = cfg.fisher_eps * (sum(fisher_r.values()) / max(1, len(fisher_r))) + 1e-30
-            scores = relative_fisher(fisher_f, fisher_r, eps)
-        else:
-            scores = fisher_f
-        layers = rank_layers(scores, cfg.top_layers)
-        chosen = [n for n in candidates if layer_of(n) in set(layers)]
-        trace.info.update({"layers": layers, "layer_scores": {k: scores[k] for k in layers},
-                           "fisher_seconds": round(time.time() - t0, 2)})
-
-        f_imgs, f_labels = forget.images, forget.labels
-        coarse_text = text[f_labels.to(text.device)]  # each forget image's coarse-label prompt
-
-        def forget_acc() -> dict[str, float]:
-            acc, prob = image_scores(clip, f_imgs, f_labels, classnames, [template])
-            return {"forget_acc": acc, "target_prob": prob}
-
-        batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
-
-        def forget_step(stage: Stage, epoch: int, s: int):
-            idx = batches.indices(s)
-            feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
-            sim = (feats * coarse_text[idx]).sum(-1).mean()
-            return sim, {"similarity": float(sim.detach())}
-
-        lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora else None
-        loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
-                    max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps, selection="all",
-                    keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora,
-                    batch_size=cfg.batch_size)
-        run_loop(clip, loop, forget_step, forget_acc, ctx.knobs.progress, trace)
-        forgot_because = trace.stopped_because
-
-        # --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------
-        order = torch.randperm(len(retain), generator=ctx.generator(23))
-        n_cal = int(round(cfg.calibration_share * len(retain))) if cfg.restore and cfg.soup_alpha is None else 0
-        if n_cal >= len(retain):
-            raise TrainingError(f"calibration_share {cfg.calibration_share} leaves no retain image to remind with; "
-                                "lower it.")
-        cal_idx, rem_idx = order[:n_cal], order[n_cal:]
-        remind_because = "skipped (remind_steps 0)"
-        if cfg.remind_steps > 0:
-            r_imgs, r_labels = retain.images[rem_idx], retain.labels[rem_idx]
-            if cfg.remind_alignment:
-                r_imgs, bn = align_to_bn_statistics(clip, r_imgs, cfg.align_steps, cfg.align_lr)
-                trace.info.update({k: round(v, 4) for k, v in bn.items()})
-            ema = EMA(clip.model, cfg.ema_beta, chosen)
-            r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(24))
-
-            def remind_step(stage: Stage, epoch: int, s: int):
-                idx = r_batches.indices(s % r_batches.steps)
-                loss = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text),
-                                       r_labels[idx].to(text.device))
-                return loss, {"ce": float(loss.detach())}
-
-            def remind_measure() -> dict[str, float]:
-                return {"retain_acc": image_scores(clip, r_imgs, r_labels, classnames, [template])[0],
-                        **forget_acc()}
-
-            loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
-                        max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all", keep=KeepRule(),
-                        stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model),
-                        batch_size=cfg.batch_size)
-            run_loop(clip, loop, remind_step, None, ctx.knobs.progress, trace)
-            ema.copy_to(clip.model)
-            trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "remind (EMA)", **remind_measure(),
-                                "kept": True})
-            remind_because = f"{cfg.remind_steps} steps, EMA β={cfg.ema_beta}"
-
-        # --- 3. restoring: a soup with the original model, α on the calibration set ---------------------
-        restore_because = "skipped"
-        if cfg.restore:
-            tuned = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
-            if cfg.soup_alpha is not None:
-                alphas, score_fn = [float(cfg.soup_alpha)], (lambda: 0.0)
-            else:
-                c_imgs, c_labels = retain.images[cal_idx], retain.labels[cal_idx]
-                with _original(clip, original):
-                    bf_forget = image_scores(clip, f_imgs, f_labels, classnames, [template])[0]
-                    bf_cal = image_scores(clip, c_imgs, c_labels, classnames, [template])[0]
-                left_out = [n for n, b in (("forget", bf_forget), ("calibration", bf_cal)) if b <= 0]
-                trace.info["soup_left_out"] = left_out  # never recognised before: no ratio (as the Score)
-
-                def score_fn() -> float:
-                    terms = []
-                    if bf_forget > 0:
-                        af = image_scores(clip, f_imgs, f_labels, classnames, [template])[0]
-                        terms.append(min(1.0, max(0.0, 1.0 - af / bf_forget)))
-                    if bf_cal > 0:
-                        af = image_scores(clip, c_imgs, c_labels, classnames, [template])[0]
-                        terms.append(min(1.0, af / bf_cal))
-                    return sum(terms) / len(terms) if terms else 0.0
-
-                alphas = list(cfg.soup_alphas)
-            best, scores = choose_soup(clip, original, tuned, alphas, score_fn)
-            trace.info.update({"soup_alpha": best, "soup_scores": {str(a): round(s, 4) for a, s in scores.items()},
-                               "calibration_images": int(n_cal)})
-            trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "restore", "alpha": best,
-                                **forget_acc(), "kept": True})
-            restore_because = f"soup α={best}"
         trace.changed_tensors = [n for n in original if not torch.equal(original[n], clip.model.state_dict()[n])]
         trace.kept_any_step = bool(trace.changed_tensors)
         trace.stopped_because = f"forget: {forgot_because}; remind: {remind_because}; restore: {restore_because}"
         return trace
+
+
+@dataclass
+class _Run:
+    """What the three phases share: the request's forget and retain images, the prompts of the coarse
+    labels, and the trace they add to."""
+
+    ctx: ForgetContext
+    cfg: ForgetRemindRestoreConfig
+    forget: ImageBatch
+    retain: ImageBatch
+    text: torch.Tensor  # the coarse labels' prompt features (class_features)
+    trace: Trace
+
+    @property
+    def clip(self) -> Clip:
+        return self.ctx.clip
+
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """The share of ``images`` the model calls by their coarse label ``labels``."""
+        return image_scores(self.clip, images, labels, self.ctx.request.classnames, [self.ctx.request.template])[0]
+
+    def forget_acc(self) -> dict[str, float]:
+        acc, prob = image_scores(self.clip, self.forget.images, self.forget.labels, self.ctx.request.classnames,
+                                 [self.ctx.request.template])
+        return {"forget_acc": acc, "target_prob": prob}
+
+
+# --- 1. forgetting: relative Fisher ranks the layers, LoRA on the top ones --------------------------------
+def _choose_layers(run: _Run) -> list[str]:
+    """The weights of the ``top_layers`` image-tower layers of highest relative Fisher information (Eq. 2)."""
+    cfg, clip, forget, retain, text = run.cfg, run.clip, run.forget, run.retain, run.text
+    t0 = time.time()
+    candidates = lora_targets(clip.model, tower_tensors(clip.model, "all", image=True, text=False)["image"])
+    candidates = [n for n in candidates if n.endswith(".weight")]
+    candidates = candidates[int(cfg.skip_first * len(candidates)):]
+
+    def similarity(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        feats = F.normalize(clip.encode_image(images), dim=-1)
+        return (feats * text[labels.to(text.device)]).sum(-1).mean()
+
+    n = cfg.fisher_images
+    fisher_f = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, forget.images[:n], forget.labels[:n]))
+    if cfg.relative_fisher:
+        pick = torch.randperm(len(retain), generator=run.ctx.generator(21))[:n]
+        fisher_r = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, retain.images[pick],
+                                                retain.labels[pick]))
+        eps = cfg.fisher_eps * (sum(fisher_r.values()) / max(1, len(fisher_r))) + 1e-30
+        scores = relative_fisher(fisher_f, fisher_r, eps)
+    else:
+        scores = fisher_f
+    layers = rank_layers(scores, cfg.top_layers)
+    run.trace.info.update({"layers": layers, "layer_scores": {k: scores[k] for k in layers},
+                           "fisher_seconds": round(time.time() - t0, 2)})
+    return [n for n in candidates if layer_of(n) in set(layers)]
+
+
+def _forget(run: _Run) -> tuple[list[str], str]:
+    """Fine-tune the chosen layers (LoRA) away from each forget image's coarse-label prompt (Eq. 3),
+    until the forget images are no longer called by it; the chosen weights, and why it stopped."""
+    cfg, clip, ctx = run.cfg, run.clip, run.ctx
+    chosen = _choose_layers(run)
+    f_imgs, f_labels = run.forget.images, run.forget.labels
+    coarse_text = run.text[f_labels.to(run.text.device)]  # each forget image's coarse-label prompt
+    batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
+
+    def forget_step(stage: Stage, epoch: int, s: int):
+        idx = batches.indices(s)
+        feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
+        sim = (feats * coarse_text[idx]).sum(-1).mean()
+        return sim, {"similarity": float(sim.detach())}
+
+    lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora else None
+    loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
+                max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps, selection="all",
+                keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora,
+                batch_size=cfg.batch_size)
+    run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
+    return chosen, run.trace.stopped_because
+
+
+# --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------------------
+def _hold_out(run: _Run) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The retain images held out of reminding to choose α on (``calibration_share`` of them when α is
+    calibrated): their count and indices, and the indices of the others."""
+    cfg, retain = run.cfg, run.retain
+    order = torch.randperm(len(retain), generator=run.ctx.generator(23))
+    n_cal = int(round(cfg.calibration_share * len(retain))) if cfg.restore and cfg.soup_alpha is None else 0
+    if n_cal >= len(retain):
+        raise TrainingError(f"calibration_share {cfg.calibration_share} leaves no retain image to remind with; "
+                            "lower it.")
+    return n_cal, order[:n_cal], order[n_cal:]
+
+
+def _remind(run: _Run, chosen: list[str], reminded: torch.Tensor) -> str:
+    """Fine-tune the ``chosen`` weights on the ``reminded`` retain images (aligned to the batch-norm
+    statistics, Eq. 4) for ``remind_steps`` steps, keeping an EMA of the weights (Eq. 5); what was done."""
+    cfg, clip, ctx, retain, text, trace = run.cfg, run.clip, run.ctx, run.retain, run.text, run.trace
+    if cfg.remind_steps <= 0:
+        return "skipped (remind_steps 0)"
+    r_imgs, r_labels = retain.images[reminded], retain.labels[reminded]
+    if cfg.remind_alignment:
+        r_imgs, bn = align_to_bn_statistics(clip, r_imgs, cfg.align_steps, cfg.align_lr)
+        trace.info.update({k: round(v, 4) for k, v in bn.items()})
+    ema = EMA(clip.model, cfg.ema_beta, chosen)
+    r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(24))
+
+    def remind_step(stage: Stage, epoch: int, s: int):
+        idx = r_batches.indices(s % r_batches.steps)
+        loss = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text),
+                               r_labels[idx].to(text.device))
+        return loss, {"ce": float(loss.detach())}
+
+    loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
+                max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all", keep=KeepRule(),
+                stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model),
+                batch_size=cfg.batch_size)
+    run_loop(clip, loop, remind_step, None, ctx.knobs.progress, trace)
+    ema.copy_to(clip.model)
+    trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "remind (EMA)",
+                        "retain_acc": run.accuracy(r_imgs, r_labels), **run.forget_acc(), "kept": True})
+    return f"{cfg.remind_steps} steps, EMA β={cfg.ema_beta}"
+
+
+# --- 3. restoring: a soup with the original model, α on the calibration set ---------------------------------
+def _soup_score(run: _Run, original: dict[str, torch.Tensor], calibration: torch.Tensor) -> Callable[[], float]:
+    """The paper's ratio Score of the forget and calibration images (1 - AF/BF, min(1, AF/BF)), BF
+    measured on the ``original`` weights; a set the original never got right is left out."""
+    f_imgs, f_labels = run.forget.images, run.forget.labels
+    c_imgs, c_labels = run.retain.images[calibration], run.retain.labels[calibration]
+    with _original(run.clip, original):
+        bf_forget = run.accuracy(f_imgs, f_labels)
+        bf_cal = run.accuracy(c_imgs, c_labels)
+    left_out = [n for n, b in (("forget", bf_forget), ("calibration", bf_cal)) if b <= 0]
+    run.trace.info["soup_left_out"] = left_out  # never recognised before: no ratio (as the Score)
+
+    def score_fn() -> float:
+        terms = []
+        if bf_forget > 0:
+            af = run.accuracy(f_imgs, f_labels)
+            terms.append(min(1.0, max(0.0, 1.0 - af / bf_forget)))
+        if bf_cal > 0:
+            af = run.accuracy(c_imgs, c_labels)
+            terms.append(min(1.0, af / bf_cal))
+        return sum(terms) / len(terms) if terms else 0.0
+
+    return score_fn
+
+
+def _restore(run: _Run, original: dict[str, torch.Tensor], calibration: torch.Tensor, n_cal: int) -> str:
+    """The soup α·original + (1 - α)·result of best Score on the ``calibration`` images (Eq. 6), or of
+    the fixed ``soup_alpha``; what was done."""
+    cfg, clip, trace = run.cfg, run.clip, run.trace
+    if not cfg.restore:
+        return "skipped"
+    tuned = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+    if cfg.soup_alpha is not None:
+        alphas, score_fn = [float(cfg.soup_alpha)], (lambda: 0.0)
+    else:
+        alphas, score_fn = list(cfg.soup_alphas), _soup_score(run, original, calibration)
+    best, scores = choose_soup(clip, original, tuned, alphas, score_fn)
+    trace.info.update({"soup_alpha": best, "soup_scores": {str(a): round(s, 4) for a, s in scores.items()},
+                       "calibration_images": int(n_cal)})
+    trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "restore", "alpha": best,
+                        **run.forget_acc(), "kept": True})
+    return f"soup α={best}"
 
 
 @contextmanager
