@@ -36,17 +36,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import TrainingError
 from ..evaluation.zeroshot import image_scores, zero_shot_classifier
+from ..models.factory import Clip
 from ..training import GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, Trace, run_loop, tower_tensors
 from ..training.adversary import SimulatedRelearning, scatter_loss
 from ..training.names import NameEraser, generic_images, name_pieces, only_rows, reset_name_tokens
 from .base import Method, register_method
-from .context import ForgetContext
+from .context import ForgetContext, ImageBatch
 
 
 #: the image tower's tensors after its trunk (``head_only``)
@@ -131,7 +133,6 @@ class Uproot(Method):
         trace = Trace()
         gone = list(ctx.request.class_names)  # the names to forget
         forget = ctx.synthetic_forget()
-        classnames = list(forget.classnames)  # the dataset's classes: the forget images' labels index them
 
         def measure() -> dict[str, float]:
             acc, prob = image_scores(clip, forget.images, forget.labels, forget.classnames, [ctx.request.template])
@@ -139,94 +140,148 @@ class Uproot(Method):
 
         image_side = cfg.image_tower
         if cfg.text_side == "reset":
-            t0, start = time.time(), measure()
-            ids = reset_name_tokens(clip, gone, names_to_keep(ctx.request.classnames, gone), ctx.generator(2))
-            trace.info["reset_tokens"] = ids
-            if ids:
-                trace.changed_tensors, trace.kept_any_step = ["token_embedding.weight"], True
-            shared = sorted(set(name_pieces(clip, gone, [])) - set(ids))
-            if shared and not image_side:  # what the name still says through kept words: the image side
-                image_side = True
-                trace.info["image_side"] = (f"{len(shared)} of the {len(shared) + len(ids)} word pieces of {gone} are "
-                                            "used by names the model must keep: the text side cannot erase them, "
-                                            "the image side forgets what they still say")
-                log.warning("uproot: %s", trace.info["image_side"])
+            image_side = _reset_text(ctx, gone, trace, measure, image_side)
             if not image_side:
-                trace.steps = [{"epoch": 0, **start, "kept": None},
-                               {"epoch": 1, "reset_tokens": len(ids), **measure(), "kept": True}]
-                trace.stopped_because = f"the {len(ids)} word pieces only the forgotten names use were redrawn"
-                trace.seconds += time.time() - t0
                 return trace
-        retain = None
-        if cfg.retain_weight > 0:
-            kept = ctx.synthetic_retain(max_classes=cfg.retain_classes, vocabulary=cfg.retain_vocabulary,
-                                        steps=cfg.retain_steps)
-            classnames += [c for c in kept.classnames if c not in classnames]
-            # the forgotten names are among the anchor's classes: a name moved on the text side must not
-            # start to attract the images of other classes (the original gave them almost no probability)
-            retain = RetainAnchor(clip, kept.images, classnames, ctx.request.template)
-            trace.info["retain_images"] = len(kept)
-        with torch.no_grad():  # the class weights the image terms aim at: fixed
-            text = zero_shot_classifier(clip, classnames, [ctx.request.template]).to(clip.device)
-            asked = (torch.stack([text, *(zero_shot_classifier(clip, classnames, [t]).to(clip.device)
-                                          for t in SCATTER_TEMPLATES)]) if cfg.many_templates else text)
-        towers = tower_tensors(clip.model, cfg.eligibility, image=image_side, text=cfg.text_side == "train")
-        if cfg.head_only:
-            towers["image"] = [n for n in towers["image"] if n.startswith(HEAD)]
-        if cfg.text_tensors == "token_embedding":
-            towers["text"] = [n for n in towers["text"] if n == "token_embedding.weight"]
-        needs_noise = cfg.generic_weight > 0 or (cfg.text_side == "train" and cfg.least_hub)
-        noise = (generic_images(cfg.generic_images, clip.image_size, ctx.generator(3)).to(clip.device)
-                 if needs_noise else None)
-        rename = (NameEraser(clip, gone, [c for c in classnames if c not in gone],
-                             ctx.request.template, ctx.generator(1), noise if cfg.least_hub else None)
-                  if cfg.text_side == "train" else None)
-        if rename is not None:
-            trace.info["unknown_words"] = rename.words
-        generic = RetainAnchor(clip, noise, classnames, ctx.request.template) if cfg.generic_weight > 0 else None
-        pixels = forget.images.to(clip.device)
-        labels = forget.labels.to(clip.device)
-        attack = (SimulatedRelearning(cfg.attack_steps, cfg.attack_lr, cfg.attack_images)
-                  if cfg.attack_steps > 0 else None)
-        gen = ctx.generator()
+        return _train(ctx, cfg, gone, forget, trace, measure, image_side)
 
-        def forget_term() -> tuple[torch.Tensor, dict[str, float]]:
-            return scatter_loss(clip, pixels, labels, asked, cfg.spread)
 
-        def step(stage: Stage, epoch: int, _: int):
-            metrics: dict[str, float] = {}
-            loss = torch.zeros((), device=clip.device)
-            if image_side:
-                if attack is not None:
-                    term, m = attack.surrogate(clip, pixels, labels, text, lambda: forget_term()[0], gen)
-                    metrics.update(m)
-                    loss = loss + cfg.attack_weight * term
-                scatter, m = forget_term()
-                metrics.update(m)
-                loss = loss + scatter
-            if rename is not None:
-                moved, kept_names = rename.losses(clip)
-                metrics.update(name_moved=float(moved.detach()), names_kept=float(kept_names.detach()))
-                loss = loss + cfg.text_weight * moved + cfg.text_keep_weight * kept_names
-            if generic is not None:
-                hub = generic.kl(clip)
-                metrics["generic_kl"] = float(hub.detach())
-                loss = loss + cfg.generic_weight * hub
-            if retain is not None:
-                kl = retain.kl(clip)
-                metrics["retain_kl"] = float(kl.detach())
-                loss = loss + cfg.retain_weight * kl
-            return loss, metrics
+def _reset_text(ctx: ForgetContext, gone: list[str], trace: Trace, measure: Callable[[], dict[str, float]],
+                image_side: bool) -> bool:
+    """The text side's reset: redraw the word pieces only the forgotten names use. Whether the image
+    side runs too (asked for, or the names have pieces the reset cannot erase); when it does not, the
+    run ends here and ``trace`` is complete."""
+    clip = ctx.clip
+    t0, start = time.time(), measure()
+    ids = reset_name_tokens(clip, gone, names_to_keep(ctx.request.classnames, gone), ctx.generator(2))
+    trace.info["reset_tokens"] = ids
+    if ids:
+        trace.changed_tensors, trace.kept_any_step = ["token_embedding.weight"], True
+    shared = sorted(set(name_pieces(clip, gone, [])) - set(ids))
+    if shared and not image_side:  # what the name still says through kept words: the image side
+        image_side = True
+        trace.info["image_side"] = (f"{len(shared)} of the {len(shared) + len(ids)} word pieces of {gone} are "
+                                    "used by names the model must keep: the text side cannot erase them, "
+                                    "the image side forgets what they still say")
+        log.warning("uproot: %s", trace.info["image_side"])
+    if not image_side:
+        trace.steps = [{"epoch": 0, **start, "kept": None},
+                       {"epoch": 1, "reset_tokens": len(ids), **measure(), "kept": True}]
+        trace.stopped_because = f"the {len(ids)} word pieces only the forgotten names use were redrawn"
+        trace.seconds += time.time() - t0
+    return image_side
 
-        loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, (0.9, 0.999), 1e-8, 0.0),
-                    max_epochs=ctx.epochs(cfg.max_epochs))
-        hook = None
-        if "token_embedding.weight" in towers["text"]:  # only the forgotten names' own word pieces move
-            rows = name_pieces(clip, gone, names_to_keep(ctx.request.classnames, gone))
-            trace.info["trained_tokens"] = rows
-            hook = only_rows(clip.model.token_embedding.weight, rows)
-        try:
-            return run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)
-        finally:
-            if hook is not None:
-                hook.remove()
+
+@dataclass
+class _Terms:
+    """The terms of the trained sides' loss, each None where the config leaves it out."""
+
+    pixels: torch.Tensor  # the synthetic forget images, on the model's device
+    labels: torch.Tensor
+    text: torch.Tensor  # the class weights under the run's template
+    asked: torch.Tensor  # the same, and under SCATTER_TEMPLATES too where ``many_templates``
+    attack: SimulatedRelearning | None
+    rename: NameEraser | None  # the text side's "train"
+    generic: RetainAnchor | None  # no hub: keep the predictions on random images of no class
+    retain: RetainAnchor | None
+    gen: torch.Generator  # the simulated attacker's draws
+
+
+def _loss(clip: Clip, cfg: UprootConfig, terms: _Terms, image_side: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """One step's loss: scatter (after a simulated relearning attack), the name moved, no hub, retain."""
+    metrics: dict[str, float] = {}
+    loss = torch.zeros((), device=clip.device)
+
+    def forget_term() -> tuple[torch.Tensor, dict[str, float]]:
+        return scatter_loss(clip, terms.pixels, terms.labels, terms.asked, cfg.spread)
+
+    if image_side:
+        if terms.attack is not None:
+            term, m = terms.attack.surrogate(clip, terms.pixels, terms.labels, terms.text,
+                                             lambda: forget_term()[0], terms.gen)
+            metrics.update(m)
+            loss = loss + cfg.attack_weight * term
+        scatter, m = forget_term()
+        metrics.update(m)
+        loss = loss + scatter
+    if terms.rename is not None:
+        moved, kept_names = terms.rename.losses(clip)
+        metrics.update(name_moved=float(moved.detach()), names_kept=float(kept_names.detach()))
+        loss = loss + cfg.text_weight * moved + cfg.text_keep_weight * kept_names
+    if terms.generic is not None:
+        hub = terms.generic.kl(clip)
+        metrics["generic_kl"] = float(hub.detach())
+        loss = loss + cfg.generic_weight * hub
+    if terms.retain is not None:
+        kl = terms.retain.kl(clip)
+        metrics["retain_kl"] = float(kl.detach())
+        loss = loss + cfg.retain_weight * kl
+    return loss, metrics
+
+
+def _retain_anchor(ctx: ForgetContext, cfg: UprootConfig, classnames: list[str],
+                   trace: Trace) -> RetainAnchor | None:
+    """KL to the original's predictions on synthetic images of classes to keep (their names join ``classnames``)."""
+    if cfg.retain_weight <= 0:
+        return None
+    kept = ctx.synthetic_retain(max_classes=cfg.retain_classes, vocabulary=cfg.retain_vocabulary,
+                                steps=cfg.retain_steps)
+    classnames += [c for c in kept.classnames if c not in classnames]
+    # the forgotten names are among the anchor's classes: a name moved on the text side must not
+    # start to attract the images of other classes (the original gave them almost no probability)
+    retain = RetainAnchor(ctx.clip, kept.images, classnames, ctx.request.template)
+    trace.info["retain_images"] = len(kept)
+    return retain
+
+
+def _towers(clip: Clip, cfg: UprootConfig, image_side: bool) -> dict[str, list[str]]:
+    """The tensors that train: the image tower's (its head only, by default) and the text side's."""
+    towers = tower_tensors(clip.model, cfg.eligibility, image=image_side, text=cfg.text_side == "train")
+    if cfg.head_only:
+        towers["image"] = [n for n in towers["image"] if n.startswith(HEAD)]
+    if cfg.text_tensors == "token_embedding":
+        towers["text"] = [n for n in towers["text"] if n == "token_embedding.weight"]
+    return towers
+
+
+def _train(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], forget: ImageBatch, trace: Trace,
+           measure: Callable[[], dict[str, float]], image_side: bool) -> Trace:
+    """The trained sides: the image side's scatter, against simulated relearning, and the text side's
+    "train" (the name's prompts toward an unknown word's embedding), with the retain and no-hub terms."""
+    clip = ctx.clip
+    classnames = list(forget.classnames)  # the dataset's classes: the forget images' labels index them
+    retain = _retain_anchor(ctx, cfg, classnames, trace)
+    with torch.no_grad():  # the class weights the image terms aim at: fixed
+        text = zero_shot_classifier(clip, classnames, [ctx.request.template]).to(clip.device)
+        asked = (torch.stack([text, *(zero_shot_classifier(clip, classnames, [t]).to(clip.device)
+                                      for t in SCATTER_TEMPLATES)]) if cfg.many_templates else text)
+    towers = _towers(clip, cfg, image_side)
+    needs_noise = cfg.generic_weight > 0 or (cfg.text_side == "train" and cfg.least_hub)
+    noise = (generic_images(cfg.generic_images, clip.image_size, ctx.generator(3)).to(clip.device)
+             if needs_noise else None)
+    rename = (NameEraser(clip, gone, [c for c in classnames if c not in gone],
+                         ctx.request.template, ctx.generator(1), noise if cfg.least_hub else None)
+              if cfg.text_side == "train" else None)
+    if rename is not None:
+        trace.info["unknown_words"] = rename.words
+    generic = RetainAnchor(clip, noise, classnames, ctx.request.template) if cfg.generic_weight > 0 else None
+    attack = (SimulatedRelearning(cfg.attack_steps, cfg.attack_lr, cfg.attack_images)
+              if cfg.attack_steps > 0 else None)
+    terms = _Terms(forget.images.to(clip.device), forget.labels.to(clip.device), text, asked, attack, rename,
+                   generic, retain, ctx.generator())
+
+    def step(stage: Stage, epoch: int, _: int):
+        return _loss(clip, cfg, terms, image_side)
+
+    loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, (0.9, 0.999), 1e-8, 0.0),
+                max_epochs=ctx.epochs(cfg.max_epochs))
+    hook = None
+    if "token_embedding.weight" in towers["text"]:  # only the forgotten names' own word pieces move
+        rows = name_pieces(clip, gone, names_to_keep(ctx.request.classnames, gone))
+        trace.info["trained_tokens"] = rows
+        hook = only_rows(clip.model.token_embedding.weight, rows)
+    try:
+        return run_loop(clip, loop, step, measure, ctx.knobs.progress, trace)
+    finally:
+        if hook is not None:
+            hook.remove()
