@@ -2,6 +2,7 @@
 attack) and the plots (accuracy by prompt family, relearning curves, ROC of the membership attack)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,136 @@ def describe_task(audit: dict[str, Any]) -> str | None:
             + f"; no oracle. Skipped: {', '.join(t['skipped'])} (`docs/audit.md`).")
 
 
+def _prompts_section(prompts: dict[str, Any], models: list[str]) -> list[str]:
+    """Accuracy under each prompt family."""
+    lines = ["## Prompts", "Accuracy on the forgotten class's test images, classified among the dataset's "
+             "classes; each prompt replaces the class's name, the other classes keep the run's template.", ""]
+    lines += _table(["family", "prompt", "class", *models],
+                    [[f["family"], f["prompt"], f["class"] or "all", *(f["accuracy"][m] for m in models)]
+                     for f in prompts["families"]])
+    return lines
+
+
+def _images_section(im: dict[str, Any], models: list[str]) -> list[str]:
+    """Accuracy on augmented images of the class, and image-from-image retrieval."""
+    rt = im["retrieval"]
+    lines = ["## Images", f"Accuracy on the {im['n_images']} test images of the class, augmented (seed {im['seed']}); "
+             + (f"retrieval: image-from-image precision@{rt['k']} among all test images "
+                f"(chance {rt['chance']:.3f})." if rt else "no retrieval: every test image is of the class."), ""]
+    rows = [[a, *(im["accuracy"][a][m] for m in models)] for a in ["clean", *im["augmentations"]]]
+    if rt:
+        rows.append([f"retrieval P@{rt['k']}", *(rt["precision"][m] for m in models)])
+    lines += _table(["images", *models], rows)
+    return lines
+
+
+def _probe_section(p: dict[str, Any], models: list[str]) -> list[str]:
+    """A linear probe on frozen image features."""
+    lines = ["## Linear probe", f"Logistic regression on frozen image features, class vs rest: trained on "
+             f"{p['n_train']} train images ({p['n_train_target']} of the class), test ROC AUC.", ""]
+    lines += _table(["", *models], [["AUC", *(p["auc"][m] for m in models)]])
+    return lines
+
+
+def _prototype_section(pr: dict[str, Any], models: list[str]) -> list[str]:
+    """The nearest-prototype attack."""
+    lines = ["## Prototype attack", f"Each class's prototype: the mean image feature of k train images of it; the "
+             f"class's {pr['n_images']} test images classified by the nearest prototype (no text, no training). "
+             "Accuracy on the class's images (on the other classes' in brackets).", ""]
+    lines += _table(["k", *models], [[k, *(f"{_fmt(pr['accuracy'][k][m])} ({_fmt(pr['others_accuracy'][k][m])})"
+                                           for m in models)] for k in pr["accuracy"]])
+    return lines
+
+
+def _relearning_section(rl: dict[str, Any], models: list[str]) -> list[str]:
+    """The relearning grid: each attack's curve and the score R."""
+    sc = rl["score"]
+    lines = ["## Relearning", f"Accuracy on the class's test images at steps {', '.join(map(str, rl['steps']))} of each "
+             "attack of the grid (data, optimiser, what trains, learning rate; `docs/audit.md`), on a copy of each "
+             "model. Images per data kind: " + ", ".join(f"{k} {n}" for k, n in rl["images_used"].items())
+             + (f"; related classes: {', '.join(rl['related_classes'])}" if rl.get("related_classes") else "") + ".",
+             "", f"Relearning score R over these {len(rl['attacks'])} attacks (oracle 0, original 1): "
+             f"**{_fmt(sc['R'])}**" + ("" if sc["R"] is not None else " (no oracle)")
+             + f"; against an accuracy-0 floor instead of the oracle: {_fmt(sc['R_floor'])}.", ""]
+    header = ["attack", *[f"{m} (steps {'/'.join(map(str, rl['steps']))})" for m in models]]
+    lines += _table(header, [[a, *(" / ".join(f"{v:.2f}" for v in rl["curves"][m][a]) for m in models)]
+                             for a in rl["attacks"]])
+    return lines
+
+
+def _mia_section(mi: dict[str, Any], models: list[str]) -> list[str]:
+    """Membership inference (or why it was skipped)."""
+    lines = ["## Membership inference"]
+    if "skipped" in mi:
+        lines += [mi["skipped"], ""]
+    else:
+        boot = mi.get("bootstrap")
+        lines += [f"Members: the class's {mi['n_members']} train images; non-members: its {mi['n_non_members']} "
+                  "test images. ROC AUC, members positive (0.5: no signal)"
+                  + (f"; intervals: {boot['level']:.0%} bootstrap, {boot['resamples']} resamples of members and "
+                     f"non-members apart, the same for every model (seed {boot['seed']})." if boot else "."), ""]
+        rows = [["loss threshold", *(mi["threshold_auc"][m] for m in models)]]
+        if "threshold_auc_interval" in mi:
+            iv = mi["threshold_auc_interval"]
+            rows.append(["loss threshold, interval", *(format_interval(iv[m]) for m in models)])
+        if "minus_oracle" in mi:
+            diff = mi["minus_oracle"]
+            rows.append(["loss threshold − oracle's", *(
+                f"{diff[m]['estimate']:+.3f} {format_interval(diff[m]['interval'], signed=True)}" if m in diff
+                else None for m in models)])
+        rows.append(["SVC on loss, confidence, entropy", *(mi["classifier_auc"][m] for m in models)])
+        lines += _table(["attack", *models], rows)
+    return lines
+
+
+def _weights_section(w: dict[str, Any], models: list[str]) -> list[str]:
+    """The weight-space distance and the path from the original's weights."""
+    pa = w["path"]
+    lines = ["## Weight space", f"Forgetting changed {w['touched']} tensors: L2 distance from the original "
+             f"{w['l2']:.4g} ({w['relative_l2']:.3%} of their norm; per tower: "
+             + ", ".join(f"{t} {v:.4g}" for t, v in w["l2_per_tower"].items()) + "). Zero-shot loss and accuracy on "
+             f"the straight line from the original's weights (0) to the forgotten model's (1), on the class's test "
+             f"images and {pa['n_others']} others; loss barrier on the others {_fmt(w['barrier_others'])}.", ""]
+    keys = ("loss_target", "acc_target", "loss_others", "acc_others")
+    if any(pa[k] for k in keys):
+        lines += _table(["α", "loss (class)", "accuracy (class)", "loss (others)", "accuracy (others)"],
+                        [[a, *(pa[k][i] if pa[k] else None for k in keys)] for i, a in enumerate(pa["alphas"])])
+    return lines
+
+
+def _oracle_section(o: dict[str, Any], models: list[str]) -> list[str]:
+    """The distance to the oracle: KL, per other dataset and per class."""
+    lines = ["## Distance to the oracle", f"Mean |accuracy gap| forgotten − oracle over classes: "
+             f"{o['mean_abs_gap']:.3f}.", ""]
+    lines += _table(["", "all images", "class's images", "other images"],
+                    [[f"KL({m} ‖ oracle)", *(o["kl_to_oracle"][m][s] for s in ("all", "target", "others"))]
+                     for m in ("forgotten", "original")])
+    datasets = {k: v for k, v in o.get("per_dataset", {}).items() if "skipped" not in v}
+    if datasets:
+        lines += ["Other datasets (top-1, each with its own templates; original and forgotten as the run measured "
+                  "them):", ""]
+        lines += _table(["dataset", *models, "gap"],
+                        [[name, *(v[m] for m in models), v["gap"]] for name, v in datasets.items()])
+    lines += [f"- {k}: skipped ({v['skipped']})" for k, v in o.get("per_dataset", {}).items() if "skipped" in v]
+    lines += _table(["class", *models, "gap"],
+                    [[c + (" (forgotten)" if v["target"] else ""), *(v[m] for m in models), v["gap"]]
+                     for c, v in o["per_class"].items()])
+    return lines
+
+
+#: each attack's section of audit.md, in the page's order
+SECTIONS: dict[str, Callable[[dict[str, Any], list[str]], list[str]]] = {
+    "prompts": _prompts_section,
+    "images": _images_section,
+    "probe": _probe_section,
+    "prototype": _prototype_section,
+    "relearning": _relearning_section,
+    "mia": _mia_section,
+    "weights": _weights_section,
+    "oracle": _oracle_section,
+}
+
+
 def render_markdown(audit: dict[str, Any]) -> str:
     """audit.md: the verdict lines first, then each attack's table, models side by side."""
     models = audit["models"]
@@ -67,98 +198,9 @@ def render_markdown(audit: dict[str, Any]) -> str:
     task = describe_task(audit)
     if task:
         lines += [task, ""]
-    if "prompts" in r:
-        lines += ["## Prompts", "Accuracy on the forgotten class's test images, classified among the dataset's "
-                  "classes; each prompt replaces the class's name, the other classes keep the run's template.", ""]
-        lines += _table(["family", "prompt", "class", *models],
-                        [[f["family"], f["prompt"], f["class"] or "all", *(f["accuracy"][m] for m in models)]
-                         for f in r["prompts"]["families"]])
-    if "images" in r:
-        im = r["images"]
-        rt = im["retrieval"]
-        lines += ["## Images", f"Accuracy on the {im['n_images']} test images of the class, augmented (seed {im['seed']}); "
-                  + (f"retrieval: image-from-image precision@{rt['k']} among all test images "
-                     f"(chance {rt['chance']:.3f})." if rt else "no retrieval: every test image is of the class."), ""]
-        rows = [[a, *(im["accuracy"][a][m] for m in models)] for a in ["clean", *im["augmentations"]]]
-        if rt:
-            rows.append([f"retrieval P@{rt['k']}", *(rt["precision"][m] for m in models)])
-        lines += _table(["images", *models], rows)
-    if "probe" in r:
-        p = r["probe"]
-        lines += ["## Linear probe", f"Logistic regression on frozen image features, class vs rest: trained on "
-                  f"{p['n_train']} train images ({p['n_train_target']} of the class), test ROC AUC.", ""]
-        lines += _table(["", *models], [["AUC", *(p["auc"][m] for m in models)]])
-    if "prototype" in r:
-        pr = r["prototype"]
-        lines += ["## Prototype attack", f"Each class's prototype: the mean image feature of k train images of it; the "
-                  f"class's {pr['n_images']} test images classified by the nearest prototype (no text, no training). "
-                  "Accuracy on the class's images (on the other classes' in brackets).", ""]
-        lines += _table(["k", *models], [[k, *(f"{_fmt(pr['accuracy'][k][m])} ({_fmt(pr['others_accuracy'][k][m])})"
-                                               for m in models)] for k in pr["accuracy"]])
-    if "relearning" in r:
-        rl = r["relearning"]
-        sc = rl["score"]
-        lines += ["## Relearning", f"Accuracy on the class's test images at steps {', '.join(map(str, rl['steps']))} of each "
-                  "attack of the grid (data, optimiser, what trains, learning rate; `docs/audit.md`), on a copy of each "
-                  "model. Images per data kind: " + ", ".join(f"{k} {n}" for k, n in rl["images_used"].items())
-                  + (f"; related classes: {', '.join(rl['related_classes'])}" if rl.get("related_classes") else "") + ".",
-                  "", f"Relearning score R over these {len(rl['attacks'])} attacks (oracle 0, original 1): "
-                  f"**{_fmt(sc['R'])}**" + ("" if sc["R"] is not None else " (no oracle)")
-                  + f"; against an accuracy-0 floor instead of the oracle: {_fmt(sc['R_floor'])}.", ""]
-        header = ["attack", *[f"{m} (steps {'/'.join(map(str, rl['steps']))})" for m in models]]
-        lines += _table(header, [[a, *(" / ".join(f"{v:.2f}" for v in rl["curves"][m][a]) for m in models)]
-                                 for a in rl["attacks"]])
-    if "mia" in r:
-        mi = r["mia"]
-        lines += ["## Membership inference"]
-        if "skipped" in mi:
-            lines += [mi["skipped"], ""]
-        else:
-            boot = mi.get("bootstrap")
-            lines += [f"Members: the class's {mi['n_members']} train images; non-members: its {mi['n_non_members']} "
-                      "test images. ROC AUC, members positive (0.5: no signal)"
-                      + (f"; intervals: {boot['level']:.0%} bootstrap, {boot['resamples']} resamples of members and "
-                         f"non-members apart, the same for every model (seed {boot['seed']})." if boot else "."), ""]
-            rows = [["loss threshold", *(mi["threshold_auc"][m] for m in models)]]
-            if "threshold_auc_interval" in mi:
-                iv = mi["threshold_auc_interval"]
-                rows.append(["loss threshold, interval", *(format_interval(iv[m]) for m in models)])
-            if "minus_oracle" in mi:
-                diff = mi["minus_oracle"]
-                rows.append(["loss threshold − oracle's", *(
-                    f"{diff[m]['estimate']:+.3f} {format_interval(diff[m]['interval'], signed=True)}" if m in diff
-                    else None for m in models)])
-            rows.append(["SVC on loss, confidence, entropy", *(mi["classifier_auc"][m] for m in models)])
-            lines += _table(["attack", *models], rows)
-    if "weights" in r:
-        w = r["weights"]
-        pa = w["path"]
-        lines += ["## Weight space", f"Forgetting changed {w['touched']} tensors: L2 distance from the original "
-                  f"{w['l2']:.4g} ({w['relative_l2']:.3%} of their norm; per tower: "
-                  + ", ".join(f"{t} {v:.4g}" for t, v in w["l2_per_tower"].items()) + "). Zero-shot loss and accuracy on "
-                  f"the straight line from the original's weights (0) to the forgotten model's (1), on the class's test "
-                  f"images and {pa['n_others']} others; loss barrier on the others {_fmt(w['barrier_others'])}.", ""]
-        keys = ("loss_target", "acc_target", "loss_others", "acc_others")
-        if any(pa[k] for k in keys):
-            lines += _table(["α", "loss (class)", "accuracy (class)", "loss (others)", "accuracy (others)"],
-                            [[a, *(pa[k][i] if pa[k] else None for k in keys)] for i, a in enumerate(pa["alphas"])])
-    if "oracle" in r:
-        o = r["oracle"]
-        lines += ["## Distance to the oracle", f"Mean |accuracy gap| forgotten − oracle over classes: "
-                  f"{o['mean_abs_gap']:.3f}.", ""]
-        lines += _table(["", "all images", "class's images", "other images"],
-                        [[f"KL({m} ‖ oracle)", *(o["kl_to_oracle"][m][s] for s in ("all", "target", "others"))]
-                         for m in ("forgotten", "original")])
-        datasets = {k: v for k, v in o.get("per_dataset", {}).items() if "skipped" not in v}
-        if datasets:
-            lines += ["Other datasets (top-1, each with its own templates; original and forgotten as the run measured "
-                      "them):", ""]
-            lines += _table(["dataset", *models, "gap"],
-                            [[name, *(v[m] for m in models), v["gap"]] for name, v in datasets.items()])
-        lines += [f"- {k}: skipped ({v['skipped']})" for k, v in o.get("per_dataset", {}).items() if "skipped" in v]
-        lines += _table(["class", *models, "gap"],
-                        [[c + (" (forgotten)" if v["target"] else ""), *(v[m] for m in models), v["gap"]]
-                         for c, v in o["per_class"].items()])
+    for name, section in SECTIONS.items():
+        if name in r:
+            lines += section(r[name], models)
     skipped = {k: v["skipped"] for k, v in audit["results"].items() if k not in r}
     if skipped:
         lines += ["## Attacks that could not run", *[f"- {k}: {why}" for k, why in skipped.items()], ""]
