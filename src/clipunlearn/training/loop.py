@@ -263,17 +263,61 @@ def _out_of_memory_stops(model: torch.nn.Module, original: dict[str, torch.Tenso
                                    f"model is kept. {fix}") from None
 
 
-def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = None,
-             progress: Callable[[dict], None] | None = None, trace: Trace | None = None) -> Trace:
-    """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
-    t0 = time.time()
-    trace = trace if trace is not None else Trace()
+def _check(loop: Loop) -> None:
+    """What a loop cannot run without: a tensor to train, a stage, an epoch."""
     if not all_names(loop.towers):
         raise TrainingError("No tensor may train: the method's selection of tensors is empty.")
     if not loop.stages:
         raise TrainingError("The schedule has no stage.")
     if loop.max_epochs < 1:
         raise TrainingError(f"max_epochs must be at least 1, got {loop.max_epochs}.")
+
+
+@dataclass
+class _Optimising:
+    """What an epoch's steps update: the optimiser, the trainable parameters by name, the tensors
+    trained, and the original weights (put back when the loss stops being finite)."""
+
+    opt: torch.optim.Optimizer
+    params: Mapping[str, torch.nn.Parameter]
+    trained: _Trained
+    original: dict[str, torch.Tensor]
+
+
+def _epoch(clip: Clip, loop: Loop, step: StepFn, stage: Stage, epoch: int,
+           o: _Optimising) -> tuple[set[str], dict[str, float]]:
+    """One epoch's ``loop.steps_per_epoch`` steps: the tensors selected, and each metric summed over the steps."""
+    selected: set[str] = set()
+    sums: dict[str, float] = {}
+    for s in range(loop.steps_per_epoch):
+        loss, metrics = step(stage, epoch, s)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            restore(clip.model, o.original)
+            raise TrainingError(
+                f"The loss became {value} at epoch {epoch}, stage {stage.index} {stage.values or ''}; "
+                "the original model is kept. Lower the learning rate or the perturbation."
+            )
+        o.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        selected |= set(_select(clip, loop, stage, o.trained.towers))
+        held = _masked_values(o.params, loop) if loop.selection == "mask" else None
+        o.opt.step()
+        if held is not None:
+            _put_back(o.params, loop, held)
+        if loop.after_step is not None:
+            loop.after_step()
+        for k, v in {"loss": value, **metrics}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    return selected, sums
+
+
+def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = None,
+             progress: Callable[[dict], None] | None = None, trace: Trace | None = None) -> Trace:
+    """Train ``loop.towers`` of ``clip`` in place; see the module docstring."""
+    t0 = time.time()
+    trace = trace if trace is not None else Trace()
+    _check(loop)
     model = clip.model
     reverting = loop.keep.metric is not None
     with clip.fast_conv_layout(), _trained_tensors(clip, loop, trace) as trained, \
@@ -290,29 +334,8 @@ def run_loop(clip: Clip, loop: Loop, step: StepFn, measure: MeasureFn | None = N
             stage = loop.stages[stage_i]
             saved = (snapshot(model, names), copy.deepcopy(opt.state_dict())) if reverting else None
             row: dict[str, Any] = {"epoch": epoch, **tag, **stage.row()}
-            selected: set[str] = set()
-            sums: dict[str, float] = {}
             with _out_of_memory_stops(model, original, loop, epoch):
-                for s in range(loop.steps_per_epoch):
-                    loss, metrics = step(stage, epoch, s)
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        restore(model, original)
-                        raise TrainingError(
-                            f"The loss became {value} at epoch {epoch}, stage {stage.index} {stage.values or ''}; "
-                            "the original model is kept. Lower the learning rate or the perturbation."
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    selected |= set(_select(clip, loop, stage, trained.towers))
-                    held = _masked_values(params, loop) if loop.selection == "mask" else None
-                    opt.step()
-                    if held is not None:
-                        _put_back(params, loop, held)
-                    if loop.after_step is not None:
-                        loop.after_step()
-                    for k, v in {"loss": value, **metrics}.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
+                selected, sums = _epoch(clip, loop, step, stage, epoch, _Optimising(opt, params, trained, original))
                 row.update({k: v / loop.steps_per_epoch for k, v in sums.items()})
                 if measure is not None:
                     row.update(measure())
