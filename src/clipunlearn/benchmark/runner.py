@@ -28,9 +28,9 @@ from ..runs.pipeline import check_save_model
 from ..runs.spec import RunSpec
 from ..tracking import Tracker, from_run, track
 from .classes import ChosenClass, choose_classes, per_class_top1
-from .executors import get_executor
+from .executors import Run, get_executor
 from .jobs import AuditJob, ExecutorOptions, Job, OracleJob, audit_done
-from .oracles import oracle_path, oracle_ready
+from .oracles import OracleSpec, oracle_path, oracle_ready
 from .suite import Suite, check_suite, only_tables
 
 
@@ -229,6 +229,65 @@ def _done_line(folder: Path, audited: bool) -> str:
     return f"done    {folder.name}: target {r['target_before']:.2f} -> {r['target_after']:.2f}, Avg. Score {score}{audit}"
 
 
+def _announce(suite: Suite, todo: Suite, p: Plan, tables: list[str] | None, seeds: list[int] | None,
+              rerun_stale: bool, echo) -> None:
+    """The suite's first line (its cells done, failed and to run), and a word on the stale ones."""
+    echo(f"suite {suite.name} ({suite.source}" + (f"; tables {', '.join(t.name for t in todo.tables)}" if tables else "")
+         + (f"; seeds {', '.join(map(str, seeds))}" if seeds is not None else "")
+         + f"): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
+         f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
+    if p.stale and not rerun_stale:
+        first = next(iter(p.stale))
+        echo(f"{len(p.stale)} done cells were run with another config of their preset than the method builds "
+             f"today (e.g. {first}: {p.stale[first]}); their figures are not what the suite measures now. "
+             "Pass --rerun-stale to run them again (their folders are kept in OUT/stale/).")
+
+
+def _set_stale_aside(out: Path, p: Plan, echo) -> None:
+    """The folders of the stale cells to run again, kept, never overwritten: moved aside whole."""
+    for spec in p.todo:
+        if spec.run_id in p.stale:
+            aside = out / "stale" / f"{spec.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            run_dir(out, spec).rename(aside)
+            echo(f"stale   {spec.run_id} moved to {aside}")
+
+
+def _train_oracles(run: Run, options: ExecutorOptions, oracles: list[OracleSpec], out: Path, data_root: str | None,
+                   echo) -> None:
+    """Train ``oracles`` through the executor; a failure is recorded in ``OUT/failed/``."""
+    for outcome in run([OracleJob(o, str(out), data_root) for o in oracles], options):
+        oid = outcome.spec.oracle_id
+        if outcome.ok:
+            (out / "failed" / f"oracle-{oid}.json").unlink(missing_ok=True)
+            echo(f"oracle  {oid}: trained ({oracle_path(out, outcome.spec)})")
+        else:  # the audits that need it fail in turn, naming the missing file
+            write_json(out / "failed" / f"oracle-{oid}.json", {"oracle_id": oid, "spec": outcome.spec.key(),
+                                                              "error": outcome.error})
+            echo(f"FAILED  oracle {oid}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
+
+
+def _run_cells(run: Run, options: ExecutorOptions, jobs: list[Job], name: str, out: Path,
+               audits: dict[str, AuditJob], trackers: Sequence[Tracker]) -> int:
+    """Run ``jobs`` through the executor, a line per cell as it finishes (a failure recorded in
+    ``OUT/failed/``), each finished cell logged to ``trackers``; how many were logged."""
+    from tqdm.auto import tqdm
+
+    logged = 0
+    with tqdm(total=len(jobs), desc=f"suite {name}", unit="cell", file=sys.stderr) as bar:
+        for outcome in run(jobs, options):
+            bar.update(1)
+            spec = outcome.spec
+            if outcome.ok:
+                failure_file(out, spec).unlink(missing_ok=True)
+                bar.write(_done_line(run_dir(out, spec), spec.run_id in audits))
+                logged += bool(track(trackers, partial(from_run, run_dir(out, spec)), bar.write))
+            else:
+                write_json(failure_file(out, spec), {"run_id": spec.run_id, "spec": spec.key(), "error": outcome.error})
+                bar.write(f"FAILED  {spec.run_id}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
+    return logged
+
+
 def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list[str] | None = None,
               executor: str = "local", workers: int = 2, retry_failed: bool = False, dry_run: bool = False,
               device: str = "cpu", echo=print, options: ExecutorOptions | None = None,
@@ -250,15 +309,7 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     todo = only_tables(suite, tables) if tables else suite
     p = plan(todo, out, models, retry_failed, data_root, device, rerun_stale, seeds)
     check_cells(suite, p.todo)
-    echo(f"suite {suite.name} ({suite.source}" + (f"; tables {', '.join(t.name for t in todo.tables)}" if tables else "")
-         + (f"; seeds {', '.join(map(str, seeds))}" if seeds is not None else "")
-         + f"): {len(p.done) + len(p.failed) + len(p.todo)} cells, "
-         f"{len(p.done)} done, {len(p.failed)} failed, {len(p.todo)} to run")
-    if p.stale and not rerun_stale:
-        first = next(iter(p.stale))
-        echo(f"{len(p.stale)} done cells were run with another config of their preset than the method builds "
-             f"today (e.g. {first}: {p.stale[first]}); their figures are not what the suite measures now. "
-             "Pass --rerun-stale to run them again (their folders are kept in OUT/stale/).")
+    _announce(suite, todo, p, tables, seeds, rerun_stale, echo)
     if dry_run:
         for label, specs in (("done", p.done), ("failed", p.failed), ("to run", p.todo)):
             for spec in specs:
@@ -267,44 +318,19 @@ def run_suite(suite: Suite, out: str | Path, data_root: str | None, models: list
     write_json(out / "suite.json", merge_layout(out / "suite.json", layout(suite, out, models, data_root, device)))
     if not p.todo:
         return p
-    from tqdm.auto import tqdm
-
     audits = audit_jobs(todo, out, p.todo, p.audited)
-    for spec in p.todo:
-        if spec.run_id in p.stale:  # kept, never overwritten: moved aside whole
-            aside = out / "stale" / f"{spec.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            run_dir(out, spec).rename(aside)
-            echo(f"stale   {spec.run_id} moved to {aside}")
+    _set_stale_aside(out, p, echo)
     oracles = [o for o in dict.fromkeys(suite.oracle_for(s) for s in p.todo if s.run_id in audits)
                if o is not None and not oracle_ready(out, o)]
     if oracles:  # trained first, through the executor (a cluster's workers, not its login node)
         echo(f"training {len(oracles)} oracle(s) first with the {executor} executor: "
              + ", ".join(o.oracle_id for o in oracles))
-        for outcome in run([OracleJob(o, str(out), data_root) for o in oracles], options):
-            oid = outcome.spec.oracle_id
-            if outcome.ok:
-                (out / "failed" / f"oracle-{oid}.json").unlink(missing_ok=True)
-                echo(f"oracle  {oid}: trained ({oracle_path(out, outcome.spec)})")
-            else:  # the audits that need it fail in turn, naming the missing file
-                write_json(out / "failed" / f"oracle-{oid}.json", {"oracle_id": oid, "spec": outcome.spec.key(),
-                                                                  "error": outcome.error})
-                echo(f"FAILED  oracle {oid}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
+        _train_oracles(run, options, oracles, out, data_root, echo)
     cache, synthetic = str(out / "cache" / "features"), str(out / "cache" / "synthetic")
     jobs = [Job(spec, str(run_dir(out, spec)), data_root, cache, device, synthetic, audits.get(spec.run_id), save_model)
             for spec in p.todo]
-    t0, logged = time.time(), 0
-    with tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="cell", file=sys.stderr) as bar:
-        for outcome in run(jobs, options):
-            bar.update(1)
-            spec = outcome.spec
-            if outcome.ok:
-                failure_file(out, spec).unlink(missing_ok=True)
-                bar.write(_done_line(run_dir(out, spec), spec.run_id in audits))
-                logged += bool(track(trackers, partial(from_run, run_dir(out, spec)), bar.write))
-            else:
-                write_json(failure_file(out, spec), {"run_id": spec.run_id, "spec": spec.key(), "error": outcome.error})
-                bar.write(f"FAILED  {spec.run_id}: {outcome.error.splitlines()[0] if outcome.error else '?'}")
+    t0 = time.time()
+    logged = _run_cells(run, options, jobs, suite.name, out, audits, trackers)
     echo(f"ran {len(jobs)} cells in {time.time() - t0:.0f}s with the {executor} executor")
     if trackers:
         echo(f"logged {logged} cells to {', '.join(t.where for t in trackers)} (experiment {suite.name})")
