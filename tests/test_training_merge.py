@@ -115,3 +115,16 @@ def test_choose_soup_on_a_clip_state_dict_loads_the_chosen_soup(mini_rn_random):
     got = clip.model.state_dict()
     expected = soup(original, tuned, 0.9)
     assert all(torch.equal(got[k], expected[k]) for k in original)
+
+
+def test_a_tensor_the_tuning_left_alone_stays_bit_for_bit_in_the_soup():
+    """α·w + (1 − α)·w is w only on paper: in float32 it rounds some entries off, and a soup would list
+    every untouched tensor as changed (larger `--save-model changed` files, a wrong count of changed
+    tensors). The soup keeps such a tensor as it is; a tuned one is mixed."""
+    torch.manual_seed(0)
+    same, before = torch.randn(1000), torch.randn(10)
+    assert not torch.equal(0.3 * same + 0.7 * same, same)  # the rounding the soup must not do
+    after = before + 1.0
+    out = soup({"same": same, "tuned": before}, {"same": same.clone(), "tuned": after}, 0.3)
+    assert torch.equal(out["same"], same)
+    assert torch.allclose(out["tuned"], 0.3 * before + 0.7 * after)

@@ -89,9 +89,10 @@ def soup(original_state: State, tuned_state: State, alpha: float) -> dict[str, t
     _check_same_keys(original_state, tuned_state, ("original", "tuned"))
     out = {}
     for k, tuned in tuned_state.items():
-        if tuned.is_floating_point():
-            out[k] = alpha * original_state[k].to(tuned.device, tuned.dtype) + (1 - alpha) * tuned
-        else:
+        original = original_state[k].to(tuned.device, tuned.dtype)
+        if tuned.is_floating_point() and not torch.equal(original, tuned):
+            out[k] = alpha * original + (1 - alpha) * tuned
+        else:  # a tensor the tuning left alone stays bit for bit (α·w + (1 − α)·w rounds off w in floats)
             out[k] = tuned.clone()
     return out
 
