@@ -1,0 +1,147 @@
+"""Mutation testing of the modules that produce the numbers users read (mutmut; `pip install -e ".[mutation]"`).
+
+    python benchmarks/mutation.py --page docs/results/mutation.md              # every module below
+    python benchmarks/mutation.py --modules metrics/scores.py --page /tmp/m.md  # some of them
+
+Each module is mutated in a scratch clone of the repository's committed HEAD (nothing in the working
+tree changes; mutmut's `mutants/` folder stays in the clone) and run against the tests that cover it
+(``MODULES``). The page gives, per module, the mutants killed, the survivors judged equivalent (with the
+reason, from ``EQUIVALENT``: a survivor is equivalent when no test could tell it from the original, e.g.
+a default argument the callers always pass) and the score: killed / (all − equivalent). The other
+survivors are listed with their diff: each is a behaviour no test pins. Slow (minutes per module on
+2 cores): run it outside CI, in the background, with `OMP_NUM_THREADS=1`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: module under src/clipunlearn -> the tests that cover it (run with -n 0 under every mutant)
+MODULES: dict[str, list[str]] = {
+    "metrics/scores.py": ["tests/test_metrics.py", "tests/test_properties.py"],
+    "metrics/retrieval.py": ["tests/test_metrics.py", "tests/test_properties.py"],
+    "metrics/relearning.py": ["tests/test_metrics_relearning.py", "tests/test_properties.py"],
+    "metrics/sensitivity.py": ["tests/test_metrics.py"],
+    "evaluation/forgetting.py": ["tests/test_evaluation.py", "tests/test_pins_evaluation.py"],
+    "runs/results.py": ["tests/test_pins_results.py", "tests/test_query.py"],
+    "audit/scores.py": ["tests/test_audit.py", "tests/test_pins_audit.py"],
+    "audit/verdict.py": ["tests/test_audit.py", "tests/test_pins_audit.py", "tests/test_suite_audit.py"],
+    "benchmark/report.py": ["tests/test_benchmark.py", "tests/test_pins_report.py", "tests/test_suite_audit.py",
+                            "tests/test_html_report.py"],
+}
+
+#: survivors judged equivalent: mutant name -> why no test could tell it from the original
+EQUIVALENT: dict[str, str] = {}
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float | None = None) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd} (exit {done.returncode}):\n{done.stdout[-2000:]}"
+                         f"\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def mutate(module: str, tests: list[str], scratch: Path) -> dict:
+    """Clone HEAD into ``scratch``, configure mutmut for ``module`` and its ``tests``, run it, and read
+    each mutant's status (and the survivors' diffs)."""
+    clone = scratch / module.replace("/", "_").removesuffix(".py")
+    _run(["git", "clone", "-q", str(ROOT), str(clone)], scratch)
+    data = ROOT.parent / "shared"  # the tests read ../shared/data beside the checkout: mutmut runs them
+    if data.is_dir():  # from clone/mutants/tests, so ../shared there is clone/shared
+        (clone / "shared").symlink_to(data)
+    config = ("\n[tool.mutmut]\nsource_paths = [\"src/\"]\n"
+              f"only_mutate = [\"src/clipunlearn/{module}\"]\n"
+              f"pytest_add_cli_args_test_selection = {tests!r}\n".replace("'", '"')
+              + "pytest_add_cli_args = [\"-n\", \"0\", \"-p\", \"no:cacheprovider\", \"-q\"]\n")
+    with open(clone / "pyproject.toml", "a", encoding="utf-8") as f:
+        f.write(config)
+    start = time.time()
+    _run([sys.executable, "-m", "mutmut", "run"], clone)
+    seconds = time.time() - start
+    status: dict[str, str] = {}
+    for line in _run([sys.executable, "-m", "mutmut", "results", "--all", "true"], clone).splitlines():
+        m = re.match(r"\s*(\S+): (.+)$", line)
+        if m:
+            status[m.group(1)] = m.group(2).strip()
+    diffs = {name: _diff(_run([sys.executable, "-m", "mutmut", "show", name], clone))
+             for name, s in status.items() if s == "survived"}
+    return {"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds}
+
+
+def _diff(shown: str) -> str:
+    return "\n".join(line for line in shown.splitlines() if line.startswith(("-    ", "+    ", "- ", "+ "))
+                     and not line.startswith(("---", "+++")))
+
+
+def page(results: list[dict], commit: str, command: str) -> str:
+    lines = ["# Mutation testing", "",
+             f"Made by `{command}` on commit `{commit}` (mutmut; `benchmarks/mutation.py` says how). Score = "
+             "killed / (mutants − survivors judged equivalent); a killed mutant is one that made a covering "
+             "test fail (or time out).", "",
+             "| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        st = r["status"].values()
+        killed = sum(s in ("killed", "timeout") for s in st)
+        equivalent = [n for n, s in r["status"].items() if s == "survived" and n in EQUIVALENT]
+        others = [n for n, s in r["status"].items() if s == "survived" and n not in EQUIVALENT]
+        judged = len(r["status"]) - len(equivalent)
+        score = f"{killed / judged:.0%}" if judged else "–"
+        lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {len(r['status'])} | "
+                     f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} |")
+    for r in results:
+        survivors = [n for n, s in r["status"].items() if s == "survived"]
+        if not survivors:
+            continue
+        lines += ["", f"## `{r['module']}`: survivors", ""]
+        for name in survivors:
+            why = EQUIVALENT.get(name)
+            lines += [f"- `{name}`" + (f" (equivalent: {why})" if why else " (no test tells it apart)"),
+                      "", "  ```diff", *("  " + x for x in r["diffs"][name].splitlines()), "  ```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modules", help="comma-separated modules under src/clipunlearn (default: all of MODULES)")
+    ap.add_argument("--page", required=True, help="the markdown page to write")
+    args = ap.parse_args()
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        raise SystemExit('mutmut is not installed: pip install -e ".[mutation]"') from None
+    modules = args.modules.split(",") if args.modules else list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        raise SystemExit(f"unknown module(s) {unknown}: known are {', '.join(MODULES)} (add its covering tests "
+                         "to MODULES first)")
+    commit = _run(["git", "rev-parse", "--short", "HEAD"], ROOT).strip()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="clipunlearn-mutation-") as tmp:
+        for module in modules:
+            print(f"{module}: mutating ...", flush=True)
+            results.append(mutate(module, MODULES[module], Path(tmp)))
+            r = results[-1]
+            print(f"{module}: {len(r['status'])} mutants, {len(r['diffs'])} survived, {r['seconds']:.0f}s", flush=True)
+    command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
+        f" --page {args.page}"
+    out = Path(args.page)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(page(results, commit, command), encoding="utf-8")
+    tmp_out.replace(out)
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
