@@ -54,3 +54,33 @@ def test_bad_input_is_not_taken_for_a_refusal(script, monkeypatch):
     with pytest.raises(DataError, match="pass --data-root"):
         script.measure("lip", "unused", {"model": "mini-rn", "dataset": "caltech101", "classes": ["motorbike"],
                                          "data_root": "nowhere"})
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_mutation_page_scores_killed_over_mutants_less_the_equivalent_ones(monkeypatch):
+    mutation = _load("mutation")
+    monkeypatch.setattr(mutation, "EQUIVALENT", {"m.x_f__mutmut_3": "a default every caller passes"})
+    result = {"module": "metrics/scores.py", "tests": ["tests/test_metrics.py"], "seconds": 90.0,
+              "status": {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout", "m.x_f__mutmut_3": "survived",
+                         "m.x_f__mutmut_4": "survived", "m.x_f__mutmut_5": "killed"},
+              "diffs": {"m.x_f__mutmut_3": "-    a = 1\n+    a = 2", "m.x_f__mutmut_4": "-    b = x\n+    b = None"}}
+    text = mutation.page([result], "abc1234", "python benchmarks/mutation.py --page P")
+    # 3 killed (a timeout counts) of 5 mutants less 1 equivalent: 75 %
+    assert "| `metrics/scores.py` | test_metrics.py | 5 | 3 | 1 | 1 | 75% | 1.5 |" in text
+    assert "on commit `abc1234`" in text and "`python benchmarks/mutation.py --page P`" in text
+    assert "- `m.x_f__mutmut_3` (equivalent: a default every caller passes)" in text
+    assert "- `m.x_f__mutmut_4` (no test tells it apart)" in text and "  +    b = None" in text
+
+
+def test_the_mutation_script_refuses_an_unknown_module(monkeypatch, tmp_path):
+    mutation = _load("mutation")
+    monkeypatch.setattr(sys, "argv", ["mutation.py", "--modules", "metrics/nothing.py", "--page", str(tmp_path / "p.md")])
+    pytest.importorskip("mutmut")
+    with pytest.raises(SystemExit, match="unknown module"):
+        mutation.main()
