@@ -87,9 +87,13 @@ def page(results: list[dict], commit: str, command: str) -> str:
     lines = ["# Mutation testing", "",
              f"Made by `{command}` on commit `{commit}` (mutmut; `benchmarks/mutation.py` says how). Score = "
              "killed / (mutants − survivors judged equivalent); a killed mutant is one that made a covering "
-             "test fail (or time out).", "",
-             "| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+             "test fail (or time out).", ""]
+    missing = [m for m in MODULES if m not in {r["module"] for r in results}]
+    if missing:
+        lines += [f"This page covers {len(results)} of the {len(MODULES)} modules of `MODULES`; not run: "
+                  + ", ".join(f"`{m}`" for m in missing) + ".", ""]
+    lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         st = r["status"].values()
         killed = sum(s in ("killed", "timeout") for s in st)

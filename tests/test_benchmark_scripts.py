@@ -74,6 +74,7 @@ def test_the_mutation_page_scores_killed_over_mutants_less_the_equivalent_ones(m
     # 3 killed (a timeout counts) of 5 mutants less 1 equivalent: 75 %
     assert "| `metrics/scores.py` | test_metrics.py | 5 | 3 | 1 | 1 | 75% | 1.5 |" in text
     assert "on commit `abc1234`" in text and "`python benchmarks/mutation.py --page P`" in text
+    assert f"This page covers 1 of the {len(mutation.MODULES)} modules" in text and "`audit/verdict.py`" in text
     assert "- `m.x_f__mutmut_3` (equivalent: a default every caller passes)" in text
     assert "- `m.x_f__mutmut_4` (no test tells it apart)" in text and "  +    b = None" in text
 
