@@ -340,3 +340,35 @@ def test_sensitivity_constant_logits_after_raise():
     after = np.zeros((1, 3))
     with pytest.raises(ClipUnlearnError, match="Image 0.*all its logits"):
         sensitivity_analysis(before, after, [1])
+
+
+# --- each bad input's message names the column and the value (what a user reads) -------------------
+
+@pytest.mark.parametrize("score", [avg_score, ratio_score])
+def test_a_bad_score_input_is_named_in_its_message(score):
+    import re
+
+    cases = [  # (target, others, the whole message)
+        ((0.0, 0.1), [], "The target before-accuracy is 0, so the after/before ratio is undefined"),
+        ((0.5, 0.1), [(0.5, 0.5), (0.0, 0.1)], "The others[1] before-accuracy is 0, so the after/before ratio"),
+        ((50, 0.1), [], "The target before-accuracy is 50.0, outside [0, 1]. If it is a percentage, divide it by 100."),
+        ((0.5, 0.1), [(0.5, 100)], "The others[0] after-accuracy is 100.0, outside [0, 1]. If it is a percentage, "
+                                   "divide it by 100."),
+        ((0.5, 150), [], "The target after-accuracy is 150.0, outside [0, 1]."),
+        ((0.5, -0.5), [], "The target after-accuracy is -0.5, outside [0, 1]."),
+        (("0.5", 0.1), [], "The target before-accuracy must be a number in [0, 1], got '0.5'."),
+        ((0.5, [0.1]), [], "The target after-accuracy must be a number in [0, 1], got list."),
+        ((0.5,), [], "target must be a (before, after) pair of accuracies, got (0.5,)."),
+        ((0.5, 0.1), 3, "others must be a sequence of (before, after) accuracy pairs, got int."),
+    ]
+    for target, others, message in cases:
+        with pytest.raises(ClipUnlearnError) as caught:
+            score(target, others)
+        text = str(caught.value)
+        assert text.startswith(message) or message in text, (message, text)
+        if "outside" in message and "percentage" not in message:
+            assert "percentage" not in text  # the hint is for values in (1, 100] only
+    with pytest.raises(ClipUnlearnError, match=re.escape("outside [0, 1].")) as caught:
+        score((0.5, 1.0000001), [])
+    assert "percentage" in str(caught.value)  # just above 1: read as a percentage
+    assert score((np.float64(0.5), np.float32(0.25)), [(0.5, 0.5)]) == score((0.5, 0.25), [(0.5, 0.5)])
