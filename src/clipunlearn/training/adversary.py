@@ -25,13 +25,6 @@ from ..evaluation.zeroshot import LOGIT_SCALE
 from ..models.factory import Clip
 
 
-def zero_shot_probs(clip: Clip, pixels: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unit-norm image features B×D, zero-shot probabilities B×C) of ``pixels`` against the unit-norm
-    class weights ``text`` (C×D)."""
-    feats = clip.encode_image(pixels, normalize=True)
-    return feats, F.softmax(LOGIT_SCALE * feats @ text.T.to(feats), dim=1)
-
-
 def scatter_loss(clip: Clip, pixels: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
                  spread: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """mean_i −log(1 − p_i(y_i)) + ``spread`` · mean_{i≠j} cos(f_i, f_j) for images ``pixels`` of the
@@ -94,4 +87,4 @@ class SimulatedRelearning:
         return term, {"after_attack": float(post.detach())}
 
 
-__all__ = ["SimulatedRelearning", "scatter_loss", "zero_shot_probs"]
+__all__ = ["SimulatedRelearning", "scatter_loss"]
