@@ -85,3 +85,51 @@ def test_the_mutation_script_refuses_an_unknown_module(monkeypatch, tmp_path):
     pytest.importorskip("mutmut")
     with pytest.raises(SystemExit, match="unknown module"):
         mutation.main()
+
+
+def _eval_memory():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_memory.py"
+    spec = importlib.util.spec_from_file_location("eval_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_memory_page_judges_flatness_from_10k_images_on(monkeypatch, tmp_path):
+    """The trees hold the first n images, class j mod K, hard-linked; the goal reads the peaks from
+    --flat-from on (10k by default; 100 here, with every size a hundredth of the issue's)."""
+    script = _eval_memory()
+    peaks = {10: 500.0, 100: 900.0, 300: 940.0, 1000: 980.0}  # 10 is below the goal's range
+    calls = []
+
+    def fake(cmd):
+        root = Path(cmd[cmd.index("--dataset-dir") + 1])
+        n = sum(1 for _ in root.rglob("*.JPEG"))
+        calls.append(n)
+        return {"wall_s": 1.0, "eval_s": n / 100, "peak_rss_mib": peaks[n], "top1": 0.5}
+
+    monkeypatch.setattr(script, "measure_one", fake)
+    monkeypatch.setattr(script, "jpeg", lambda seed, size=224: b"x")  # no pixels needed to count files
+    out = tmp_path / "m.json"
+    assert script.main(["--work", str(tmp_path / "w"), "--model", "mini-rn", "--classes", "7",
+                        "--sizes", "1000,10,100,300", "--flat-from", "100", "--json", str(out), "--page", str(tmp_path / "m.md")]) == 0
+    r = json.loads(out.read_text())
+    assert calls == [10, 10, 100, 100, 300, 300, 1000, 1000]
+    assert r["flat_ratio"] == pytest.approx(980 / 900, abs=1e-3) and r["goal_met"] is True
+    assert [row["images_per_s"] for row in r["rows"]] == [100.0] * 4
+    tree = tmp_path / "w" / "n100" / "tree"
+    assert sorted(p.name for p in tree.iterdir()) == [f"class_{i:04d}" for i in range(7)]
+    assert len(list((tree / "class_0003").iterdir())) == len(range(3, 100, 7))
+    assert (tree / "class_0003" / "img_000003.JPEG").stat().st_nlink >= 2  # a hard link, not a copy
+    page = (tmp_path / "m.md").read_text()
+    assert "**met**, largest over smallest peak = 1.089" in page and "--work WORK" in page
+    assert "from 100 images on" in page
+    peaks[1000] = 1000.0
+    script.main(["--work", str(tmp_path / "w"), "--classes", "7", "--sizes", "100,1000", "--flat-from", "100",
+                 "--json", str(out)])
+    assert json.loads(out.read_text())["goal_met"] is False  # 1000 / 900 = 1.11 > 1.10
+
+
+def test_the_memory_script_refuses_sizes_below_the_class_count(tmp_path):
+    with pytest.raises(SystemExit, match="at least --classes"):
+        _eval_memory().main(["--work", str(tmp_path), "--sizes", "500,2000"])

@@ -40,6 +40,10 @@ class NotEnoughMemoryError(ClipUnlearnError):
     """The device or the machine ran out of memory, also at the smallest batch worth trying."""
 
 
+class NotEnoughDiskError(ClipUnlearnError):
+    """A folder's disk would not hold what is about to be written to it (checked before any work)."""
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """A ' Did you mean ...?' clause with the closest matches, or ''."""
     choices = list(choices)

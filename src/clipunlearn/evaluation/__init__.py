@@ -1,5 +1,6 @@
 """Evaluation: zero-shot classification with a stage-wise feature cache."""
-from .features import FeatureCache, ImageStage, hash_tensors, image_stages, run_stages
+from .cache import FeatureCache, FeatureFile
+from .features import ImageStage, hash_tensors, image_stages, run_stages
 from .zeroshot import (
     LOGIT_SCALE,
     EvalResult,
@@ -13,6 +14,7 @@ __all__ = [
     "EvalResult",
     "Evaluator",
     "FeatureCache",
+    "FeatureFile",
     "ImageStage",
     "hash_tensors",
     "image_scores",

@@ -3,19 +3,15 @@
 The image tower is cut into stages (ResNet: stem, layer1-4, attention pool; ViT: embeddings, each
 block, pooling + projection). A stage's output depends only on the parameters of the stages before
 it, so after a method has changed, say, only the attention pool, the cached output of layer4 is
-still exact and only the pool has to run again. Cache entries are keyed by the images, the pixel
-transform and a hash of every parameter and buffer up to the cut: a changed tensor below the cut
-can never be served from a stale entry.
+still exact and only the pool has to run again. Cache entries (:mod:`.cache`) are keyed by the
+images, the pixel transform and a hash of every parameter and buffer up to the cut: a changed tensor
+below the cut can never be served from a stale entry.
 """
 from __future__ import annotations
 
 import hashlib
-import os
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,68 +83,3 @@ def hash_tensors(module: nn.Module, keep: Callable[[str], bool], h: Any = None) 
             h.update(name.encode())
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-class FeatureCache:
-    """Stage outputs by (images, transform, trunk hash); in memory, and on disk if ``folder`` is given
-    (except within :meth:`in_memory_only`)."""
-
-    def __init__(self, folder: str | os.PathLike[str] | None = None, max_items: int = 64):
-        self.folder = Path(folder).expanduser() if folder else None
-        self.max_items = max_items
-        self._mem: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-        self._writes_disk = True
-
-    @contextmanager
-    def in_memory_only(self) -> Iterator[None]:
-        """Within the block new entries stay in memory (disk entries are still read): for the features
-        of a model no later run starts from, e.g. a forget run's model after forgetting."""
-        before, self._writes_disk = self._writes_disk, False
-        try:
-            yield
-        finally:
-            self._writes_disk = before
-
-    def get(self, key: str, count_miss: bool = True) -> torch.Tensor | None:
-        """The entry of ``key``, or None (counted as a miss unless ``count_miss`` is False: a second
-        look at the same entry, after waiting for another process to compute it)."""
-        if key in self._mem:
-            self._mem.move_to_end(key)
-            self.hits += 1
-            return self._mem[key]
-        if self.folder is not None and (self.folder / f"{key}.safetensors").exists():
-            from safetensors.torch import load_file
-
-            value = load_file(str(self.folder / f"{key}.safetensors"))["features"]
-            self._remember(key, value)
-            self.hits += 1
-            return value
-        self.misses += count_miss
-        return None
-
-    def lock(self, key: str):
-        """On disk, held while one process computes ``key``: others wait for it, then read it."""
-        from contextlib import nullcontext
-
-        from ..io import exclusive
-
-        return nullcontext() if self.folder is None or not self._writes_disk else exclusive(self.folder / f"{key}.lock")
-
-    def put(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().cpu().contiguous()
-        self._remember(key, value)
-        if self.folder is not None and self._writes_disk:
-            from safetensors.torch import save_file
-
-            from ..io import save_with
-
-            self.folder.mkdir(parents=True, exist_ok=True)
-            save_with(self.folder / f"{key}.safetensors", lambda tmp: save_file({"features": value}, str(tmp)))
-
-    def _remember(self, key: str, value: torch.Tensor) -> None:
-        self._mem[key] = value
-        self._mem.move_to_end(key)
-        while len(self._mem) > self.max_items:
-            self._mem.popitem(last=False)

@@ -64,7 +64,11 @@ def error_analysis(before: dict[str, EvalResult], after: dict[str, EvalResult], 
         if not keep.any():
             continue
         label = "other_classes" if name == t.images.name else name
-        out[label] = _finite(sensitivity_analysis(b.logits[keep], a.logits[keep], b.labels[keep]))
+        # only the images turned from right to wrong enter the analysis: their logits are the ones read
+        # (any one kept image when there are none, for the analysis to say so)
+        turned = np.flatnonzero(keep & b.correct & ~a.correct)
+        rows = turned if turned.size else np.flatnonzero(keep)[:1]
+        out[label] = _finite(sensitivity_analysis(b.logits_of(rows), a.logits_of(rows), b.labels[rows]))
     n = sum(v["n_turned_wrong"] for v in out.values())
     pooled: dict[str, Any] = {"n_turned_wrong": n}
     for key in ("share_rank1", "share_rank_le2", "mean_std_logit_gap"):

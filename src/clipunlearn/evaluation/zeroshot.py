@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -17,7 +20,8 @@ from ..errors import DataError
 from ..memory import HalvingBatch
 from ..models.catalogue import image_family
 from ..models.factory import Clip
-from .features import FeatureCache, hash_tensors, image_stages, run_stages
+from .cache import FeatureCache, FeatureFile, Features, feature_chunks
+from .features import hash_tensors, image_stages, run_stages
 
 LOGIT_SCALE = 100.0
 
@@ -56,22 +60,74 @@ def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classna
     return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
 
 
+class LogitRows:
+    """Zero-shot logits (100 · cosine) of image features against class weights, computed a chunk of
+    rows at a time, so that N images × C classes are never held at once unless asked for."""
+
+    def __init__(self, features: Features, weights: torch.Tensor, chunk_values: int = 2**24):
+        self.features, self.weights = features, weights
+        self.chunk_rows = max(1, chunk_values // max(1, len(weights)))
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def _logits(self, rows: torch.Tensor) -> np.ndarray:
+        feats = F.normalize(rows.float().to(self.weights.device), dim=-1)
+        return (LOGIT_SCALE * feats @ self.weights.T).cpu().numpy()
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start, rows in feature_chunks(self.features, self.chunk_rows):
+            yield start, self._logits(rows)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """The logits of the images at ``index`` (sorted integer positions)."""
+        index = np.asarray(index, dtype=np.int64)
+        if isinstance(self.features, FeatureFile):
+            parts = [self.features.rows(int(i), int(i) + 1) for i in index]
+            rows = torch.cat(parts) if parts else torch.empty((0, *self.features.shape[1:]))
+        else:
+            rows = self.features[torch.from_numpy(index)]
+        return self._logits(rows)
+
+
 @dataclass
 class EvalResult:
-    """Logits of every image of one image set, and accuracies derived from them."""
+    """The zero-shot logits of every image of one image set, and accuracies derived from them.
+
+    ``logit_rows``: the logits as an array, or as :class:`LogitRows` computed a chunk at a time (the
+    evaluator's, so that accuracies of a large set never hold all its logits)."""
 
     dataset: str
     classnames: list[str]
     labels: np.ndarray
-    logits: np.ndarray
+    logit_rows: np.ndarray | LogitRows
 
     @property
     def n(self) -> int:
         return len(self.labels)
 
     @property
+    def logits(self) -> np.ndarray:
+        """Every image's logits at once (N × C floats: for sets small enough to hold)."""
+        if isinstance(self.logit_rows, np.ndarray):
+            return self.logit_rows
+        return np.concatenate([chunk for _, chunk in self.logit_rows.chunks()]) if self.n else \
+            np.zeros((0, len(self.classnames)), np.float32)
+
+    def logits_of(self, index: np.ndarray) -> np.ndarray:
+        """The logits of the images at ``index`` (integer positions)."""
+        if isinstance(self.logit_rows, np.ndarray):
+            return self.logit_rows[np.asarray(index, dtype=np.int64)]
+        return self.logit_rows.rows(index)
+
+    @cached_property
     def predictions(self) -> np.ndarray:
-        return self.logits.argmax(axis=1)
+        if isinstance(self.logit_rows, np.ndarray):
+            return self.logit_rows.argmax(axis=1)
+        out = np.empty(self.n, dtype=np.int64)
+        for start, chunk in self.logit_rows.chunks():
+            out[start:start + len(chunk)] = chunk.argmax(axis=1)
+        return out
 
     @property
     def correct(self) -> np.ndarray:
@@ -129,17 +185,20 @@ class Evaluator:
     """Zero-shot evaluation of one model; reuses cached features of unchanged image-tower stages.
 
     On a miss, the final image features are cached, and for ResNet towers the input of the
-    attention pool as well, so after a method changed only the pool (as Lip does on ResNets) the
-    evaluation runs the pool alone. Text classifiers are kept too, keyed by a hash of every tensor
+    attention pool as well (when it takes at most ``max_cut_bytes``: 2048×7×7 floats an image on RN50
+    at 224 px), so after a method changed only the pool (as Lip does on ResNets) the evaluation runs
+    the pool alone. Features are streamed into the cache a batch at a time and logits are computed a
+    chunk at a time, so memory does not grow with the number of images (:mod:`.cache`). Text classifiers are kept too, keyed by a hash of every tensor
     outside the image tower, the class names and the templates: a method that left the text tower
     alone gets the same classifier back without running the text tower again.
     """
 
     def __init__(self, clip: Clip, cache: FeatureCache | None = None, batch_size: int = 128,
-                 workers: int | None = None, progress: bool = True):
+                 workers: int | None = None, progress: bool = True, max_cut_bytes: int = 4 * 2**30):
         self.clip = clip
         self.cache = cache if cache is not None else FeatureCache()
         self.batch_size = batch_size
+        self.max_cut_bytes = max_cut_bytes
         # the images the model takes at once: halved on out of memory, and kept halved for later calls
         self.model_batch = HalvingBatch(batch_size, "computing image features")
         self.workers = loader_workers() if workers is None else workers
@@ -176,21 +235,25 @@ class Evaluator:
 
     @torch.no_grad()
     def image_features(self, images: ImageSet) -> torch.Tensor:
-        """Unit-norm image features of every image, in order."""
+        """Unit-norm image features of every image, in order (all at once: for sets small enough to hold)."""
+        found = self.features(images)
+        return F.normalize((found.load() if isinstance(found, FeatureFile) else found).float(), dim=-1)
+
+    @torch.no_grad()
+    def features(self, images: ImageSet) -> Features:
+        """The image tower's output for every image, in order, not normalised: the cache's entry (a
+        tensor, or a file read by rows for large sets)."""
         self.clip.model.eval()
         hashes = self._stage_hashes()
         n_stages = len(hashes)
 
-        def cached(first_look: bool) -> torch.Tensor | None:
+        def cached(first_look: bool) -> Features | None:
             for cut in self._cache_cuts():
                 found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
                 if found is not None:
                     if cut < n_stages:  # the stages above the cut run once, then their output is kept too
-                        found = torch.cat(self.model_batch.chunks(
-                            lambda a, b, f=found, c=cut: run_stages(self.clip, f[a:b].to(self.clip.device), c),
-                            len(found)))
-                        self.cache.put(self._key(images, hashes, n_stages), found)
-                    return F.normalize(found.float(), dim=-1)
+                        found = self._run_from(found, cut, self._key(images, hashes, n_stages), images)
+                    return found
             return None
 
         found = cached(True)
@@ -200,33 +263,57 @@ class Evaluator:
             found = cached(False)
             return found if found is not None else self._compute_features(images, hashes)
 
+    def _run_from(self, inputs: Features, cut: int, key: str, images: ImageSet) -> Features:
+        """The stages from ``cut`` on, over a cached entry, a batch at a time, into the entry ``key``."""
+        chunks = feature_chunks(inputs, self.model_batch.size)
+        _, first = next(chunks)
+        done = self._stages_from(first, cut)
+        self.cache.check_room([4 * len(inputs) * done[0].numel()], f"{images.name} ({images.split})")
+        with self.cache.writer(key, len(inputs), tuple(done.shape[1:])) as out:
+            out.write(done)
+            for _, rows in chunks:
+                out.write(self._stages_from(rows, cut))
+        assert out.result is not None
+        return out.result
+
+    def _stages_from(self, rows: torch.Tensor, cut: int) -> torch.Tensor:
+        return torch.cat(self.model_batch.chunks(
+            lambda a, b: run_stages(self.clip, rows[a:b].to(self.clip.device), cut).cpu(), len(rows)))
+
     @torch.no_grad()
-    def _compute_features(self, images: ImageSet, hashes: list[str]) -> torch.Tensor:
-        n_stages = len(hashes)
-        cuts = sorted(set(self._cache_cuts()))
-        outputs: dict[int, list[torch.Tensor]] = {c: [] for c in cuts}
+    def _compute_features(self, images: ImageSet, hashes: list[str]) -> Features:
+        n_stages, n = len(hashes), len(images)
+        size = self.clip.image_size
+        probe = self._run_cuts(torch.zeros(1, 3, size, size), sorted(set(self._cache_cuts())))
+        shapes = dict(zip(sorted(set(self._cache_cuts())), (tuple(p.shape[1:]) for p in probe)))
+        # the final features always; an earlier cut only while it stays within max_cut_bytes
+        cuts = [c for c in sorted(shapes) if c == n_stages or 4 * n * math.prod(shapes[c]) <= self.max_cut_bytes]
+        self.cache.check_room([4 * n * math.prod(shapes[c]) for c in cuts], f"{images.name} ({images.split})")
         loader = DataLoader(_Pixels(images, self.clip.image_transform()), batch_size=self.batch_size,
                             num_workers=self.workers, collate_fn=_collate)
         bad: list[int] = []
         seen = 0
-        for x, ok in tqdm(loader, desc=f"{images.name} {images.split}", disable=not self.progress,
-                          unit="batch", leave=False):
-            bad += [seen + i for i in np.flatnonzero(~ok.numpy()).tolist()]
-            seen += len(ok)
-            if x is None:
-                continue
-            for part in self.model_batch.chunks(lambda a, b, x=x: self._run_cuts(x[a:b], cuts), len(x)):
-                for c, out in zip(cuts, part):
-                    outputs[c].append(out)
-        if bad:
-            examples = ", ".join(images.describe(i) for i in bad[:3])
-            raise DataError(
-                f"{len(bad)} of {len(images)} images of {images.name} ({images.split}) could not be read, "
-                f"e.g. {examples}. Replace or remove them (and their manifest rows); no image is skipped silently."
-            )
-        for c in cuts:
-            self.cache.put(self._key(images, hashes, c), torch.cat(outputs[c]))
-        return F.normalize(torch.cat(outputs[n_stages]).float(), dim=-1)
+        with ExitStack() as stack:
+            writers = {c: stack.enter_context(self.cache.writer(self._key(images, hashes, c), n, shapes[c]))
+                       for c in cuts}
+            for x, ok in tqdm(loader, desc=f"{images.name} {images.split}", disable=not self.progress,
+                              unit="batch", leave=False):
+                bad += [seen + i for i in np.flatnonzero(~ok.numpy()).tolist()]
+                seen += len(ok)
+                if x is None or bad:
+                    continue
+                for part in self.model_batch.chunks(lambda a, b, x=x: self._run_cuts(x[a:b], cuts), len(x)):
+                    for c, out in zip(cuts, part):
+                        writers[c].write(out)
+            if bad:  # the entries are dropped: nothing half-written stays in the cache
+                examples = ", ".join(images.describe(i) for i in bad[:3])
+                raise DataError(
+                    f"{len(bad)} of {len(images)} images of {images.name} ({images.split}) could not be read, "
+                    f"e.g. {examples}. Replace or remove them (and their manifest rows); no image is skipped silently."
+                )
+        final = writers[n_stages].result
+        assert final is not None
+        return final
 
     def _run_cuts(self, x: torch.Tensor, cuts: list[int]) -> list[torch.Tensor]:
         """The output of the stages up to each cut (on the CPU) of pixels ``x``."""
@@ -240,9 +327,9 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, images: ImageSet, templates: Sequence[str] | None = None,
                  classnames: Sequence[str] | None = None) -> EvalResult:
-        """Zero-shot logits (100 · cosine) of ``images`` against all of its classes."""
+        """Zero-shot logits (100 · cosine) of ``images`` against all of its classes, computed a chunk of
+        images at a time when asked for (accuracies hold one chunk of logits, not all of them)."""
         classnames = list(classnames or images.classnames)
         weights = self.classifier(classnames, list(templates or images.templates))
-        feats = self.image_features(images).to(weights.device)
-        logits = LOGIT_SCALE * feats @ weights.T
-        return EvalResult(images.name, classnames, np.asarray(images.labels), logits.cpu().numpy())
+        rows = LogitRows(self.features(images), weights)
+        return EvalResult(images.name, classnames, np.asarray(images.labels), rows)
