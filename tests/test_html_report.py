@@ -394,3 +394,23 @@ def test_each_committed_page_opens_offline_with_every_table_of_its_report(browse
 def test_the_audit_and_wacv_pages_are_committed_with_their_html():
     """The pages the browser test above opens are there (made by the report command, never by hand)."""
     assert {"audit", "wacv-mini-vit"} <= {p.parent.name for p in COMMITTED.glob("*/index.html")}
+
+
+def test_a_rebuilt_report_drops_the_pages_of_runs_it_no_longer_has(tmp_path):
+    """A run removed from the suite (a stale cell rerun under a new id): its page, its image copies and
+    its audit copies go; the other runs' pages and files a report did not write stay."""
+    import shutil
+
+    suite = make_fake_suite(tmp_path / "suite")
+    dest = tmp_path / "page"
+    write_report(suite, dest)
+    audited = next(c for c in build_view(suite, dest).cells if c.audit is not None)
+    kept_pages = sorted(p.name for p in (dest / "cells").glob("*.html"))
+    assert page_name(audited.run_id) in kept_pages and (dest / "audits" / audited.run_id).is_dir()
+    (dest / "cells" / "notes.txt").write_text("mine")
+    shutil.rmtree(suite / "runs" / audited.run_id)
+    write_report(suite, dest)
+    assert sorted(p.name for p in (dest / "cells").glob("*.html")) == [n for n in kept_pages
+                                                                       if n != page_name(audited.run_id)]
+    assert not (dest / "cells" / audited.run_id).exists() and not (dest / "audits" / audited.run_id).exists()
+    assert (dest / "cells" / "notes.txt").read_text() == "mine"

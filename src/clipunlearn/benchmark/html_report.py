@@ -463,10 +463,37 @@ def write_html(view: View) -> Path:
     rows = {str(row["run_id"]): row for row in view.runs.to_dict("records")}
     for cell in view.cells:
         write_text(view.dest / "cells" / page_name(cell.run_id), render_cell(cell, rows[cell.run_id], view))
+    remove_orphans(view)
     out = view.dest / "index.html"
     write_text(out, render_index(view))
     return out
 
 
-__all__ = ["blocks", "e", "inline", "page_name", "render_cell", "render_index", "script_json", "table",
+def remove_orphans(view: View) -> list[Path]:
+    """Remove the pages (``cells/<run id>.html``), the image copies beside them and the audit copies
+    (``audits/<run id>/``) that an earlier report wrote for runs this one no longer has (a stale run
+    rerun under a new id, a run removed from the suite); returns what was removed. Only what a report
+    writes is touched: other files in those folders stay."""
+    removed: list[Path] = []
+    pages = {page_name(c.run_id) for c in view.cells}
+    cells = view.dest / "cells"
+    if cells.is_dir():
+        for page in sorted(cells.glob("*.html")):
+            if page.name not in pages:
+                page.unlink()
+                removed.append(page)
+                copies = cells / page.name.removesuffix(".html")
+                if copies.is_dir():
+                    shutil.rmtree(copies)
+                    removed.append(copies)
+    audits = view.dest / "audits"
+    if audits.is_dir() and view.dest.resolve() != view.root.resolve():
+        audited = {c.run_id for c in view.cells if c.audit_folder is not None}
+        for folder in sorted(p for p in audits.iterdir() if p.is_dir() and p.name not in audited):
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
+
+
+__all__ = ["blocks", "e", "inline", "page_name", "remove_orphans", "render_cell", "render_index", "script_json", "table",
            "without_folders", "write_html"]
