@@ -36,10 +36,10 @@ GRAD_RELATIVE = 0.3
 LOSS_RELATIVE, LOSS_ABSOLUTE = 0.1, 0.02
 #: an accuracy measured before training on the method's own images (3 per class): one image of a class
 METHOD_ACCURACY = 0.34
-#: zero-shot top-1 on a dataset slice (24 and 18 images): two images (measured: 0 or 1 image)
+#: zero-shot top-1 on a dataset slice (24 and 18 images): about two images (measured: identical; logits within 0.55)
 EVAL_ACCURACY = 0.1
-#: image features of the slice: cosine of each to its fp32 feature (measured >= 0.995)
-FEATURE_COSINE = 0.98
+#: image features of the slice: cosine of each to its fp32 feature (measured >= 0.99992)
+FEATURE_COSINE = 0.999
 
 
 @pytest.fixture(scope="module")
