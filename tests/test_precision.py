@@ -91,7 +91,7 @@ def test_every_method_under_bf16_stays_within_tolerance_of_fp32(name, mini_rn, m
     cls = get_method(name)
     if "resnet" not in cls.families:
         pytest.skip(f"{name} does not run on ResNet towers")
-    ref, ref_clip, ref_grad = _run(cls, mini_rn, make_context, "fp32")
+    ref, _, ref_grad = _run(cls, mini_rn, make_context, "fp32")
     low, low_clip, low_grad = _run(cls, mini_rn, make_context, "bf16")
     # parameters stay fp32 (the master weights): bf16 never reaches the model's tensors
     assert all(p.dtype == torch.float32 for p in low_clip.model.parameters())
@@ -174,9 +174,9 @@ def test_precision_is_recorded_in_results_and_in_the_run_id(data_slice, tmp_path
 
 
 def test_a_suite_passes_its_precision_to_every_cell(tmp_path):
-    from clipunlearn.benchmark import load_suite
-
     from conftest import SMALL_SUITE
+
+    from clipunlearn.benchmark import load_suite
 
     path = tmp_path / "s.toml"
     path.write_text(SMALL_SUITE.replace('name = "small"', 'name = "small"\nprecision = "bf16"')

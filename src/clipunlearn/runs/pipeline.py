@@ -43,7 +43,13 @@ from ..methods import (
     get_method,
 )
 from ..models import Clip, load_clip, resolve_device
-from ..precision import Precision, active_precision, computing, parse_precision, resolve_precision
+from ..precision import (
+    Precision,
+    active_precision,
+    computing,
+    parse_precision,
+    resolve_precision,
+)
 from ..training import Trace
 from ..version import __version__
 from .data import RunData, train_split
