@@ -29,6 +29,14 @@ def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                                          "(default: $CLIPUNLEARN_DATA)")
 
 
+def _precision_arg(p: argparse.ArgumentParser, default: str | None = "auto", what: str = "") -> None:
+    """--precision (eval, generate, forget, audit, benchmark): the compute's numeric precision."""
+    p.add_argument("--precision", default=default, metavar="auto|fp32|tf32|bf16",
+                   help="numeric precision: auto (default: tf32 on CUDA, fp32 on the CPU), fp32, tf32 (CUDA's TF32 "
+                        "units; fp32 on the CPU), bf16 (bf16 autocast of forward passes, fp32 weights and optimiser "
+                        "state); recorded in results.json, and in the run id when not auto" + what)
+
+
 def _dataset_dir_arg(p: argparse.ArgumentParser, of_run: bool = False) -> None:
     """--dataset-dir PATH (eval, forget; audit with ``of_run``): a class-folder tree read as a dataset
     without registering it."""
@@ -128,6 +136,7 @@ def cmd_eval(args) -> int:
     from .data import load_image_set, split_names
     from .evaluation import Evaluator, FeatureCache
     from .io import check_output_free, write_json
+    from .precision import parse_precision, resolve_precision
 
     _setup_logging(True)  # warnings only: a batch halved when memory ran out
     if args.json:
@@ -137,6 +146,7 @@ def cmd_eval(args) -> int:
     if not names:
         raise ClipUnlearnError("No dataset given. Pass names such as --datasets caltech101,cifar10, or a folder of "
                                "class folders with --dataset-dir PATH.")
+    precision = parse_precision(args.precision)
     for n in names:  # fail on a bad name or folder before loading the model
         load_image_set(n, args.data_root, args.split, download=args.download)
     clip = _load(args)
@@ -144,14 +154,15 @@ def cmd_eval(args) -> int:
     evaluator = Evaluator(clip, FeatureCache(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
                           progress=not args.quiet)
     t0 = time.time()
-    results = evaluate(clip, names, args.data_root, args.split, templates, evaluator)
+    results = evaluate(clip, names, args.data_root, args.split, templates, evaluator, precision=precision)
     out = {name: r.to_json() for name, r in results.items()}
     width = max(len(n) for n in out)
     print(f"{'dataset':<{width}}  {'top1':>6}  {'n':>6}")
     for name, r in out.items():
         print(f"{name:<{width}}  {r['top1']:6.3f}  {r['n']:6d}")
     if not args.quiet:
-        print(f"({clip.arch}, {clip.source}, {args.split} split, {time.time() - t0:.1f}s)", file=sys.stderr)
+        print(f"({clip.arch}, {clip.source}, {args.split} split, {resolve_precision(precision, clip.device).value}, "
+              f"{time.time() - t0:.1f}s)", file=sys.stderr)
     if args.json:
         write_json(args.json, out)
     return 0
@@ -230,21 +241,25 @@ def _setup_logging(quiet: bool) -> None:
 def cmd_generate(args) -> int:
     from .data import load_image_set, split_names
     from .io import check_output_free
+    from .precision import computing, parse_precision
     from .synthetic import GenerationConfig, generate_with_progress, save_synthetic
 
     _setup_logging(True)  # warnings only: a batch halved when memory ran out
     check_output_free(args.out, args.overwrite, "synthetic set")
+    precision = parse_precision(args.precision)
     names = split_names(args.classes)
     images = load_image_set(args.dataset, args.data_root, "test")
     classes = images.class_indices(names)
     clip = _load(args)
     cfg = GenerationConfig(n_per_class=args.n_per_class, threshold=args.threshold, max_steps=args.max_steps,
                            bn_prior=args.bn_prior, seed=args.seed)
-    s = generate_with_progress(clip, images.classnames, classes, images.name, images.templates[0], cfg,
-                               not args.quiet)
+    with computing(precision, clip.device) as used:
+        s = generate_with_progress(clip, images.classnames, classes, images.name, images.templates[0], cfg,
+                                   not args.quiet)
     save_synthetic(s, args.out)
     print(f"{len(s)} images for {', '.join(names)}: {int(s.accepted.sum())} accepted, mean target probability "
-          f"{float(s.probs.mean()):.3f}, final threshold {s.final_threshold:.3f}, {s.seconds:.1f}s -> {args.out}")
+          f"{float(s.probs.mean()):.3f}, final threshold {s.final_threshold:.3f}, {s.seconds:.1f}s ({used.value}) "
+          f"-> {args.out}")
     return 0
 
 
@@ -328,7 +343,7 @@ def _forget(args) -> int:
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet,
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
         options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, save_model=args.save_model,
-        templates=templates)
+        templates=templates, precision=args.precision)
     results = forget(settings)
     _print_table(results)
     print(f"run written to {args.out} (results.json, model.safetensors, report.md)")
@@ -354,7 +369,7 @@ def _forget_subgroup(args) -> int:
         max_epochs=args.max_epochs, generation_max_steps=args.max_steps,
         options=dict(parse_option(o) for o in args.set), cache_dir=args.cache_dir, retrieval=not args.no_retrieval,
         other_datasets=None if args.other_datasets is None else split_names(args.other_datasets),
-        save_model=args.save_model)
+        save_model=args.save_model, precision=args.precision)
     results = forget_subgroup(settings)
     rows = [(f"{name} ({c['role']})", c["before"], c["after"]) for name, c in results["columns"].items()]
     rows += [(f"{k} (own classes)", results["datasets"][k]["before"], results["datasets"][k]["after"])
@@ -385,7 +400,7 @@ def _forget_concept(args) -> int:
         method=args.method or "lip", preset=args.preset, ablation=args.ablation, seed=args.seed, device=args.device,
         n_per_class=args.n_per_class, overwrite=args.overwrite, progress=not args.quiet, max_epochs=args.max_epochs,
         generation_max_steps=args.max_steps, options=dict(parse_option(o) for o in args.set),
-        cache_dir=args.cache_dir, save_model=args.save_model)
+        cache_dir=args.cache_dir, save_model=args.save_model, precision=args.precision)
     r = forget_concept(settings)
     m = r["measured"]
     if m["concept images"] is None:
@@ -433,7 +448,7 @@ def cmd_audit(args) -> int:
     audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
                       overwrite=args.overwrite, seed=args.seed, relearning=grid,
                       relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir,
-                      dataset_dir=args.dataset_dir)
+                      dataset_dir=args.dataset_dir, precision=args.precision)
     for v in audit["verdict"]:
         print(f"{v['attack']:<15} {v['verdict']:<30} {v['figure']}  [{v['threshold']}]")
     from .audit.report import describe_task
@@ -479,6 +494,12 @@ def cmd_benchmark(args) -> int:
 
     _setup_logging(True)
     suite = load_suite(args.suite)
+    if args.precision is not None:  # over the suite's own (auto unless its file sets one)
+        from dataclasses import replace
+
+        from .precision import parse_precision
+
+        suite = replace(suite, precision=parse_precision(args.precision).value)
     options = ExecutorOptions(workers=args.workers, cpus_per_cell=args.cpus_per_cell,
                               gpus_per_cell=args.gpus_per_cell, max_retries=args.max_retries,
                               ray_address=args.ray_address, slurm_partition=args.slurm_partition,
@@ -581,6 +602,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cache-dir", default=None, help="keep image features here across runs")
     p.add_argument("--download", action="store_true", help="let torchvision download datasets it knows (online)")
+    _precision_arg(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -631,6 +653,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--bn-prior", type=float, default=0.0, help="weight of the batch-norm statistics prior (ResNet)")
     p.add_argument("--seed", type=int, default=0)
+    _precision_arg(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
@@ -693,6 +716,7 @@ def _add_forget(sub: argparse._SubParsersAction) -> None:
                    help="keep image features here across runs: a later run on the same model and datasets "
                         "evaluates 'before' from disk and only re-runs the layers the method changed")
     p.add_argument("--seed", type=int, default=0)
+    _precision_arg(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     _track_arg(p, "the run folder")
@@ -734,6 +758,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="default: the run's data root, else $CLIPUNLEARN_DATA")
     _dataset_dir_arg(p, of_run=True)
     p.add_argument("--seed", type=int, default=0)
+    _precision_arg(p, what="; the audit computes on the CPU")
     p.add_argument("--overwrite", action="store_true", help="replace RUN/audit if it exists")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
@@ -778,6 +803,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="each cell's model.safetensors: the tensors it changed (default; loaded on the suite's "
                         "model by load_clip, the audit and merges) or every tensor")
     p.add_argument("--device", default="cpu")
+    _precision_arg(p, None, "; default: the suite's (auto unless its file sets precision)")
     _track_arg(p, "OUT")
     p.set_defaults(func=cmd_benchmark)
 

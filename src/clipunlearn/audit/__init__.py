@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ClipUnlearnError, unknown
 from ..io import check_output_free, staged_dir
+from ..precision import computing, parse_precision
 from ..version import __version__
 from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
 from .case import load_case, read_run, with_dataset_dir
@@ -48,7 +49,8 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
               thresholds: Thresholds | None = None, seed: int = 0,
               relearning: str | Sequence[str | Attack] = "held-out", relearn_steps: Sequence[int] = STEPS,
               cache_dir: str | os.PathLike[str] | None = None,
-              dataset_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+              dataset_dir: str | os.PathLike[str] | None = None,
+              precision: str = "auto") -> dict[str, Any]:
     """Audit the run in ``run_dir``; write ``out`` (default ``run_dir/audit``) and return audit.json's dict.
 
     Every input is checked before any compute: the run (a class, subgroup or concept run whose model
@@ -61,9 +63,11 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     folder for the original's and the oracle's relearning curves, shared by every audit of their class
     (``relearning/`` inside it); without it they are computed anew each time. ``dataset_dir``: where the
     class-folder tree of a run made with ``--dataset-dir`` is now, when it has moved (default: the
-    folder the run names).
+    folder the run names). ``precision``: of the audit's own compute (:mod:`clipunlearn.precision`; on
+    the CPU ``auto`` is fp32), recorded in audit.json.
     """
     th = thresholds or Thresholds()
+    wanted = parse_precision(precision)
     if not relearn_steps or any(int(s) < 1 for s in relearn_steps):
         raise ClipUnlearnError(f"Relearning curves are read after 1 step or more, got steps={list(relearn_steps)}. "
                                "Pass positive step counts, e.g. 5,25,100.")
@@ -75,41 +79,43 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     names = resolve_attacks(attacks, oracle is not None)
     target = Path(out) if out is not None else info.run_dir / "audit"
     check_output_free(target, overwrite, "audit folder")
-    cache = CurveCache(Path(cache_dir) / "relearning" if cache_dir is not None else None)
-    case = load_case(info, oracle, data_root, need_train=any(a in NEEDS_TRAIN for a in names), seed=seed,
-                     relearn_grid=grid, relearn_steps=tuple(sorted({int(s) for s in relearn_steps})),
-                     curve_cache=cache)
-    results: dict[str, Any] = {}
-    seconds: dict[str, dict[str, float]] = {}
-    t_cpu, t_wall = time.process_time(), time.time()
-    splits = ["test", "train"] if case.train is not None else ["test"]
-    for model in case.models if any(a not in NO_FEATURES and a not in case.skipped for a in names) else ():
-        for split in splits:  # the image features most attacks share, computed once and timed apart
-            case.features(model, split)
-    seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
-    for name in names:
+    with computing(wanted, "cpu") as used:  # the audit computes on the CPU
+        cache = CurveCache(Path(cache_dir) / "relearning" if cache_dir is not None else None)
+        case = load_case(info, oracle, data_root, need_train=any(a in NEEDS_TRAIN for a in names), seed=seed,
+                         relearn_grid=grid, relearn_steps=tuple(sorted({int(s) for s in relearn_steps})),
+                         curve_cache=cache)
+        results: dict[str, Any] = {}
+        seconds: dict[str, dict[str, float]] = {}
         t_cpu, t_wall = time.process_time(), time.time()
-        log.info("audit: %s ...", name)
-        results[name] = {"skipped": case.skipped[name]} if name in case.skipped else ATTACKS[name](case)
-        seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
-        log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
-    audit: dict[str, Any] = {
-        # paths relative to the audit folder, so that a page that copies the audit names no machine's folders
-        "run": {"folder": os.path.relpath(info.run_dir, target), "model": info.model, "pretrained": info.pretrained,
-                "method": info.method, "dataset": info.dataset, "classes": info.classes,
-                "model_sha256_checked": info.hash_checked, "task": info.task},
-        "task": _task_block(case, oracle is not None),
-        "oracle": os.path.relpath(oracle, target) if oracle is not None else None,
-        "models": list(case.models),
-        "attacks": names,
-        "thresholds": th.to_json(),
-        "verdict": verdicts(results, th),
-        "results": results,
-        "seconds": seconds,
-        "seed": seed,
-        "relearning_grid": [a.name for a in grid] if "relearning" in names else [],
-        "clipunlearn": __version__,
-    }
+        splits = ["test", "train"] if case.train is not None else ["test"]
+        for model in case.models if any(a not in NO_FEATURES and a not in case.skipped for a in names) else ():
+            for split in splits:  # the image features most attacks share, computed once and timed apart
+                case.features(model, split)
+        seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+        for name in names:
+            t_cpu, t_wall = time.process_time(), time.time()
+            log.info("audit: %s ...", name)
+            results[name] = {"skipped": case.skipped[name]} if name in case.skipped else ATTACKS[name](case)
+            seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+            log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
+        audit: dict[str, Any] = {
+            # paths relative to the audit folder, so that a page that copies the audit names no machine's folders
+            "run": {"folder": os.path.relpath(info.run_dir, target), "model": info.model, "pretrained": info.pretrained,
+                    "method": info.method, "dataset": info.dataset, "classes": info.classes,
+                    "model_sha256_checked": info.hash_checked, "task": info.task},
+            "task": _task_block(case, oracle is not None),
+            "oracle": os.path.relpath(oracle, target) if oracle is not None else None,
+            "models": list(case.models),
+            "attacks": names,
+            "thresholds": th.to_json(),
+            "verdict": verdicts(results, th),
+            "results": results,
+            "seconds": seconds,
+            "seed": seed,
+            "relearning_grid": [a.name for a in grid] if "relearning" in names else [],
+            "precision": used.value,
+            "clipunlearn": __version__,
+        }
     from .report import write_audit
 
     with staged_dir(target, overwrite) as folder:

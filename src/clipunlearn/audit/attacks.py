@@ -37,6 +37,7 @@ from ..errors import ClipUnlearnError, DataError
 from ..evaluation import LOGIT_SCALE
 from ..metrics import precision_at_k
 from ..models import Clip
+from ..precision import forward_pass
 from ..synthetic.cupl import normalise
 from .case import AuditCase
 from .scores import classifier_auc, mean_kl, membership_scores, probe_auc, threshold_auc
@@ -67,7 +68,9 @@ def imagenet_templates() -> tuple[str, ...]:
 @torch.no_grad()
 def _prompt_row(clip: Clip, prompts: list[str]) -> torch.Tensor:
     """One unit-norm class weight from ``prompts`` (the mean of their normalised embeddings)."""
-    emb = torch.cat([clip.encode_text(prompts[i:i + 256], normalize=True) for i in range(0, len(prompts), 256)])
+    with forward_pass(clip.device):
+        emb = torch.cat([clip.encode_text(prompts[i:i + 256]).float() for i in range(0, len(prompts), 256)])
+    emb = F.normalize(emb, dim=-1)
     return F.normalize(emb.mean(0), dim=-1).float().cpu()
 
 
@@ -186,8 +189,10 @@ def augmented_pixels(case: AuditCase, rows: np.ndarray, name: str | None, seed: 
 @torch.no_grad()
 def _encode(clip: Clip, pixels: torch.Tensor, batch: int = 128) -> torch.Tensor:
     clip.model.eval()
-    return torch.cat([clip.encode_image(pixels[i:i + batch].to(clip.device), normalize=True).float().cpu()
-                      for i in range(0, len(pixels), batch)])
+    with forward_pass(clip.device):
+        feats = torch.cat([clip.encode_image(pixels[i:i + batch].to(clip.device)).float().cpu()
+                           for i in range(0, len(pixels), batch)])
+    return F.normalize(feats, dim=-1)
 
 
 def images(case: AuditCase) -> dict[str, Any]:

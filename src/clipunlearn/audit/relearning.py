@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import ClipUnlearnError
 from ..evaluation import hash_tensors
 from ..io import write_json
 from ..models import Clip
+from ..precision import cache_tag, forward_pass
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -220,8 +222,10 @@ def relearn_curve(clip: Clip, attack: Attack, data: RelearnData, test_px: torch.
 @torch.no_grad()
 def _target_accuracy(clip: Clip, pixels: torch.Tensor, labels: np.ndarray, text: torch.Tensor) -> float:
     clip.model.eval()
-    feats = torch.cat([clip.encode_image(pixels[i:i + 128].to(clip.device), normalize=True).float()
-                       for i in range(0, len(pixels), 128)])
+    with forward_pass(clip.device):
+        feats = torch.cat([clip.encode_image(pixels[i:i + 128].to(clip.device)).float()
+                           for i in range(0, len(pixels), 128)])
+    feats = F.normalize(feats, dim=-1)
     return float(((feats @ text.T.float()).argmax(1).cpu().numpy() == labels).mean())
 
 
@@ -234,10 +238,13 @@ class CurveCache:
         self.hits = 0
 
     def key(self, model_hash: str, case_key: str, attack: Attack, steps: Sequence[int], seed: int) -> str:
-        raw = json.dumps({"model": model_hash, "case": case_key, "attack": attack.name, "steps": list(steps),
-                          "seed": seed, "batch": BATCH, "retain": RETAIN_PER_CLASS, "related": RELATED_CLASSES,
-                          "related_per_class": RELATED_PER_CLASS, "momentum": SGD_MOMENTUM,
-                          "version": __version__}, sort_keys=True)
+        fields = {"model": model_hash, "case": case_key, "attack": attack.name, "steps": list(steps),
+                  "seed": seed, "batch": BATCH, "retain": RETAIN_PER_CLASS, "related": RELATED_CLASSES,
+                  "related_per_class": RELATED_PER_CLASS, "momentum": SGD_MOMENTUM, "version": __version__}
+        tag = cache_tag()  # curves computed at another precision than fp32 are kept apart (fp32 keys as before)
+        if tag is not None:
+            fields["precision"] = tag
+        raw = json.dumps(fields, sort_keys=True)
         return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
     def get(self, key: str) -> list[float] | None:

@@ -87,7 +87,8 @@ def run_job(job: Job | OracleJob) -> Outcome:
             from ..audit import audit_run
 
             audit_run(job.out, oracle=job.audit.oracle, attacks=job.audit.attacks, data_root=job.data_root,
-                      seed=job.audit.seed, relearning=job.audit.relearning, cache_dir=job.audit.curves)
+                      seed=job.audit.seed, relearning=job.audit.relearning, cache_dir=job.audit.curves,
+                      precision=job.spec.precision)
         return Outcome(job.spec, True)
     except ClipUnlearnError as e:
         return Outcome(job.spec, False, str(e))

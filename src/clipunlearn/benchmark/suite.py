@@ -9,6 +9,7 @@ live in ``benchmark/suites/``; a user copies one and edits it for their own mode
     n_per_class = 16                  # synthetic images per class
     max_steps = 300                   # generation steps per image (optional)
     max_epochs = 4                    # cap on every method's epochs (optional)
+    precision = "auto"                # optional: auto, fp32, tf32 or bf16 (clipunlearn.precision)
 
     [classes]                         # optional: how classes are chosen for `datasets = [...]`
     min_top1 = 0.3                    # a paper class is used when the model knows it this well
@@ -62,13 +63,15 @@ from typing import Any
 import tomllib
 
 from ..errors import ClipUnlearnError, suggest
+from ..precision import PRECISIONS
 from ..runs.spec import RunSpec
 from .classes import ChosenClass, ClassRule
 from .fields import check_keys, fail, table_entries
 from .oracles import OracleSpec, check_oracles, parse_oracles
 
 SUITE_KEYS = {"name", "description", "models", "seeds", "other_datasets", "n_per_class", "max_steps", "max_epochs",
-              "retrieval", "template_change", "methods", "targets", "classes", "tables", "audit", "oracles"}
+              "retrieval", "template_change", "methods", "targets", "classes", "tables", "audit", "oracles",
+              "precision"}
 AUDIT_KEYS = {"attacks", "seed", "relearning"}
 METHOD_KEYS = {"method", "preset", "ablation", "options"}
 TARGET_KEYS = {"dataset", "classes"}
@@ -172,6 +175,7 @@ class Suite:
     audit_seed: int = 0
     audit_relearning: str = "held-out"  # the relearning grid of the audits (held-out, tuning, full)
     oracles: tuple[OracleSpec, ...] = ()
+    precision: str = "auto"  # every cell's (and its audit's); part of a cell's run id when not auto
 
     def audited(self, models: list[str] | None = None,
                 chosen: Callable[[str], dict[str, list[ChosenClass]]] | None = None) -> set[str]:
@@ -226,7 +230,7 @@ class Suite:
                             other_datasets=None if self.other_datasets is None else tuple(self.other_datasets),
                             n_per_class=self.n_per_class, max_epochs=self.max_epochs, max_steps=self.max_steps,
                             retrieval=self.retrieval, template_change=self.template_change and subgroup is None,
-                            subgroup=subgroup)
+                            subgroup=subgroup, precision=self.precision)
                         for key, value in change.items():
                             if key in SPEC_SETTINGS:
                                 spec = replace(spec, **{key: value})
@@ -471,7 +475,16 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                  description=data.get("description", ""), classes=classes,
                  audit_attacks=None if attacks is None else tuple(attacks), audit_seed=int(audit.get("seed", 0)),
                  audit_relearning=relearning,
-                 oracles=parse_oracles(f"{where}: oracles", data.get("oracles")))
+                 oracles=parse_oracles(f"{where}: oracles", data.get("oracles")),
+                 precision=_precision(where, data.get("precision", "auto")))
+
+
+def _precision(where: str, value: object) -> str:
+    """A suite's ``precision`` key, checked."""
+    if str(value) not in PRECISIONS:
+        raise fail(f"{where}: precision", f"{value!r} is not a precision (auto, fp32, tf32 or bf16)", str(value),
+                   list(PRECISIONS))
+    return str(value)
 
 
 def _source(tables: list[TableSpec], table: TableSpec) -> TableSpec:

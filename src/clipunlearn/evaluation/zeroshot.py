@@ -20,6 +20,7 @@ from ..errors import DataError
 from ..memory import HalvingBatch
 from ..models.catalogue import image_family
 from ..models.factory import Clip
+from ..precision import cache_tag, forward_pass
 from .cache import FeatureCache, FeatureFile, Features, feature_chunks
 from .features import hash_tensors, image_stages, run_stages
 
@@ -40,7 +41,9 @@ def zero_shot_classifier(clip: Clip, classnames: Sequence[str], templates: Seque
     total = None
     for template in templates:
         prompts = [template.format(c) for c in classnames]
-        emb = torch.cat(batches.chunks(lambda a, b, p=prompts: clip.encode_text(p[a:b], normalize=True), len(prompts)))
+        with forward_pass(clip.device):
+            emb = torch.cat(batches.chunks(lambda a, b, p=prompts: clip.encode_text(p[a:b]).float(), len(prompts)))
+        emb = F.normalize(emb, dim=-1)
         total = emb if total is None else total + emb
     weights = total
     return F.normalize(weights, dim=-1)
@@ -53,8 +56,10 @@ def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classna
     probability of each image's label, with a classifier built from the model as it is now."""
     weights = zero_shot_classifier(clip, classnames, templates)
     batches = HalvingBatch(batch_size, "encoding images")
-    feats = torch.cat(batches.chunks(lambda a, b: clip.encode_image(images[a:b].to(clip.device), normalize=True),
-                                     len(images)))
+    with forward_pass(clip.device):
+        feats = torch.cat(batches.chunks(lambda a, b: clip.encode_image(images[a:b].to(clip.device)).float(),
+                                         len(images)))
+    feats = F.normalize(feats, dim=-1)
     p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
     t = labels.to(clip.device)
     return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
@@ -154,6 +159,12 @@ class EvalResult:
         return {"top1": self.top1, "n": self.n, "per_class": self.per_class()}
 
 
+def _precision_key() -> tuple[str, ...]:
+    """What a feature or classifier key adds for the active precision: nothing for fp32 (older keys stay valid)."""
+    tag = cache_tag()
+    return () if tag is None else (tag,)
+
+
 class _Pixels(Dataset):
     def __init__(self, images: ImageSet, transform):
         self.images, self.transform = images, transform
@@ -208,7 +219,8 @@ class Evaluator:
     def classifier(self, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """:func:`zero_shot_classifier`, reused while the text tower, names and templates are unchanged."""
         h = hashlib.blake2b(digest_size=20)
-        h.update(repr((self.clip.arch, hash_tensors(self.clip.model, lambda name: not name.startswith("visual.")), list(classnames), list(templates))).encode())
+        h.update(repr((self.clip.arch, hash_tensors(self.clip.model, lambda name: not name.startswith("visual.")), list(classnames), list(templates))
+                      + _precision_key()).encode())
         key = h.hexdigest()
         if key in self._classifiers:
             self._classifiers.move_to_end(key)
@@ -230,7 +242,7 @@ class Evaluator:
     def _key(self, images: ImageSet, stage_hashes: list[str], cut: int) -> str:
         h = hashlib.blake2b(digest_size=20)
         h.update(repr((images.fingerprint(), self.clip.arch, self.clip.image_size, self.clip.mean,
-                       self.clip.std, cut, stage_hashes[:cut])).encode())
+                       self.clip.std, cut, stage_hashes[:cut]) + _precision_key()).encode())
         return h.hexdigest()
 
     @torch.no_grad()
@@ -277,8 +289,9 @@ class Evaluator:
         return out.result
 
     def _stages_from(self, rows: torch.Tensor, cut: int) -> torch.Tensor:
-        return torch.cat(self.model_batch.chunks(
-            lambda a, b: run_stages(self.clip, rows[a:b].to(self.clip.device), cut).cpu(), len(rows)))
+        with forward_pass(self.clip.device):
+            return torch.cat(self.model_batch.chunks(
+                lambda a, b: run_stages(self.clip, rows[a:b].to(self.clip.device), cut).float().cpu(), len(rows)))
 
     @torch.no_grad()
     def _compute_features(self, images: ImageSet, hashes: list[str]) -> Features:
@@ -319,7 +332,8 @@ class Evaluator:
         """The output of the stages up to each cut (on the CPU) of pixels ``x``."""
         outs, start, h = [], 0, x.to(self.clip.device)
         for c in cuts:
-            h = run_stages(self.clip, h, start, c)
+            with forward_pass(self.clip.device):
+                h = run_stages(self.clip, h, start, c)
             outs.append(h.cpu())
             start = c
         return outs

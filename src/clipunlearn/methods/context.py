@@ -71,6 +71,9 @@ class Knobs:
     max_steps: int | None = None  # caps each synthetic image's generation steps
     device: str = "cpu"
     progress: Callable[[dict], None] | None = None  # called with each trace step
+    # the precision the run computes at (fp32, tf32 or bf16; clipunlearn.precision): the shared training
+    # parts apply it, a method reads it only to report it
+    precision: str = "fp32"
 
 
 class DataSource(Protocol):

@@ -38,6 +38,7 @@ from ..methods import (
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
+from ..precision import computing, parse_precision
 from .data import RunData, decode
 from .pipeline import (
     RunSettings,
@@ -151,6 +152,7 @@ def forget_concept(s: ConceptSettings) -> dict[str, Any]:
     """Run the concept pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
     check_save_model(s.save_model)
+    parse_precision(s.precision)
     device = resolve_device(s.device)
     r = build_request(s)
     others = [load_image_set(d, s.data_root, "test") for d in s.other_datasets]
@@ -168,7 +170,7 @@ def forget_concept(s: ConceptSettings) -> dict[str, Any]:
     clip = load_clip(s.model, s.pretrained, s.weights, device)
     method = method_cls(method_cls.build_config(s.preset, clip.family, s.ablation, s.options))
     request = ForgetRequest("concept", r.classnames, r.concepts, r.template)
-    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run), computing(s.precision, device):
         return _forget_in(run, s, r, others, clip, method, request)
 
 

@@ -12,6 +12,7 @@ from ..data import ImageSet, load_image_set
 from ..errors import ClipUnlearnError, DataError
 from ..methods import ForgetRequest, ImageBatch
 from ..models import Clip
+from ..precision import cache_tag
 from ..synthetic import (
     GenerationConfig,
     SyntheticCache,
@@ -101,7 +102,8 @@ class RunData:
         if self._model_hash is None:  # the original model: sets are asked for before any training
             self._model_hash = hash_tensors(self.clip.model, lambda name: True)
         cache = SyntheticCache(self.synthetic_cache)
-        key = cache.key(self._model_hash, arch=self.clip.arch, **what)
+        tag = cache_tag()  # a set made at another precision than fp32 is kept apart (fp32 keys as before)
+        key = cache.key(self._model_hash, arch=self.clip.arch, **what, **({"precision": tag} if tag else {}))
         found = cache.get(key)
         if found is not None:
             return found, True

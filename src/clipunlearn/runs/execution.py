@@ -25,7 +25,7 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
             n_per_class=spec.n_per_class, progress=progress, max_epochs=spec.max_epochs,
             generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
             retrieval=spec.retrieval, other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
-            run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model))
+            run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model, precision=spec.precision))
     s = ForgetSettings(model=spec.model, dataset=spec.dataset, classes=list(spec.classes), out=str(out),
                        data_root=data_root, pretrained=spec.pretrained,
                        other_datasets=None if spec.other_datasets is None else list(spec.other_datasets),
@@ -34,7 +34,8 @@ def execute(spec: RunSpec, out: str | os.PathLike[str], data_root: str | None, c
                        generation_max_steps=spec.max_steps, options=dict(spec.options), cache_dir=cache_dir,
                        synthetic_cache=synthetic_cache,
                        retrieval=spec.retrieval, template_change=spec.template_change,
-                       run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model)
+                       run_spec={"run_id": spec.run_id, **spec.key()}, save_model=save_model,
+                       precision=spec.precision)
     return forget(s)
 
 

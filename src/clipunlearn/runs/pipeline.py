@@ -43,6 +43,13 @@ from ..methods import (
     get_method,
 )
 from ..models import Clip, load_clip, resolve_device
+from ..precision import (
+    Precision,
+    active_precision,
+    computing,
+    parse_precision,
+    resolve_precision,
+)
 from ..training import Trace
 from ..version import __version__
 from .data import RunData, train_split
@@ -86,6 +93,8 @@ class RunSettings:
     # model.safetensors: "full" (every tensor, a standalone checkpoint) or "changed" (only the tensors the
     # run changed, which load_clip puts back on the model the run started from: far smaller)
     save_model: str = "full"
+    # the compute's precision (clipunlearn.precision): auto (TF32 on CUDA, fp32 on the CPU), fp32, tf32 or bf16
+    precision: str = "auto"
 
 
 @dataclass
@@ -193,6 +202,7 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     """Run the whole pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
     check_save_model(s.save_model)
+    parse_precision(s.precision)
     device = resolve_device(s.device)
     method_cls = get_method(s.method)
     t = resolve_targets(s)
@@ -204,7 +214,7 @@ def forget(s: ForgetSettings) -> dict[str, Any]:
     clip = load_clip(s.model, s.pretrained, s.weights, device)
     config = method_cls.build_config(s.preset, clip.family, s.ablation, s.options)
     request = ForgetRequest(t.images.name, t.images.classnames, t.classes, t.images.templates[0])
-    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run), computing(s.precision, device):
         return _forget_in(run, s, t, clip, method_cls(config), request)
 
 
@@ -244,7 +254,7 @@ def run_method(method: Method, clip: Clip, request: ForgetRequest, data: RunData
     """Hand ``method`` its context over ``data`` and run it; ``seconds`` gets the generation and
     forgetting times; what it saw and why it stopped go to the log."""
     knobs = Knobs(seed=seed, max_epochs=max_epochs, max_steps=max_steps, device=str(clip.device),
-                  progress=lambda row: _info(format_step(row)))
+                  progress=lambda row: _info(format_step(row)), precision=(active_precision() or Precision.FP32).value)
     ctx = ForgetContext(clip, request, data, method.data_kinds, knobs, method.name)
     t0 = time.time()
     trace = method.run(ctx)
@@ -311,6 +321,8 @@ def write_run(run: Path, clip: Clip, method: Method, preset: str, ablation: str 
         **trace_results(trace),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "settings": settings,
+        # the precision the run computed at (settings["precision"] is the one asked for: auto, ...)
+        "precision": resolve_precision(settings.get("precision", "auto"), clip.device).value,
         "method_config": config_json(method.config),
         "model_file": {"name": "model.safetensors", "sha256": file_hash(run / "model.safetensors"),
                        "holds": "all tensors" if base is None else "changed tensors", "tensors": written},

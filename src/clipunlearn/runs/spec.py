@@ -71,8 +71,13 @@ class RunSpec:
     weights_hash: str = ""  # filled by :meth:`resolved`
     version: str = __version__
     subgroup: str | None = None  # a shipped subgroup setting (CVPR'25): ``dataset`` is then its name
+    # the precision asked for (clipunlearn.precision); results.json records the one it resolved to on the
+    # device the cell ran on (auto: tf32 on CUDA, fp32 on the CPU), as the run id never names the device
+    precision: str = "auto"
 
-    _OPTIONAL = ("subgroup",)  # fields left out of the key while unset, so older run ids stay valid
+    # fields left out of the key while at this value (their default, which keeps what runs did before the
+    # field existed), so older run ids stay valid
+    _LEFT_OUT_AT = (("subgroup", None), ("precision", "auto"))
 
     def resolved(self) -> RunSpec:
         """The spec with the hash of its model's weights filled in."""
@@ -81,7 +86,8 @@ class RunSpec:
         return replace(self, weights_hash=self.weights_hash or weights_id(self.model, self.pretrained))
 
     def key(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if not (k in self._OPTIONAL and v is None)}
+        at = dict(self._LEFT_OUT_AT)
+        d = {k: v for k, v in asdict(self).items() if not (k in at and v == at[k])}
         return json.loads(json.dumps(d, default=str))
 
     @property

@@ -42,6 +42,7 @@ from ..methods import (
 )
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
+from ..precision import computing, parse_precision
 from .data import RunData, decode
 from .pipeline import (
     RunSettings,
@@ -214,6 +215,7 @@ def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     """Run the subgroup pipeline; returns the results written to ``s.out``/results.json."""
     check_output_free(s.out, s.overwrite, "run folder")
     check_save_model(s.save_model)
+    parse_precision(s.precision)
     device = resolve_device(s.device)
     setting = resolve_setting(s.setting, s.data_root, s.other_datasets)
     method_cls = get_method(s.method)
@@ -224,7 +226,8 @@ def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     method = method_cls(method_cls.build_config(s.preset, clip.family, s.ablation, s.options))
     request = ForgetRequest(setting.name, list(setting.vocabulary),
                             [list(setting.vocabulary).index(c) for c in setting.coarse_labels], setting.template)
-    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run):
+    # the setting's starting model (prepared above, cached by content) is made in fp32 whatever the precision
+    with sigterm_as_interrupt(), staged_dir(s.out, s.overwrite) as run, run_log(run), computing(s.precision, device):
         return _forget_in(run, s, setting, targets, clip, method, request, prepared)
 
 

@@ -26,6 +26,7 @@ from ..errors import ClipUnlearnError
 from ..evaluation.zeroshot import LOGIT_SCALE, zero_shot_classifier
 from ..memory import HalvingBatch
 from ..models.factory import Clip
+from ..precision import forward_pass
 from ..training.params import frozen
 
 #: the official step, 25 in normalised-pixel L2 units on a 3x224x224 image, as a per-pixel RMS
@@ -106,7 +107,7 @@ class _BNPrior:
                         if isinstance(m, nn.BatchNorm2d)]
 
     def _hook(self, module: nn.BatchNorm2d, inputs, output) -> None:
-        x = inputs[0]
+        x = inputs[0].float()  # statistics in fp32 also when the forward pass runs in bf16
         mean = x.mean(dim=(0, 2, 3))
         var = x.var(dim=(0, 2, 3), unbiased=False)
         self.losses.append(torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2))
@@ -170,7 +171,9 @@ def generate_synthetic(
                 chosen.append(options[int(torch.randint(len(options), (1,), generator=pick))])
             with torch.no_grad():
                 sentences = HalvingBatch(256, "encoding the description sentences")
-                own = torch.cat(sentences.chunks(lambda a, b: clip.encode_text(chosen[a:b], normalize=True), len(chosen)))
+                with forward_pass(clip.device):
+                    own = torch.cat(sentences.chunks(lambda a, b: clip.encode_text(chosen[a:b]).float(), len(chosen)))
+                own = F.normalize(own, dim=-1)
         with clip.fast_conv_layout() as fmt, frozen(clip.model):
             out = _ascend(clip, weights, labels, config, gen, progress, fmt, own)
     finally:
@@ -206,7 +209,8 @@ def _climb(clip: Clip, x: torch.Tensor, waiting: torch.Tensor, labels: torch.Ten
     xa = x[active].contiguous(memory_format=fmt).requires_grad_(True)
     dx, dy = shift
     shifted = torch.roll(xa, shifts=(dy, dx), dims=(2, 3))
-    feats = clip.encode_image(shifted, normalize=True)
+    with forward_pass(xa.device):  # the tower under the run's precision; logits and the gradient in fp32
+        feats = F.normalize(clip.encode_image(shifted).float(), dim=-1)
     y = labels[active]
     own_a = own[active] if own is not None else None
     logits = _logits(feats, weights, y, own_a)
@@ -225,7 +229,9 @@ def _climb(clip: Clip, x: torch.Tensor, waiting: torch.Tensor, labels: torch.Ten
             xa = blur(xa, config.blur_sigma)
         xa = xa.clamp_(0, 1)
         # acceptance is checked on the updated, unshifted images
-        p = F.softmax(_logits(clip.encode_image(xa, normalize=True), weights, y, own_a), dim=1)
+        with forward_pass(xa.device):
+            feats = F.normalize(clip.encode_image(xa).float(), dim=-1)
+        p = F.softmax(_logits(feats, weights, y, own_a), dim=1)
         pa = p.gather(1, y[:, None]).squeeze(1)
         ok = (p.argmax(1) == y) & (pa > threshold)
     return active, xa, pa, ok

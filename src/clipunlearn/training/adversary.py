@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..errors import TrainingError
 from ..evaluation.zeroshot import LOGIT_SCALE
 from ..models.factory import Clip
+from ..precision import outside_autocast
 
 
 def scatter_loss(clip: Clip, pixels: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
@@ -72,12 +73,14 @@ class SimulatedRelearning:
         inner = torch.optim.Adam(params, lr=self.lr)
         for _ in range(self.steps):
             feats = clip.encode_image(x, normalize=True)
-            loss = F.cross_entropy(LOGIT_SCALE * feats @ text.T.to(feats), y)
-            inner.zero_grad(set_to_none=True)
-            loss.backward()
-            inner.step()
-        post = after()
-        grads = torch.autograd.grad(post, params, allow_unused=True)
+            loss = F.cross_entropy(LOGIT_SCALE * feats @ text.T.to(feats), y).float()
+            with outside_autocast(x.device):  # the attack's own step, like the loop's, outside autocast
+                inner.zero_grad(set_to_none=True)
+                loss.backward()
+                inner.step()
+        post = after().float()
+        with outside_autocast(x.device):
+            grads = torch.autograd.grad(post, params, allow_unused=True)
         with torch.no_grad():
             for p, s in zip(params, saved):
                 p.copy_(s)

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import TrainingError
 from ..models.factory import Clip
+from ..precision import forward_pass
 from .params import frozen
 
 
@@ -104,10 +105,11 @@ def align_to_bn_statistics(clip: Clip, images: torch.Tensor, steps: int, lr: flo
             x = images[i:i + batch_size].detach().to(device)
             delta = torch.zeros_like(x, requires_grad=True)
             opt = torch.optim.Adam([delta], lr=lr)
-            with torch.no_grad():
+            with torch.no_grad(), forward_pass(device):
                 before += float(bn_statistics_loss(clip, x)) * len(x)
             for _ in range(steps):
-                loss = bn_statistics_loss(clip, x + delta)
+                with forward_pass(device):  # under the run's precision; backward and step outside it
+                    loss = bn_statistics_loss(clip, x + delta).float()
                 if not bool(torch.isfinite(loss.detach())):
                     raise TrainingError(f"The batch-norm statistics loss became {float(loss.detach())}; lower lr.")
                 opt.zero_grad(set_to_none=True)
@@ -115,7 +117,7 @@ def align_to_bn_statistics(clip: Clip, images: torch.Tensor, steps: int, lr: flo
                 opt.step()
                 with torch.no_grad():
                     delta.copy_((x + delta).clamp(0, 1) - x)
-            with torch.no_grad():
+            with torch.no_grad(), forward_pass(device):
                 aligned = (x + delta).clamp(0, 1)
                 after += float(bn_statistics_loss(clip, aligned)) * len(x)
             out.append(aligned.detach().to(images.device))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingError
+from ..precision import forward_pass
 from .params import trainable
 
 #: tensor names whose last part is one of these belong to the module before it (``in_proj_*``: the
@@ -58,7 +59,8 @@ def diagonal_fisher(model: nn.Module, tensor_names: Sequence[str],
         sums = [torch.zeros_like(p) for p in tensors]
         chunks = 0
         for i in range(0, len(images), batch_size):
-            loss = loss_fn(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device))
+            with forward_pass(device):  # under the run's precision; the gradients outside it
+                loss = loss_fn(images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)).float()
             if not bool(torch.isfinite(loss.detach())):
                 raise TrainingError(f"The loss is {float(loss.detach())} on images {i}..{i + batch_size - 1}; "
                                     "no Fisher information can be computed from it.")

@@ -34,6 +34,7 @@ import torch
 from ..errors import NotEnoughMemoryError, TrainingError
 from ..memory import first_line, is_out_of_memory
 from ..models.factory import Clip
+from ..precision import forward_pass
 from .lora import LoraSpec, attach_lora
 from .params import (
     Towers,
@@ -290,7 +291,9 @@ def _epoch(clip: Clip, loop: Loop, step: StepFn, stage: Stage, epoch: int,
     selected: set[str] = set()
     sums: dict[str, float] = {}
     for s in range(loop.steps_per_epoch):
-        loss, metrics = step(stage, epoch, s)
+        with forward_pass(clip.device):  # bf16 autocast under --precision bf16; backward and step outside it
+            loss, metrics = step(stage, epoch, s)
+        loss = loss.float()
         value = float(loss.detach())
         if not math.isfinite(value):
             restore(clip.model, o.original)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingError
+from ..precision import forward_pass
 from .params import trainable
 
 
@@ -35,7 +36,14 @@ def loss_gradients(model: nn.Module, names: Sequence[str], losses: Iterable[torc
     with trainable(model, names) as params:
         for p in params.values():
             p.grad = None
-        for loss in losses:
+        device = next(iter(params.values())).device
+        pending = iter(losses)
+        while True:
+            with forward_pass(device):  # each loss is made under the run's precision, back-propagated outside it
+                loss = next(pending, None)
+            if loss is None:
+                break
+            loss = loss.float()
             if not bool(torch.isfinite(loss.detach()).all()):
                 raise TrainingError(f"The forget loss is {float(loss.detach())}; no saliency can be computed from it.")
             loss.backward()
