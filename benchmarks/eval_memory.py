@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     make_images(work / "images", sizes[-1], classes)
     print(f"{sizes[-1]} images ready in {work / 'images'} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+    load_start = os.getloadavg()[0]
     rows = []
     for n in sizes:
         root = work / f"n{n}"
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = round(max(peaks) / min(peaks), 3)
     result = {"model": args.model, "device": args.device, "classes": args.classes, "batch_size": args.batch_size,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": os.environ.get("OMP_NUM_THREADS"),
+              "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
               "rows": rows, "flat_from": args.flat_from, "flat_ratio": ratio, "goal": GOAL, "goal_met": None if ratio is None else ratio <= GOAL,
               "command": "python benchmarks/eval_memory.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
@@ -172,7 +174,9 @@ def render(r: dict) -> str:
              + f", one template, batch {r['batch_size']}, images decoded in the process (`--workers 0`), "
              f"on {r['machine']} (OMP_NUM_THREADS={r['threads']}). Each size runs in a fresh process twice: "
              "computing the features into an empty cache, then reading them back from it. *Peak RSS* is the "
-             "process's own `ru_maxrss`; the features themselves go to the cache folder on disk.", "",
+             "process's own `ru_maxrss`; the features themselves go to the cache folder on disk. Load average "
+             f"{r['load_average'][0]} at the start, {r['load_average'][1]} at the end (images/s is slower on a "
+             "shared machine; memory is not).", "",
              "| images | images/s | peak RSS, computing (MiB) | peak RSS, from the cache (MiB) | cache on disk (MiB) | top-1 |",
              "|---|---|---|---|---|---|"]
     for row in r["rows"]:
