@@ -24,7 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from clipunlearn.data import ImageSet
 from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.evaluation import Evaluator, FeatureCache
-from clipunlearn.evaluation.zeroshot import EvalResult, image_scores
+from clipunlearn.evaluation.zeroshot import (
+    EvalResult,
+    image_scores,
+    zero_shot_classifier,
+)
 from clipunlearn.methods.lip import LipConfig
 from clipunlearn.models import Clip
 from clipunlearn.synthetic import GenerationConfig, SyntheticSet, generate_synthetic
@@ -48,14 +52,15 @@ def generate_one_at_a_time(clip: Clip, classnames: Sequence[str], targets: Seque
                            template: str, config: GenerationConfig) -> SyntheticSet:
     """``config.n_per_class`` images of each class in ``targets``, one :func:`generate_synthetic` call
     per image (batch 1); image i is seeded ``config.seed + i`` and starts from the threshold the image
-    before it ended at."""
+    before it ended at. The zero-shot classifier is built once, not per image."""
     threshold = config.threshold_for(clip.family)
     t0 = time.time()
+    classifier = zero_shot_classifier(clip, list(classnames), [template])
     made: list[SyntheticSet] = []
     for t in targets:
         for _ in range(config.n_per_class):
             one = dataclasses.replace(config, n_per_class=1, threshold=threshold, seed=config.seed + len(made))
-            made.append(generate_synthetic(clip, classnames, [t], dataset, template, one))
+            made.append(generate_synthetic(clip, classnames, [t], dataset, template, one, classifier=classifier))
             threshold = made[-1].final_threshold
     return SyntheticSet(
         images=torch.cat([s.images for s in made]), targets=torch.cat([s.targets for s in made]),

@@ -161,3 +161,18 @@ def test_end_to_end_refuses_options_the_official_loop_does_not_run_before_any_wo
     with pytest.raises(ClipUnlearnError, match=r"default loop only; these options leave it: needs keep='always'\.$"):
         e2e.main()
     assert not (tmp_path / "e.json").exists()
+
+
+def test_official_generation_with_its_classifier_built_once_makes_what_a_call_per_image_makes(mini_rn_random):
+    import torch
+
+    from clipunlearn.synthetic import GenerationConfig, generate_synthetic
+
+    official = _load("official")
+    # a floor at the threshold: a failed image lowers no threshold, so every image starts from the same one
+    names, config = ["cat", "dog", "car"], GenerationConfig(n_per_class=2, max_steps=3, seed=5, threshold_floor=0.7)
+    made = official.generate_one_at_a_time(mini_rn_random, names, [1], "toy", "a photo of a {}.", config)
+    for i in range(2):
+        one = GenerationConfig(n_per_class=1, max_steps=3, seed=5 + i, threshold_floor=0.7)
+        alone = generate_synthetic(mini_rn_random, names, [1], "toy", "a photo of a {}.", one)
+        assert torch.equal(made.images[i], alone.images[0]) and made.probs[i] == alone.probs[0]
