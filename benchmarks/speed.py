@@ -24,18 +24,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from official import full_evaluation, generate_one_at_a_time, reference_backward
+from official import sync as _sync
 
 from clipunlearn.data import load_image_set
 from clipunlearn.evaluation import Evaluator, FeatureCache
 from clipunlearn.models import eligible_names, load_clip
 from clipunlearn.synthetic import GenerationConfig, generate_synthetic
 from clipunlearn.training import draw_perturbations, lipschitz_loss, select_top_k
-from clipunlearn.training.lipschitz import lipschitz_terms
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_generation(clip, classnames, n: int, steps: int, device: str) -> dict:
@@ -48,11 +46,8 @@ def bench_generation(clip, classnames, n: int, steps: int, device: str) -> dict:
     generate_synthetic(clip, classnames, [0], "bench", "a photo of a {}.", cfg)
     _sync(device)
     batched = time.perf_counter() - t0
-    single_cfg = GenerationConfig(n_per_class=1, threshold=1.01, threshold_floor=1.01, max_steps=steps, seed=0)
     t0 = time.perf_counter()
-    for i in range(n):
-        single_cfg.seed = i
-        generate_synthetic(clip, classnames, [0], "bench", "a photo of a {}.", single_cfg)
+    generate_one_at_a_time(clip, classnames, [0], "bench", "a photo of a {}.", cfg)
     _sync(device)
     single = time.perf_counter() - t0
     return {"images": n, "steps": steps, "batched_s": round(batched, 3), "single_s": round(single, 3),
@@ -64,23 +59,11 @@ def _reference_epoch(clip, pixels, tokens, eps, towers, k, opt_kwargs):
     """The official way: a forward per draw, gradients for every parameter, masked afterwards."""
     model = clip.model
     params = dict(model.named_parameters())
-    for p in params.values():
-        p.requires_grad_(True)
     names = towers["image"] + towers["text"]
     opt = torch.optim.Adam([params[n] for n in names], **opt_kwargs)
-    opt.zero_grad(set_to_none=True)
     for p in params.values():
         p.grad = None
-    n = eps.shape[0]
-    x_norm = clip.normalize(pixels)
-    for i in range(n):
-        clean = model.encode_image(x_norm)
-        text = model.encode_text(tokens)
-        with torch.no_grad():
-            pert = model.encode_image(x_norm + eps[i].to(pixels.device))
-        term = lipschitz_terms(clean, text, pert.unsqueeze(0), eps[i].flatten(1).norm(dim=-1).unsqueeze(0).to(pixels.device))
-        loss = (term / 2).sum() / (2 * n)
-        loss.backward()
+    reference_backward(clip, pixels, tokens, eps)
     select_top_k(model, towers, k)
     opt.step()
 
@@ -139,7 +122,7 @@ def bench_eval(clip, images, device: str) -> dict:
     _sync(device)
     t_cached = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full = Evaluator(clip, FeatureCache(), progress=False).evaluate(images)
+    full = full_evaluation(clip, images)
     _sync(device)
     t_full = time.perf_counter() - t0
     return {"images": len(images), "cached_s": round(t_cached, 3), "full_s": round(t_full, 3),

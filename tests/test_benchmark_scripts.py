@@ -1,4 +1,5 @@
-"""benchmarks/methods_speed.py: a method that refuses the model is listed, not fatal; bad input still stops it."""
+"""The benchmark scripts: methods_speed.py lists a method that refuses the model and stops on bad input; mutation.py
+scores its page; end_to_end.py prints official / ours and evaluates as a plain pass of the model does."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from clipunlearn.errors import DataError, TrainingError
+from clipunlearn.errors import ClipUnlearnError, DataError, TrainingError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "methods_speed.py"
 
@@ -133,3 +134,93 @@ def test_the_memory_page_judges_flatness_from_10k_images_on(monkeypatch, tmp_pat
 def test_the_memory_script_refuses_sizes_below_the_class_count(tmp_path):
     with pytest.raises(SystemExit, match="at least --classes"):
         _eval_memory().main(["--work", str(tmp_path), "--sizes", "500,2000"])
+
+
+def _before_by_hand(root: Path, dataset: str, other: str, cls: str) -> dict[str, float]:
+    """Zero-shot top-1 of mini-rn before forgetting, image by image through the model alone (no Evaluator,
+    no feature cache, no data loader): the class, the dataset's other classes and the other dataset."""
+    import torch
+    import torch.nn.functional as F
+
+    from clipunlearn.data import load_image_set
+    from clipunlearn.models import load_clip
+
+    clip = load_clip("mini-rn")
+    out: dict[str, float] = {}
+    for name in (dataset, other):
+        images = load_image_set(name, str(root), "test")
+        pixels = torch.stack([clip.image_transform()(images.load(i)) for i in range(len(images))])
+        prompts = [images.templates[0].format(c) for c in images.classnames]
+        with torch.no_grad():
+            feats = F.normalize(clip.encode_image(pixels), dim=-1)
+            text = F.normalize(clip.model.encode_text(clip.tokenize(prompts)), dim=-1)
+        labels = torch.tensor(images.labels)
+        correct = ((feats @ text.T).argmax(1) == labels).double()
+        if name == dataset:
+            mine = labels == images.classnames.index(cls)
+            out["target"], out["other_classes"] = float(correct[mine].mean()), float(correct[~mine].mean())
+        else:
+            out[name] = float(correct.mean())
+    return out
+
+
+def test_end_to_end_prints_official_over_ours_and_both_sides_evaluate_the_model_as_a_plain_pass_does(
+        data_slice, tmp_path, monkeypatch, capsys):
+    e2e = _load("end_to_end")
+    cls = (data_slice / "caltech101" / "classes.txt").read_text().splitlines()[2]
+    page, out_json = tmp_path / "e2e.md", tmp_path / "e2e.json"
+    monkeypatch.setattr(sys, "argv", [
+        "end_to_end.py", "--data-root", str(data_slice), "--cls", cls, "--other-datasets", "cifar10",
+        "--n-per-class", "2", "--generation-max-steps", "2", "--set", "max_epochs=1", "--set", "n_draws=2",
+        "--set", "retain_steps=2", "--set", "retain_vocabulary=false", "--json", str(out_json), "--page", str(page)])
+    assert e2e.main() == 0
+    data = json.loads(out_json.read_text())
+    runs = data["runs"]
+    for side in ("ours", "ours_warm"):
+        for part in ("generation", "forgetting", "evaluation", "other", "total"):
+            assert data["ratios"][side][part] == pytest.approx(
+                runs["official"]["seconds"][part] / runs[side]["seconds"][part], abs=0.006)
+    # the end-to-end row printed: official s, ours s, their ratio (as in the JSON)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("end to end")).split()[3:6]
+    assert float(row[0]) == pytest.approx(runs["official"]["seconds"]["total"], abs=0.005)
+    assert float(row[1]) == pytest.approx(runs["ours"]["seconds"]["total"], abs=0.005)
+    assert float(row[2]) == data["ratios"]["ours"]["total"]
+    # every side's "before" is what a plain pass of the model over the images gives
+    expected = _before_by_hand(data_slice, "caltech101", "cifar10", cls)
+    for side in ("official", "ours", "ours_warm"):
+        assert runs[side]["before"] == pytest.approx(expected, abs=1e-9)
+    assert data["before_agree"]
+    # the later class did the first one's work again (same seed, same images): the same model after
+    assert runs["ours_warm"]["after"] == runs["ours"]["after"]
+    assert runs["ours_warm"]["feature_cache"]["hits"] > runs["ours"]["feature_cache"]["hits"]
+    assert runs["official"]["synthetic"]["n"] == runs["ours"]["synthetic"]["n"] == 2
+    assert runs["official"]["retain_images"] == runs["ours"]["retain_images"] == 3
+    text = page.read_text()
+    assert "python benchmarks/end_to_end.py --data-root" in text
+    assert (f"| **end to end** | {runs['official']['seconds']['total']:.1f} | {runs['ours']['seconds']['total']:.1f} | "
+            f"{data['ratios']['ours']['total']:.2f} |") in text
+    assert ("**met**" if data["ratios"]["ours"]["total"] >= 10 else "**not met**") in text
+
+
+def test_end_to_end_refuses_options_the_official_loop_does_not_run_before_any_work(monkeypatch, tmp_path):
+    e2e = _load("end_to_end")
+    monkeypatch.setattr(sys, "argv", ["end_to_end.py", "--data-root", str(tmp_path / "nowhere"), "--set", "keep=accuracy",
+                                      "--json", str(tmp_path / "e.json"), "--page", str(tmp_path / "e.md")])
+    with pytest.raises(ClipUnlearnError, match=r"default loop only; these options leave it: needs keep='always'\.$"):
+        e2e.main()
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_official_generation_with_its_classifier_built_once_makes_what_a_call_per_image_makes(mini_rn_random):
+    import torch
+
+    from clipunlearn.synthetic import GenerationConfig, generate_synthetic
+
+    official = _load("official")
+    # a floor at the threshold: a failed image lowers no threshold, so every image starts from the same one
+    names, config = ["cat", "dog", "car"], GenerationConfig(n_per_class=2, max_steps=3, seed=5, threshold_floor=0.7)
+    made = official.generate_one_at_a_time(mini_rn_random, names, [1], "toy", "a photo of a {}.", config)
+    for i in range(2):
+        one = GenerationConfig(n_per_class=1, max_steps=3, seed=5 + i, threshold_floor=0.7)
+        alone = generate_synthetic(mini_rn_random, names, [1], "toy", "a photo of a {}.", one)
+        assert torch.equal(made.images[i], alone.images[0]) and made.probs[i] == alone.probs[0]

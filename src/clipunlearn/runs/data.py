@@ -130,9 +130,7 @@ class RunData:
             source = f"synthetic ({self.synthetic_file})"
             origins = None
         else:
-            cfg = GenerationConfig(n_per_class=self.n_per_class, seed=self.seed)
-            if self.max_steps is not None:
-                cfg.max_steps = self.max_steps
+            cfg = self.forget_config()
             descriptions, origins = None, None
             if prompts == "cupl":
                 from ..synthetic.cupl import describe
@@ -166,7 +164,17 @@ class RunData:
         key = ("synthetic_retain", max_classes, vocabulary, steps)
         return self._remember(key, lambda: self._make_retain(request, max_classes, vocabulary, steps))
 
-    def _make_retain(self, request: ForgetRequest, max_classes: int, vocabulary: bool, steps: int) -> ImageBatch:
+    def forget_config(self) -> GenerationConfig:
+        """How the synthetic forget images are made: ``n_per_class`` a class, the run's seed and step cap."""
+        cfg = GenerationConfig(n_per_class=self.n_per_class, seed=self.seed)
+        if self.max_steps is not None:
+            cfg.max_steps = self.max_steps
+        return cfg
+
+    def retain_plan(self, request: ForgetRequest, max_classes: int, vocabulary: bool,
+                    steps: int) -> tuple[list[str], list[int], GenerationConfig]:
+        """What :meth:`synthetic_retain` makes: the class names (the dataset's, then the everyday words
+        kept), the indices given one image each, and the generation config."""
         others = request.other_classes
         if len(others) > max_classes:
             order = torch.randperm(len(others), generator=torch.Generator().manual_seed(self.seed + 1))
@@ -180,7 +188,10 @@ class RunData:
             raise ClipUnlearnError("There is no class to keep: every class of the dataset is forgotten and the "
                                    "everyday vocabulary is off. Keep a class, or turn the retain term off.")
         budget = steps if self.max_steps is None else min(steps, self.max_steps)
-        cfg = GenerationConfig(n_per_class=1, max_steps=budget, threshold_floor=1.0, seed=self.seed + 1)
+        return names, others, GenerationConfig(n_per_class=1, max_steps=budget, threshold_floor=1.0, seed=self.seed + 1)
+
+    def _make_retain(self, request: ForgetRequest, max_classes: int, vocabulary: bool, steps: int) -> ImageBatch:
+        names, others, cfg = self.retain_plan(request, max_classes, vocabulary, steps)
         t0 = time.time()
         what = {"kind": "retain", "dataset": request.dataset, "classnames": names, "classes": others,
                 "template": request.template, "config": asdict(cfg)}

@@ -138,12 +138,15 @@ def generate_synthetic(
     config: GenerationConfig | None = None,
     progress: Callable[[dict], None] | None = None,
     descriptions: dict[str, list[str]] | None = None,
+    classifier: torch.Tensor | None = None,
 ) -> SyntheticSet:
     """Make ``config.n_per_class`` images for each class index in ``targets``.
 
     With ``descriptions`` (class name -> descriptive sentences, e.g. CuPL's), each image climbs the
     similarity to one sentence of its class drawn at random (seeded) instead of the class's template
     prompt; the other classes' rows of the classifier stay the template prompts (WACV'25 §6.2).
+    ``classifier``: the :func:`zero_shot_classifier` of ``classnames`` under ``template``, when the
+    caller already has it (a caller that generates in several calls); else it is built here.
     """
     config = config or GenerationConfig()
     if not targets:
@@ -155,7 +158,7 @@ def generate_synthetic(
     was_training = clip.model.training
     clip.model.eval()
     try:
-        weights = zero_shot_classifier(clip, list(classnames), [template])
+        weights = zero_shot_classifier(clip, list(classnames), [template]) if classifier is None else classifier
         labels = torch.tensor([t for t in targets for _ in range(config.n_per_class)], device=clip.device)
         own = None
         if descriptions is not None:
