@@ -81,7 +81,7 @@ def measure_one(cmd: list[str]) -> dict:
              "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
              "sys.exit(code)\n")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")

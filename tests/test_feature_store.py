@@ -3,7 +3,6 @@ the disk checked before any work; each against the plain in-memory computation."
 from __future__ import annotations
 
 import copy
-import os
 from collections import namedtuple
 
 import numpy as np
@@ -35,14 +34,12 @@ def test_a_feature_file_gives_back_the_rows_written_in_batches(tmp_path):
 
 def test_an_aborted_or_short_entry_leaves_nothing(tmp_path):
     cache = FeatureCache(tmp_path / "c")
-    with pytest.raises(RuntimeError, match="boom"):
-        with cache.writer("k", 10, (2,)) as w:
-            w.write(torch.ones(4, 2))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), cache.writer("k", 10, (2,)) as w:
+        w.write(torch.ones(4, 2))
+        raise RuntimeError("boom")
     assert list((tmp_path / "c").iterdir()) == [] and cache.get("k") is None
-    with pytest.raises(ValueError, match="4 of 10 rows"):
-        with cache.writer("k", 10, (2,)) as w:
-            w.write(torch.ones(4, 2))
+    with pytest.raises(ValueError, match="4 of 10 rows"), cache.writer("k", 10, (2,)) as w:
+        w.write(torch.ones(4, 2))
     with pytest.raises(ValueError, match="do not fit"):
         FeatureWriter(3, (2,), None).write(torch.ones(4, 2))
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,21 @@ from ..errors import ClipUnlearnError
 from ..io import save_with, write_text
 from ..runs.results import RunResults, read_results
 from .html_report import write_html
-from .view import Band, BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Section, Series, Tradeoff, View, format_figure
+from .view import (
+    Band,
+    BarGroup,
+    Bars,
+    Cell,
+    Lines,
+    Mean,
+    Panel,
+    Point,
+    Section,
+    Series,
+    Tradeoff,
+    View,
+    format_figure,
+)
 
 
 def _runs_base(folder: str | os.PathLike[str]) -> Path:
@@ -348,7 +363,8 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
 
 def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     """Per model, each part of a forgetting-depth goal (``suite.DEPTH_GOAL_KEYS``) for the goal's method,
-    met or missed and by how much: means over each method's finished cells."""
+    met or missed and by how much: means over its finished cells; against another method, means over
+    the cells both have finished."""
     goal = table.get("goal") or {}
     rows = _table_rows(df, table)
     if not goal or rows.empty or "audit R" not in rows.columns:
@@ -356,17 +372,15 @@ def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     method, r_max, kept_min = goal["method"], float(goal["r"]), float(goal["kept"])
     lines = [f"Goal: {method}, means over its cells, held-out attacks: R ≤ {r_max:g}; prompts, images and membership "
              f"bring the class back in no cell; every other dataset keeps ≥ {kept_min:g} of its accuracy; Avg. Score "
-             "no worse than the best other method's; R below every other method's.", ""]
+             "no worse than any other method's and R below every other method's, each on the cells both finished.", ""]
     kept_cols = [c for c in rows.columns if c.startswith(_KEPT)]
     for model, of_model in rows.groupby("model", sort=True):
         ours = of_model[of_model["method"] == method]
         if ours.empty:
             lines.append(f"- {model}: {method} not run yet")
             continue
-        means = of_model.groupby("method")[["audit R", "Avg. Score"]].mean()
-        others = means.drop(index=method)
         parts = []
-        r = float(means.loc[method, "audit R"])
+        r = float(ours["audit R"].mean())
         parts.append((r <= r_max, f"R {r:.3f} " + (f"≤ {r_max:g}" if r <= r_max else f"> {r_max:g} by {r - r_max:.3f}")))
         for attack in ("prompts", "images", "mia"):
             column = f"audit {attack} recovered"
@@ -379,13 +393,12 @@ def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
             parts.append((bool(kept.min() >= kept_min),
                           f"worst other dataset {worst[len(_KEPT):]} keeps {kept.min():.3f}"
                           + ("" if kept.min() >= kept_min else f" (< {kept_min:g} by {kept_min - kept.min():.3f})")))
-        if len(others):
-            avg, best = float(means.loc[method, "Avg. Score"]), others["Avg. Score"].idxmin()
-            parts.append((bool(avg <= others.loc[best, "Avg. Score"]),
-                          f"Avg. Score {avg:.3f} against the best other, {best}, {others.loc[best, 'Avg. Score']:.3f}"))
-            lowest = others["audit R"].idxmin()
-            parts.append((bool(r < others.loc[lowest, "audit R"]),
-                          f"R against the lowest other, {lowest}, {others.loc[lowest, 'audit R']:.3f}"))
+        others = sorted(set(of_model["method"]) - {method})
+        for column, name, better, words in (("Avg. Score", "Avg. Score", lambda a, b: a <= b, ("no worse than", "worse than")),
+                                            ("audit R", "R", lambda a, b: a < b, ("below", "not below"))):
+            paired = _paired_means(ours, of_model, others, column)
+            if paired:
+                parts.append(_against_others(name, paired, better, words))
         missed = [text for ok, text in parts if not ok]
         lines.append(f"- {model}: {method} ({len(ours)} cells) " + ("meets the goal: " if not missed else
                      f"misses {len(missed)} of {len(parts)} parts: ") + "; ".join(
@@ -394,6 +407,35 @@ def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
 
 
 _SAME_CELL = ["dataset", "classes", "seed"]  # what makes two methods' cells comparable
+
+
+def _paired_means(ours: pd.DataFrame, rows: pd.DataFrame, others: list[str],
+                  column: str) -> list[tuple[str, int, float, float]]:
+    """For each other method: (method, cells, our mean, its mean) of ``column`` over the cells both have
+    finished (same dataset, classes and seed; a cell without the figure, e.g. not audited yet, left out),
+    so that a method with fewer finished cells is compared on those only."""
+    out = []
+    mine = ours[_SAME_CELL + [column]].dropna()
+    for other in others:
+        theirs = rows.loc[rows["method"] == other, _SAME_CELL + [column]].dropna()
+        both = mine.merge(theirs, on=_SAME_CELL, suffixes=("", " (other)"))
+        if len(both):
+            out.append((other, len(both), float(both[column].mean()), float(both[f"{column} (other)"].mean())))
+    return out
+
+
+def _against_others(name: str, paired: list[tuple[str, int, float, float]],
+                    better: Callable[[float, float], bool], words: tuple[str, str]) -> tuple[bool, str]:
+    """One goal part: ours against each other method on the cells both finished."""
+    def say(p: tuple[str, int, float, float]) -> str:
+        return f"{p[0]} (ours {p[2]:.3f}, theirs {p[3]:.3f}, {p[1]} cell{'' if p[1] == 1 else 's'})"
+
+    losing = [p for p in paired if not better(p[2], p[3])]
+    if losing:
+        return False, f"{name} {words[1]} " + ", ".join(say(p) for p in losing) + " on the cells both finished"
+    closest = min(paired, key=lambda p: abs(p[3] - p[2]))
+    return True, (f"{name} {words[0]} each of {len(paired)} other methods on the cells both finished "
+                  f"(closest: {say(closest)})")
 
 
 def claim_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:

@@ -25,7 +25,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -87,7 +86,7 @@ class FeatureFile:
         return self.rows(0, len(self))
 
 
-Features = Union[torch.Tensor, FeatureFile]
+Features = torch.Tensor | FeatureFile
 
 
 def feature_chunks(features: Features, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
