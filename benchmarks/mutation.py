@@ -43,6 +43,29 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.metrics.scores.x_ratio_score__mutmut_19":
         "the target term's upper clip min(1, ·) → min(2, ·): 1 − AF/BF exceeds 1 only for AF < 0, which "
         "_accuracy refuses before, so the clip never binds",
+    "clipunlearn.metrics.scores.x__accuracy__mutmut_23":
+        "the percentage hint's lower bound 1.0 < value → 1.0 <= value: the hint is computed only for a value "
+        "outside [0, 1], and 1.0 is inside",
+    **{f"clipunlearn.metrics.relearning.x_relearning_score__mutmut_{i}":
+       "the forgotten model's label in _total (None or another string): _total reads it only in the errors of a "
+       "count or length check, and the forgotten model is checked against nothing (n and length None)"
+       for i in (10, 15, 16)},
+    "clipunlearn.metrics.relearning.x_relearning_score__mutmut_49": 'float("NAN") is float("nan")',
+    "clipunlearn.metrics.retrieval.x_precision_at_k__mutmut_14":
+        "mean over all cells instead of the mean of row means: the rows have equal length (k), so both are the "
+        "same mean (up to the last bit of rounding, which no tolerance can pin)",
+    "clipunlearn.metrics.retrieval.x_precision_at_k_per_class__mutmut_19":
+        "as x_precision_at_k__mutmut_14: rows of equal length k",
+    "clipunlearn.metrics.retrieval.x__hits__mutmut_31":
+        "argsort without axis=1: the default is the last axis, which is axis 1 of the 2-D similarity",
+    "clipunlearn.metrics.retrieval.x__hits__mutmut_36":
+        'kind="STABLE": numpy reads the sort kind by its first letter, case-insensitively, so it is the stable sort',
+    "clipunlearn.metrics.retrieval.x__labels__mutmut_13":
+        'dtype kinds "XXiuUXX" instead of "iuU": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.retrieval.x__similarity__mutmut_21":
+        'dtype kinds "XXbiufXX" instead of "biuf": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.retrieval.x_finite_numeric__mutmut_4":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
 }
 
 
