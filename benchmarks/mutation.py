@@ -66,6 +66,11 @@ EQUIVALENT: dict[str, str] = {
         'dtype kinds "XXbiufXX" instead of "biuf": no numpy dtype has kind "X", so the same dtypes pass',
     "clipunlearn.metrics.retrieval.x_finite_numeric__mutmut_4":
         "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.metrics.sensitivity.x_sensitivity_analysis__mutmut_37": 'float("NAN") is float("nan")',
+    "clipunlearn.metrics.sensitivity.x__logits__mutmut_26":
+        'dtype kinds "XXiufXX" instead of "iuf": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.sensitivity.x__labels__mutmut_12":
+        'dtype kinds "XXiuXX" instead of "iu": no numpy dtype has kind "X", so the same dtypes pass',
 }
 
 

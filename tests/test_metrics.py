@@ -452,3 +452,40 @@ def test_an_unreadable_input_is_named_with_the_fix(args, kwargs, message):
 ])
 def test_each_precision_error_names_the_problem_and_the_fix(args, kwargs, message):
     assert _message(precision_at_k, *args, **kwargs) == message
+
+
+def test_sensitivity_share_at_rank_2_or_3_leaves_out_rank_4():
+    before = np.array([[5.0, 0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0, 0.0]])
+    after = np.array([[1.0, 2.0, 3.0, 4.0, 0.0],   # true class 0 below three classes: rank 4
+                      [2.0, 3.0, 4.0, 0.0, 1.0]])  # below two: rank 3
+    result = sensitivity_analysis(before, after, [0, 0])
+    assert (result["n_turned_wrong"], result["share_rank1"], result["share_rank_le2"]) == (2, 0.0, 0.5)
+    # gaps 3 and 2 over the population std of 0..4, which is sqrt(2)
+    assert result["mean_std_logit_gap"] == pytest.approx((3 / math.sqrt(2) + 2 / math.sqrt(2)) / 2)
+
+
+def test_sensitivity_with_two_classes():
+    result = sensitivity_analysis([[2.0, 1.0]], [[1.0, 2.0]], [0])
+    assert result == {"n_turned_wrong": 1, "share_rank1": 1.0, "share_rank_le2": 1.0,
+                      "mean_std_logit_gap": 2.0}  # gap 1 over std([1, 2]) = 0.5
+
+
+@pytest.mark.parametrize("before, after, labels, message", [
+    (np.zeros((0, 3)), np.zeros((0, 3)), [], "logits_before must have shape (n_images, n_classes) with at least "
+     "one image and two classes, got (0, 3). Stack one row of class logits per image."),
+    (np.zeros((2, 3)), np.zeros((2, 1)), [0, 0], "logits_after must have shape (n_images, n_classes) with at "
+     "least one image and two classes, got (2, 1). Stack one row of class logits per image."),
+    (np.full((1, 2), "a"), np.zeros((1, 2)), [0], "logits_before must be numeric, got dtype <U1."),
+    (np.zeros((1, 2)), [[0.0, np.inf]], [0], "logits_after holds NaN or infinite values. Check the model's "
+     "outputs (a NaN weight after training gives NaN logits)."),
+])
+def test_each_sensitivity_error_names_the_logits_and_the_fix(before, after, labels, message):
+    assert _message(sensitivity_analysis, before, after, labels) == message
+
+
+def test_unreadable_sensitivity_inputs_are_named():
+    for args, what in [(([[0.0, 1.0], [2.0]], np.zeros((2, 2)), [0, 1]), "logits_before"),
+                       ((np.zeros((2, 2)), [[0.0, 1.0], [2.0]], [0, 1]), "logits_after"),
+                       ((np.zeros((2, 2)), np.zeros((2, 2)), [[0], [0, 1]]), "labels")]:
+        got = _message(sensitivity_analysis, *args)
+        assert got.startswith(f"{what} cannot be read as an array (") and got.endswith("). Pass a numpy array.")
