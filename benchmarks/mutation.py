@@ -36,6 +36,13 @@ MODULES: dict[str, list[str]] = {
     "audit/verdict.py": ["tests/test_audit.py", "tests/test_pins_audit.py", "tests/test_suite_audit.py"],
     "benchmark/report.py": ["tests/test_benchmark.py", "tests/test_pins_report.py", "tests/test_suite_audit.py",
                             "tests/test_html_report.py"],
+    # the three below: only the fast tests that reach them (each test runs under every mutant it covers; the
+    # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
+    "runs/pipeline.py": ["tests/test_pins_results.py"],
+    "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
+    "training/loop.py": ["tests/test_training_loop.py",
+                         "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
+                         "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original
