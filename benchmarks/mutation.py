@@ -78,6 +78,17 @@ EQUIVALENT: dict[str, str] = {
         'dtype kinds "XXiufXX" instead of "iuf": no numpy dtype has kind "X", so the same dtypes pass',
     "clipunlearn.metrics.sensitivity.x__labels__mutmut_12":
         'dtype kinds "XXiuXX" instead of "iu": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.evaluation.forgetting.x_error_analysis__mutmut_33":
+        "with no image turned wrong, the first two kept images instead of the first one: the analysis of any kept "
+        "images none of which turned wrong is the same (0 turned wrong, no shares, no gap)",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_39":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_43":
+        "a query's own similarity set to the minimum − 2 instead of − 1: either is below every other similarity "
+        "of its row, so it ranks last either way",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_67":
+        "sampling when the other rows number exactly max_other_queries (>=): a sample of all of them, sorted, is "
+        "all of them in order",
 }
 
 
