@@ -111,6 +111,8 @@ def mutate(module: str, tests: list[str], scratch: Path) -> dict:
         (clone / "shared").symlink_to(data)
     config = ("\n[tool.mutmut]\nsource_paths = [\"src/\"]\n"
               f"only_mutate = [\"src/clipunlearn/{module}\"]\n"
+              # tests that read the docs (e.g. every column documented) or a script run from mutants/
+              + "also_copy = [\"docs/\", \"benchmarks/\", \"README.md\"]\n"
               f"pytest_add_cli_args_test_selection = {tests!r}\n".replace("'", '"')
               + "pytest_add_cli_args = [\"-n\", \"0\", \"-p\", \"no:cacheprovider\", \"-q\"]\n")
     with open(clone / "pyproject.toml", "a", encoding="utf-8") as f:
