@@ -31,7 +31,9 @@ MODULES: dict[str, list[str]] = {
     "metrics/relearning.py": ["tests/test_metrics_relearning.py", "tests/test_properties.py"],
     "metrics/sensitivity.py": ["tests/test_metrics.py"],
     "evaluation/forgetting.py": ["tests/test_evaluation.py", "tests/test_pins_evaluation.py"],
-    "runs/results.py": ["tests/test_pins_results.py", "tests/test_query.py"],
+    # the reader's own tests; test_pins_results' two forget runs (5 s each) pin the pipeline's writing
+    "runs/results.py": ["tests/test_results_reader.py", "tests/test_query.py",
+                        "tests/test_pins_results.py::test_the_reader_keeps_each_before_and_after_where_it_was_written"],
     # the audit's unit tests only: its end-to-end tests (an audit of a trained run, 5-10 s each) reach every
     # function, and under ~500 mutants would take hours
     "audit/scores.py": [f"tests/test_audit.py::{t}" for t in (
