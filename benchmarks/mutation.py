@@ -52,7 +52,7 @@ MODULES: dict[str, list[str]] = {
     # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
     "runs/pipeline.py": ["tests/test_pins_results.py"],
     "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
-    "training/loop.py": ["tests/test_training_loop.py",
+    "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
                          "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
                          "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
 }
