@@ -6,12 +6,14 @@ by hand."""
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 
 import pytest
 import torch
 
 from clipunlearn.errors import NotEnoughMemoryError, TrainingError
+from clipunlearn.precision import computing
 from clipunlearn.training import KeepRule, Loop, OptimConfig, Stage, StopRule, Trace, make_stages, run_loop
 from clipunlearn.training.lora import LoraSpec
 
@@ -96,8 +98,8 @@ def test_trace_epochs_and_stage_reached_are_the_largest_recorded():
 
 def test_sgd_steps_by_hand_and_metrics_averaged_over_an_epochs_steps():
     clip = _Tiny()
-    trace = run_loop(clip, Loop(towers={"image": [W, B]}, optim=_sgd(0.5), max_epochs=2, steps_per_epoch=2),
-                     _step(clip, lambda stage, epoch, s: {"s": s + 10 * epoch}))
+    trace = run_loop(clip, Loop(towers={"image": [W, B]}, optim=_sgd(0.5), max_epochs=2, steps_per_epoch=2,
+                                stages=[Stage(3)]), _step(clip, lambda stage, epoch, s: {"s": s + 10 * epoch}))
     # four steps of w -= 0.5 · (1, 1) and b -= 0.5: w (1, 2) → (−1, 0), and y = w·x + b before each step
     # falls by 1.5: 3, 1.5 (epoch 1: mean 2.25), 0, −1.5 (epoch 2: mean −0.75)
     assert clip.w() == [-1.0, 0.0] and clip.model[0].bias.item() == -2.0
@@ -105,7 +107,7 @@ def test_sgd_steps_by_hand_and_metrics_averaged_over_an_epochs_steps():
     assert trace.steps[0] == {"epoch": 0, "kept": None}
     assert trace.stopped_because == "reached max_epochs (2)" and trace.kept_any_step
     assert trace.changed_tensors == [W, B] and trace.steps[1]["selected"] == [W, B]
-    assert trace.steps[1]["stage"] == 0 and trace.seconds > 0
+    assert trace.steps[1]["stage"] == 3 and trace.seconds > 0
 
 
 def test_an_epoch_is_kept_only_when_strictly_below_the_best_so_far():
@@ -124,7 +126,8 @@ def test_an_epoch_is_kept_only_when_strictly_below_the_best_so_far():
 def test_a_given_start_is_the_first_best():
     clip = _Tiny()
     loop = Loop(towers={"image": [W]}, optim=_sgd(0.5), max_epochs=1, keep=KeepRule("m", start=0.75))
-    trace = run_loop(clip, loop, _step(clip), measure=lambda: {"m": 0.75})
+    values = iter([2.0, 0.75])  # measured before training (not the first best: the start is), then epoch 1
+    trace = run_loop(clip, loop, _step(clip), measure=lambda: {"m": next(values)})
     assert trace.steps[1]["kept"] is False and not trace.kept_any_step and clip.w() == [1.0, 2.0]
     assert trace.changed_tensors == [] and trace.stopped_because == "stages exhausted"
 
@@ -162,7 +165,7 @@ def test_a_non_finite_loss_names_the_epoch_and_stage():
     clip = _Tiny()
     loop = Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=3,
                 stages=[Stage(4, values={"sigma": 0.5})])
-    calls = iter([1.0, math.inf])
+    calls = iter([1.0, math.inf, math.nan])
 
     def step(stage, epoch, s):
         return clip.model(X).sum() * next(calls), {}
@@ -172,6 +175,10 @@ def test_a_non_finite_loss_names_the_epoch_and_stage():
     assert str(e.value) == ("The loss became inf at epoch 2, stage 4 {'sigma': 0.5}; the original model is kept. "
                             "Lower the learning rate or the perturbation.")
     assert clip.w() == [1.0, 2.0]
+    with pytest.raises(TrainingError) as e:  # a stage without values
+        run_loop(clip, Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1), step)
+    assert str(e.value) == ("The loss became nan at epoch 1, stage 0 ; the original model is kept. Lower the "
+                            "learning rate or the perturbation.")
 
 
 @pytest.mark.parametrize("loop, message", [
@@ -223,3 +230,61 @@ def test_an_error_other_than_out_of_memory_passes_through():
 
     with pytest.raises(RuntimeError, match="^shapes do not match$"):
         run_loop(clip, Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1), step)
+
+
+def test_the_step_gets_its_stage_and_a_keep_rule_may_read_a_step_metric():
+    """No measure: the first best is +inf, so the first epoch is kept; the step's metric is the stage's value."""
+    clip = _Tiny()
+    loop = Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=3, keep=KeepRule("v"),
+                stages=[Stage(0, values={"v": 5.0}), Stage(1, values={"v": 1.0})])
+    trace = run_loop(clip, loop, _step(clip, lambda stage, epoch, s: {"v": stage.values["v"]}))
+    # epoch 1 (stage 0, v 5) kept against +inf; epoch 2 (v 5 again) reverted: stage 1; epoch 3 (v 1) kept
+    assert [(r["stage"], r["v"], r["kept"]) for r in trace.steps[1:]] == [(0, 5.0, True), (0, 5.0, False),
+                                                                          (1, 1.0, True)]
+
+
+def test_selected_is_every_tensor_a_step_of_the_epoch_updated_and_only_those():
+    """Step 0 of epoch 1 reaches only the weight, step 1 only the bias: both selected. Epoch 2 reaches only the
+    weight: the bias's gradient of epoch 1 must not count again (gradients are dropped, not zeroed)."""
+    clip = _Tiny()
+    lin = clip.model[0]
+
+    def step(stage, epoch, s):
+        if epoch == 1 and s == 1:
+            return lin.bias.sum(), {}
+        return (lin.weight @ X.T).sum(), {}
+
+    trace = run_loop(clip, Loop(towers={"image": [W, B]}, optim=_sgd(), max_epochs=2, steps_per_epoch=2), step)
+    assert [r["selected"] for r in trace.steps[1:]] == [[W, B], [W]]
+
+
+def test_a_trace_passed_in_is_extended_and_its_seconds_accumulate():
+    clip = _Tiny()
+    trace = Trace(steps=[{"epoch": 0, "kept": None, "phase": "one"}], seconds=100.0)
+    t0 = time.time()
+    out = run_loop(clip, Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1, phase="two"), _step(clip),
+                   trace=trace)
+    took = time.time() - t0
+    assert out is trace and [r.get("phase") for r in trace.steps] == ["one", "two", "two"]
+    assert 100.0 <= trace.seconds <= 100.0 + took
+
+
+def test_lora_adapters_are_reported_as_their_weight_and_merged_only_when_kept():
+    clip = _Tiny()
+    loop = Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1, lora=LoraSpec(rank=1))
+    trace = run_loop(clip, loop, _step(clip))
+    assert trace.changed_tensors == [W] and trace.steps[1]["selected"] == [W]
+    assert clip.w() != [1.0, 2.0]  # merged into the weight
+    assert [n for n, _ in clip.model.named_parameters()] == [W, B]  # the adapters are gone
+    clip = _Tiny()
+    loop = Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1, lora=LoraSpec(rank=1), keep=KeepRule("m", 0.0))
+    trace = run_loop(clip, loop, _step(clip), measure=lambda: {"m": 1.0})
+    assert clip.w() == [1.0, 2.0] and trace.changed_tensors == []  # reverted: discarded
+    assert [n for n, _ in clip.model.named_parameters()] == [W, B]
+
+
+def test_the_steps_run_under_the_active_precision():
+    clip = _Tiny()
+    with computing("bf16", "cpu"):
+        trace = run_loop(clip, Loop(towers={"image": [W]}, optim=_sgd(), max_epochs=1), _step(clip))
+    assert trace.steps[1]["loss"] == 3.0  # 1 + 2, exact in bfloat16
