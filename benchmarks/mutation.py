@@ -41,7 +41,7 @@ MODULES: dict[str, list[str]] = {
         "test_membership_aucs_match_sklearn_and_see_a_loss_gap", "test_membership_scores_and_kl",
         "test_resampled_auc_is_the_mann_whitney_statistic_of_the_drawn_sample",
         "test_the_bootstrap_interval_has_the_width_the_sample_sizes_give")],
-    "audit/verdict.py": [f"tests/test_audit.py::{t}" for t in (
+    "audit/verdict.py": ["tests/test_verdict_lines.py"] + [f"tests/test_audit.py::{t}" for t in (
         "test_verdict_thresholds", "test_prompts_and_images_are_judged_against_the_oracles_best_under_the_same_attack",
         "test_the_membership_verdict_reads_the_interval_against_its_reference",
         "test_the_oracle_verdict_judges_the_class_and_the_rest_apart")]
