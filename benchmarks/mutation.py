@@ -5,7 +5,9 @@
 
 Each module is mutated in a scratch clone of the repository's committed HEAD (nothing in the working
 tree changes; mutmut's `mutants/` folder stays in the clone) and run against the tests that cover it
-(``MODULES``). The page gives, per module, the mutants killed, the survivors judged equivalent (with the
+(``MODULES``). Each module's result is kept beside the page (``mutation.json`` for ``mutation.md``): a
+run of some modules (``--modules``) updates their rows and keeps the others, each row naming the commit
+it was made on (and whether the module or its tests changed since); ``--fresh`` starts the page anew. The page gives, per module, the mutants killed, the survivors judged equivalent (with the
 reason, from ``EQUIVALENT``: a survivor is equivalent when no test could tell it from the original, e.g.
 a default argument the callers always pass) and the score: killed / (all − equivalent). The other
 survivors are listed with their diff: each is a behaviour no test pins. Slow (minutes per module on
@@ -14,6 +16,7 @@ survivors are listed with their diff: each is a behaviour no test pins. Slow (mi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -131,11 +134,12 @@ def _run(cmd: list[str], cwd: Path, timeout: float | None = None) -> str:
     return done.stdout
 
 
-def mutate(module: str, tests: list[str], scratch: Path) -> dict:
-    """Clone HEAD into ``scratch``, configure mutmut for ``module`` and its ``tests``, run it, and read
+def mutate(module: str, tests: list[str], scratch: Path, commit: str) -> dict:
+    """Clone ``commit`` into ``scratch``, configure mutmut for ``module`` and its ``tests``, run it, and read
     each mutant's status (and the survivors' diffs)."""
     clone = scratch / module.replace("/", "_").removesuffix(".py")
     _run(["git", "clone", "-q", str(ROOT), str(clone)], scratch)
+    _run(["git", "checkout", "-q", commit], clone)  # the commit the run started on, whatever was committed since
     data = ROOT.parent / "shared"  # the tests read ../shared/data beside the checkout: mutmut runs them
     if data.is_dir():  # from clone/mutants/tests, so ../shared there is clone/shared
         (clone / "shared").symlink_to(data)
@@ -158,7 +162,8 @@ def mutate(module: str, tests: list[str], scratch: Path) -> dict:
             status[m.group(1)] = m.group(2).strip()
     diffs = {name: _diff(_run([sys.executable, "-m", "mutmut", "show", name], clone))
              for name, s in status.items() if s in NOT_KILLED}
-    return {"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds}
+    return {"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds,
+            "commit": commit[:7]}
 
 
 def _diff(shown: str) -> str:
@@ -166,17 +171,26 @@ def _diff(shown: str) -> str:
                      and not line.startswith(("---", "+++")))
 
 
-def page(results: list[dict], commit: str, command: str) -> str:
+def _changed_since(r: dict) -> bool:
+    """Whether the module or its covering test files differ between the row's commit and HEAD."""
+    paths = [f"src/clipunlearn/{r['module']}", *sorted({t.split("::")[0] for t in r["tests"]})]
+    return bool(_run(["git", "diff", "--name-only", r["commit"], "HEAD", "--", *paths], ROOT).strip())
+
+
+def page(results: list[dict], commands: list[str]) -> str:
+    commits = sorted({r["commit"] for r in results})
+    made = (f"on commit `{commits[0]}`" if len(commits) == 1 else
+            "on the commit each row names (a module is rerun alone with `--modules`; its row keeps the others)")
     lines = ["# Mutation testing", "",
-             f"Made by `{command}` on commit `{commit}` (mutmut; `benchmarks/mutation.py` says how). Score = "
-             "killed / (mutants − survivors judged equivalent); a killed mutant is one that made a covering "
-             "test fail (or time out).", ""]
+             "Made by " + ", then ".join(f"`{c}`" for c in commands) + f" {made} (mutmut; `benchmarks/mutation.py` "
+             "says how). Score = killed / (mutants − survivors judged equivalent); a killed mutant is one that made a "
+             "covering test fail (or time out); a survivor is one no covering test failed on, or that none runs.", ""]
     missing = [m for m in MODULES if m not in {r["module"] for r in results}]
     if missing:
         lines += [f"This page covers {len(results)} of the {len(MODULES)} modules of `MODULES`; not run: "
                   + ", ".join(f"`{m}`" for m in missing) + ".", ""]
-    lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes | commit |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         st = r["status"].values()
         killed = sum(s in ("killed", "timeout") for s in st)
@@ -184,8 +198,10 @@ def page(results: list[dict], commit: str, command: str) -> str:
         others = [n for n, s in r["status"].items() if s in NOT_KILLED and n not in EQUIVALENT]
         judged = len(r["status"]) - len(equivalent)
         score = f"{killed / judged:.0%}" if judged else "–"
+        stale = " (module or tests changed since)" if _changed_since(r) else ""
         lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {len(r['status'])} | "
-                     f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} |")
+                     f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} | "
+                     f"`{r['commit']}`{stale} |")
     for r in results:
         survivors = [n for n, s in r["status"].items() if s in NOT_KILLED]
         if not survivors:
@@ -202,7 +218,9 @@ def page(results: list[dict], commit: str, command: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", help="comma-separated modules under src/clipunlearn (default: all of MODULES)")
-    ap.add_argument("--page", required=True, help="the markdown page to write")
+    ap.add_argument("--page", required=True, help="the markdown page to write (its results are kept beside it, "
+                    "in the same name with .json: a later run of some modules updates their rows only)")
+    ap.add_argument("--fresh", action="store_true", help="forget the kept results: the page holds this run only")
     args = ap.parse_args()
     try:
         import mutmut  # noqa: F401
@@ -213,20 +231,27 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown module(s) {unknown}: known are {', '.join(MODULES)} (add its covering tests "
                          "to MODULES first)")
-    commit = _run(["git", "rev-parse", "--short", "HEAD"], ROOT).strip()
+    commit = _run(["git", "rev-parse", "HEAD"], ROOT).strip()
+    out = Path(args.page)
+    kept = out.with_suffix(".json")  # every module's last result, so that a run of some modules keeps the others
+    previous = {} if args.fresh or not kept.is_file() else json.loads(kept.read_text(encoding="utf-8"))
+    command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
+        f" --page {args.page}"
     results = []
     with tempfile.TemporaryDirectory(prefix="clipunlearn-mutation-") as tmp:
         for module in modules:
             print(f"{module}: mutating ...", flush=True)
-            results.append(mutate(module, MODULES[module], Path(tmp)))
+            results.append({**mutate(module, MODULES[module], Path(tmp), commit), "command": command})
             r = results[-1]
             print(f"{module}: {len(r['status'])} mutants, {len(r['diffs'])} not killed, {r['seconds']:.0f}s", flush=True)
-    command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
-        f" --page {args.page}"
-    out = Path(args.page)
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_text(page(results, commit, command), encoding="utf-8")
-    tmp_out.replace(out)
+    rows = {**previous["modules"], **{r["module"]: r for r in results}} if previous else {r["module"]: r for r in results}
+    ordered = [rows[m] for m in MODULES if m in rows]
+    commands = list(dict.fromkeys(r["command"] for r in ordered))
+    for path, text in ((kept, json.dumps({"modules": rows}, indent=1, ensure_ascii=False) + "\n"),
+                       (out, page(ordered, commands))):
+        tmp_out = path.with_name(path.name + ".tmp")
+        tmp_out.write_text(text, encoding="utf-8")
+        tmp_out.replace(path)
     print(f"written to {out}")
     return 0
 
