@@ -39,7 +39,7 @@ MODULES: dict[str, list[str]] = {
                         "tests/test_pins_results.py::test_the_reader_keeps_each_before_and_after_where_it_was_written"],
     # the audit's unit tests only: its end-to-end tests (an audit of a trained run, 5-10 s each) reach every
     # function, and under ~500 mutants would take hours
-    "audit/scores.py": [f"tests/test_audit.py::{t}" for t in (
+    "audit/scores.py": ["tests/test_audit_scores_rules.py"] + [f"tests/test_audit.py::{t}" for t in (
         "test_probe_auc_is_high_on_separable_features_and_chance_on_random_ones",
         "test_membership_aucs_match_sklearn_and_see_a_loss_gap", "test_membership_scores_and_kl",
         "test_resampled_auc_is_the_mann_whitney_statistic_of_the_drawn_sample",
@@ -118,6 +118,12 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_67":
         "sampling when the other rows number exactly max_other_queries (>=): a sample of all of them, sorted, is "
         "all of them in order",
+    "clipunlearn.audit.scores.x__draw_counts__mutmut_6":
+        "rng.integers(n, size=...) instead of rng.integers(0, n, size=...): both draw from [0, n), the same numbers "
+        "from the same generator",
+    **{f"clipunlearn.audit.scores.x_probe_auc__mutmut_{i}":
+       "the logistic regression's random_state (its default 1, None, or left out): the default lbfgs solver does "
+       "not use it (sklearn: only sag, saga and liblinear shuffle)" for i in (1, 24, 27)},
 }
 
 
