@@ -408,3 +408,83 @@ def test_error_analysis_goes_on_past_a_set_without_kept_images():
     assert out["b"] == {"n_turned_wrong": 1, "share_rank1": 1.0, "share_rank_le2": 1.0,
                         "mean_std_logit_gap": 2.0}  # (2 − 1) / std([1, 2]) = 1 / 0.5
     assert out["pooled"] == out["b"]
+
+
+# ----------------------------------------------------------------- accuracies, Avg. Score and template change by hand
+
+
+class _Predicts:
+    """An evaluator whose model predicts given classes: ``predictions[(dataset, template)]`` (template None:
+    the dataset's own); it records each evaluation asked for."""
+
+    def __init__(self, predictions):
+        self.predictions, self.calls = predictions, []
+
+    def evaluate(self, images, templates=None):
+        from clipunlearn.evaluation.zeroshot import EvalResult
+
+        key = (images.name, None if templates is None else tuple(templates))
+        self.calls.append(key)
+        pred = self.predictions.get(key, self.predictions.get((images.name, "any")))
+        logits = np.eye(len(images.classnames))[pred]
+        return EvalResult(images.name, images.classnames, np.asarray(images.labels), logits)
+
+
+def _sets():
+    from clipunlearn.data import ImageSet
+
+    return (ImageSet("a", "test", ["x", "y", "z"], [0, 0, 1, 1, 2, 2], "mem"),
+            ImageSet("b", "test", ["u", "v"], [0, 1], "mem"))
+
+
+def test_accuracies_by_hand():
+    from clipunlearn.evaluation.forgetting import Targets, accuracies, evaluate_all
+
+    a, b = _sets()
+    ev = _Predicts({("a", None): [0, 1, 1, 1, 2, 0], ("b", None): [0, 0]})
+    # a: x right once of 2, y twice of 2, z once of 2; b: u right, v wrong
+    assert accuracies(ev, Targets(a, [0], [b])) == {"target": 0.5, "per_target": {"x": 0.5}, "other_classes": 0.75,
+                                                    "datasets": {"b": 0.5}}
+    assert accuracies(ev, Targets(a, [0, 2], [b])) == {"target": 0.5, "per_target": {"x": 0.5, "z": 0.5},
+                                                       "other_classes": 1.0, "datasets": {"b": 0.5}}
+    assert accuracies(ev, Targets(a, [1], [])) == {"target": 1.0, "per_target": {"y": 1.0}, "other_classes": 0.5,
+                                                   "datasets": {}}
+    ev.calls.clear()
+    results = evaluate_all(ev, Targets(a, [0], [b]), ["t {}"])
+    assert list(results) == ["a", "b"] and ev.calls == [("a", ("t {}",)), ("b", ("t {}",))]
+    ev.calls.clear()
+    ev2 = _Predicts({("a", None): [0, 0, 1, 1, 2, 2], ("b", None): [0, 1]})
+    given = evaluate_all(ev2, Targets(a, [0], [b]))
+    assert accuracies(ev, Targets(a, [0], [b]), results=given) == {
+        "target": 1.0, "per_target": {"x": 1.0}, "other_classes": 1.0, "datasets": {"b": 1.0}}
+    assert ev.calls == []  # the results given are read, nothing evaluated again
+
+
+def test_template_change_is_the_mean_over_the_templates_by_hand():
+    from clipunlearn.data import CHANGED_TEMPLATES
+    from clipunlearn.evaluation.forgetting import Targets, template_change
+
+    a, b = _sets()
+    ev = _Predicts({("a", ("t1 {}",)): [0, 0, 1, 1, 2, 2], ("b", ("t1 {}",)): [0, 1],  # every image right
+                    ("a", ("t2 {}",)): [0, 1, 0, 1, 0, 1], ("b", ("t2 {}",)): [1, 1]})
+    # t2: x right once of 2, y once of 2, z never; b: v only
+    out = template_change(ev, Targets(a, [0], [b]), ["t1 {}", "t2 {}"])
+    assert out == {"templates": ["t1 {}", "t2 {}"], "target": 0.75, "per_target": {"x": 0.75},
+                   "other_classes": 0.625, "datasets": {"b": 0.75}}
+    assert ev.calls == [("a", ("t1 {}",)), ("b", ("t1 {}",)), ("a", ("t2 {}",)), ("b", ("t2 {}",))]
+    ev = _Predicts({("a", "any"): [0, 0, 1, 1, 2, 2], ("b", "any"): [0, 1]})
+    assert template_change(ev, Targets(a, [0], [b]))["templates"] == list(CHANGED_TEMPLATES)
+    assert [t for _, (t,) in ev.calls] == [t for t in CHANGED_TEMPLATES for _ in range(2)]
+
+
+def test_the_run_score_leaves_out_columns_never_recognised():
+    from clipunlearn.evaluation.forgetting import score
+
+    before = {"target": 0.8, "other_classes": 0.6, "datasets": {"b": 0.5, "c": 0.0}}
+    after = {"target": 0.2, "other_classes": 0.3, "datasets": {"b": 0.6, "c": 0.1}}
+    # (0.2/0.8 + (0.6 − 0.3)/0.6 + max(0, (0.5 − 0.6)/0.5)) / 3, c (before 0) left out
+    got, excluded = score(before, after)
+    assert got == pytest.approx((0.25 + 0.5 + 0.0) / 3, abs=1e-12) and excluded == ["c"]
+    assert score({**before, "target": 0.0}, after) == (None, ["target", "c"])
+    got, excluded = score({**before, "other_classes": 0.0, "datasets": {"b": 0.5}}, after)
+    assert got == pytest.approx((0.25 + 0.0) / 2, abs=1e-12) and excluded == ["other_classes"]
