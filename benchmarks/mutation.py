@@ -124,6 +124,14 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.audit.scores.x_probe_auc__mutmut_{i}":
        "the logistic regression's random_state (its default 1, None, or left out): the default lbfgs solver does "
        "not use it (sklearn: only sag, saga and liblinear shuffle)" for i in (1, 24, 27)},
+    **{f"clipunlearn.audit.scores.x_classifier_auc__mutmut_{i}":
+       "the SVC's kernel='rbf' or gamma='scale' left out: those are sklearn's defaults" for i in (46, 47)},
+    **{f"clipunlearn.audit.scores.x_mean_kl__mutmut_{i}":
+       "the logits' float64 conversion in mean_kl (dtype None or left out): they are read only for their shape and "
+       "by softmax, which converts them to float64 itself" for i in (3, 5, 7, 9)},
+    **{f"clipunlearn.audit.scores.x_threshold_auc_intervals__mutmut_{i}":
+       "each model's losses stacked without the float64 conversion: bootstrap_threshold_auc converts the stack to "
+       "float64 itself, and no loss is negated or compared before" for i in (24, 26)},
 }
 
 

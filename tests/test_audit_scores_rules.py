@@ -152,3 +152,41 @@ def test_the_classifier_attack_defaults_to_seed_0_and_5_folds():
     assert default == classifier_auc(member, feats, seed=0, folds=5)
     # other folds or another seed give other numbers on these features: the defaults are pinned
     assert default != classifier_auc(member, feats, seed=1) and default != classifier_auc(member, feats, folds=6)
+
+
+def test_the_classifier_attack_is_an_rbf_svc_with_c_3_on_standardised_features():
+    """A second computation with sklearn, as the docstring states it (SalUn's SVC attack): features on scales
+    100 apart, so that leaving out the scaler, another C or hard predictions instead of decision values give
+    another number (0.59, 0.90, 0.80 here)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(9)
+    member = np.r_[np.ones(15, int), np.zeros(15, int)]
+    feats = rng.normal(size=(30, 3)) * np.array([1.0, 100.0, 0.01])
+    feats[:, 0] += member
+    feats[:, 2] += 0.01 * member
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    values = cross_val_predict(make_pipeline(StandardScaler(), SVC(C=3.0, kernel="rbf", gamma="scale")), feats, member,
+                               cv=folds, method="decision_function")
+    assert classifier_auc(member, feats) == roc_auc_score(member, values)
+
+
+def test_the_probe_weighs_the_classes_balanced():
+    """Six images of the class among 66: a probe with balanced class weights (the second computation) ranks
+    the test images otherwise than an unweighted one (0.8200 vs 0.8225 here)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(9)
+    rng.normal(size=(30, 3))  # the draws of the test above, so that these features are the ones described
+    y_train, y_test = np.r_[np.ones(6), np.zeros(60)], np.r_[np.ones(10), np.zeros(40)]
+    x_train, x_test = rng.normal(size=(66, 4)), rng.normal(size=(50, 4))
+    x_train[:, 0] += 1.5 * y_train
+    x_test[:, 0] += 1.5 * y_test
+    x_train[:, 1] += 0.8 * y_train
+    clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x_train, y_train)
+    assert probe_auc(x_train, y_train, x_test, y_test) == roc_auc_score(y_test, clf.decision_function(x_test))
