@@ -160,3 +160,52 @@ def test_thresholds_to_json_holds_every_field():
         "prompts_share": 0.5, "accuracy_margin": 0.05, "images_share": 0.5, "probe_share": 0.9,
         "probe_margin": 0.02, "relearn_r": 0.25, "prototype_share": 0.5, "prototype_k": 5,
         "prototype_margin": 0.05, "oracle_share": 0.1}
+
+
+def test_the_undefined_and_oracle_free_lines_word_for_word():
+    th = Thresholds()
+    results = {
+        # images with an oracle whose best under the augmentations is within 0.05 of the original
+        "images": {"before": 0.8, "augmentations": ["a"], "retrieval": None, "accuracy": {"a": _acc(0.8, 0.3, 0.77)},
+                   "best_after": {"augmentation": "a", "accuracy": _acc(0.8, 0.3, 0.77)}},
+        "prototype": {"accuracy": {"5": _acc(0.8, 0.5, 0.78)}},
+    }
+    assert verdicts(results, th) == [
+        _line("images", "undefined", "0.300 vs before 0.800 and oracle 0.770 (a)",
+              "best augmented accuracy after − oracle's > 0.5 × (before − oracle's), when before exceeds the oracle's "
+              f"by more than 0.05 ({WHY_IMAGES})"),
+        _line("prototype", "undefined", "0.500 vs before 0.800 and oracle 0.780",
+              "prototype accuracy with k=5: after − oracle's > 0.5 × (before − oracle's), when before exceeds the "
+              "oracle's by more than 0.05 (the oracle's features find the class as well: prototypes cannot tell "
+              "knowledge from generic features)"),
+    ]
+    proto = {"prototype": {"accuracy": {"5": _acc(0.8, 0.5)}}}
+    assert verdicts(proto, th) == [_line("prototype", "recovered", "0.500 vs before 0.800",
+                                         "prototype accuracy with k=5 after > 0.5 × before")]
+
+
+def test_the_oracles_run_template_accuracy_is_not_its_best_under_other_prompts():
+    """The oracle is judged by its best over the other prompts; its accuracy with the run's own template
+    (0.7 here, the highest) is not one of them."""
+    fams = [{"family": "run template", "accuracy": _acc(0.9, 0.1, 0.7)},
+            {"family": "synonym", "prompt": "p", "accuracy": _acc(0.9, 0.55, 0.2)}]
+    line = verdicts({"prompts": {"before": 0.8, "families": fams, "best_after": fams[1]}}, Thresholds())[0]
+    assert line["figure"] == "0.550 vs before 0.800 and oracle 0.200 (synonym 'p')"
+    assert line["verdict"] == "recovered"  # kept 0.35 of the 0.6 margin over the oracle's 0.2: more than half
+
+
+def test_a_not_strict_share_scales_the_original():
+    """The probe without an oracle: at least 0.9 × the original's AUC, here 0.9 × 0.5 = 0.45."""
+    assert verdicts({"probe": {"auc": _acc(0.5, 0.45)}}, Thresholds())[0]["verdict"] == "recovered"
+    assert verdicts({"probe": {"auc": _acc(0.5, 0.44)}}, Thresholds())[0]["verdict"] == "did not recover"
+
+
+def test_a_skipped_attack_takes_its_place_in_the_attacks_order():
+    lines = verdicts({"probe": {"auc": _acc(0.5, 0.45)}, "images": {"skipped": "no images"},
+                      "relearning": {"skipped": "no zoo model"}}, Thresholds())
+    assert [v["attack"] for v in lines] == ["images", "probe", "relearning"]
+
+
+def test_an_interval_that_is_not_finite_reads_in_lower_case():
+    assert format_interval([float("-inf"), float("nan")]) == "[-inf, nan]"
+    assert format_interval([float("inf"), float("nan")], signed=True) == "[+inf, +nan]"
