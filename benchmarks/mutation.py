@@ -139,6 +139,12 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.audit.verdict.x_verdicts__mutmut_41":
         'partition("XX XX") instead of partition(" "): only the oracle lines have a space in their name, and ranked '
         "unknown (after every attack) instead of last of ORDER (the oracle) they still come after every other line",
+    "clipunlearn.training.loop.x_run_loop__mutmut_53":
+        'the first best read under "XXXX" instead of "" when the keep rule has no metric: then no epoch is '
+        "reverted and the best is never read (with a metric, both read the metric)",
+    "clipunlearn.training.loop.x_run_loop__mutmut_66":
+        "the parameters and optimiser state saved before every epoch, even when no epoch can be reverted: the copy "
+        "is read only when reverting (costs time, changes no number)",
 }
 
 
