@@ -2,6 +2,7 @@
 
     python benchmarks/mutation.py --page docs/results/mutation.md              # every module below
     python benchmarks/mutation.py --modules metrics/scores.py --page /tmp/m.md  # some of them
+    python benchmarks/mutation.py --rebuild --page docs/results/mutation.md     # the page again, running nothing
 
 Each module is mutated in a scratch clone of the repository's committed HEAD (nothing in the working
 tree changes; mutmut's `mutants/` folder stays in the clone) and run against the tests that cover it
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,8 +191,16 @@ def mutate(module: str, tests: list[str], scratch: Path, commit: str) -> dict:
             status[m.group(1)] = m.group(2).strip()
     diffs = {name: _diff(_run([sys.executable, "-m", "mutmut", "show", name], clone))
              for name, s in status.items() if s in NOT_KILLED}
-    return {"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds,
-            "commit": commit[:7]}
+    return _compact({"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds,
+                     "commit": commit[:7]})
+
+
+def _compact(r: dict) -> dict:
+    """A module's result with the number of mutants per status, and the status of those not killed only."""
+    if "counts" not in r:  # a result kept before counts were
+        r = {**r, "counts": dict(Counter(r["status"].values())),
+             "status": {n: s for n, s in r["status"].items() if s in NOT_KILLED}}
+    return r
 
 
 def _diff(shown: str) -> str:
@@ -219,14 +229,13 @@ def page(results: list[dict], commands: list[str]) -> str:
     lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes | commit |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        st = r["status"].values()
-        killed = sum(s in ("killed", "timeout") for s in st)
+        killed = r["counts"].get("killed", 0) + r["counts"].get("timeout", 0)
         equivalent = [n for n, s in r["status"].items() if s in NOT_KILLED and n in EQUIVALENT]
         others = [n for n, s in r["status"].items() if s in NOT_KILLED and n not in EQUIVALENT]
-        judged = len(r["status"]) - len(equivalent)
+        judged = sum(r["counts"].values()) - len(equivalent)
         score = f"{killed / judged:.0%}" if judged else "–"
         stale = " (module or tests changed since)" if _changed_since(r) else ""
-        lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {len(r['status'])} | "
+        lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {sum(r['counts'].values())} | "
                      f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} | "
                      f"`{r['commit']}`{stale} |")
     for r in results:
@@ -248,12 +257,14 @@ def main() -> int:
     ap.add_argument("--page", required=True, help="the markdown page to write (its results are kept beside it, "
                     "in the same name with .json: a later run of some modules updates their rows only)")
     ap.add_argument("--fresh", action="store_true", help="forget the kept results: the page holds this run only")
+    ap.add_argument("--rebuild", action="store_true", help="run nothing: write the page again from the kept results "
+                    "(e.g. after a survivor was judged equivalent)")
     args = ap.parse_args()
     try:
         import mutmut  # noqa: F401
     except ImportError:
         raise SystemExit('mutmut is not installed: pip install -e ".[mutation]"') from None
-    modules = args.modules.split(",") if args.modules else list(MODULES)
+    modules = [] if args.rebuild else args.modules.split(",") if args.modules else list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         raise SystemExit(f"unknown module(s) {unknown}: known are {', '.join(MODULES)} (add its covering tests "
@@ -262,6 +273,8 @@ def main() -> int:
     out = Path(args.page)
     kept = out.with_suffix(".json")  # every module's last result, so that a run of some modules keeps the others
     previous = {} if args.fresh or not kept.is_file() else json.loads(kept.read_text(encoding="utf-8"))
+    if args.rebuild and not previous:
+        raise SystemExit(f"--rebuild needs the kept results {kept}: run some modules first")
     command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
         f" --page {args.page}"
     results = []
@@ -270,8 +283,10 @@ def main() -> int:
             print(f"{module}: mutating ...", flush=True)
             results.append({**mutate(module, MODULES[module], Path(tmp), commit), "command": command})
             r = results[-1]
-            print(f"{module}: {len(r['status'])} mutants, {len(r['diffs'])} not killed, {r['seconds']:.0f}s", flush=True)
-    rows = {**previous["modules"], **{r["module"]: r for r in results}} if previous else {r["module"]: r for r in results}
+            print(f"{module}: {sum(r['counts'].values())} mutants, {len(r['diffs'])} not killed, {r['seconds']:.0f}s",
+                  flush=True)
+    rows = {m: _compact(r) for m, r in (previous.get("modules") or {}).items()}
+    rows.update({r["module"]: r for r in results})
     ordered = [rows[m] for m in MODULES if m in rows]
     commands = list(dict.fromkeys(r["command"] for r in ordered))
     for path, text in ((kept, json.dumps({"modules": rows}, indent=1, ensure_ascii=False) + "\n"),
