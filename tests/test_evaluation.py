@@ -473,6 +473,9 @@ def test_template_change_is_the_mean_over_the_templates_by_hand():
     assert out == {"templates": ["t1 {}", "t2 {}"], "target": 0.75, "per_target": {"x": 0.75},
                    "other_classes": 0.625, "datasets": {"b": 0.75}}
     assert ev.calls == [("a", ("t1 {}",)), ("b", ("t1 {}",)), ("a", ("t2 {}",)), ("b", ("t2 {}",))]
+    one = template_change(ev, Targets(a, [0], [b]), ["t2 {}"])  # a single template: its accuracies
+    assert one == {"templates": ["t2 {}"], "target": 0.5, "per_target": {"x": 0.5}, "other_classes": 0.25,
+                   "datasets": {"b": 0.5}}
     ev = _Predicts({("a", "any"): [0, 0, 1, 1, 2, 2], ("b", "any"): [0, 1]})
     assert template_change(ev, Targets(a, [0], [b]))["templates"] == list(CHANGED_TEMPLATES)
     assert [t for _, (t,) in ev.calls] == [t for t in CHANGED_TEMPLATES for _ in range(2)]
