@@ -2,10 +2,13 @@
 
     python benchmarks/mutation.py --page docs/results/mutation.md              # every module below
     python benchmarks/mutation.py --modules metrics/scores.py --page /tmp/m.md  # some of them
+    python benchmarks/mutation.py --rebuild --page docs/results/mutation.md     # the page again, running nothing
 
 Each module is mutated in a scratch clone of the repository's committed HEAD (nothing in the working
 tree changes; mutmut's `mutants/` folder stays in the clone) and run against the tests that cover it
-(``MODULES``). The page gives, per module, the mutants killed, the survivors judged equivalent (with the
+(``MODULES``). Each module's result is kept beside the page (``mutation.json`` for ``mutation.md``): a
+run of some modules (``--modules``) updates their rows and keeps the others, each row naming the commit
+it was made on (and whether the module or its tests changed since); ``--fresh`` starts the page anew. The page gives, per module, the mutants killed, the survivors judged equivalent (with the
 reason, from ``EQUIVALENT``: a survivor is equivalent when no test could tell it from the original, e.g.
 a default argument the callers always pass) and the score: killed / (all − equivalent). The other
 survivors are listed with their diff: each is a behaviour no test pins. Slow (minutes per module on
@@ -14,12 +17,14 @@ survivors are listed with their diff: each is a behaviour no test pins. Slow (mi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +36,41 @@ MODULES: dict[str, list[str]] = {
     "metrics/relearning.py": ["tests/test_metrics_relearning.py", "tests/test_properties.py"],
     "metrics/sensitivity.py": ["tests/test_metrics.py"],
     "evaluation/forgetting.py": ["tests/test_evaluation.py", "tests/test_pins_evaluation.py"],
-    "runs/results.py": ["tests/test_pins_results.py", "tests/test_query.py"],
-    "audit/scores.py": ["tests/test_audit.py", "tests/test_pins_audit.py"],
-    "audit/verdict.py": ["tests/test_audit.py", "tests/test_pins_audit.py", "tests/test_suite_audit.py"],
-    "benchmark/report.py": ["tests/test_benchmark.py", "tests/test_pins_report.py", "tests/test_suite_audit.py",
-                            "tests/test_html_report.py"],
+    # the reader's own tests; test_pins_results' two forget runs (5 s each) pin the pipeline's writing
+    "runs/results.py": ["tests/test_results_reader.py", "tests/test_query.py",
+                        "tests/test_pins_results.py::test_the_reader_keeps_each_before_and_after_where_it_was_written"],
+    # the audit's unit tests only: its end-to-end tests (an audit of a trained run, 5-10 s each) reach every
+    # function, and under ~500 mutants would take hours
+    "audit/scores.py": ["tests/test_audit_scores_rules.py"] + [f"tests/test_audit.py::{t}" for t in (
+        "test_probe_auc_is_high_on_separable_features_and_chance_on_random_ones",
+        "test_membership_aucs_match_sklearn_and_see_a_loss_gap", "test_membership_scores_and_kl",
+        "test_resampled_auc_is_the_mann_whitney_statistic_of_the_drawn_sample",
+        "test_the_bootstrap_interval_has_the_width_the_sample_sizes_give")],
+    "audit/verdict.py": ["tests/test_verdict_lines.py"] + [f"tests/test_audit.py::{t}" for t in (
+        "test_verdict_thresholds", "test_prompts_and_images_are_judged_against_the_oracles_best_under_the_same_attack",
+        "test_the_membership_verdict_reads_the_interval_against_its_reference",
+        "test_the_oracle_verdict_judges_the_class_and_the_rest_apart")]
+        + ["tests/test_audit_tasks.py::test_the_verdict_order_is_the_attacks_order_and_the_help_names_the_tasks"],
+    # the report's fast tests: the suites run end to end (test_benchmark's, test_suite_audit's: 10 s to 3 min each)
+    # would run under each of ~2800 mutants, and the HTML report's (1-2 s each, building whole reports) put a run
+    # past an hour on 2 busy cores
+    "benchmark/report.py": ["tests/test_pins_report.py"] + [f"tests/test_benchmark.py::{t}" for t in (
+        "test_claims_are_checked_on_the_cells_all_their_methods_finished",
+        "test_a_bar_verdict_names_the_other_datasets_that_limit_it",
+        "test_rows_with_the_same_figures_in_every_common_cell_are_named",
+        "test_a_subgroup_goal_is_checked_per_setting_against_every_other_method")] + [
+        f"tests/test_suite_audit.py::{t}" for t in (
+            "test_audit_figures_hold_r_and_one_recovered_column_per_judged_attack",
+            "test_the_depth_goal_names_each_part_met_or_missed_with_its_figure",
+            "test_relearning_curves_average_the_attacks_then_the_cells_and_band_the_original_and_oracle",
+            "test_a_depth_goal_needs_method_r_and_kept")],
+    # the three below: only the fast tests that reach them (each test runs under every mutant it covers; the
+    # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
+    "runs/pipeline.py": ["tests/test_pins_results.py"],
+    "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
+    "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
+                         "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
+                         "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original
@@ -43,7 +78,77 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.metrics.scores.x_ratio_score__mutmut_19":
         "the target term's upper clip min(1, ·) → min(2, ·): 1 − AF/BF exceeds 1 only for AF < 0, which "
         "_accuracy refuses before, so the clip never binds",
+    "clipunlearn.metrics.scores.x__accuracy__mutmut_23":
+        "the percentage hint's lower bound 1.0 < value → 1.0 <= value: the hint is computed only for a value "
+        "outside [0, 1], and 1.0 is inside",
+    **{f"clipunlearn.metrics.relearning.x_relearning_score__mutmut_{i}":
+       "the forgotten model's label in _total (None or another string): _total reads it only in the errors of a "
+       "count or length check, and the forgotten model is checked against nothing (n and length None)"
+       for i in (10, 15, 16)},
+    "clipunlearn.metrics.relearning.x_relearning_score__mutmut_49": 'float("NAN") is float("nan")',
+    "clipunlearn.metrics.retrieval.x_precision_at_k__mutmut_14":
+        "mean over all cells instead of the mean of row means: the rows have equal length (k), so both are the "
+        "same mean (up to the last bit of rounding, which no tolerance can pin)",
+    "clipunlearn.metrics.retrieval.x_precision_at_k_per_class__mutmut_19":
+        "as x_precision_at_k__mutmut_14: rows of equal length k",
+    "clipunlearn.metrics.retrieval.x__hits__mutmut_31":
+        "argsort without axis=1: the default is the last axis, which is axis 1 of the 2-D similarity",
+    "clipunlearn.metrics.retrieval.x__hits__mutmut_36":
+        'kind="STABLE": numpy reads the sort kind by its first letter, case-insensitively, so it is the stable sort',
+    "clipunlearn.metrics.retrieval.x__labels__mutmut_13":
+        'dtype kinds "XXiuUXX" instead of "iuU": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.retrieval.x__similarity__mutmut_21":
+        'dtype kinds "XXbiufXX" instead of "biuf": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.retrieval.x_finite_numeric__mutmut_4":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.metrics.sensitivity.x_sensitivity_analysis__mutmut_37": 'float("NAN") is float("nan")',
+    "clipunlearn.metrics.sensitivity.x__logits__mutmut_26":
+        'dtype kinds "XXiufXX" instead of "iuf": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.metrics.sensitivity.x__labels__mutmut_12":
+        'dtype kinds "XXiuXX" instead of "iu": no numpy dtype has kind "X", so the same dtypes pass',
+    "clipunlearn.evaluation.forgetting.x_error_analysis__mutmut_33":
+        "with no image turned wrong, the first two kept images instead of the first one: the analysis of any kept "
+        "images none of which turned wrong is the same (0 turned wrong, no shares, no gap)",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_39":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_43":
+        "a query's own similarity set to the minimum − 2 instead of − 1: either is below every other similarity "
+        "of its row, so it ranks last either way",
+    "clipunlearn.evaluation.forgetting.x_retrieval__mutmut_67":
+        "sampling when the other rows number exactly max_other_queries (>=): a sample of all of them, sorted, is "
+        "all of them in order",
+    "clipunlearn.audit.scores.x__draw_counts__mutmut_6":
+        "rng.integers(n, size=...) instead of rng.integers(0, n, size=...): both draw from [0, n), the same numbers "
+        "from the same generator",
+    **{f"clipunlearn.audit.scores.x_probe_auc__mutmut_{i}":
+       "the logistic regression's random_state (its default 1, None, or left out): the default lbfgs solver does "
+       "not use it (sklearn: only sag, saga and liblinear shuffle)" for i in (1, 24, 27)},
+    **{f"clipunlearn.audit.scores.x_classifier_auc__mutmut_{i}":
+       "the SVC's kernel='rbf' or gamma='scale' left out: those are sklearn's defaults" for i in (46, 47)},
+    **{f"clipunlearn.audit.scores.x_mean_kl__mutmut_{i}":
+       "the logits' float64 conversion in mean_kl (dtype None or left out): they are read only for their shape and "
+       "by softmax, which converts them to float64 itself" for i in (3, 5, 7, 9)},
+    **{f"clipunlearn.audit.scores.x_threshold_auc_intervals__mutmut_{i}":
+       "each model's losses stacked without the float64 conversion: bootstrap_threshold_auc converts the stack to "
+       "float64 itself, and no loss is negated or compared before" for i in (24, 26)},
+    "clipunlearn.audit.verdict.x__best_of_attack__mutmut_39":
+        "strict=True left out: True is _beyond_oracle's default",
+    **{f"clipunlearn.audit.verdict.x__judge__mutmut_{i}":
+       "strict=None instead of strict=False: _share and _beyond_oracle only test it for truth" for i in (151, 176)},
+    "clipunlearn.audit.verdict.x_verdicts__mutmut_41":
+        'partition("XX XX") instead of partition(" "): only the oracle lines have a space in their name, and ranked '
+        "unknown (after every attack) instead of last of ORDER (the oracle) they still come after every other line",
+    "clipunlearn.training.loop.x_run_loop__mutmut_53":
+        'the first best read under "XXXX" instead of "" when the keep rule has no metric: then no epoch is '
+        "reverted and the best is never read (with a metric, both read the metric)",
+    "clipunlearn.training.loop.x_run_loop__mutmut_66":
+        "the parameters and optimiser state saved before every epoch, even when no epoch can be reverted: the copy "
+        "is read only when reverting (costs time, changes no number)",
 }
+
+
+#: mutmut statuses of a mutant that no covering test failed on: it survived, or none of them reaches it
+NOT_KILLED = ("survived", "no tests")
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float | None = None) -> str:
@@ -55,31 +160,55 @@ def _run(cmd: list[str], cwd: Path, timeout: float | None = None) -> str:
     return done.stdout
 
 
-def mutate(module: str, tests: list[str], scratch: Path) -> dict:
-    """Clone HEAD into ``scratch``, configure mutmut for ``module`` and its ``tests``, run it, and read
+def mutate(module: str, tests: list[str], scratch: Path, commit: str) -> dict:
+    """Clone ``commit`` into ``scratch``, configure mutmut for ``module`` and its ``tests``, run it, and read
     each mutant's status (and the survivors' diffs)."""
     clone = scratch / module.replace("/", "_").removesuffix(".py")
     _run(["git", "clone", "-q", str(ROOT), str(clone)], scratch)
+    _run(["git", "checkout", "-q", commit], clone)  # the commit the run started on, whatever was committed since
     data = ROOT.parent / "shared"  # the tests read ../shared/data beside the checkout: mutmut runs them
     if data.is_dir():  # from clone/mutants/tests, so ../shared there is clone/shared
         (clone / "shared").symlink_to(data)
     config = ("\n[tool.mutmut]\nsource_paths = [\"src/\"]\n"
               f"only_mutate = [\"src/clipunlearn/{module}\"]\n"
+              # tests that read the docs (e.g. every column documented) or a script run from mutants/
+              + "also_copy = [\"docs/\", \"benchmarks/\", \"README.md\"]\n"
               f"pytest_add_cli_args_test_selection = {tests!r}\n".replace("'", '"')
               + "pytest_add_cli_args = [\"-n\", \"0\", \"-p\", \"no:cacheprovider\", \"-q\"]\n")
     with open(clone / "pyproject.toml", "a", encoding="utf-8") as f:
         f.write(config)
     start = time.time()
-    _run([sys.executable, "-m", "mutmut", "run"], clone)
+    # one child: the run shares the machine (2 cores) with everything else; MUTMUT_CHILDREN=N for more
+    _run([sys.executable, "-m", "mutmut", "run", "--max-children", os.environ.get("MUTMUT_CHILDREN", "1")], clone)
     seconds = time.time() - start
     status: dict[str, str] = {}
     for line in _run([sys.executable, "-m", "mutmut", "results", "--all", "true"], clone).splitlines():
         m = re.match(r"\s*(\S+): (.+)$", line)
         if m:
             status[m.group(1)] = m.group(2).strip()
-    diffs = {name: _diff(_run([sys.executable, "-m", "mutmut", "show", name], clone))
-             for name, s in status.items() if s == "survived"}
-    return {"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds}
+    shown = [name for name, s in status.items() if s == "survived"]  # a mutant no test runs is listed, not shown
+    diffs = {name: _diff(d) for name, d in json.loads(_run([sys.executable, "-c", _SHOW, *shown], clone)).items()}
+    return _compact({"module": module, "tests": tests, "status": status, "diffs": diffs, "seconds": seconds,
+                     "commit": commit[:7]})
+
+
+def _compact(r: dict) -> dict:
+    """A module's result with the number of mutants per status, and the status of those not killed only."""
+    if "counts" not in r:  # a result kept before counts were
+        r = {**r, "counts": dict(Counter(r["status"].values())),
+             "status": {n: s for n, s in r["status"].items() if s in NOT_KILLED}}
+    return r
+
+
+#: the diffs of the mutants named in argv, as JSON, in one process (``mutmut show`` takes a second a mutant)
+_SHOW = """
+import json, sys
+import mutmut.__main__ as mm
+out = {}
+for name in sys.argv[1:]:
+    out[name] = mm.get_diff_for_mutant(name, path=mm.find_mutant(name).path)
+print(json.dumps(out))
+"""
 
 
 def _diff(shown: str) -> str:
@@ -87,66 +216,98 @@ def _diff(shown: str) -> str:
                      and not line.startswith(("---", "+++")))
 
 
-def page(results: list[dict], commit: str, command: str) -> str:
+def _changed_since(r: dict) -> bool:
+    """Whether the module or its covering test files differ between the row's commit and HEAD."""
+    paths = [f"src/clipunlearn/{r['module']}", *sorted({t.split("::")[0] for t in r["tests"]})]
+    return bool(_run(["git", "diff", "--name-only", r["commit"], "HEAD", "--", *paths], ROOT).strip())
+
+
+def page(results: list[dict], commands: list[str]) -> str:
+    commits = sorted({r["commit"] for r in results})
+    made = (f"on commit `{commits[0]}`" if len(commits) == 1 else
+            "on the commit each row names (a module is rerun alone with `--modules`; its row keeps the others)")
     lines = ["# Mutation testing", "",
-             f"Made by `{command}` on commit `{commit}` (mutmut; `benchmarks/mutation.py` says how). Score = "
-             "killed / (mutants − survivors judged equivalent); a killed mutant is one that made a covering "
-             "test fail (or time out).", ""]
+             "Made by " + ", then ".join(f"`{c}`" for c in commands) + f" {made} (mutmut; `benchmarks/mutation.py` "
+             "says how). Score = killed / (mutants − survivors judged equivalent); a killed mutant is one that made a "
+             "covering test fail (or time out); a survivor is one no covering test failed on, or that none runs.", ""]
     missing = [m for m in MODULES if m not in {r["module"] for r in results}]
     if missing:
         lines += [f"This page covers {len(results)} of the {len(MODULES)} modules of `MODULES`; not run: "
                   + ", ".join(f"`{m}`" for m in missing) + ".", ""]
-    lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| module | covering tests | mutants | killed | equivalent | other survivors | score | minutes | commit |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        st = r["status"].values()
-        killed = sum(s in ("killed", "timeout") for s in st)
-        equivalent = [n for n, s in r["status"].items() if s == "survived" and n in EQUIVALENT]
-        others = [n for n, s in r["status"].items() if s == "survived" and n not in EQUIVALENT]
-        judged = len(r["status"]) - len(equivalent)
+        killed = r["counts"].get("killed", 0) + r["counts"].get("timeout", 0)
+        equivalent = [n for n, s in r["status"].items() if s in NOT_KILLED and n in EQUIVALENT]
+        others = [n for n, s in r["status"].items() if s in NOT_KILLED and n not in EQUIVALENT]
+        judged = sum(r["counts"].values()) - len(equivalent)
         score = f"{killed / judged:.0%}" if judged else "–"
-        lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {len(r['status'])} | "
-                     f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} |")
+        stale = " (module or tests changed since)" if _changed_since(r) else ""
+        lines.append(f"| `{r['module']}` | {', '.join(Path(t).name for t in r['tests'])} | {sum(r['counts'].values())} | "
+                     f"{killed} | {len(equivalent)} | {len(others)} | {score} | {r['seconds'] / 60:.1f} | "
+                     f"`{r['commit']}`{stale} |")
     for r in results:
-        survivors = [n for n, s in r["status"].items() if s == "survived"]
+        survivors = [n for n, s in r["status"].items() if s in NOT_KILLED]
         if not survivors:
             continue
         lines += ["", f"## `{r['module']}`: survivors", ""]
         for name in survivors:
+            if r["status"][name] == "no tests" and name not in EQUIVALENT:
+                continue
             why = EQUIVALENT.get(name)
             lines += [f"- `{name}`" + (f" (equivalent: {why})" if why else " (no test tells it apart)"),
-                      "", "  ```diff", *("  " + x for x in r["diffs"][name].splitlines()), "  ```"]
+                      "", "  ```diff", *("  " + x for x in r["diffs"].get(name, "").splitlines()), "  ```"]
+        untested = Counter(n.rpartition("__mutmut_")[0] for n in survivors
+                           if r["status"][n] == "no tests" and n not in EQUIVALENT)
+        if untested:
+            lines += ["", "Mutants that no covering test runs (no test reaches the function), by function:", ""]
+            lines += [f"- `{f}`: {k}" for f, k in untested.items()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", help="comma-separated modules under src/clipunlearn (default: all of MODULES)")
-    ap.add_argument("--page", required=True, help="the markdown page to write")
+    ap.add_argument("--page", required=True, help="the markdown page to write (its results are kept beside it, "
+                    "in the same name with .json: a later run of some modules updates their rows only)")
+    ap.add_argument("--fresh", action="store_true", help="forget the kept results: the page holds this run only")
+    ap.add_argument("--rebuild", action="store_true", help="run nothing: write the page again from the kept results "
+                    "(e.g. after a survivor was judged equivalent)")
     args = ap.parse_args()
     try:
         import mutmut  # noqa: F401
     except ImportError:
         raise SystemExit('mutmut is not installed: pip install -e ".[mutation]"') from None
-    modules = args.modules.split(",") if args.modules else list(MODULES)
+    modules = [] if args.rebuild else args.modules.split(",") if args.modules else list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         raise SystemExit(f"unknown module(s) {unknown}: known are {', '.join(MODULES)} (add its covering tests "
                          "to MODULES first)")
-    commit = _run(["git", "rev-parse", "--short", "HEAD"], ROOT).strip()
+    commit = _run(["git", "rev-parse", "HEAD"], ROOT).strip()
+    out = Path(args.page)
+    kept = out.with_suffix(".json")  # every module's last result, so that a run of some modules keeps the others
+    previous = {} if args.fresh or not kept.is_file() else json.loads(kept.read_text(encoding="utf-8"))
+    if args.rebuild and not previous:
+        raise SystemExit(f"--rebuild needs the kept results {kept}: run some modules first")
+    command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
+        f" --page {args.page}"
     results = []
     with tempfile.TemporaryDirectory(prefix="clipunlearn-mutation-") as tmp:
         for module in modules:
             print(f"{module}: mutating ...", flush=True)
-            results.append(mutate(module, MODULES[module], Path(tmp)))
+            results.append({**mutate(module, MODULES[module], Path(tmp), commit), "command": command})
             r = results[-1]
-            print(f"{module}: {len(r['status'])} mutants, {len(r['diffs'])} survived, {r['seconds']:.0f}s", flush=True)
-    command = "python benchmarks/mutation.py" + (f" --modules {args.modules}" if args.modules else "") + \
-        f" --page {args.page}"
-    out = Path(args.page)
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_text(page(results, commit, command), encoding="utf-8")
-    tmp_out.replace(out)
+            print(f"{module}: {sum(r['counts'].values())} mutants, {len(r['diffs'])} not killed, {r['seconds']:.0f}s",
+                  flush=True)
+    rows = {m: _compact(r) for m, r in (previous.get("modules") or {}).items()}
+    rows.update({r["module"]: r for r in results})
+    ordered = [rows[m] for m in MODULES if m in rows]
+    commands = list(dict.fromkeys(r["command"] for r in ordered))
+    for path, text in ((kept, json.dumps({"modules": rows}, indent=1, ensure_ascii=False) + "\n"),
+                       (out, page(ordered, commands))):
+        tmp_out = path.with_name(path.name + ".tmp")
+        tmp_out.write_text(text, encoding="utf-8")
+        tmp_out.replace(path)
     print(f"written to {out}")
     return 0
 

@@ -289,3 +289,206 @@ def test_cells_side_by_side_make_a_shared_synthetic_set_once(mini_rn_random, tmp
         t.join()
     assert len(made) == 1 and sorted(shared for _, shared in out) == [False, True]
     torch.testing.assert_close(out[0][0].images, out[1][0].images)
+
+
+# ----------------------------------------------------------------- retrieval on features known by construction
+
+
+class _ByName(_FixedFeatures):
+    """Features per image set, and class weights looked up by the class names asked for (a wrong list, or
+    templates other than the dataset's own, fail)."""
+
+    def __init__(self, feats, by_name):
+        super().__init__(feats, None)
+        self.by_name = by_name
+
+    def classifier(self, classnames, templates):
+        from clipunlearn.data.registry import DEFAULT_TEMPLATE
+
+        assert list(templates) == [DEFAULT_TEMPLATE]
+        return torch.stack([self.by_name[c] for c in classnames])
+
+
+def _close(got, expected):
+    """Nested dicts equal, floats to 1e-12."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and set(got) == set(expected), (got, expected)
+        for k in expected:
+            _close(got[k], expected[k])
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=1e-12)
+    else:
+        assert got == expected
+
+
+def _one_hot_sets(main_names, main_labels):
+    """Each class of dataset a a one-hot direction (in order), dataset b's one class ("car") the last one."""
+    from clipunlearn.data import ImageSet
+
+    eye = torch.eye(len(main_names) + 1)
+    main = ImageSet("a", "test", list(main_names), list(main_labels), "mem")
+    other = ImageSet("b", "test", ["car"], [0, 0], "mem")
+    feats = {"a": eye[list(main_labels)], "b": eye[[-1, -1]]}
+    return main, other, _ByName(feats, dict(zip(main_names, eye)))
+
+
+def test_retrieval_on_one_hot_features_by_hand():
+    """Each image is its class's direction: a text query finds its class's 2 images first, an image query the
+    other image of its class, then (ties to the lower index) the first images of the database. 8 images: k
+    up to 7 = 8 − 1 is kept, 9 dropped."""
+    from clipunlearn.evaluation.forgetting import Targets, retrieval
+
+    main, other, ev = _one_hot_sets(["cat", "dog", "fox"], [0, 0, 1, 1, 2, 2])
+    r = retrieval(ev, Targets(main, [0], [other]), ks=(1, 2, 7, 9))
+    ift = {"1": 1.0, "2": 1.0, "7": 2 / 7}  # both images of the class in the top 2
+    ifi = {"1": 1.0, "2": 0.5, "7": 1 / 7}  # the other image, then other classes; itself ranked last
+    _close(r, {"ks": [1, 2, 7], "database": {"images": 8, "datasets": ["a", "b"]}, "targets": ["a/cat"],
+               "ift": {"target": ift, "other_classes": ift},
+               "ifi": {"target": ifi, "other_classes": ifi, "queries": {"target": 2, "other_classes": 4}}})
+
+
+def test_retrieval_without_other_classes_or_without_target_images():
+    from clipunlearn.evaluation.forgetting import Targets, retrieval
+
+    main, other, ev = _one_hot_sets(["cat", "dog"], [0, 0, 1, 1])
+    r = retrieval(ev, Targets(main, [0, 1], [other]), ks=(1,))  # every class forgotten
+    assert r["ift"]["other_classes"] is None and r["ifi"]["other_classes"] is None
+    assert r["ifi"]["queries"] == {"target": 4, "other_classes": 0}
+    main, other, ev = _one_hot_sets(["cat", "dog", "owl"], [0, 0, 1, 1])  # owl: a class without test images
+    r = retrieval(ev, Targets(main, [2], [other]), ks=(1,))
+    assert r["targets"] == ["a/owl"] and r["ift"]["target"] == {"1": 0.0}  # b's car images are not a/owl
+    assert r["ifi"]["target"] is None and r["ifi"]["queries"] == {"target": 0, "other_classes": 4}
+
+
+def test_retrieval_samples_200_other_queries_by_default():
+    from clipunlearn.evaluation.forgetting import Targets, retrieval
+
+    main, other, ev = _one_hot_sets(["cat", "dog"], [0] + [1] * 201)
+    r = retrieval(ev, Targets(main, [0], [other]), ks=(1,))
+    assert r["ifi"]["queries"] == {"target": 1, "other_classes": 200} and r["ifi"]["other_classes"] == {"1": 1.0}
+
+
+def test_retrieval_other_queries_are_a_sample_seeded_by_its_own_generator():
+    """Six other-class images: fox alone (precision@2 0), dog twice (1/2: then a cat image), owl three times
+    (1). The queries drawn are the first 3 of torch.randperm(6) under the seed, whatever the global RNG."""
+    from clipunlearn.evaluation.forgetting import Targets, retrieval
+
+    names, labels = ["cat", "fox", "dog", "owl"], [0, 0, 1, 2, 2, 3, 3, 3]
+    main, other, ev = _one_hot_sets(names, labels)
+    per_row = {1: 0.0, 2: 0.5, 3: 1.0}
+    other_rows = [2, 3, 4, 5, 6, 7]
+    for seed in (0, 1, 2):
+        picks = torch.randperm(6, generator=torch.Generator().manual_seed(seed))[:3].tolist()
+        expected = sum(per_row[labels[other_rows[i]]] for i in picks) / 3
+        for global_seed in (11, 12):
+            kwargs = {} if seed == 0 else {"seed": seed}  # seed 0 is the default
+            with torch.random.fork_rng():  # the global RNG is put back after
+                torch.manual_seed(global_seed)
+                r = retrieval(ev, Targets(main, [0], [other]), ks=(2,), max_other_queries=3, **kwargs)
+            assert r["ifi"]["other_classes"]["2"] == pytest.approx(expected, abs=1e-12)
+            assert r["ifi"]["queries"]["other_classes"] == 3
+
+
+def test_error_analysis_goes_on_past_a_set_without_kept_images():
+    """Every image of dataset a is of the forgotten class: a is skipped, b (after it) is still analysed."""
+    from clipunlearn.data import ImageSet
+    from clipunlearn.evaluation.forgetting import Targets, error_analysis
+    from clipunlearn.evaluation.zeroshot import EvalResult
+
+    main = ImageSet("a", "test", ["x", "y"], [0, 0], "mem")
+    other = ImageSet("b", "test", ["u", "v"], [0, 1], "mem")
+    before_a, before_b, after_b = np.array([[2.0, 1.0]] * 2), np.array([[2.0, 1.0], [0.0, 2.0]]), np.array(
+        [[1.0, 2.0], [0.0, 2.0]])
+
+    def r(s, x):
+        return EvalResult(s.name, s.classnames, np.asarray(s.labels), x)
+
+    out = error_analysis({"a": r(main, before_a), "b": r(other, before_b)},
+                         {"a": r(main, before_a), "b": r(other, after_b)}, Targets(main, [0], [other]))
+    assert "other_classes" not in out
+    assert out["b"] == {"n_turned_wrong": 1, "share_rank1": 1.0, "share_rank_le2": 1.0,
+                        "mean_std_logit_gap": 2.0}  # (2 − 1) / std([1, 2]) = 1 / 0.5
+    assert out["pooled"] == out["b"]
+
+
+# ----------------------------------------------------------------- accuracies, Avg. Score and template change by hand
+
+
+class _Predicts:
+    """An evaluator whose model predicts given classes: ``predictions[(dataset, template)]`` (template None:
+    the dataset's own); it records each evaluation asked for."""
+
+    def __init__(self, predictions):
+        self.predictions, self.calls = predictions, []
+
+    def evaluate(self, images, templates=None):
+        from clipunlearn.evaluation.zeroshot import EvalResult
+
+        key = (images.name, None if templates is None else tuple(templates))
+        self.calls.append(key)
+        pred = self.predictions.get(key, self.predictions.get((images.name, "any")))
+        logits = np.eye(len(images.classnames))[pred]
+        return EvalResult(images.name, images.classnames, np.asarray(images.labels), logits)
+
+
+def _sets():
+    from clipunlearn.data import ImageSet
+
+    return (ImageSet("a", "test", ["x", "y", "z"], [0, 0, 1, 1, 2, 2], "mem"),
+            ImageSet("b", "test", ["u", "v"], [0, 1], "mem"))
+
+
+def test_accuracies_by_hand():
+    from clipunlearn.evaluation.forgetting import Targets, accuracies, evaluate_all
+
+    a, b = _sets()
+    ev = _Predicts({("a", None): [0, 1, 1, 1, 2, 0], ("b", None): [0, 0]})
+    # a: x right once of 2, y twice of 2, z once of 2; b: u right, v wrong
+    assert accuracies(ev, Targets(a, [0], [b])) == {"target": 0.5, "per_target": {"x": 0.5}, "other_classes": 0.75,
+                                                    "datasets": {"b": 0.5}}
+    assert accuracies(ev, Targets(a, [0, 2], [b])) == {"target": 0.5, "per_target": {"x": 0.5, "z": 0.5},
+                                                       "other_classes": 1.0, "datasets": {"b": 0.5}}
+    assert accuracies(ev, Targets(a, [1], [])) == {"target": 1.0, "per_target": {"y": 1.0}, "other_classes": 0.5,
+                                                   "datasets": {}}
+    ev.calls.clear()
+    results = evaluate_all(ev, Targets(a, [0], [b]), ["t {}"])
+    assert list(results) == ["a", "b"] and ev.calls == [("a", ("t {}",)), ("b", ("t {}",))]
+    ev.calls.clear()
+    ev2 = _Predicts({("a", None): [0, 0, 1, 1, 2, 2], ("b", None): [0, 1]})
+    given = evaluate_all(ev2, Targets(a, [0], [b]))
+    assert accuracies(ev, Targets(a, [0], [b]), results=given) == {
+        "target": 1.0, "per_target": {"x": 1.0}, "other_classes": 1.0, "datasets": {"b": 1.0}}
+    assert ev.calls == []  # the results given are read, nothing evaluated again
+
+
+def test_template_change_is_the_mean_over_the_templates_by_hand():
+    from clipunlearn.data import CHANGED_TEMPLATES
+    from clipunlearn.evaluation.forgetting import Targets, template_change
+
+    a, b = _sets()
+    ev = _Predicts({("a", ("t1 {}",)): [0, 0, 1, 1, 2, 2], ("b", ("t1 {}",)): [0, 1],  # every image right
+                    ("a", ("t2 {}",)): [0, 1, 0, 1, 0, 1], ("b", ("t2 {}",)): [1, 1]})
+    # t2: x right once of 2, y once of 2, z never; b: v only
+    out = template_change(ev, Targets(a, [0], [b]), ["t1 {}", "t2 {}"])
+    assert out == {"templates": ["t1 {}", "t2 {}"], "target": 0.75, "per_target": {"x": 0.75},
+                   "other_classes": 0.625, "datasets": {"b": 0.75}}
+    assert ev.calls == [("a", ("t1 {}",)), ("b", ("t1 {}",)), ("a", ("t2 {}",)), ("b", ("t2 {}",))]
+    one = template_change(ev, Targets(a, [0], [b]), ["t2 {}"])  # a single template: its accuracies
+    assert one == {"templates": ["t2 {}"], "target": 0.5, "per_target": {"x": 0.5}, "other_classes": 0.25,
+                   "datasets": {"b": 0.5}}
+    ev = _Predicts({("a", "any"): [0, 0, 1, 1, 2, 2], ("b", "any"): [0, 1]})
+    assert template_change(ev, Targets(a, [0], [b]))["templates"] == list(CHANGED_TEMPLATES)
+    assert [t for _, (t,) in ev.calls] == [t for t in CHANGED_TEMPLATES for _ in range(2)]
+
+
+def test_the_run_score_leaves_out_columns_never_recognised():
+    from clipunlearn.evaluation.forgetting import score
+
+    before = {"target": 0.8, "other_classes": 0.6, "datasets": {"b": 0.5, "c": 0.0}}
+    after = {"target": 0.2, "other_classes": 0.3, "datasets": {"b": 0.6, "c": 0.1}}
+    # (0.2/0.8 + (0.6 − 0.3)/0.6 + max(0, (0.5 − 0.6)/0.5)) / 3, c (before 0) left out
+    got, excluded = score(before, after)
+    assert got == pytest.approx((0.25 + 0.5 + 0.0) / 3, abs=1e-12) and excluded == ["c"]
+    assert score({**before, "target": 0.0}, after) == (None, ["target", "c"])
+    got, excluded = score({**before, "other_classes": 0.0, "datasets": {"b": 0.5}}, after)
+    assert got == pytest.approx((0.25 + 0.0) / 2, abs=1e-12) and excluded == ["other_classes"]

@@ -372,3 +372,120 @@ def test_a_bad_score_input_is_named_in_its_message(score):
         score((0.5, 1.0000001), [])
     assert "percentage" in str(caught.value)  # just above 1: read as a percentage
     assert score((np.float64(0.5), np.float32(0.25)), [(0.5, 0.5)]) == score((0.5, 0.25), [(0.5, 0.5)])
+
+
+# ----------------------------------------------------------------- full messages and boundaries (issue 35)
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(ClipUnlearnError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_an_accuracy_outside_the_unit_interval_gets_the_percentage_hint_only_up_to_100():
+    hint = " If it is a percentage, divide it by 100."
+    assert _message(avg_score, (100.0, 0.5), []) == f"The target before-accuracy is 100.0, outside [0, 1].{hint}"
+    assert _message(avg_score, (100.5, 0.5), []) == "The target before-accuracy is 100.5, outside [0, 1]."
+    assert _message(avg_score, (0.5, -0.5), []) == "The target after-accuracy is -0.5, outside [0, 1]."
+
+
+def test_a_zero_dimensional_array_is_read_as_its_number():
+    # np.array(x) is not a numbers.Real: it goes through float(), like a 0-d torch tensor
+    assert avg_score((np.array(0.5), np.array(0.25)), []) == 0.5
+    assert ratio_score((np.array(0.5), np.array(0.25)), [(np.array(0.5), np.array(0.25))]) == 0.5
+
+
+def test_precision_reads_a_tensor_that_requires_grad():
+    torch = pytest.importorskip("torch")
+    sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]], requires_grad=True)
+    # query 0 ranks db 0 (label 0: hit) then db 2 (label 1); query 1 ranks db 1 (label 1: hit) then db 0
+    assert precision_at_k(torch.tensor([0, 1]), [0, 1, 1], sim, ks=(1, 2)) == {1: 1.0, 2: 0.5}
+
+
+def test_only_an_object_with_detach_and_cpu_is_read_as_a_tensor():
+    class Rows(list):  # an array-like that happens to have one of the two attributes
+        cpu = "not a tensor"
+
+    class Labels(list):
+        detach = "not a tensor"
+
+    assert precision_at_k(Labels([0, 1]), [0, 1], Rows([[1.0, 0.0], [0.0, 1.0]]), ks=(1,)) == {1: 1.0}
+
+
+def test_a_single_int_k_is_one_cut_off():
+    assert precision_at_k([0, 1], [0, 1, 1], [[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]], ks=2) == {2: 0.5}
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (([[0, 1], [2]], [0, 1], np.zeros((2, 2))), {"ks": (1,)}, "query_labels cannot be read as an array ("),
+    (([0, 1], [[0, 1], [2]], np.zeros((2, 2))), {"ks": (1,)}, "database_labels cannot be read as an array ("),
+    (([0, 1], [0, 1], [[0.0, 1.0], [2.0]]), {"ks": (1,)}, "similarity cannot be read as an array ("),
+])
+def test_an_unreadable_input_is_named_with_the_fix(args, kwargs, message):
+    got = _message(precision_at_k, *args, **kwargs)
+    assert got.startswith(message) and got.endswith("). Pass a numpy array.")
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (([[0, 1]], [0, 1], np.zeros((1, 2))), {"ks": (1,)},
+     "query_labels must be a non-empty 1-D sequence of labels, got shape (1, 2). Pass one label per item."),
+    (([0, 1], [[0, 1]], np.zeros((2, 2))), {"ks": (1,)},
+     "database_labels must be a non-empty 1-D sequence of labels, got shape (1, 2). Pass one label per item."),
+    (([0, 1], [0.5, 1.0], np.zeros((2, 2))), {"ks": (1,)},
+     "database_labels must hold integer or string labels, got dtype float64. Convert class ids to int (e.g. "
+     "labels.astype(int)) or names to str."),
+    (([0, 1], [0, 1], np.array([["a", "b"], ["c", "d"]])), {"ks": (1,)},
+     "similarity must be numeric, got dtype <U1."),
+    (([0, 1], [0, 1], [[0.0, np.inf], [0.0, 0.0]]), {"ks": (1,)},
+     "similarity holds NaN or infinite values, so the ranking is undefined. Check the embeddings (a zero vector "
+     "normalised gives NaN)."),
+    (([0, 1], [0, 1], np.zeros((2, 2))), {"ks": ()},
+     "ks is empty. Pass at least one cut-off, e.g. ks=(1, 5, 10)."),
+    (([0, 1], [0, 1], np.zeros((2, 2))), {"ks": (True,)}, "Each k must be a positive integer, got True."),
+    (([0, 1], [0, 1], np.zeros((2, 2))), {"ks": (1.0,)}, "Each k must be a positive integer, got 1.0."),
+    (([0, 1], [0, 1, 0], np.zeros((2, 3))), {"ks": (1, 4)},
+     "k=4 is larger than the 3 database items that can be ranked. Use k <= 3, or a larger database."),
+    (([0, 1, 0], [0, 1, 0], np.zeros((3, 3))), {"ks": (3,), "exclude_self": True},
+     "k=3 is larger than the 2 database items that can be ranked after excluding each query itself. Use k <= 2, "
+     "or a larger database."),
+])
+def test_each_precision_error_names_the_problem_and_the_fix(args, kwargs, message):
+    assert _message(precision_at_k, *args, **kwargs) == message
+
+
+def test_sensitivity_share_at_rank_2_or_3_leaves_out_rank_4():
+    before = np.array([[5.0, 0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0, 0.0]])
+    after = np.array([[1.0, 2.0, 3.0, 4.0, 0.0],   # true class 0 below three classes: rank 4
+                      [2.0, 3.0, 4.0, 0.0, 1.0]])  # below two: rank 3
+    result = sensitivity_analysis(before, after, [0, 0])
+    assert (result["n_turned_wrong"], result["share_rank1"], result["share_rank_le2"]) == (2, 0.0, 0.5)
+    # gaps 3 and 2 over the population std of 0..4, which is sqrt(2)
+    assert result["mean_std_logit_gap"] == pytest.approx((3 / math.sqrt(2) + 2 / math.sqrt(2)) / 2)
+
+
+def test_sensitivity_with_two_classes():
+    result = sensitivity_analysis([[2.0, 1.0]], [[1.0, 2.0]], [0])
+    assert result == {"n_turned_wrong": 1, "share_rank1": 1.0, "share_rank_le2": 1.0,
+                      "mean_std_logit_gap": 2.0}  # gap 1 over std([1, 2]) = 0.5
+
+
+@pytest.mark.parametrize("before, after, labels, message", [
+    (np.zeros((0, 3)), np.zeros((0, 3)), [], "logits_before must have shape (n_images, n_classes) with at least "
+     "one image and two classes, got (0, 3). Stack one row of class logits per image."),
+    (np.zeros((2, 3)), np.zeros((2, 1)), [0, 0], "logits_after must have shape (n_images, n_classes) with at "
+     "least one image and two classes, got (2, 1). Stack one row of class logits per image."),
+    (np.full((1, 2), "a"), np.zeros((1, 2)), [0], "logits_before must be numeric, got dtype <U1."),
+    (np.zeros((1, 2)), [[0.0, np.inf]], [0], "logits_after holds NaN or infinite values. Check the model's "
+     "outputs (a NaN weight after training gives NaN logits)."),
+])
+def test_each_sensitivity_error_names_the_logits_and_the_fix(before, after, labels, message):
+    assert _message(sensitivity_analysis, before, after, labels) == message
+
+
+def test_unreadable_sensitivity_inputs_are_named():
+    for args, what in [(([[0.0, 1.0], [2.0]], np.zeros((2, 2)), [0, 1]), "logits_before"),
+                       ((np.zeros((2, 2)), [[0.0, 1.0], [2.0]], [0, 1]), "logits_after"),
+                       ((np.zeros((2, 2)), np.zeros((2, 2)), [[0], [0, 1]]), "labels")]:
+        got = _message(sensitivity_analysis, *args)
+        assert got.startswith(f"{what} cannot be read as an array (") and got.endswith("). Pass a numpy array.")

@@ -88,3 +88,47 @@ def test_r_grows_with_any_reading_of_the_forgotten_curve(curve, i, bump):
     higher = list(curve)
     higher[i % len(curve)] = min(1.0, higher[i % len(curve)] + bump)
     assert relearning_score([higher], original, oracle) >= relearning_score([curve], original, oracle)
+
+
+# ----------------------------------------------------------------- full messages and boundaries (issue 35)
+
+
+def _raises_exactly(message, fn, *args, **kwargs):
+    with pytest.raises(ClipUnlearnError) as info:
+        fn(*args, **kwargs)
+    assert str(info.value) == message
+
+
+def test_each_error_names_the_problem_and_the_fix():
+    _raises_exactly("R needs at least one relearning curve. Run at least one relearning attack.",
+                    relearning_score, [], [])
+    _raises_exactly("A relearning curve is a non-empty list of accuracies, got shape (0,). "
+                    "Pass the accuracies read at each step count, step 0 first.", relearning_area, [])
+    _raises_exactly("A relearning curve holds a non-finite accuracy: [0.1, nan]. Measure it on a "
+                    "non-empty set of images.", relearning_area, [0.1, float("nan")])
+    _raises_exactly("The original model has 2 relearning curves, the forgotten model 1: run the same attacks "
+                    "on every model.", relearning_score, [[0.1, 0.2]], [[0.5, 0.5], [0.5, 0.5]])
+    _raises_exactly("The original model's curves have [3] readings, the forgotten model's [2]: read every "
+                    "model at the same steps.", relearning_score, [[0.1, 0.2]], [[0.5, 0.5, 0.5]])
+    # the oracle is checked like the original, against the forgotten model's grid
+    _raises_exactly("The oracle has 2 relearning curves, the forgotten model 1: run the same attacks on "
+                    "every model.", relearning_score, [[0.1, 0.2]], [[0.9, 0.9]], [[0.0, 0.0], [0.0, 0.0]])
+    _raises_exactly("The oracle's curves have [3] readings, the forgotten model's [2]: read every model at "
+                    "the same steps.", relearning_score, [[0.1, 0.2]], [[0.9, 0.9]], [[0.0, 0.0, 0.0]])
+
+
+def test_the_area_is_taken_in_double_precision_whatever_the_input():
+    half = np.array([0.1, 0.7, 0.3], dtype=np.float16)
+    a, b, c = (float(x) for x in half)  # the exact half-precision readings, as Python floats
+    assert relearning_area(half) == (a / 2 + b + c / 2) / 2
+    assert relearning_area(half) != float((half[0] / 2 + half[1] + half[2] / 2) / 2)  # half arithmetic differs
+
+
+def test_undefined_exactly_at_the_gap_and_the_gap_scales_with_the_attacks():
+    # one attack: the original's area exceeds the oracle's by exactly min_gap, which is not above it
+    assert math.isnan(relearning_score([[0.5, 0.5]], [[0.5, 0.5]], [[0.25, 0.25]], min_gap=0.25))
+    assert relearning_score([[0.5, 0.5]], [[0.5, 0.5]], [[0.25, 0.25]], min_gap=0.2) == 1.0
+    # two attacks: the summed gap 0.15 is below min_gap × 2 = 0.2 (though above min_gap / 2)
+    original, oracle = [[0.5, 0.5], [0.5, 0.5]], [[0.425, 0.425], [0.425, 0.425]]
+    assert math.isnan(relearning_score(original, original, oracle, min_gap=0.1))
+    assert relearning_score(original, original, oracle, min_gap=0.07) == pytest.approx(1.0)
