@@ -86,9 +86,10 @@ def measure_one(cmd: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     peak = int(re.findall(r"PEAK_RSS_KIB (\d+)", proc.stderr)[-1])
+    cache = Path(cmd[cmd.index("--cache-dir") + 1])
     found = re.findall(r", ([0-9.]+)s\)", proc.stderr)
     return {"wall_s": round(wall, 2), "eval_s": float(found[-1]) if found else None, "peak_rss_mib": round(peak / 1024, 1),
-            "top1": _top1(proc.stdout)}
+            "top1": _top1(proc.stdout), "entries": len(list(cache.glob("*.npy")))}
 
 
 def _top1(stdout: str) -> float | None:
@@ -97,6 +98,21 @@ def _top1(stdout: str) -> float | None:
         if len(parts) == 3 and parts[0] != "dataset":
             return float(parts[1])
     return None
+
+
+def random_weights(model: str, work: Path) -> Path:
+    """A random-weight checkpoint of ``model`` drawn once (seed 0), so that the second process of a size
+    evaluates the same weights and finds the first one's features in the cache (a model built with
+    --pretrained none draws new weights in every process, and its features would never be found)."""
+    path = work / f"{model}-random-seed0.safetensors"
+    if not path.exists():
+        import torch
+
+        from clipunlearn.models import load_clip
+
+        torch.manual_seed(0)
+        load_clip(model, pretrained="none").save(path)
+    return path
 
 
 def folder_bytes(folder: Path) -> int:
@@ -127,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     make_images(work / "images", sizes[-1], classes)
     print(f"{sizes[-1]} images ready in {work / 'images'} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     load_start = os.getloadavg()[0]
+    weights = random_weights(args.model, work)
     rows = []
     for n in sizes:
         root = work / f"n{n}"
@@ -135,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         if cache.exists():
             shutil.rmtree(cache)
         data = ["--datasets", "imagenet", "--data-root", str(root)] if args.classes == 1000 else ["--dataset-dir", str(top)]
-        cmd = ["eval", "--model", args.model, "--pretrained", "none", *data, "--templates", "a photo of a {}.",
+        cmd = ["eval", "--model", args.model, "--pretrained", str(weights), *data, "--templates", "a photo of a {}.",
                "--workers", "0", "--batch-size", str(args.batch_size), "--device", args.device,
                "--cache-dir", str(cache)]
         computed = measure_one(cmd)
         cached = measure_one(cmd)
         if computed["top1"] != cached["top1"]:
             raise SystemExit(f"{n} images: top-1 {computed['top1']} computed but {cached['top1']} from the cache")
+        if len(list(cache.glob("*.npy"))) != computed["entries"]:
+            raise SystemExit(f"{n} images: the second run wrote features again instead of reading the cache")
         row = {"images": n, "computed": computed, "from_cache": cached,
                "images_per_s": round(n / computed["eval_s"], 1) if computed["eval_s"] else None,
                "cache_mib": round(folder_bytes(cache) / 2**20, 1)}
@@ -168,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
 def render(r: dict) -> str:
     lines = [f"# Evaluation memory as the data grows: {r['model']} on {r['device']}", "",
              f"Made by `{_portable(r['command'])}`.", "",
-             f"Each size is `clipunlearn eval --model {r['model']} --pretrained none` over a generated "
+             f"Each size is `clipunlearn eval --model {r['model']}` with random weights (drawn once, seed 0, and "
+             "saved, so that both processes of a size evaluate the same model) over a generated "
              + ("ImageNet-shaped tree (`imagenet/val/<wnid>/`, 1000 classes, 224-px JPEGs)" if r["classes"] == 1000
                 else f"tree of {r['classes']} class folders of 224-px JPEGs")
              + f", one template, batch {r['batch_size']}, images decoded in the process (`--workers 0`), "

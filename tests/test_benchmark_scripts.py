@@ -107,9 +107,11 @@ def test_the_memory_page_judges_flatness_from_10k_images_on(monkeypatch, tmp_pat
         root = Path(cmd[cmd.index("--dataset-dir") + 1])
         n = sum(1 for _ in root.rglob("*.JPEG"))
         calls.append(n)
-        return {"wall_s": 1.0, "eval_s": n / 100, "peak_rss_mib": peaks[n], "top1": 0.5}
+        assert cmd[cmd.index("--pretrained") + 1] == "weights.safetensors"  # the same weights in both processes
+        return {"wall_s": 1.0, "eval_s": n / 100, "peak_rss_mib": peaks[n], "top1": 0.5, "entries": 0}
 
     monkeypatch.setattr(script, "measure_one", fake)
+    monkeypatch.setattr(script, "random_weights", lambda model, work: Path("weights.safetensors"))
     monkeypatch.setattr(script, "jpeg", lambda seed, size=224: b"x")  # no pixels needed to count files
     out = tmp_path / "m.json"
     assert script.main(["--work", str(tmp_path / "w"), "--model", "mini-rn", "--classes", "7",
