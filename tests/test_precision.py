@@ -216,10 +216,23 @@ def test_resolution_flags_and_scope():
     assert active_precision() is None
 
 
-def test_tf32_on_the_cpu_says_it_runs_as_fp32(caplog):
-    with caplog.at_level(logging.WARNING, logger="clipunlearn"), computing("tf32", "cpu") as p:
-        assert p is Precision.FP32
-    assert any("tf32 is a CUDA mode" in r.getMessage() for r in caplog.records)
+def test_tf32_on_the_cpu_says_it_runs_as_fp32():
+    # a handler on clipunlearn's own logger: a CLI test before this one in the same process may have set
+    # that logger not to propagate to the root logger, where caplog listens
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("clipunlearn")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        with computing("tf32", "cpu") as p:
+            assert p is Precision.FP32
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert any("tf32 is a CUDA mode" in m for m in seen)
 
 
 @pytest.mark.parametrize("bad", ["fp16", "", "float32"])
