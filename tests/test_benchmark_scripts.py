@@ -67,14 +67,20 @@ def _load(name: str):
 def test_the_mutation_page_scores_killed_over_mutants_less_the_equivalent_ones(monkeypatch):
     mutation = _load("mutation")
     monkeypatch.setattr(mutation, "EQUIVALENT", {"m.x_f__mutmut_3": "a default every caller passes"})
-    result = {"module": "metrics/scores.py", "tests": ["tests/test_metrics.py"], "seconds": 90.0,
+    monkeypatch.setattr(mutation, "_changed_since", lambda r: r["module"] == "metrics/retrieval.py")
+    result = {"module": "metrics/scores.py", "tests": ["tests/test_metrics.py"], "seconds": 90.0, "commit": "abc1234",
               "status": {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout", "m.x_f__mutmut_3": "survived",
                          "m.x_f__mutmut_4": "survived", "m.x_f__mutmut_5": "killed"},
               "diffs": {"m.x_f__mutmut_3": "-    a = 1\n+    a = 2", "m.x_f__mutmut_4": "-    b = x\n+    b = None"}}
-    text = mutation.page([result], "abc1234", "python benchmarks/mutation.py --page P")
+    result = mutation._compact(result)  # the counts per status, and the statuses of those not killed
+    assert result["counts"] == {"killed": 2, "timeout": 1, "survived": 2} and len(result["status"]) == 2
+    text = mutation.page([result], ["python benchmarks/mutation.py --page P"])
     # 3 killed (a timeout counts) of 5 mutants less 1 equivalent: 75 %
-    assert "| `metrics/scores.py` | test_metrics.py | 5 | 3 | 1 | 1 | 75% | 1.5 |" in text
+    assert "| `metrics/scores.py` | test_metrics.py | 5 | 3 | 1 | 1 | 75% | 1.5 | `abc1234` |" in text
     assert "on commit `abc1234`" in text and "`python benchmarks/mutation.py --page P`" in text
+    other = mutation._compact({**result, "module": "metrics/retrieval.py", "commit": "def5678"})
+    both = mutation.page([result, other], ["python benchmarks/mutation.py --page P", "python benchmarks/mutation.py --modules metrics/retrieval.py"])
+    assert "on the commit each row names" in both and "`def5678` (module or tests changed since) |" in both
     assert f"This page covers 1 of the {len(mutation.MODULES)} modules" in text and "`audit/verdict.py`" in text
     assert "- `m.x_f__mutmut_3` (equivalent: a default every caller passes)" in text
     assert "- `m.x_f__mutmut_4` (no test tells it apart)" in text and "  +    b = None" in text
