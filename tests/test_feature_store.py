@@ -3,6 +3,7 @@ the disk checked before any work; each against the plain in-memory computation."
 from __future__ import annotations
 
 import copy
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -153,3 +154,19 @@ def test_error_analysis_over_chunked_logits_matches_the_full_matrices():
     ref = sensitivity_analysis(before.logits[keep], after.logits[keep], labels[keep])
     assert ref["n_turned_wrong"] > 3
     assert out["other_classes"] == pytest.approx(ref)
+
+
+def test_a_killed_writers_partial_file_is_removed_by_the_next_writer(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that has exited
+    (tmp_path / "c").mkdir()
+    orphan = tmp_path / "c" / f".k.npy.{dead}.tmp"
+    orphan.write_bytes(b"half")
+    alive = tmp_path / "c" / f".k.npy.{os.getppid()}.tmp"  # a live writer's file stays
+    alive.write_bytes(b"busy")
+    cache = FeatureCache(tmp_path / "c")
+    cache.put("k", torch.ones(3, 2))
+    assert not orphan.exists() and alive.exists() and (tmp_path / "c" / "k.npy").is_file()

@@ -100,6 +100,20 @@ def nbytes(features: Features) -> int:
     return features.nbytes if isinstance(features, FeatureFile) else features.numel() * features.element_size()
 
 
+def _remove_orphans(path: Path) -> None:
+    """Remove the partial files of ``path`` left by writers that were killed (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
 class FeatureWriter:
     """Rows of one entry, written in order as they are computed; :meth:`finish` publishes it."""
 
@@ -111,6 +125,7 @@ class FeatureWriter:
             return
         self._buffer = None
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=_FLOAT, shape=(n, *self.item_shape))
         self._offset = int(array.offset)
