@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
+from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs, get_method
 from clipunlearn.methods.uproot import names_to_keep
 from clipunlearn.training.names import name_pieces
@@ -61,3 +63,80 @@ def test_the_scatter_templates_are_none_of_the_prompts_the_audit_tries():
     tried = {t.format("X") for t in (*imagenet_templates(), *CHANGED_TEMPLATES, DEFAULT_TEMPLATE)}
     assert len(SCATTER_TEMPLATES) == 8 and all("{}" in t for t in SCATTER_TEMPLATES)
     assert not {t.format("X") for t in SCATTER_TEMPLATES} & tried
+
+
+def test_climb_again_raises_the_class_under_the_model_as_it_is_and_leaves_the_weights_alone(mini_rn_random):
+    """A few more generation steps from the same images: the target probability, computed here again,
+    rises; pixels stay valid; no parameter gets a gradient; the input is not changed in place."""
+    import torch.nn.functional as F
+
+    from clipunlearn.evaluation.zeroshot import LOGIT_SCALE, zero_shot_classifier
+    from clipunlearn.synthetic import climb_again
+
+    clip = mini_rn_random
+    clip.model.eval()
+    names = ["cat", "minaret", "car side"]
+    weights = zero_shot_classifier(clip, names, ["a photo of a {}."])
+    images = torch.rand(4, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([1, 1, 2, 2])
+    kept = images.clone()
+
+    def target_prob(x):
+        with torch.no_grad():
+            feats = F.normalize(clip.model.encode_image(clip.normalize(x)), dim=-1)
+            return F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)[torch.arange(4), labels]
+
+    x, prob = climb_again(clip, images, labels, weights, 8, gen=torch.Generator().manual_seed(1))
+    assert torch.equal(images, kept) and x.shape == images.shape
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert all(p.grad is None for p in clip.model.parameters())
+    torch.testing.assert_close(prob, target_prob(x), atol=1e-4, rtol=0)
+    assert float(target_prob(x).mean()) > float(target_prob(images).mean())
+    with pytest.raises(ClipUnlearnError, match="at least 1 step"):
+        climb_again(clip, images, labels, weights, 0)
+
+
+def test_refresh_and_neighbours_in_a_run_of_the_image_side(mini_rn_random):
+    """refresh_steps: each trained step reports the refreshed images' class probability; retain_neighbours:
+    the run names the kept concepts it anchored, none of them the dataset's own classes."""
+    cls = get_method("uproot")
+    cfg = cls.build_config("default")
+    cfg.max_epochs, cfg.retain_steps, cfg.attack_steps, cfg.refresh_steps, cfg.retain_neighbours = 2, 2, 0, 2, 3
+    clip = copy.deepcopy(mini_rn_random)
+    trace = cls(cfg).run(_context(clip, ["cat", "dog", "bird"], "dog"))
+    trained = [s for s in trace.steps if s.get("epoch", 0) > 0]
+    assert trained and all(0 <= s["refreshed_prob"] <= 1 for s in trained)
+    near = trace.info["retain_neighbours"]
+    assert len(near) == 3 and not set(near) & {"cat", "dog", "bird"}
+
+
+def test_nearest_names_ranks_candidates_by_their_closest_forgotten_prompt(mini_rn_random):
+    """Against a reference: the cosine of each candidate's prompt with every forgotten prompt, computed
+    here from the text tower; forgotten names are never chosen; k bounds the list."""
+    import torch.nn.functional as F
+
+    from clipunlearn.training import nearest_names
+
+    clip, template = mini_rn_random, "a photo of a {}."
+    forget, candidates = ["minaret", "car side"], ["cat", "Minaret", "tower", "sedan", "bird", "wheel"]
+    with torch.no_grad():
+        emb = F.normalize(clip.model.encode_text(clip.tokenize([template.format(n) for n in
+                                                                [*forget, *candidates]])).float(), dim=-1)
+    near = (emb[2:] @ emb[:2].T).max(1).values.tolist()
+    pool = [(near[i], c) for i, c in enumerate(candidates) if c != "Minaret"]
+    expected = [c for _, c in sorted(pool, key=lambda t: -t[0])]
+    assert nearest_names(clip, forget, candidates, template, 3) == expected[:3]
+    assert nearest_names(clip, forget, candidates, template, 99) == expected
+    assert nearest_names(clip, forget, candidates, template, 0) == []
+
+
+def test_the_retain_plan_adds_a_methods_own_names_once_and_never_a_forgotten_one(mini_rn_random):
+    from clipunlearn.runs.data import RunData
+
+    request = ForgetRequest("toy", ["cat", "car side", "bird"], [1], "a photo of a {}.")
+    data = RunData(mini_rn_random, None, max_steps=2)
+    plain, kept_plain, _ = data.retain_plan(request, 48, True, 2)
+    names, kept, _ = data.retain_plan(request, 48, True, 2, ("sedan", "car side", "car", "cat", "sedan", "car"))
+    assert "car" not in plain  # the everyday word shares "car" with the forgotten name: not anchored by default
+    assert names == [*plain, "sedan", "car"]  # asked for: "car" is kept, the forgotten name and repeats are not
+    assert kept == [*kept_plain, len(plain), len(plain) + 1]

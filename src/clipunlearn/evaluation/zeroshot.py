@@ -65,11 +65,18 @@ def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classna
     return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
 
 
+#: logits held at once by :class:`LogitRows` (16 MiB of float32). At 2**24 (64 MiB) a chunk's buffers
+#: (its feature rows, their normalised copy, its logits) were large enough that peak RSS over 100k
+#: cached ImageNet-shaped features rose 14 % above 10k's; at 2**22 it rose 1.5 %, as fast
+#: (docs/results/eval-memory-mini-rn.md)
+LOGIT_CHUNK_VALUES = 2**22
+
+
 class LogitRows:
     """Zero-shot logits (100 · cosine) of image features against class weights, computed a chunk of
     rows at a time, so that N images × C classes are never held at once unless asked for."""
 
-    def __init__(self, features: Features, weights: torch.Tensor, chunk_values: int = 2**24):
+    def __init__(self, features: Features, weights: torch.Tensor, chunk_values: int = LOGIT_CHUNK_VALUES):
         self.features, self.weights = features, weights
         self.chunk_rows = max(1, chunk_values // max(1, len(weights)))
 

@@ -44,7 +44,9 @@ import torch
 from ..errors import TrainingError
 from ..evaluation.zeroshot import image_scores, zero_shot_classifier
 from ..models.factory import Clip
-from ..training import GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, Trace, run_loop, tower_tensors
+from ..synthetic import climb_again
+from ..training import (GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, Trace, nearest_names, run_loop,
+                        tower_tensors)
 from ..training.adversary import SimulatedRelearning, scatter_loss
 from ..training.names import NameEraser, generic_images, name_pieces, only_rows, reset_name_tokens
 from .base import Method, register_method
@@ -90,10 +92,18 @@ class UprootConfig:
     retain_classes: int = 48  # other classes given one synthetic retain image each (seeded sample if more)
     retain_vocabulary: bool = True  # also anchor everyday concepts (training.retain.GENERAL_VOCABULARY)
     retain_steps: int = 100  # generation budget per retain image
+    #: also anchor the kept names (everyday concepts, ImageNet's class names) that the original embeds
+    #: closest to the forgotten name (training.nearest_names), one synthetic image each: what forgetting
+    #: "car side" would take along (minivan, convertible, ...); 0: off
+    retain_neighbours: int = 0
     attack_steps: int = 3  # simulated relearning steps per step; 0: no simulated attack
     attack_lr: float = 1e-5  # the audit's tuning attack: Adam on the image tower at 1e-5
     attack_images: int = 5  # k images of the class the simulated attacker has (the tuning attacks' k)
     attack_weight: float = 1.0
+    #: before each step, climb the forget images this many generation steps toward the class under the
+    #: model as it is then (synthetic.climb_again), so the scatter term keeps aiming at whatever the model
+    #: still sees of the class rather than at images that stopped showing it after the first step; 0: off
+    refresh_steps: int = 0
     image_tower: bool = True  # False: only the text side changes (the scatter and attack terms are off)
     #: the text side: "reset" redraws the word pieces only the forgotten names use, as untrained rows
     #: (training.names); "train" trains the name's prompts toward an unknown word's embedding
@@ -224,8 +234,14 @@ def _retain_anchor(ctx: ForgetContext, cfg: UprootConfig, classnames: list[str],
     """KL to the original's predictions on synthetic images of classes to keep (their names join ``classnames``)."""
     if cfg.retain_weight <= 0:
         return None
+    gone = list(ctx.request.class_names)
+    own = set(ctx.request.classnames)
+    near = nearest_names(ctx.clip, gone, [n for n in names_to_keep(ctx.request.classnames, gone) if n not in own],
+                         ctx.request.template, cfg.retain_neighbours)
+    if near:
+        trace.info["retain_neighbours"] = near
     kept = ctx.synthetic_retain(max_classes=cfg.retain_classes, vocabulary=cfg.retain_vocabulary,
-                                steps=cfg.retain_steps)
+                                steps=cfg.retain_steps, **({"extra": tuple(near)} if near else {}))
     classnames += [c for c in kept.classnames if c not in classnames]
     # the forgotten names are among the anchor's classes: a name moved on the text side must not
     # start to attract the images of other classes (the original gave them almost no probability)
@@ -271,7 +287,13 @@ def _train(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], forget: Image
                    generic, retain, ctx.generator())
 
     def step(stage: Stage, epoch: int, _: int):
-        return _loss(clip, cfg, terms, image_side)
+        refreshed: dict[str, float] = {}
+        if image_side and cfg.refresh_steps > 0:
+            terms.pixels, prob = climb_again(clip, terms.pixels, terms.labels, text, cfg.refresh_steps,
+                                             gen=terms.gen)
+            refreshed["refreshed_prob"] = float(prob.mean())
+        loss, metrics = _loss(clip, cfg, terms, image_side)
+        return loss, {**refreshed, **metrics}
 
     loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, (0.9, 0.999), 1e-8, 0.0),
                 max_epochs=ctx.epochs(cfg.max_epochs))

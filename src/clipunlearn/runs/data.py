@@ -156,13 +156,15 @@ class RunData:
         return ImageBatch(s.images, s.targets, list(s.classnames), source, info)
 
     def synthetic_retain(self, request: ForgetRequest, max_classes: int = 48, vocabulary: bool = True,
-                         steps: int = 100) -> ImageBatch:
+                         steps: int = 100, extra: tuple[str, ...] = ()) -> ImageBatch:
         """One synthetic image for each of up to ``max_classes`` of the dataset's other classes (a
-        seeded sample) and, with ``vocabulary``, for each everyday concept that does not overlap a
-        forgotten class. Made like the forget images but with a short budget and no threshold
-        lowering: each keeps its most probable state."""
-        key = ("synthetic_retain", max_classes, vocabulary, steps)
-        return self._remember(key, lambda: self._make_retain(request, max_classes, vocabulary, steps))
+        seeded sample), with ``vocabulary`` for each everyday concept that does not overlap a forgotten
+        class, and for each name of ``extra`` (a method's own choice of concepts to keep) that is not a
+        forgotten name or already there. Made like the forget images but with a short budget and no
+        threshold lowering: each keeps its most probable state."""
+        extra = tuple(extra)
+        key = ("synthetic_retain", max_classes, vocabulary, steps, extra)
+        return self._remember(key, lambda: self._make_retain(request, max_classes, vocabulary, steps, extra))
 
     def forget_config(self) -> GenerationConfig:
         """How the synthetic forget images are made: ``n_per_class`` a class, the run's seed and step cap."""
@@ -171,27 +173,33 @@ class RunData:
             cfg.max_steps = self.max_steps
         return cfg
 
-    def retain_plan(self, request: ForgetRequest, max_classes: int, vocabulary: bool,
-                    steps: int) -> tuple[list[str], list[int], GenerationConfig]:
+    def retain_plan(self, request: ForgetRequest, max_classes: int, vocabulary: bool, steps: int,
+                    extra_names: tuple[str, ...] = ()) -> tuple[list[str], list[int], GenerationConfig]:
         """What :meth:`synthetic_retain` makes: the class names (the dataset's, then the everyday words
-        kept), the indices given one image each, and the generation config."""
+        kept, then ``extra_names``), the indices given one image each, and the generation config."""
         others = request.other_classes
         if len(others) > max_classes:
             order = torch.randperm(len(others), generator=torch.Generator().manual_seed(self.seed + 1))
             others = sorted(others[i] for i in order[: max(0, max_classes)].tolist())
         names = list(request.classnames)
         if vocabulary:
-            extra = vocabulary_to_keep(names, request.class_names)
-            others += list(range(len(names), len(names) + len(extra)))
-            names += extra
+            words = vocabulary_to_keep(names, request.class_names)
+            others += list(range(len(names), len(names) + len(words)))
+            names += words
+        if extra_names:  # a method's deliberate choice: only the forgotten names themselves are left out
+            known = {n.lower() for n in [*names, *request.class_names]}
+            more = [n for n in dict.fromkeys(extra_names) if n.lower() not in known]
+            others += list(range(len(names), len(names) + len(more)))
+            names += more
         if not others:
             raise ClipUnlearnError("There is no class to keep: every class of the dataset is forgotten and the "
                                    "everyday vocabulary is off. Keep a class, or turn the retain term off.")
         budget = steps if self.max_steps is None else min(steps, self.max_steps)
         return names, others, GenerationConfig(n_per_class=1, max_steps=budget, threshold_floor=1.0, seed=self.seed + 1)
 
-    def _make_retain(self, request: ForgetRequest, max_classes: int, vocabulary: bool, steps: int) -> ImageBatch:
-        names, others, cfg = self.retain_plan(request, max_classes, vocabulary, steps)
+    def _make_retain(self, request: ForgetRequest, max_classes: int, vocabulary: bool, steps: int,
+                     extra: tuple[str, ...] = ()) -> ImageBatch:
+        names, others, cfg = self.retain_plan(request, max_classes, vocabulary, steps, extra)
         t0 = time.time()
         what = {"kind": "retain", "dataset": request.dataset, "classnames": names, "classes": others,
                 "template": request.template, "config": asdict(cfg)}

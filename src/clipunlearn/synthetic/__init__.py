@@ -3,6 +3,7 @@ from .generate import (
     GenerationConfig,
     SyntheticSet,
     blur,
+    climb_again,
     generate_synthetic,
     generate_with_progress,
 )
@@ -14,5 +15,5 @@ from .store import (
     save_synthetic,
 )
 
-__all__ = ["GenerationConfig", "SyntheticCache", "SyntheticSet", "blur", "check_synthetic_fits", "generate_synthetic",
+__all__ = ["GenerationConfig", "SyntheticCache", "SyntheticSet", "blur", "check_synthetic_fits", "climb_again", "generate_synthetic",
            "generate_with_progress", "load_synthetic", "save_grid", "save_synthetic"]

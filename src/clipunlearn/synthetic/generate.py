@@ -297,6 +297,32 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
     return x.detach(), probs.detach(), accepted, steps, threshold
 
 
+def climb_again(clip: Clip, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, steps: int,
+                config: GenerationConfig | None = None,
+                gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` more ascent steps of ``images`` ([0, 1] pixels) toward their classes ``labels`` (rows of
+    ``weights``) under the model as it is now: what a model still sees of a class that it is being made
+    to forget. Each step is a generation step (roll jitter, a blur every ``blur_every``-th step, the
+    clamp); nothing is accepted or restarted. Returns the new pixels and their target probabilities;
+    the model's parameters receive no gradient."""
+    config = config or GenerationConfig()
+    if steps < 1:
+        raise ClipUnlearnError(f"climb_again needs at least 1 step, got {steps}.")
+    size = clip.image_size
+    jitter = max(0, round(config.jitter_224 * size / 224))
+    step = config.step_rms * math.sqrt(3 * size * size)
+    std = torch.tensor(clip.std, device=clip.device).view(1, 3, 1, 1)
+    x = images.detach().clone()
+    everyone = torch.arange(len(x), device=x.device)
+    probs = torch.zeros(len(x), device=x.device)
+    for i in range(steps):
+        shift = tuple(torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()) if jitter else (0, 0)
+        blurred = bool(config.blur_every) and (i + 1) % config.blur_every == 0
+        _, x, probs, _ = _climb(clip, x, everyone, labels, weights, None, config, shift, blurred, step, std,
+                                1.0, None, torch.contiguous_format, len(x))
+    return x.detach(), probs.detach()
+
+
 def generate_with_progress(clip: Clip, classnames: Sequence[str], targets: Sequence[int], dataset: str,
                            template: str, config: GenerationConfig | None = None,
                            progress: bool = True, descriptions: dict[str, list[str]] | None = None) -> SyntheticSet:

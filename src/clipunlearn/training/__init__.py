@@ -29,7 +29,7 @@ from .params import (
     tower_tensors,
     trainable,
 )
-from .retain import GENERAL_VOCABULARY, RetainAnchor, vocabulary_to_keep
+from .retain import GENERAL_VOCABULARY, RetainAnchor, nearest_names, vocabulary_to_keep
 
 __all__ = [
     "GENERAL_VOCABULARY",
@@ -48,6 +48,7 @@ __all__ = [
     "lipschitz_loss",
     "lipschitz_terms",
     "make_stages",
+    "nearest_names",
     "rank_by_gradient",
     "reduce_terms",
     "restore",

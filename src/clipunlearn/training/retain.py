@@ -33,6 +33,25 @@ def vocabulary_to_keep(classnames: list[str], forget: list[str],
     return [w for w in vocabulary if w.lower() not in known and not set(w.lower().split()) & gone]
 
 
+def nearest_names(clip: Clip, forget: list[str], candidates: list[str], template: str, k: int) -> list[str]:
+    """The ``k`` names of ``candidates`` whose prompts (under ``template``) the model embeds closest to a
+    forgotten name's, closest first: the concepts that forgetting the name is most likely to take along
+    (for "car side": minivan, convertible, ...), to be kept on purpose. Candidates that are forgotten
+    names are never chosen; ties keep the given order."""
+    if k < 1 or not forget:
+        return []
+    gone = {n.lower() for n in forget}
+    pool = list(dict.fromkeys(c for c in candidates if c.lower() not in gone))
+    if not pool:
+        return []
+    with torch.no_grad():
+        g = F.normalize(clip.encode_text([template.format(n) for n in forget]).float(), dim=-1)
+        c = F.normalize(clip.encode_text([template.format(n) for n in pool]).float(), dim=-1)
+        closeness = (c @ g.T).max(dim=1).values
+    order = sorted(range(len(pool)), key=lambda i: -float(closeness[i]))
+    return [pool[i] for i in order[:k]]
+
+
 class RetainAnchor:
     """Predictions of the original model on ``images`` ([0, 1], B×3×H×W) over ``classnames``."""
 
