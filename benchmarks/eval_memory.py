@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": os.environ.get("OMP_NUM_THREADS"),
               "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
               "rows": rows, "flat_from": args.flat_from, "flat_ratio": ratio, "goal": GOAL, "goal_met": None if ratio is None else ratio <= GOAL,
-              "command": "python benchmarks/eval_memory.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": _portable("python benchmarks/eval_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]))}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

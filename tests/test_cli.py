@@ -73,7 +73,9 @@ def test_forget_writes_a_complete_run(run_dir):
                 "avg_score", "synthetic_acc_after", "epochs", "stage_reached", "selected_tensors", "seconds"):
         assert key in r
     assert set(r["datasets"]) == {"cifar10"} and set(r["seconds"]) == {"generation", "forgetting", "evaluation"}
-    assert "| before | after |" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "| before | after |" in report and r["precision"] == "fp32"
+    assert "; model weights from `random`, computed in fp32." in report
     assert "epoch" in (run_dir / "log.txt").read_text()
 
 

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from clipunlearn.cli import main
@@ -75,7 +76,7 @@ def suite_dir(tmp_path) -> Path:
     an audited run; a stale copy, a run being written and a cache that the view must leave out."""
     out = tmp_path / "suite"
     runs = out / "runs"
-    _write(runs / "lip-a", _results("lip-a", "lip", 0.1, 0.38), AUDIT)
+    _write(runs / "lip-a", _results("lip-a", "lip", 0.1, 0.38, precision="fp32"), AUDIT)
     _write(runs / "lip-b", _results("lip-b", "lip", 0.15, 0.36, seed=1))
     _write(runs / "amns-a", _results("amns-a", "amns", 0.05, 0.2))
     _write(runs / "emb-a", _results("emb-a", "emb", 0.5, 0.4))  # keeps every dog, but forgets too little
@@ -93,12 +94,12 @@ def test_the_view_has_a_row_per_run_and_each_figure_in_its_column(suite_dir):
                              "runs/lip-b"]
     fixed = [c.name for c in COLUMNS]
     assert [c for c in df.columns if c in fixed] == fixed  # every documented column, in order
-    assert list(df.columns[16:20]) == ["other_cifar10_before", "other_cifar10_after", "other_stanford_dogs_before",
+    assert list(df.columns[17:21]) == ["other_cifar10_before", "other_cifar10_after", "other_stanford_dogs_before",
                                        "other_stanford_dogs_after"]
     row = df.set_index("run_id").loc["lip-a"]
     expected = {
         "path": "runs/lip-a", "kind": "class", "model": "mini-rn", "method": "lip", "preset": "default",
-        "dataset": "caltech101", "classes": "minaret", "n_classes": 1, "seed": 0,
+        "dataset": "caltech101", "classes": "minaret", "n_classes": 1, "seed": 0, "precision": "fp32",
         "target_before": 0.9, "target_after": 0.1, "other_classes_before": 0.61, "other_classes_after": 0.57,
         "other_cifar10_before": 0.71, "other_cifar10_after": 0.66, "other_stanford_dogs_before": 0.4,
         "other_stanford_dogs_after": 0.38, "avg_score": 0.123, "synthetic_before": 1.0, "synthetic_after": 0.25,
@@ -114,6 +115,7 @@ def test_the_view_has_a_row_per_run_and_each_figure_in_its_column(suite_dir):
     assert list(df.columns).index("ifi_p5_before") < list(df.columns).index("ifi_p10_before")  # natural order
     sub = df.set_index("run_id").loc["frr-flower-s1"]
     assert (sub.kind, sub.dataset, sub.classes, sub.seed) == ("subgroup", "in-domain-flower", "rose", 1)
+    assert pd.isna(sub.precision)  # written before results.json recorded it
     assert sub.score == 87.5
     assert (sub.forget_at10_by_label_before, sub.forget_at10_by_label_after) == (0.6, 0.1)
     assert (sub.forget_at10_by_name_before, sub.forget_at10_by_name_after) == (0.8, 0.3)

@@ -101,7 +101,8 @@ def _subgroup_head(r: RunResults) -> list[str]:
     coarse = ", ".join(sorted({g["coarse"] or g["name"] for g in st["forget"]}))
     lines = [f"# Forgetting the subgroup {', '.join(r.classes)} of {coarse} ({st['name']}) in {r.model['arch']}", ""]
     lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
-              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`"
+              + (f", computed in {raw['precision']}." if raw.get("precision") else "."),
               f"Stopped after {r.epochs} epochs: {r.stopped_because}."
               + ("" if r.kept_any_step else " No step was kept: the model is the original."), ""]
     lines += ["Data the method saw: " + ("; ".join(f"{k} {v['n']} images ({v['source']})" for k, v in r.data_seen.items())
@@ -153,7 +154,8 @@ def _concept_head(r: RunResults, has_grid: bool) -> list[str]:
               + (f"; already in it and forgotten where they stand: {', '.join(v['concepts_in_vocabulary'])}"
                  if v["concepts_in_vocabulary"] else "") + ".",
               f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
-              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`"
+              + (f", computed in {raw['precision']}." if raw.get("precision") else "."),
               f"Stopped after {r.epochs} epochs: {r.stopped_because}.", "",
               "Data the method saw: " + ("; ".join(f"{k} {x['n']} images ({x['source']})" for k, x in r.data_seen.items())
                                          or "none (names only)") + ".", "",
@@ -189,7 +191,8 @@ def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
         return "\n".join(_subgroup_head(r) + _steps_and_tensors(r, has_plot))
     lines = [f"# Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model['arch']}", ""]
     lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
-              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`.",
+              + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`"
+              + (f", computed in {raw['precision']}." if raw.get("precision") else "."),
               f"Stopped after {r.epochs} epochs: {r.stopped_because}."
               + ("" if r.kept_any_step else " No step was kept: the model is the original."), ""]
     if r.data_seen:

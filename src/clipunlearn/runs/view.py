@@ -18,6 +18,8 @@ Columns (a missing figure is null; every column below is always there, in this o
 - ``dataset``: the dataset (a subgroup run: its setting; a concept run: ``concept (<vocabulary>)``)
 - ``classes``: the forgotten classes, joined by ``, ``; ``n_classes``: how many
 - ``seed``
+- ``precision``: the precision the run computed at (``fp32``, ``tf32`` or ``bf16``; null for a run
+  written before results.json recorded it)
 - ``target_before``, ``target_after``: accuracy on the forgotten classes (a concept run: the share of
   the user's photos called by the name)
 - ``other_classes_before``, ``other_classes_after``: the dataset's other classes (a subgroup run: the
@@ -83,6 +85,7 @@ HEAD = (
     Column("ablation", _S, "its ablation, null when none"), Column("options", _S, "options set over the preset"),
     Column("dataset", _S, "the dataset (a subgroup run: its setting)"), Column("classes", _S, "forgotten classes"),
     Column("n_classes", _I, "how many"), Column("seed", _I, "the seed"),
+    Column("precision", _S, "the precision it computed at: fp32, tf32 or bf16 (null: written before it was recorded)"),
     Column("target_before", _F, "target accuracy before"), Column("target_after", _F, "target accuracy after"),
     Column("other_classes_before", _F, "other classes before"),
     Column("other_classes_after", _F, "other classes after"),
@@ -184,7 +187,8 @@ def run_row(r: RunResults, path: str, audit: dict[str, Any] | None) -> dict[str,
         "run_id": r.run_id or Path(path).name, "path": path, "kind": r.kind, "model": r.model.get("arch"),
         "method": r.method, "preset": r.preset, "ablation": r.ablation,
         "options": ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or None,
-        "dataset": r.dataset, "classes": ", ".join(r.classes), "n_classes": len(r.classes), "seed": r.seed}
+        "dataset": r.dataset, "classes": ", ".join(r.classes), "n_classes": len(r.classes), "seed": r.seed,
+        "precision": r.raw.get("precision")}
     _pair(row, "target", r.target)
     _pair(row, "other_classes", r.other_classes)
     for name, ba in r.datasets.items():
