@@ -216,3 +216,15 @@ def test_a_suite_records_the_cell_that_ran_out_of_memory_and_goes_on(tmp_path, d
         error = json.loads((out / "failed" / f"{spec.run_id}.json").read_text())["error"]
         assert error.startswith("Out of memory in training (epoch 1 at 32 images a step") and "\n" not in error
         assert "--set batch_size=16" in error
+
+
+def test_steady_heap_fixes_glibcs_threshold_on_linux_and_is_a_no_op_elsewhere(monkeypatch):
+    import platform
+    import sys
+
+    from clipunlearn import memory
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert memory.steady_heap() is True  # glibc's own starting value: harmless to the test process
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    assert memory.steady_heap() is False

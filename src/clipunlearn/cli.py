@@ -136,11 +136,13 @@ def cmd_eval(args) -> int:
     from .data import load_image_set, split_names
     from .evaluation import Evaluator, FeatureCache
     from .io import check_output_free, write_json
+    from .memory import steady_heap
     from .precision import parse_precision, resolve_precision
 
     _setup_logging(True)  # warnings only: a batch halved when memory ran out
     if args.json:
         check_output_free(args.json, args.overwrite, "JSON output")
+    steady_heap()  # peak memory flat in the number of images (clipunlearn.memory)
     folder = _dataset_dir(args)
     names = list(dict.fromkeys(split_names(args.datasets) + ([folder] if folder else [])))
     if not names:
