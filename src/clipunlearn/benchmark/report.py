@@ -513,8 +513,9 @@ def _caption(layout: dict[str, Any], table: dict[str, Any], df: pd.DataFrame) ->
         cell_model = {c["run_id"]: c["model"] for c in table["cells"]}
         for (model, dataset), group in rows.groupby([rows["run_id"].map(cell_model), "dataset"], sort=True):
             texts = {c["name"]: c["text"] for c in layout.get("classes", {}).get(model, {}).get(dataset, [])}
+            # the layout's order, then the classes it does not name by name (a set's order changes per process)
             used = sorted({name for names in group["classes"] for name in names.split(", ")},
-                          key=lambda n: list(texts).index(n) if n in texts else len(texts))
+                          key=lambda n: (list(texts).index(n) if n in texts else len(texts), n))
             lines.append(f"- {model}, {dataset}: " + "; ".join(texts.get(n, n) for n in used) + ".")
         lines.append(f"\nClasses: the paper's forget classes where the model's zero-shot top-1 on them (the lower of "
                      f"train and test images) is at least {layout.get('min_top1', 0.3)}, else the dataset's best-known "
