@@ -54,7 +54,7 @@ MODULES: dict[str, list[str]] = {
     # the report's fast tests: the suites run end to end (test_benchmark's, test_suite_audit's: 10 s to 3 min each)
     # would run under each of ~2800 mutants, and the HTML report's (1-2 s each, building whole reports) put a run
     # past an hour on 2 busy cores
-    "benchmark/report.py": ["tests/test_pins_report.py"] + [f"tests/test_benchmark.py::{t}" for t in (
+    "benchmark/report.py": ["tests/test_report_units.py", "tests/test_pins_report.py"] + [f"tests/test_benchmark.py::{t}" for t in (
         "test_claims_are_checked_on_the_cells_all_their_methods_finished",
         "test_a_bar_verdict_names_the_other_datasets_that_limit_it",
         "test_rows_with_the_same_figures_in_every_common_cell_are_named",

@@ -692,3 +692,506 @@ def test_relearning_curves_name_every_attack_count_their_cells_were_averaged_ove
                                         cells).panels
     assert panel.title == "caltech101: x: relearning, mean over 2/3 attacks"
     assert panel.series == (Series("lip (2 cells)", (0.0, 0.75)),)
+
+
+# --- what the plots draw (matplotlib, captured before saving) -----------------------------------------------
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions hand to ``_save``, with the path each would be saved to."""
+    import matplotlib.pyplot as plt
+
+    figures: list[tuple[Any, Path]] = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append((fig, path)))
+    yield figures
+    for fig, _ in figures:
+        plt.close(fig)
+
+
+def test_save_writes_a_png_at_100_dpi_and_closes_the_figure(tmp_path):
+    plt = report._pyplot()
+    import matplotlib
+
+    assert matplotlib.get_backend().lower() == "agg"
+    fig = plt.figure(figsize=(2.0, 1.0))
+    report._save(fig, tmp_path / "plots" / "a.png")
+    data = (tmp_path / "plots" / "a.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (200, 100)
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_a_bar_plot_draws_each_group_s_means_with_its_labels(drawn, tmp_path):
+    bars = Bars("plots/x.png", "the title", "alt", "top-1", ("target BF", "target AF"),
+                (BarGroup("m1", "amns", (1.0, None), 1), BarGroup("m1", "lip", (0.75, 0.25), 2),
+                 BarGroup("m2", "lip", (0.5, 0.125), 1), BarGroup("m2", "ga", (0.25, 0.0), 1)))
+    report._plot_bars(bars, tmp_path / "x.png")
+    ((fig, path),) = drawn
+    ax = fig.axes[0]
+    assert path == tmp_path / "x.png"
+    assert tuple(fig.get_size_inches()) == pytest.approx((0.9 * 4 + 2, 3.6))
+    assert (ax.get_title(), ax.get_ylabel(), ax.get_xlabel()) == ("the title", "top-1", "")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["(m1, amns)", "(m1, lip)", "(m2, lip)", "(m2, ga)"]
+    assert {t.get_rotation() for t in ax.get_xticklabels()} == {30.0}
+    heights = [[p.get_height() for p in c] for c in ax.containers]
+    assert heights[0] == [1.0, 0.75, 0.5, 0.25]
+    assert heights[1] == [0.0, 0.25, 0.125, 0.0]  # None: no bar (nan, which pandas draws at 0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["target BF", "target AF"]
+    report._plot_bars(Bars("f", "t", "a", "y", ("c",), (BarGroup("m", "x", (0.5,), 1),)), tmp_path / "y.png")
+    assert tuple(drawn[1][0].get_size_inches()) == (5.0, 3.6)  # at least 5 inches wide
+
+
+def test_a_tradeoff_plot_draws_the_region_the_cells_the_rows_and_their_names(drawn, tmp_path):
+    import matplotlib.colors as mcolors
+
+    df, table = _tradeoff_df()
+    t = report.tradeoff(df, {**table, "title": "a long title " * 10})
+    report._plot_tradeoff(t, tmp_path / "t.png")
+    ((fig, path),) = drawn
+    ax = fig.axes[0]
+    assert path == tmp_path / "t.png" and tuple(fig.get_size_inches()) == pytest.approx((6.4, 4.4))
+    region, cells, means = ax.collections
+    xs, ys = region.get_paths()[0].vertices.T
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == pytest.approx((0.0, 0.25, 0.75, 1.3))
+    assert region.get_alpha() == 0.15 and region.get_label() == "the bar's region"
+    assert mcolors.to_hex(region.get_facecolor()[0]) == mcolors.to_hex("tab:green")
+    assert cells.get_offsets().tolist() == [[0.25, 0.75], [1.25, 1.25], [0.5, 0.5]]
+    assert list(cells.get_sizes()) == [10] and cells.get_alpha() == 0.5 and cells.get_label() == "cells"
+    assert mcolors.to_hex(cells.get_facecolor()[0]) == mcolors.to_hex("tab:gray")
+    assert means.get_offsets().tolist() == [[0.5, 0.375], [0.75, 1.0]] and means.get_label() == "rows (means)"
+    assert mcolors.to_hex(means.get_facecolor()[0]) == mcolors.to_hex("tab:blue")
+    names = [(a.get_text(), a.xy, a.get_fontsize(), a.xyann, a.anncoords) for a in ax.texts]
+    assert names == [("lr = 1 / amns", (0.5, 0.375), 7, (4, 3), "offset points"),
+                     ("preset / lip", (0.75, 1.0), 7, (4, 3), "offset points")]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (t.x_label, t.y_label)
+    assert ax.get_xlim() == pytest.approx((0.0, 1.3)) and ax.get_ylim() == pytest.approx((0.45, 1.3))
+    assert ax.get_title() == "\n".join([("a long title " * 7).strip(), ("a long title " * 3).strip()])
+    assert ax.title.get_fontsize() == 8
+    legend = ax.get_legend()
+    assert [x.get_text() for x in legend.get_texts()] == ["the bar's region", "cells", "rows (means)"]
+    assert legend._loc == 4 and legend.get_texts()[0].get_fontsize() == 7  # 4: lower right
+    report._plot_tradeoff(report.tradeoff(df, {**table, "bar": {}}), tmp_path / "u.png")
+    assert len(drawn[1][0].axes[0].collections) == 2  # no region without both thresholds
+
+
+def test_a_line_plot_draws_each_panel_s_bands_series_and_before(drawn, tmp_path):
+    import matplotlib.colors as mcolors
+
+    first = Panel("a title long enough to be wrapped at fifty characters of width", (1, 5, 10),
+                  (Series("lip AF (m)", (0.5, None, 0.25)), Series("amns AF (m)", (0.75, 0.5, 0.5))),
+                  (1.0, None, 0.75))
+    second = Panel("relearning", (0, 5), (Series("s", (0.0, 0.5)),), (), x_label="step", y_label="accuracy",
+                   bands=(Band("original", (0.5, 0.75), (1.0, 1.0)), Band("oracle", (0.0, 0.0), (0.25, 0.5)),
+                          Band("third", (0.0, 0.0), (0.0, 0.0))))
+    report._plot_lines(Lines("plots/l.png", "alt", (first, second)), tmp_path / "l.png")
+    ((fig, path),) = drawn
+    assert path == tmp_path / "l.png" and tuple(fig.get_size_inches()) == pytest.approx((10.0, 3.6))
+    a, b = fig.axes
+    assert a.get_title() == "a title long enough to be wrapped at fifty\ncharacters of width"
+    assert a.title.get_fontsize() == 9 and b.get_title() == "relearning"
+    assert (a.get_xlabel(), a.get_ylabel(), b.get_xlabel(), b.get_ylabel()) == ("k", "precision@k", "step", "accuracy")
+    assert list(a.get_xticks()) == [1, 5, 10] and list(b.get_xticks()) == [0, 5]
+    lip, amns, before = a.lines
+    assert (lip.get_label(), lip.get_marker()) == ("lip AF (m)", "o")
+    assert [str(v) for v in lip.get_ydata()] == ["0.5", "nan", "0.25"] and list(amns.get_ydata()) == [0.75, 0.5, 0.5]
+    assert (before.get_label(), before.get_marker(), before.get_linestyle()) == ("before", "x", "--")
+    assert mcolors.to_hex(before.get_color()) == "#000000" and [str(v) for v in before.get_ydata()] == ["1.0", "nan", "0.75"]
+    assert len(a.collections) == 0 and a.get_legend() is None  # the legend on the last panel only
+    assert [c.get_label() for c in b.collections] == ["original", "oracle", "third"]
+    colours = ["tab:gray", "tab:green", "tab:orange"]
+    assert [mcolors.to_hex(c.get_facecolor()[0]) for c in b.collections] == [mcolors.to_hex(c) for c in colours]
+    assert {c.get_alpha() for c in b.collections} == {0.2}
+    edges, series = b.lines[:6], b.lines[6:]
+    assert [list(e.get_ydata()) for e in edges] == [[0.5, 0.75], [1.0, 1.0], [0.0, 0.0], [0.25, 0.5], [0.0, 0.0], [0.0, 0.0]]
+    assert [mcolors.to_hex(e.get_color()) for e in edges] == [mcolors.to_hex(c) for c in colours for _ in range(2)]
+    assert {(e.get_linestyle(), e.get_linewidth()) for e in edges} == {(":", 1.2)}
+    assert [s.get_label() for s in series] == ["s"]  # no before: no dashed line
+    legend = b.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["original", "oracle", "third", "s"]
+    assert legend.get_texts()[0].get_fontsize() == 7
+
+
+def test_write_plots_draws_each_section_s_tradeoff_and_each_plot_under_the_page(monkeypatch, tmp_path):
+    calls: list[tuple[str, str, Path]] = []
+    for name in ("_plot_tradeoff", "_plot_bars", "_plot_lines"):
+        monkeypatch.setattr(report, name, lambda what, path, name=name: calls.append((name, what, path)))
+    df, table = _tradeoff_df()
+    t = report.tradeoff(df, table)
+    bars, lines = Bars("plots/b.png", "", "", "", (), ()), Lines("plots/l.png", "", ())
+    sections = [report.Section("a", "a", pd.DataFrame(), [], []), report.Section("bar", "bar", pd.DataFrame(), [], [], t)]
+    view = report.View("T", [], sections, [], [bars, lines], pd.DataFrame(), [], tmp_path, tmp_path / "page")
+    report._write_plots(view)
+    assert calls == [("_plot_tradeoff", t, tmp_path / "page" / "plots/bar_tradeoff.png"),
+                     ("_plot_bars", bars, tmp_path / "page" / "plots/b.png"),
+                     ("_plot_lines", lines, tmp_path / "page" / "plots/l.png")]
+
+
+# --- a suite's folder: its runs, audits and records -------------------------------------------------------------
+
+def _write_run(base: Path, folder: str, raw: dict[str, Any], audit: dict[str, Any] | None = None) -> Path:
+    d = base / folder
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(raw), encoding="utf-8")
+    if audit is not None:
+        (d / "audit").mkdir()
+        (d / "audit" / "audit.json").write_text(json.dumps(audit), encoding="utf-8")
+        (d / "audit" / "audit.md").write_text("# audit", encoding="utf-8")
+        (d / "audit" / "curve.png").write_bytes(b"png")
+        (d / "audit" / "notes.txt").write_text("not copied", encoding="utf-8")
+    return d
+
+
+AUDIT = _audit(relearning={"attacks": ["a"], "score": {"R": 0.25, "R_floor": 0.25}, "steps": [0, 5],
+                           "curves": {"forgotten": {"a": [0.0, 0.5]}, "original": {"a": [1.0, 1.0]}}},
+               verdict=[{"attack": "prompts", "verdict": "recovered"}, {"attack": "images", "verdict": "did not recover"}])
+
+
+def _suite_folder(root: Path, layout: bool = True) -> Path:
+    """A suite's folder: lip-a (audited), amns-a, a run gathered by hand (no run id), a hidden and an unfinished one."""
+    runs = root / "runs"
+    _write_run(runs, "lip-a", _raw("lip-a", datasets={"dogs": (0.5, 0.375)}), AUDIT)
+    _write_run(runs, "amns-a", _raw("amns-a", method="amns", target=(0.8, 0.4), other=(0.5, 0.5),
+                                    datasets={"dogs": (0.5, 0.5)}, avg=0.25,
+                                    method_config={"lr": 1}, settings={"method": "gone", "seed": 0,
+                                                                       "run_spec": {"run_id": "amns-a"}}))
+    byhand = _raw("x", method="ga", datasets={"dogs": (0.5, 0.25)})
+    byhand["settings"] = {"seed": 1}
+    _write_run(runs, "byhand", byhand)
+    _write_run(runs, ".hidden", _raw("hidden"))
+    (runs / "unfinished").mkdir()
+    if layout:
+        cells = [{"model": "mini", "run_id": r, "setting": ""} for r in ("lip-a", "amns-a")]
+        (root / "suite.json").write_text(json.dumps({
+            "suite": "mine", "description": "two methods", "source": str(root / "mine.toml"), "seeds": [0],
+            "tables": [{"name": "t1", "title": "Forgetting", "show": "forgetting", "group_by": ["method"], "cells": cells},
+                       {"name": "bar", "show": "bar", "group_by": ["method"], "cells": cells, "bar": BAR},
+                       {"name": "depth", "show": "depth", "group_by": ["method"], "cells": cells[:1]},
+                       {"name": "later", "show": "forgetting", "group_by": ["method"],
+                        "cells": [{"model": "other", "run_id": "x1", "setting": ""}]}]}), encoding="utf-8")
+    return root
+
+
+def test_the_finished_runs_are_the_visible_folders_with_a_results_file_in_order(tmp_path):
+    root = _suite_folder(tmp_path / "s")
+    assert report._runs_base(root) == root / "runs" and report._runs_base(root / "runs") == root / "runs"
+    assert [d.name for d in report._finished(root / "runs")] == ["amns-a", "byhand", "lip-a"]
+    found = report.collect_runs(root)
+    assert [(d.name, r.method) for d, r in found] == [("amns-a", "amns"), ("byhand", "ga"), ("lip-a", "lip")]
+    assert [r.method for r in report.collect(root / "runs")] == ["amns", "ga", "lip"]
+    assert report.collect_audits(root) == {"lip-a": root / "runs" / "lip-a" / "audit"}
+    _write_run(root / "runs", "byhand2", {**_raw("x"), "settings": {}}, AUDIT)
+    assert report.collect_audits(root)["byhand2"] == root / "runs" / "byhand2" / "audit"  # by its folder's name
+
+
+def test_a_folder_without_runs_is_refused_naming_it(tmp_path):
+    with pytest.raises(ClipUnlearnError) as e:
+        report.collect_runs(tmp_path / "nothing")
+    assert str(e.value) == (f"{str(tmp_path / 'nothing')!r} is not a folder. Pass the --out folder of "
+                            "`clipunlearn benchmark`.")
+    (tmp_path / "empty" / "runs" / "r").mkdir(parents=True)
+    with pytest.raises(ClipUnlearnError) as e:
+        report.collect_runs(tmp_path / "empty")
+    assert str(e.value) == (f"No finished run under {str(tmp_path / 'empty' / 'runs')!r}. Run `clipunlearn benchmark "
+                            f"--suite ... --out {tmp_path / 'empty'}` first.")
+
+
+def test_records_are_each_run_s_results_and_audit_and_the_layout_byte_for_byte(tmp_path):
+    root = _suite_folder(tmp_path / "s")
+    assert report.write_records(root, tmp_path / "page") == 3
+    rec = tmp_path / "page" / "records"
+    assert sorted(str(p.relative_to(rec)) for p in rec.rglob("*") if p.is_file()) == [
+        "runs/amns-a/results.json", "runs/byhand/results.json", "runs/lip-a/audit/audit.json",
+        "runs/lip-a/results.json", "suite.json"]
+    for name in ("runs/lip-a/results.json", "runs/lip-a/audit/audit.json", "suite.json"):
+        assert (rec / name).read_bytes() == ((root / name).read_bytes())
+    assert report.write_records(root, tmp_path / "page") == 3  # again: the same records
+    bare = _suite_folder(tmp_path / "b", layout=False)
+    assert report.write_records(bare, tmp_path / "bare") == 3 and not (tmp_path / "bare" / "records" / "suite.json").exists()
+    with pytest.raises(ClipUnlearnError) as e:
+        report.write_records(rec, tmp_path / "page")
+    assert str(e.value) == (f"{str(rec)!r} is already the records folder of {str(tmp_path / 'page')!r}: drop --records, "
+                            "the records are what the report is made from.")
+    import shutil
+
+    shutil.rmtree(root / "runs" / "amns-a")
+    with pytest.raises(ClipUnlearnError) as e:
+        report.write_records(root, tmp_path / "page")
+    assert str(e.value) == (f"{str(rec / 'runs')!r} holds 1 run(s) that {str(root / 'runs')!r} lacks (e.g. amns-a): "
+                            f"copy them into {str(root / 'runs')!r} first (cp -r {rec / 'runs'}/. {root / 'runs'}/), "
+                            "or remove them.")
+
+
+def test_a_folder_is_shown_relative_to_the_page_or_as_a_placeholder(tmp_path):
+    page = tmp_path / "docs" / "page"
+    assert report.shown_path(page, page) == "."
+    assert report.shown_path(page / "records", page) == "records"
+    assert report.shown_path(tmp_path, page) == "../.."
+    assert report.shown_path(tmp_path / "elsewhere", page) == "DIR"
+    assert report.shown_path(tmp_path / "elsewhere", page, "suite.toml") == "suite.toml"
+
+
+def _view_of(root: Path, dest: Path, cells: list[Cell]) -> report.View:
+    return report.View("T", [], [], [], [], pd.DataFrame(), cells, root, dest)
+
+
+def test_audits_are_copied_beside_a_page_kept_elsewhere_and_linked_from_it(tmp_path):
+    root = _suite_folder(tmp_path / "s")
+    cells = [Cell(d.name, d, r) for d, r in report.collect_runs(root)]
+    cells[2].audit_folder, cells[2].audit = root / "runs" / "lip-a" / "audit", AUDIT
+    report.copy_audits(_view_of(root, tmp_path / "page", cells))
+    copied = tmp_path / "page" / "audits" / "lip-a"
+    assert sorted(p.name for p in copied.iterdir()) == ["audit.json", "audit.md", "curve.png"]
+    assert (copied / "audit.md").read_text() == "# audit"
+    report.copy_audits(_view_of(root, root, cells))
+    assert not (root / "audits").exists()  # the page in the suite's folder links them where they are
+    by_id = {c.run_id: c for c in cells}
+    assert report._audit_lines(by_id, {"lip-a", "amns-a", "gone"}, root, tmp_path / "page") == [
+        "Audit thresholds and attacks: docs/audit.md. Per cell:", "",
+        "- [lip-a](audits/lip-a/audit.md): prompts recovered; images did not recover", ""]
+    assert report._audit_lines(by_id, {"lip-a"}, root, root)[2] == \
+        "- [lip-a](runs/lip-a/audit/audit.md): prompts recovered; images did not recover"
+    by_id["amns-a"].audit = {"verdict": [{"attack": "mia", "verdict": "no evidence"}]}
+    by_id["amns-a"].audit_folder = root / "runs" / "amns-a" / "audit"
+    assert report._audit_lines(by_id, {"lip-a", "amns-a"}, root, root)[2:4] == [
+        "- [amns-a](runs/amns-a/audit/audit.md): mia no evidence",
+        "- [lip-a](runs/lip-a/audit/audit.md): prompts recovered; images did not recover"]
+
+
+# --- the page: its intro, sections, markdown and files ------------------------------------------------------------
+
+TAIL = (". BF = before, AF = after forgetting; Avg. Score (WACV'25 Eq. 10) lower is better; figures are mean ± std "
+        "over the classes and seeds of each row (std left out for a single run).")
+RECORDS_LINE = ("The records this page was made from (`suite.json`, each run's `results.json`) are in "
+                "[`records/`](records/): `clipunlearn benchmark report records --to .` (from this page's folder) "
+                "rebuilds it; copied into a suite's `--out` folder, they let the suite resume there.")
+
+
+def _layout(suite: str, source: str | None, cells: list[tuple[str, str]]) -> dict[str, Any]:
+    layout: dict[str, Any] = {"suite": suite, "description": "d", "tables": [
+        {"cells": [{"model": m, "run_id": r} for m, r in cells[:1]]},
+        {"cells": [{"model": m, "run_id": r} for m, r in cells[1:]]}]}
+    if source is not None:
+        layout["source"] = source
+    return layout
+
+
+def test_the_intro_of_a_page_in_the_suite_s_folder_without_a_layout(tmp_path):
+    assert report._intro(None, tmp_path, tmp_path, 2, {}, False, set()) == [
+        "Made by `clipunlearn benchmark report .` from 2 run folders" + TAIL, ""]
+
+
+def test_the_intro_of_a_page_rebuilt_from_its_records_names_them_and_the_shipped_suite(tmp_path):
+    page = tmp_path / "page"
+    layout = _layout("quick", "/elsewhere/quick.toml", [("zeta", "a"), ("alpha", "b"), ("zeta", "a")])
+    assert report._intro(layout, page / "records", page, 2, {}, False, {"a", "b", "c"}) == [
+        "Made by `clipunlearn benchmark report records --to .` from 2 run folders of the suite 'quick' (d)" + TAIL, "",
+        RECORDS_LINE, "",
+        "Cells made by `clipunlearn benchmark --suite quick --model alpha,zeta --out DIR` (DIR: a copy of `records/`) "
+        "(2 of 2 cells finished).", ""]
+
+
+def test_the_intro_names_the_stale_runs_the_records_and_a_suite_file_beside_the_page(tmp_path):
+    page, suite = tmp_path / "page", tmp_path / "suite"
+    layout = _layout("custom", str(page / "suites" / "custom.toml"), [("m", "a"), ("m", "b"), ("m", "c")])
+    stale = {"a": "lr 1 -> 2", "b": "method 'x' is no longer registered"}
+    assert report._intro(layout, suite, page, 3, stale, True, {"a", "b", "z"}) == [
+        "Made by `clipunlearn benchmark report DIR --to .` (DIR: the suite's folder; run from this page's folder) from "
+        "3 run folders of the suite 'custom' (d)" + TAIL, "",
+        RECORDS_LINE, "",
+        "**2 of these runs were made with another config of their preset than the method builds today** (e.g. a: "
+        "lr 1 -> 2): rerun them with `clipunlearn benchmark ... --rerun-stale`.", "",
+        "Cells made by `clipunlearn benchmark --suite suites/custom.toml --model m --out DIR` (2 of 3 cells finished; "
+        "rerunning that command runs the rest, and tables show what is finished).", ""]
+    layout["source"] = str(tmp_path / "far" / "custom.toml")  # outside the page: its file name
+    below = report._intro(layout, page / "suite", page, 3, {}, False, {"a", "b", "c"})
+    assert below[0].startswith("Made by `clipunlearn benchmark report suite --to .` from 3 run folders")
+    assert below[2] == "Cells made by `clipunlearn benchmark --suite custom.toml --model m --out suite` (3 of 3 cells finished)."
+    del layout["description"]
+    assert "of the suite 'custom' ()." in report._intro(layout, page, page, 1, {}, False, set())[0]
+
+
+def _sections_input(tmp_path: Path) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Cell]]:
+    runs = [_run("a", datasets={"dogs": (0.5, 0.375)}), _run("b", method="amns", target=(0.8, 0.4),
+                                                             datasets={"dogs": (0.5, 0.5)}, avg=0.25),
+            parse_results(_subgroup_raw("s1", method="ga")),
+            parse_results({**_subgroup_raw("s2", method="ours"), "ratio_score": 90.0})]
+    df = frame(runs).assign(**{"audit R": [0.25, 0.5, None, None]})
+    two = _cells(["a", "b"], "mini")
+    layout = {"seeds": [0], "tables": [
+        {"name": "bar", "title": "The bar", "show": "bar", "group_by": ["method"], "cells": two, "bar": BAR,
+         "claims": [{"says": "lip beats amns", "method": "lip", "column": "avg_score", "than": ["amns"],
+                     "higher": False}]},
+        {"name": "audit", "show": "audit", "group_by": ["method"], "cells": two},
+        {"name": "sub", "show": "subgroup", "group_by": ["method"], "cells": _cells(["s1", "s2"], "mini"),
+         "goal": {"method": "ours", "score": 85}},
+        {"name": "depth", "show": "depth", "group_by": ["method"], "cells": two,
+         "goal": {"method": "lip", "r": 0.25, "kept": 0.75}},
+        {"name": "later", "show": "forgetting", "group_by": ["method"], "cells": _cells(["x", "y"], "mini")}]}
+    cells = {r: Cell(r, tmp_path / r, run) for r, run in zip(["a", "b", "s1", "s2"], runs)}
+    cells["a"].audit, cells["a"].audit_folder = AUDIT, tmp_path / "a" / "audit"
+    return df, layout, cells
+
+
+def test_each_section_has_its_table_caption_notes_and_tradeoff_and_unrun_tables_wait(tmp_path):
+    df, layout, cells = _sections_input(tmp_path)
+    sections, waiting = report._sections(df, layout, cells, tmp_path, tmp_path / "page")
+    assert waiting == ["later (later): 0 of 2 cells finished"]
+    assert [(s.name, s.title) for s in sections] == [("bar", "The bar"), ("audit", "audit"), ("sub", "sub"),
+                                                     ("depth", "depth")]
+    bar, audit, sub, depth = sections
+    caption = ("2 cells in the suite, 2 finished and shown; mean ± std over the rows' classes and seeds (the suite's "
+               "seeds: [0]).")
+    assert bar.caption == [caption] and sub.caption == [caption]
+    assert bar.notes == ["Claims, each over the cells that all its methods finished (means; AF/BF = after/before):", "",
+                         "- mini: lip beats amns: holds (Avg. Score: lip 0.125; amns 0.250; 1 cells each)", ""]
+    assert bar.tradeoff == report.tradeoff(df, layout["tables"][0]) and bar.tradeoff is not None
+    assert list(bar.table["verdict"]) == ["misses: target AF/BF 0.500 (needs <= 0.25)", "meets the bar"]
+    assert audit.notes == ["Audit thresholds and attacks: docs/audit.md. Per cell:", "",
+                           "- [a](audits/a/audit.md): prompts recovered; images did not recover", ""]
+    assert audit.tradeoff is None and list(audit.table.columns) == ["model", "method", "audit R", "runs"]
+    assert sub.notes == ["Goal: ours's Score at least 85 and above every other method's (means over seeds):", "",
+                         "- mini: ours 90.0, best other ga 87.5: meets the goal", ""]
+    assert list(sub.table["Score"]) == ["87.5", "90.0"]
+    assert depth.notes[0].startswith("Goal: lip, means over its cells") and depth.notes[2] == (
+        "- mini: lip (1 cells) meets the goal: R 0.250 ≤ 0.25; worst other dataset dogs keeps 0.750; Avg. Score no "
+        "worse than each of 1 other methods on the cells both finished (closest: amns (ours 0.125, theirs 0.250, "
+        "1 cell)); R below each of 1 other methods on the cells both finished (closest: amns (ours 0.250, theirs "
+        "0.500, 1 cell))")
+
+
+def test_identical_rows_are_said_under_any_table_and_no_layout_gives_the_generic_tables(tmp_path):
+    df, layout, cells = _sections_input(tmp_path)
+    twin = frame([_run("a"), _run("b", method="twin"), _run("c", seed=1), _run("d", method="twin", seed=1)])
+    table = {"name": "t", "show": "forgetting", "group_by": ["method"], "cells": _cells("abcd", "mini")}
+    (section,), _ = report._sections(twin, {"seeds": [0, 1], "tables": [table]}, {}, tmp_path, tmp_path)
+    assert section.notes == identical_lines(twin, table) and section.notes[0] == "Identical rows:"
+    sections, waiting = report._sections(df, None, cells, tmp_path, tmp_path)
+    assert waiting == [] and [(s.name, s.title, s.caption, s.notes, s.tradeoff) for s in sections] == [
+        ("methods", "methods", [], [], None), ("classes", "classes", [], [], None)]
+    assert sections[0].table.equals(generic_tables(df)["methods"])
+
+
+def test_the_view_of_a_suite_folder_merges_its_audits_and_names_its_stale_runs(tmp_path):
+    root = _suite_folder(tmp_path / "s")
+    view = report.build_view(root, tmp_path / "page")
+    assert (view.title, view.root, view.dest) == ("Benchmark report: mine", root, tmp_path / "page")
+    assert view.intro == [
+        "Made by `clipunlearn benchmark report DIR --to .` (DIR: the suite's folder; run from this page's folder) "
+        "from 3 run folders of the suite 'mine' (two methods)" + TAIL, "",
+        "**1 of these runs were made with another config of their preset than the method builds today** (e.g. amns-a: "
+        "method 'gone' is no longer registered): rerun them with `clipunlearn benchmark ... --rerun-stale`.", "",
+        "Cells made by `clipunlearn benchmark --suite mine.toml --model mini,other --out DIR` (2 of 3 cells finished; "
+        "rerunning that command runs the rest, and tables show what is finished).", ""]
+    assert list(view.runs["run_id"]) == ["amns-a", "byhand", "lip-a"]  # the run gathered by hand: its folder's name
+    assert list(view.runs["audit R"].fillna(-1)) == [-1, -1, 0.25]
+    assert list(view.runs["audit prompts recovered"].fillna(-1)) == [-1, -1, 1.0]
+    assert [(c.run_id, c.folder, c.audit_folder) for c in view.cells] == [
+        ("amns-a", root / "runs" / "amns-a", None), ("byhand", root / "runs" / "byhand", None),
+        ("lip-a", root / "runs" / "lip-a", root / "runs" / "lip-a" / "audit")]
+    assert view.cells[2].audit == AUDIT and view.cells[0].audit is None
+    assert [(s.name, s.title, s.tradeoff is not None) for s in view.sections] == [
+        ("t1", "Forgetting", False), ("bar", "bar", True), ("depth", "depth", False)]
+    assert view.waiting == ["later (later): 0 of 1 cells finished"]
+    assert [p.file for p in view.plots] == ["plots/target_bf_af.png", "plots/avg_score.png",
+                                            "plots/relearning_curves.png"]
+    assert view.plots[2].panels[0].series == (Series("lip (1 cells)", (0.0, 0.5)),)
+    assert view.plots[0].groups == (BarGroup("mini-rn", "amns", (0.8, 0.4), 1), BarGroup("mini-rn", "ga", (0.8, 0.2), 1),
+                                    BarGroup("mini-rn", "lip", (0.8, 0.2), 1))
+
+
+def test_the_view_of_runs_gathered_by_hand_has_the_generic_tables_and_no_audit_columns(tmp_path):
+    root = _suite_folder(tmp_path / "s", layout=False)
+    (root / "runs" / "lip-a" / "audit" / "audit.json").unlink()
+    view = report.build_view(root / "runs")
+    assert view.title == "Benchmark report: runs" and view.dest == root / "runs"
+    assert view.intro == ["Made by `clipunlearn benchmark report .` from 3 run folders" + TAIL, "",
+                          "**1 of these runs were made with another config of their preset than the method builds "
+                          "today** (e.g. amns-a: method 'gone' is no longer registered): rerun them with "
+                          "`clipunlearn benchmark ... --rerun-stale`.", ""]
+    assert [s.name for s in view.sections] == ["methods", "classes"] and view.waiting == []
+    assert not [c for c in view.runs.columns if c.startswith("audit")]
+    assert all(c.audit is None and c.audit_folder is None for c in view.cells)
+    assert [p.file for p in view.plots] == ["plots/target_bf_af.png", "plots/avg_score.png"]
+    assert report.build_view(root, tmp_path / "p", records=True).intro[2] == RECORDS_LINE
+
+
+def _small_view(tmp_path: Path) -> report.View:
+    table = pd.DataFrame({"method": ["lip"], "x": ["0.500"]})
+    df, t = _tradeoff_df()
+    sections = [report.Section("t1", "Forgetting", table, ["cap"], ["note", ""]),
+                report.Section("bar", "bar", table, [], [], report.tradeoff(df, t))]
+    plots = [Bars("plots/b.png", "t", "the bars", "y", (), ()), Lines("plots/l.png", "the lines", ())]
+    return report.View("Benchmark report: s", ["intro", ""], sections, ["later (x): 0 of 1 cells finished"], plots,
+                       pd.DataFrame(), [], tmp_path, tmp_path)
+
+
+MARKDOWN = """# Benchmark report: s
+
+intro
+
+## t1: Forgetting
+
+cap
+
+| method   | x     |
+|:---------|:------|
+| lip      | 0.500 |
+
+note
+
+## bar
+
+
+| method   | x     |
+|:---------|:------|
+| lip      | 0.500 |
+
+![bar: forgetting against what the other datasets keep](plots/bar_tradeoff.png)
+
+## Not run yet
+
+- later (x): 0 of 1 cells finished
+
+## Plots
+
+![the bars](plots/b.png)
+
+![the lines](plots/l.png)
+"""
+
+
+def test_the_markdown_page_shows_each_section_then_what_waits_then_the_plots(tmp_path):
+    assert report.render_markdown(_small_view(tmp_path)) == MARKDOWN
+    view = _small_view(tmp_path)
+    view.waiting, view.plots = [], []
+    assert report.render_markdown(view).endswith("plots/bar_tradeoff.png)\n\n## Plots\n")
+
+
+def test_write_report_writes_each_table_the_page_the_plots_and_the_html(tmp_path, monkeypatch):
+    written: list[tuple[str, Any]] = []
+    monkeypatch.setattr(report, "write_html", lambda view: written.append(("html", view)))
+    monkeypatch.setattr(report, "_write_plots", lambda view: written.append(("plots", view)))
+    monkeypatch.setattr(report, "build_view", lambda folder, to, records: _small_view(Path(to)))
+    with pytest.raises(ClipUnlearnError) as e:
+        report.write_report(tmp_path / "s", records=True)
+    assert str(e.value) == ("--records needs --to: the records are a copy of the folder's results for a page kept "
+                            "elsewhere (e.g. --to docs/results/NAME).")
+    out = report.write_report(tmp_path / "s", tmp_path / "page")
+    assert out == tmp_path / "page" / "report.md" and out.read_text() == MARKDOWN
+    tables = tmp_path / "page" / "tables"
+    assert sorted(p.name for p in tables.iterdir()) == ["bar.csv", "bar.md", "t1.csv", "t1.md"]
+    assert (tables / "t1.csv").read_text() == "method,x\nlip,0.500\n"
+    assert (tables / "t1.md").read_text() == "| method   | x     |\n|:---------|:------|\n| lip      | 0.500 |\n"
+    assert [w for w, _ in written] == ["plots", "html"] and written[0][1] is written[1][1]
+
+
+def test_write_report_with_records_copies_them_and_the_audits(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "write_html", lambda view: None)
+    monkeypatch.setattr(report, "_write_plots", lambda view: None)
+    root = _suite_folder(tmp_path / "s")
+    out = report.write_report(root, tmp_path / "page", records=True)
+    assert (tmp_path / "page" / "records" / "runs" / "lip-a" / "results.json").is_file()
+    assert (tmp_path / "page" / "audits" / "lip-a" / "audit.md").is_file()
+    assert RECORDS_LINE in out.read_text()
+    report.write_report(root, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "records").exists()
