@@ -245,6 +245,8 @@ def test_audit_figures_leave_out_skipped_attacks_and_read_defaults():
         "audit prototype k=5 (oracle)": 0.0,  # k: 5 when the thresholds do not say
         "audit R": None, "audit R (floor 0)": None, "audit relearning attacks": 0,
         "audit attacks recovered": 0, "audit attacks": 1, "audit prompts recovered": 0.0}
+    no_thresholds = {k: v for k, v in _audit(prototype={"accuracy": {"5": {"forgotten": 0.5}}}).items() if k != "thresholds"}
+    assert audit_figures(no_thresholds)["audit prototype k=5 (forgotten)"] == 0.5
     # a membership attack without an oracle: its AUCs, no interval against the oracle's
     row = audit_figures(_audit(mia={"threshold_auc": {"original": 0.5}}, prototype={"accuracy": {}}))
     assert row == {"audit MIA AUC (original)": 0.5, "audit MIA AUC (forgotten)": None, "audit MIA AUC (oracle)": None,
@@ -380,6 +382,9 @@ def test_a_subgroup_goal_has_no_lines_without_a_goal_cells_or_scores():
     assert goal_lines(df, {**table, "goal": {}}) == []
     assert goal_lines(df, {**table, "cells": []}) == []
     assert goal_lines(df.drop(columns=["Score"]), table) == []
+    unnamed, of_unnamed = _scores([("a", "ours", 0, 90.0), (None, "ours", 0, 80.0)])  # no setting name: its own row
+    assert goal_lines(unnamed, of_unnamed)[2:4] == ["- mini, a: ours 90.0, no other method yet: meets the goal",
+                                               "- mini, nan: ours 80.0, no other method yet: misses (Score 80.0 < 85)"]
     one_key = goal_lines(df, {**table, "group_by": ["method"]})
     assert one_key[2] == "- mini: ours 90.0, no other method yet: meets the goal"
 
@@ -415,9 +420,9 @@ def test_the_depth_goal_line_per_model_names_each_part_with_its_figure_and_bound
         ("a-model", "uproot", 0, 0.0, 0.0, 0.0, 1.0, 0.75, 0.25),
         # c-model: R 0.5 over by 0.25, prompts in its one cell, dogs keeps 0.5 (under by 0.25), no mia figure
         ("c-model", "uproot", 0, 0.5, 1.0, None, 0.5, 1.0, 0.25),
-        ("d-model", "lip", 0, 0.1, 0.0, 0.0, 1.0, 1.0, 0.25)])
+        ("0-model", "lip", 0, 0.1, 0.0, 0.0, 1.0, 1.0, 0.25)])
     assert depth_goal_lines(df, table) == [
-        DEPTH_HEADER, "",
+        DEPTH_HEADER, "", "- 0-model: uproot not run yet",
         "- a-model: uproot (1 cells) meets the goal: R 0.000 ≤ 0.25; prompts recovered in 0 of 1 cells; mia recovered "
         "in 0 of 1 cells; worst other dataset cars keeps 0.750; Avg. Score no worse than each of 2 other methods on "
         "the cells both finished (closest: zeta (ours 0.250, theirs 0.375, 1 cell)); R below each of 2 other methods "
@@ -427,8 +432,7 @@ def test_the_depth_goal_line_per_model_names_each_part_with_its_figure_and_bound
         "0.250, theirs 0.125, 1 cell) on the cells both finished (missed); R not below amns (ours 0.250, theirs 0.250, "
         "1 cell), lip (ours 0.250, theirs 0.250, 2 cells) on the cells both finished (missed)",
         "- c-model: uproot (1 cells) misses 3 of 3 parts: R 0.500 > 0.25 by 0.250 (missed); prompts recovered in 1 of "
-        "1 cells (missed); worst other dataset dogs keeps 0.500 (< 0.75 by 0.250) (missed)",
-        "- d-model: uproot not run yet", ""]
+        "1 cells (missed); worst other dataset dogs keeps 0.500 (< 0.75 by 0.250) (missed)", ""]
 
 
 def test_the_depth_goal_has_no_lines_without_a_goal_cells_or_r_and_skips_absent_attacks():
@@ -591,6 +595,14 @@ def test_a_tradeoff_plot_gets_each_row_s_mean_each_cell_and_the_bar_s_region():
     assert (t.title, t.region, t.x_range, t.y_range) == ("bar", None, (0.0, 1.0), (0.5, 1.05))
 
 
+def test_a_tradeoff_row_without_a_setting_name_is_plotted_as_a_row_of_its_own():
+    df, table = _tradeoff_df()
+    table = {**table, "cells": [dict(c, setting=None) if c["run_id"] == "r2" else c for c in table["cells"]]}
+    t = report.tradeoff(df, table)  # amns (lr = 1) keeps r3 alone: no target ratio, no mean
+    assert t.means == (Mean("preset / lip", 0.75, 1.0, 2), Mean("nan / amns", 0.5, 0.5, 1))
+    assert t.points[2] == Point("r2", "amns", "d", "c", 0, "nan / amns", 0.5, 0.5)
+
+
 def test_a_tradeoff_plot_needs_a_cell_with_both_figures():
     df, table = _tradeoff_df()
     assert report.tradeoff(df, {**table, "cells": []}) is None
@@ -604,7 +616,7 @@ def test_a_tradeoff_plot_needs_a_cell_with_both_figures():
 def test_a_plot_s_row_label_is_its_keys_after_the_model():
     assert report._group_label(("m", "lr = 1", "lip")) == "lr = 1 / lip"
     assert report._group_label(("m",)) == "('m',)"
-    assert report._group_label("m") == "m"
+    assert report._group_label("mini") == "mini"  # a table grouped by the model alone
     assert report._number(float("nan")) is None and report._number(None) is None
     assert report._number(1) == 1.0 and isinstance(report._number(1), float)
 
@@ -713,8 +725,11 @@ def test_save_writes_a_png_at_100_dpi_and_closes_the_figure(tmp_path):
     import matplotlib
 
     assert matplotlib.get_backend().lower() == "agg"
-    fig = plt.figure(figsize=(2.0, 1.0))
+    fig = plt.figure(figsize=(2.0, 1.0), dpi=50)  # saved at 100 dpi whatever the figure's
+    current = plt.figure()  # the figure closed is the one saved, not the current one
     report._save(fig, tmp_path / "plots" / "a.png")
+    assert plt.fignum_exists(current.number)
+    plt.close(current)
     data = (tmp_path / "plots" / "a.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (200, 100)
@@ -745,7 +760,7 @@ def test_a_tradeoff_plot_draws_the_region_the_cells_the_rows_and_their_names(dra
     import matplotlib.colors as mcolors
 
     df, table = _tradeoff_df()
-    t = report.tradeoff(df, {**table, "title": "a long title " * 10})
+    t = report.tradeoff(df, {**table, "title": "x" * 85 + " abcde tail"})  # 91 characters to "abcde"
     report._plot_tradeoff(t, tmp_path / "t.png")
     ((fig, path),) = drawn
     ax = fig.axes[0]
@@ -765,19 +780,24 @@ def test_a_tradeoff_plot_draws_the_region_the_cells_the_rows_and_their_names(dra
                      ("preset / lip", (0.75, 1.0), 7, (4, 3), "offset points")]
     assert (ax.get_xlabel(), ax.get_ylabel()) == (t.x_label, t.y_label)
     assert ax.get_xlim() == pytest.approx((0.0, 1.3)) and ax.get_ylim() == pytest.approx((0.45, 1.3))
-    assert ax.get_title() == "\n".join([("a long title " * 7).strip(), ("a long title " * 3).strip()])
+    assert ax.get_title() == "x" * 85 + "\nabcde tail"  # wrapped at 90 characters
     assert ax.title.get_fontsize() == 8
     legend = ax.get_legend()
     assert [x.get_text() for x in legend.get_texts()] == ["the bar's region", "cells", "rows (means)"]
     assert legend._loc == 4 and legend.get_texts()[0].get_fontsize() == 7  # 4: lower right
-    report._plot_tradeoff(report.tradeoff(df, {**table, "bar": {}}), tmp_path / "u.png")
-    assert len(drawn[1][0].axes[0].collections) == 2  # no region without both thresholds
+    import matplotlib
+    from cycler import cycler
+
+    with matplotlib.rc_context({"axes.prop_cycle": cycler(color=["#ff0000", "#00ff00"])}):
+        report._plot_tradeoff(report.tradeoff(df, {**table, "bar": {}}), tmp_path / "u.png")
+    cells, means = drawn[1][0].axes[0].collections  # no region without both thresholds
+    assert mcolors.to_hex(means.get_facecolor()[0]) == mcolors.to_hex("tab:blue")  # whatever the style's colours
 
 
 def test_a_line_plot_draws_each_panel_s_bands_series_and_before(drawn, tmp_path):
     import matplotlib.colors as mcolors
 
-    first = Panel("a title long enough to be wrapped at fifty characters of width", (1, 5, 10),
+    first = Panel("y" * 45 + " abcde tail", (1, 5, 10),  # 51 characters to "abcde"
                   (Series("lip AF (m)", (0.5, None, 0.25)), Series("amns AF (m)", (0.75, 0.5, 0.5))),
                   (1.0, None, 0.75))
     second = Panel("relearning", (0, 5), (Series("s", (0.0, 0.5)),), (), x_label="step", y_label="accuracy",
@@ -787,7 +807,7 @@ def test_a_line_plot_draws_each_panel_s_bands_series_and_before(drawn, tmp_path)
     ((fig, path),) = drawn
     assert path == tmp_path / "l.png" and tuple(fig.get_size_inches()) == pytest.approx((10.0, 3.6))
     a, b = fig.axes
-    assert a.get_title() == "a title long enough to be wrapped at fifty\ncharacters of width"
+    assert a.get_title() == "y" * 45 + "\nabcde tail"  # wrapped at 50 characters
     assert a.title.get_fontsize() == 9 and b.get_title() == "relearning"
     assert (a.get_xlabel(), a.get_ylabel(), b.get_xlabel(), b.get_ylabel()) == ("k", "precision@k", "step", "accuracy")
     assert list(a.get_xticks()) == [1, 5, 10] and list(b.get_xticks()) == [0, 5]
@@ -801,6 +821,11 @@ def test_a_line_plot_draws_each_panel_s_bands_series_and_before(drawn, tmp_path)
     colours = ["tab:gray", "tab:green", "tab:orange"]
     assert [mcolors.to_hex(c.get_facecolor()[0]) for c in b.collections] == [mcolors.to_hex(c) for c in colours]
     assert {c.get_alpha() for c in b.collections} == {0.2}
+    original, oracle = ({tuple(v) for v in c.get_paths()[0].vertices.tolist()} for c in b.collections[:2])
+    assert original == {(0.0, 0.5), (5.0, 0.75), (0.0, 1.0), (5.0, 1.0)}  # between low and high at each k
+    assert oracle == {(0.0, 0.0), (5.0, 0.0), (0.0, 0.25), (5.0, 0.5)}
+    assert [list(x.get_xdata()) for x in a.lines] == [[1, 5, 10]] * 3
+    assert [list(x.get_xdata()) for x in b.lines] == [[0, 5]] * 7
     edges, series = b.lines[:6], b.lines[6:]
     assert [list(e.get_ydata()) for e in edges] == [[0.5, 0.75], [1.0, 1.0], [0.0, 0.0], [0.25, 0.5], [0.0, 0.0], [0.0, 0.0]]
     assert [mcolors.to_hex(e.get_color()) for e in edges] == [mcolors.to_hex(c) for c in colours for _ in range(2)]
@@ -809,6 +834,9 @@ def test_a_line_plot_draws_each_panel_s_bands_series_and_before(drawn, tmp_path)
     legend = b.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["original", "oracle", "third", "s"]
     assert legend.get_texts()[0].get_fontsize() == 7
+    report._plot_lines(Lines("plots/one.png", "alt", (second,)), tmp_path / "one.png")
+    (one,) = drawn[1][0].axes
+    assert tuple(drawn[1][0].get_size_inches()) == pytest.approx((5.0, 3.6)) and one.get_legend() is not None
 
 
 def test_write_plots_draws_each_section_s_tradeoff_and_each_plot_under_the_page(monkeypatch, tmp_path):
@@ -866,6 +894,7 @@ def _suite_folder(root: Path, layout: bool = True) -> Path:
             "tables": [{"name": "t1", "title": "Forgetting", "show": "forgetting", "group_by": ["method"], "cells": cells},
                        {"name": "bar", "show": "bar", "group_by": ["method"], "cells": cells, "bar": BAR},
                        {"name": "depth", "show": "depth", "group_by": ["method"], "cells": cells[:1]},
+                       {"name": "audit", "show": "audit", "group_by": ["method"], "cells": cells[:1]},
                        {"name": "later", "show": "forgetting", "group_by": ["method"],
                         "cells": [{"model": "other", "run_id": "x1", "setting": ""}]}]}), encoding="utf-8")
     return root
@@ -951,6 +980,8 @@ def test_audits_are_copied_beside_a_page_kept_elsewhere_and_linked_from_it(tmp_p
     assert report._audit_lines(by_id, {"lip-a"}, root, root)[2] == \
         "- [lip-a](runs/lip-a/audit/audit.md): prompts recovered; images did not recover"
     by_id["amns-a"].audit = {"verdict": [{"attack": "mia", "verdict": "no evidence"}]}
+    with pytest.raises(AssertionError):  # an audit is read from its folder: one without is a bug, not a link
+        report._audit_lines(by_id, {"amns-a"}, root, tmp_path / "page")
     by_id["amns-a"].audit_folder = root / "runs" / "amns-a" / "audit"
     assert report._audit_lines(by_id, {"lip-a", "amns-a"}, root, root)[2:4] == [
         "- [amns-a](runs/amns-a/audit/audit.md): mia no evidence",
@@ -1006,6 +1037,9 @@ def test_the_intro_names_the_stale_runs_the_records_and_a_suite_file_beside_the_
     below = report._intro(layout, page / "suite", page, 3, {}, False, {"a", "b", "c"})
     assert below[0].startswith("Made by `clipunlearn benchmark report suite --to .` from 3 run folders")
     assert below[2] == "Cells made by `clipunlearn benchmark --suite custom.toml --model m --out suite` (3 of 3 cells finished)."
+    for suite, shown in (("quick", "quick"), ("custom", "custom")):  # no source: the suite's name
+        bare = {k: v for k, v in layout.items() if k != "source"} | {"suite": suite}
+        assert f"--suite {shown} --model m --out suite`" in report._intro(bare, page / "suite", page, 3, {}, False, set())[2]
     del layout["description"]
     assert "of the suite 'custom' ()." in report._intro(layout, page, page, 1, {}, False, set())[0]
 
@@ -1021,12 +1055,12 @@ def _sections_input(tmp_path: Path) -> tuple[pd.DataFrame, dict[str, Any], dict[
         {"name": "bar", "title": "The bar", "show": "bar", "group_by": ["method"], "cells": two, "bar": BAR,
          "claims": [{"says": "lip beats amns", "method": "lip", "column": "avg_score", "than": ["amns"],
                      "higher": False}]},
+        {"name": "later", "show": "forgetting", "group_by": ["method"], "cells": _cells(["x", "y"], "mini")},
         {"name": "audit", "show": "audit", "group_by": ["method"], "cells": two},
         {"name": "sub", "show": "subgroup", "group_by": ["method"], "cells": _cells(["s1", "s2"], "mini"),
          "goal": {"method": "ours", "score": 85}},
         {"name": "depth", "show": "depth", "group_by": ["method"], "cells": two,
-         "goal": {"method": "lip", "r": 0.25, "kept": 0.75}},
-        {"name": "later", "show": "forgetting", "group_by": ["method"], "cells": _cells(["x", "y"], "mini")}]}
+         "goal": {"method": "lip", "r": 0.25, "kept": 0.75}}]}
     cells = {r: Cell(r, tmp_path / r, run) for r, run in zip(["a", "b", "s1", "s2"], runs)}
     cells["a"].audit, cells["a"].audit_folder = AUDIT, tmp_path / "a" / "audit"
     return df, layout, cells
@@ -1090,7 +1124,11 @@ def test_the_view_of_a_suite_folder_merges_its_audits_and_names_its_stale_runs(t
         ("lip-a", root / "runs" / "lip-a", root / "runs" / "lip-a" / "audit")]
     assert view.cells[2].audit == AUDIT and view.cells[0].audit is None
     assert [(s.name, s.title, s.tradeoff is not None) for s in view.sections] == [
-        ("t1", "Forgetting", False), ("bar", "bar", True), ("depth", "depth", False)]
+        ("t1", "Forgetting", False), ("bar", "bar", True), ("depth", "depth", False), ("audit", "audit", False)]
+    assert view.sections[3].notes == ["Audit thresholds and attacks: docs/audit.md. Per cell:", "",
+                                      "- [lip-a](audits/lip-a/audit.md): prompts recovered; images did not recover", ""]
+    in_place = report.build_view(root)
+    assert in_place.sections[3].notes[2] == "- [lip-a](runs/lip-a/audit/audit.md): prompts recovered; images did not recover"
     assert view.waiting == ["later (later): 0 of 1 cells finished"]
     assert [p.file for p in view.plots] == ["plots/target_bf_af.png", "plots/avg_score.png",
                                             "plots/relearning_curves.png"]
