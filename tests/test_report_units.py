@@ -752,8 +752,10 @@ def test_a_bar_plot_draws_each_group_s_means_with_its_labels(drawn, tmp_path):
     assert heights[0] == [1.0, 0.75, 0.5, 0.25]
     assert heights[1] == [0.0, 0.25, 0.125, 0.0]  # None: no bar (nan, which pandas draws at 0)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["target BF", "target AF"]
-    report._plot_bars(Bars("f", "t", "a", "y", ("c",), (BarGroup("m", "x", (0.5,), 1),)), tmp_path / "y.png")
+    report._plot_bars(Bars("f", "t", "a", "y", ("c", "d"), (BarGroup("m", "x", (0.5, None), 1),)), tmp_path / "y.png")
     assert tuple(drawn[1][0].get_size_inches()) == (5.0, 3.6)  # at least 5 inches wide
+    # a column no run measured is drawn as no bar (not refused as a column of no numbers)
+    assert [[p.get_height() for p in c] for c in drawn[1][0].axes[0].containers] == [[0.5], [0.0]]
 
 
 def test_a_tradeoff_plot_draws_the_region_the_cells_the_rows_and_their_names(drawn, tmp_path):
