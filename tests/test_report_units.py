@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -24,7 +23,7 @@ from clipunlearn.benchmark.report import (
     identical_lines,
     suite_table,
 )
-from clipunlearn.benchmark.view import Band, BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Series, Tradeoff
+from clipunlearn.benchmark.view import Band, BarGroup, Bars, Cell, Lines, Mean, Panel, Point, Series
 from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.runs.results import parse_results
 
@@ -208,7 +207,8 @@ def test_audit_figures_name_each_attack_s_figure_per_model():
         weights={"relative_l2": 0.01, "barrier_others": 0.02},
         mia={"threshold_auc": {"original": 0.6, "forgotten": 0.55, "oracle": 0.52},
              "minus_oracle": {"forgotten": {"interval": [-0.03, 0.07]}, "original": {"interval": [0.02, 0.1]}}},
-        oracle={"kl_to_oracle": {"original": {"target": 2.0, "others": 0.5}, "forgotten": {"target": 0.25, "others": 0.125}}},
+        oracle={"kl_to_oracle": {"original": {"target": 2.0, "others": 0.5},
+                                 "forgotten": {"target": 0.25, "others": 0.125}}},
         verdict=[{"attack": "prompts", "verdict": "recovered"}, {"attack": "images", "verdict": "did not recover"},
                  {"attack": "mia", "verdict": "no evidence"}, {"attack": "probe", "verdict": "undefined"}])
     assert audit_figures(audit) == {
@@ -305,7 +305,8 @@ def test_a_folder_without_a_layout_gets_tables_per_method_per_class_and_retrieva
 def test_a_tables_rows_take_the_layout_s_model_and_name_the_preset_setting():
     df = pd.DataFrame([{"run_id": "a", "model": "RN50-arch", "x": 1.0}, {"run_id": "b", "model": "RN50-arch", "x": 2.0},
                        {"run_id": "c", "model": "RN50-arch", "x": 3.0}])
-    table = {"cells": [{"model": "RN50", "run_id": "a", "setting": ""}, {"model": "RN50", "run_id": "b", "setting": "lr = 1"},
+    table = {"cells": [{"model": "RN50", "run_id": "a", "setting": ""},
+                       {"model": "RN50", "run_id": "b", "setting": "lr = 1"},
                        {"model": "RN50", "run_id": "z", "setting": ""}]}
     rows = report._table_rows(df, table)
     assert rows[["run_id", "model", "setting", "x"]].to_dict("records") == [
@@ -558,7 +559,8 @@ def test_a_caption_counts_the_finished_cells_and_names_the_classes_by_the_rule_s
     assert plain == ["5 cells in the suite, 4 finished and shown; mean ± std over the rows' classes and seeds (the "
                      "suite's seeds: None)."]
     rule = report._caption({"seeds": [0]}, table, df)  # no texts: the classes by name
-    assert rule[1] == "- A, cars: van." and rule[2] == "- B, dogs: akita; collie; husky; pug; shiba." and "at least 0.3," in rule[-1]
+    assert rule[1] == "- A, cars: van." and rule[2] == "- B, dogs: akita; collie; husky; pug; shiba."
+    assert "at least 0.3," in rule[-1]
 
 
 # --- what the plots are given ----------------------------------------------------------------------------------
@@ -675,7 +677,8 @@ def test_relearning_curves_are_one_panel_per_class_with_each_method_s_mean_and_t
     two = {"a": [0.0, 0.5], "b": [0.25, 0.75]}
     three = {"a": [0.0, 0.25, 0.5], "b": [0.0, 0.5, 0.5], "c": [0.0, 0.0, 0.5]}
     cells = {
-        "k0": _relearning_cell("k0", "lip", ("pug", "husky"), {"forgotten": two, "original": {"a": [1.0, 1.0], "b": [0.5, 1.0]}}),
+        "k0": _relearning_cell("k0", "lip", ("pug", "husky"),
+                               {"forgotten": two, "original": {"a": [1.0, 1.0], "b": [0.5, 1.0]}}),
         "k1": _relearning_cell("k1", "lip", ("pug", "husky"), {"forgotten": {"a": [0.5, 0.5], "b": [0.5, 1.0]}}),
         "j0": _relearning_cell("j0", "amns", ("akita",), {"forgotten": three, "oracle": three}, preset="strong",
                                steps=(0, 1, 2)),
@@ -1038,7 +1041,8 @@ def test_the_intro_names_the_stale_runs_the_records_and_a_suite_file_beside_the_
     layout["source"] = str(tmp_path / "far" / "custom.toml")  # outside the page: its file name
     below = report._intro(layout, page / "suite", page, 3, {}, False, {"a", "b", "c"})
     assert below[0].startswith("Made by `clipunlearn benchmark report suite --to .` from 3 run folders")
-    assert below[2] == "Cells made by `clipunlearn benchmark --suite custom.toml --model m --out suite` (3 of 3 cells finished)."
+    assert below[2] == ("Cells made by `clipunlearn benchmark --suite custom.toml --model m --out suite` (3 of 3 cells "
+                        "finished).")
     for suite, shown in (("quick", "quick"), ("custom", "custom")):  # no source: the suite's name
         bare = {k: v for k, v in layout.items() if k != "source"} | {"suite": suite}
         assert f"--suite {shown} --model m --out suite`" in report._intro(bare, page / "suite", page, 3, {}, False, set())[2]
