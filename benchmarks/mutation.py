@@ -54,7 +54,7 @@ MODULES: dict[str, list[str]] = {
     # the report's fast tests: the suites run end to end (test_benchmark's, test_suite_audit's: 10 s to 3 min each)
     # would run under each of ~2800 mutants, and the HTML report's (1-2 s each, building whole reports) put a run
     # past an hour on 2 busy cores
-    "benchmark/report.py": ["tests/test_pins_report.py"] + [f"tests/test_benchmark.py::{t}" for t in (
+    "benchmark/report.py": ["tests/test_report_units.py", "tests/test_pins_report.py"] + [f"tests/test_benchmark.py::{t}" for t in (
         "test_claims_are_checked_on_the_cells_all_their_methods_finished",
         "test_a_bar_verdict_names_the_other_datasets_that_limit_it",
         "test_rows_with_the_same_figures_in_every_common_cell_are_named",
@@ -138,6 +138,46 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.audit.verdict.x_verdicts__mutmut_41":
         'partition("XX XX") instead of partition(" "): only the oracle lines have a space in their name, and ranked '
         "unknown (after every attack) instead of last of ORDER (the oracle) they still come after every other line",
+    **{f"clipunlearn.benchmark.report.x_{f}__mutmut_{i}":
+       "groupby(dropna=None) instead of dropna=False: pandas reads dropna for its truth only, so the rows whose key "
+       "has a missing value are kept as their own group either way" for f, i in (
+           ("_verdicts", 5), ("_mean_std", 15), ("goal_lines", 35), ("tradeoff", 21))},
+    **{f"clipunlearn.benchmark.report.x__table_rows__mutmut_{i}":
+       'merging on the common columns (on=None, or on left out) instead of on="run_id": the runs\' frame, its model '
+       "dropped, and the layout's cells (model, run_id, setting) have only run_id in common" for i in (18, 20)},
+    **{f"clipunlearn.benchmark.report.x_build_view__mutmut_{i}":
+       'merging the audits\' figures on the common columns (on=None, or on left out) instead of on="run_id": they '
+       "hold run_id and columns named \"audit ...\", which no column of the runs' frame is" for i in (67, 70)},
+    "clipunlearn.benchmark.report.x_claim_lines__mutmut_38":
+        'pivot_table\'s aggfunc="mean" left out: "mean" is its default',
+    "clipunlearn.benchmark.report.x_identical_lines__mutmut_6":
+        "the early return on no rows or one method taken only with both (and for or): with no rows, fewer than 2 "
+        "methods hold too; with rows of one method, the loop finds no pair of methods and says nothing either way",
+    "clipunlearn.benchmark.report.x_identical_lines__mutmut_41":
+        'the figures of a cell joined by "XX|XX" instead of "|": the prints are only compared with each other, and no '
+        'figure (a number to 6 decimals, or the missing mark) holds either separator, so equal prints stay equal',
+    **{f"clipunlearn.benchmark.report.x_identical_lines__mutmut_{i}":
+       'a missing figure printed "XXnanXX" or "NAN" instead of "nan": the prints are only compared with each other, '
+       "and either mark differs from every number to 6 decimals, as \"nan\" does" for i in (44, 45)},
+    **{f"clipunlearn.benchmark.report.x__pyplot__mutmut_{i}":
+       'matplotlib.use("agg" or "AGG") instead of "Agg": matplotlib reads backend names case-insensitively'
+       for i in (3, 4)},
+    "clipunlearn.benchmark.report.x__save__mutmut_13":
+        'savefig(format="PNG") instead of "png": matplotlib lowercases the format',
+    **{f"clipunlearn.benchmark.report.x__plot_tradeoff__mutmut_{i}":
+       'a colour named in capitals ("TAB:GREEN" for "tab:green"): matplotlib reads colour names case-insensitively'
+       for i in (23, 41, 54)},
+    **{f"clipunlearn.benchmark.report.x__plot_lines__mutmut_{i}":
+       'a band colour named in capitals ("TAB:GRAY" for "tab:gray"): matplotlib reads colour names '
+       "case-insensitively" for i in (26, 28, 30)},
+    "clipunlearn.benchmark.report.x__plot_lines__mutmut_6":
+        "plt.subplots(squeeze=None) instead of squeeze=False: matplotlib reads squeeze for its truth only, so the "
+        "axes are a 2-D array either way",
+    **{f"clipunlearn.benchmark.report.x__plot_lines__mutmut_{i}": 'float("NAN") is float("nan")' for i in (68, 86)},
+    **{f"clipunlearn.benchmark.report.x_{f}__mutmut_{i}":
+       "index=None instead of index=False in to_markdown or to_csv: both read it for its truth only (tabulate's "
+       "showindex=None shows no index)" for f, i in (("render_markdown", 12), ("write_report", 29),
+                                                    ("write_report", 32))},
     "clipunlearn.training.loop.x_run_loop__mutmut_53":
         'the first best read under "XXXX" instead of "" when the keep rule has no metric: then no epoch is '
         "reverted and the best is never read (with a metric, both read the metric)",

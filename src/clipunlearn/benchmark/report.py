@@ -159,7 +159,7 @@ def frame(runs: list[RunResults]) -> pd.DataFrame:
 
 def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
     """The figures an audit's verdicts read, one column per attack and model (``audit ...``)."""
-    r, models = {k: v for k, v in audit["results"].items() if "skipped" not in v or k == "mia"}, audit["models"]
+    r, models = {k: v for k, v in audit["results"].items() if "skipped" not in v}, audit["models"]
     th = audit.get("thresholds", {})
     row: dict[str, Any] = {}
     if "prompts" in r:
@@ -185,7 +185,7 @@ def audit_figures(audit: dict[str, Any]) -> dict[str, Any]:
     if "weights" in r:
         row["audit weight distance (relative)"] = r["weights"]["relative_l2"]
         row["audit loss barrier"] = r["weights"]["barrier_others"]
-    if "mia" in r and "threshold_auc" in r["mia"]:
+    if "mia" in r:  # a membership attack that ran has its AUCs (one that could not run says only why)
         for m in models:
             row[f"audit MIA AUC ({m})"] = r["mia"]["threshold_auc"].get(m)
         for m, diff in r["mia"].get("minus_oracle", {}).items():  # the verdict: recovered when this is above 0
@@ -284,7 +284,7 @@ def columns_for(show: str, df: pd.DataFrame) -> list[str]:
 def _verdicts(rows: pd.DataFrame, keys: list[str], bar: dict[str, float]) -> list[str]:
     """Per group: whether the means meet every threshold of ``bar``, naming those missed."""
     kept = [c for c in rows.columns if c.startswith(_KEPT)]
-    means = rows.groupby(keys, sort=True, dropna=False)[[c for c, _ in _BAR.values()] + kept].mean()
+    means = rows.groupby(keys, dropna=False)[[c for c, _ in _BAR.values()] + kept].mean()
     out = []
     for _, m in means.iterrows():
         missed = []
@@ -306,9 +306,9 @@ def _mean_std(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataF
     numeric = df[keys + columns].copy()
     for c in columns:
         numeric[c] = pd.to_numeric(numeric[c], errors="coerce")
-    grouped = numeric.groupby(keys, sort=True, dropna=False)[columns]
+    grouped = numeric.groupby(keys, dropna=False)[columns]
     mean, std, n = grouped.mean(), grouped.std(ddof=0), grouped.size()
-    out = mean.copy().astype(object)
+    out = mean.copy()  # each column replaced by its text below
     for c in columns:
         out[c] = [("–" if pd.isna(m) else format_figure(c, m)
                    + ("" if pd.isna(s) or k == 1 else f" ± {format_figure(c, s)}"))
@@ -331,7 +331,7 @@ def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def _table_rows(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame:
     """The rows of the finished cells of one table of a suite layout (the preset's setting named)."""
     cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
-    rows = df.drop(columns=["model"]).merge(cells, on="run_id", how="inner")
+    rows = df.drop(columns=["model"]).merge(cells, on="run_id")  # inner: the finished cells
     rows["setting"] = rows["setting"].replace("", "preset")
     return rows
 
@@ -346,9 +346,9 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     method, least = goal["method"], float(goal["score"])
     keys = ["model", *[k for k in table["group_by"] if k != "method"]]
     lines = [f"Goal: {method}'s Score at least {least:g} and above every other method's (means over seeds):", ""]
-    for key, group in rows.groupby(keys, sort=True, dropna=False):
+    for key, group in rows.groupby(keys, dropna=False):
         scores = group.groupby("method")["Score"].mean().dropna()
-        where = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        where = ", ".join(str(k) for k in key)  # grouped by a list of keys: a tuple
         if method not in scores:
             lines.append(f"- {where}: {method} not run yet")
             continue
@@ -374,7 +374,7 @@ def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
              f"bring the class back in no cell; every other dataset keeps ≥ {kept_min:g} of its accuracy; Avg. Score "
              "no worse than any other method's and R below every other method's, each on the cells both finished.", ""]
     kept_cols = [c for c in rows.columns if c.startswith(_KEPT)]
-    for model, of_model in rows.groupby("model", sort=True):
+    for model, of_model in rows.groupby("model"):
         ours = of_model[of_model["method"] == method]
         if ours.empty:
             lines.append(f"- {model}: {method} not run yet")
@@ -445,7 +445,7 @@ def claim_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     if not table.get("claims") or rows.empty:
         return []
     lines = ["Claims, each over the cells that all its methods finished (means; AF/BF = after/before):", ""]
-    for model, of_model in rows.groupby("model", sort=True):
+    for model, of_model in rows.groupby("model"):
         for claim in table["claims"]:
             methods = [claim["method"], *claim["than"]]
             column = _BAR[claim["column"]][0]
@@ -474,11 +474,11 @@ def identical_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
         return []
     figures = [c for c in columns_for("forgetting", rows) if c.endswith(" AF") or c == "Avg. Score"]
     lines = []
-    for model, of_model in rows.groupby("model", sort=True):
+    for model, of_model in rows.groupby("model"):
         prints = of_model.set_index(_SAME_CELL + ["method"])[figures].apply(
             lambda r: "|".join("nan" if pd.isna(v) else f"{float(v):.6f}" for v in r), axis=1)
         prints = prints[~prints.index.duplicated(keep=False)]
-        by_method = {m: group.droplevel("method") for m, group in prints.groupby(level="method", sort=True)}
+        by_method = {m: group.droplevel("method") for m, group in prints.groupby(level="method")}
         names = list(by_method)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
@@ -511,10 +511,11 @@ def _caption(layout: dict[str, Any], table: dict[str, Any], df: pd.DataFrame) ->
     if table.get("class_rule"):
         # the run folders' model is the architecture; the layout's classes are keyed by the suite's model name
         cell_model = {c["run_id"]: c["model"] for c in table["cells"]}
-        for (model, dataset), group in rows.groupby([rows["run_id"].map(cell_model), "dataset"], sort=True):
+        for (model, dataset), group in rows.groupby([rows["run_id"].map(cell_model), "dataset"]):
             texts = {c["name"]: c["text"] for c in layout.get("classes", {}).get(model, {}).get(dataset, [])}
+            # the layout's order, then the classes it does not name by name (a set's order changes per process)
             used = sorted({name for names in group["classes"] for name in names.split(", ")},
-                          key=lambda n: list(texts).index(n) if n in texts else len(texts))
+                          key=lambda n: (list(texts).index(n) if n in texts else len(texts), n))
             lines.append(f"- {model}, {dataset}: " + "; ".join(texts.get(n, n) for n in used) + ".")
         lines.append(f"\nClasses: the paper's forget classes where the model's zero-shot top-1 on them (the lower of "
                      f"train and test images) is at least {layout.get('min_top1', 0.3)}, else the dataset's best-known "
@@ -540,8 +541,9 @@ def tradeoff(df: pd.DataFrame, table: dict[str, Any]) -> Tradeoff | None:
     if rows.empty or rows[[x_col, y_col]].dropna().empty:
         return None
     keys = ["model", *table["group_by"]]
-    grouped = rows.groupby(keys, sort=True, dropna=False)[[x_col, y_col]]
-    means, counts = grouped.mean().dropna(), grouped.size()
+    grouped = rows.groupby(keys, dropna=False)[[x_col, y_col]]
+    means = grouped.mean()
+    means["runs"] = grouped.size().to_numpy()  # by position: a key with a missing value cannot be looked up
     cells = rows.dropna(subset=[x_col, y_col])
     points = tuple(Point(str(r["run_id"]), str(r["method"]), str(r["dataset"]), str(r["classes"]), int(r["seed"]),
                          _group_label(tuple(r[k] for k in keys)), float(r[x_col]), float(r[y_col]))
@@ -553,7 +555,8 @@ def tradeoff(df: pd.DataFrame, table: dict[str, Any]) -> Tradeoff | None:
         name=name, title=table.get("title") or name, file=f"plots/{name}_tradeoff.png",
         x_label="target AF/BF (lower: more forgotten)", y_label="worst other dataset AF/BF (higher: more kept)",
         x_column=x_col, y_column=y_col,
-        means=tuple(Mean(_group_label(key), float(x), float(y), int(counts[key])) for key, (x, y) in means.iterrows()),
+        means=tuple(Mean(_group_label(key), float(m[x_col]), float(m[y_col]), int(m["runs"]))
+                    for key, m in means.dropna().iterrows()),
         points=points,
         region=(bar["target"], bar["other_datasets"]) if "target" in bar and "other_datasets" in bar else None,
         x_range=(0.0, max(1.0, max(xs) + 0.05)), y_range=(min(0.5, min(ys) - 0.05), max(1.05, max(ys) + 0.05)))
@@ -652,14 +655,13 @@ def _save(fig, path: Path) -> None:
 
 def _plot_bars(bars: Bars, path: Path) -> None:
     plt = _pyplot()
-    index = pd.MultiIndex.from_tuples([(g.model, g.method) for g in bars.groups], names=["model", "method"])
-    means = pd.DataFrame([[float("nan") if v is None else v for v in g.values] for g in bars.groups],
-                         index=index, columns=list(bars.columns))
+    index = pd.MultiIndex.from_tuples([(g.model, g.method) for g in bars.groups])  # unnamed: no x label
+    means = pd.DataFrame([list(g.values) for g in bars.groups], index=index, columns=list(bars.columns),
+                         dtype=float)  # None: nan, no bar
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(means) + 2), 3.6))
     means.plot.bar(ax=ax, rot=30)
     ax.set_title(bars.title)
     ax.set_ylabel(bars.y_label)
-    ax.set_xlabel("")
     _save(fig, path)
 
 
@@ -826,8 +828,7 @@ def _sections(df: pd.DataFrame, layout: dict[str, Any] | None, cells: dict[str, 
         notes = (_audit_lines(cells, {c["run_id"] for c in table["cells"]}, root, dest)
                  if table["show"] == "audit" else [])
         goals = depth_goal_lines if table["show"] == "depth" else goal_lines
-        notes += (goals(df, table) if table.get("goal") else []) + (
-            claim_lines(df, table) if table.get("claims") else []) + identical_lines(df, table)
+        notes += goals(df, table) + claim_lines(df, table) + identical_lines(df, table)  # each [] when not asked
         sections.append(Section(name, title, shown, _caption(layout, table, df), notes,
                                 tradeoff(df, table) if table["show"] == "bar" else None))
     return sections, waiting
@@ -848,12 +849,12 @@ def build_view(folder: str | os.PathLike[str], to: str | os.PathLike[str] | None
     for cell in cells.values():
         if (cell.folder / "audit" / "audit.json").is_file():
             cell.audit_folder = cell.folder / "audit"
-            cell.audit = json.loads((cell.audit_folder / "audit.json").read_text("utf-8"))
+            cell.audit = json.loads((cell.audit_folder / "audit.json").read_bytes())
     audited = [{"run_id": c.run_id, **audit_figures(c.audit)} for c in cells.values() if c.audit is not None]
     if audited:
         df = df.merge(pd.DataFrame(audited), on="run_id", how="left")
     layout_file = root / "suite.json"
-    layout = json.loads(layout_file.read_text(encoding="utf-8")) if layout_file.is_file() else None
+    layout = json.loads(layout_file.read_bytes()) if layout_file.is_file() else None
     sections, waiting = _sections(df, layout, cells, root, dest)
     return View(title=f"Benchmark report: {layout['suite'] if layout else root.name}",
                 intro=_intro(layout, root, dest, len(df), stale, records, set(df["run_id"])),
