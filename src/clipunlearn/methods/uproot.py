@@ -24,6 +24,11 @@ image-side variants) and aims at the model that never learnt the class, the audi
         attack:   simulate the audit's tuning attack (a few Adam steps toward the class on k forget
                   images), measure the scatter loss after it, and descend its gradient at the attacked
                   weights (first-order, as TAR / meta-unlearning)
+        refresh:  before each step the forget images climb 5 more generation steps toward the class under
+                  the model as it is then (``synthetic.climb_again``): images made by gradient ascent sit
+                  just past a decision boundary, so the first step tips them over and the terms above
+                  stop seeing the class while real images still show it; climbed again, they keep showing
+                  what the model still sees of it (10 steps; ablation ``no-refresh``: 30 steps without)
 
 The audit's held-out attacks (docs/audit.md) are never simulated: only its tuning attacks (Adam on the
 image tower, lr 1e-5 / 1e-6, k = 1 or 5 images of the class) are, and on synthetic images. The text side
@@ -125,8 +130,10 @@ class Uproot(Method):
     needs = frozenset({"synthetic_forget", "synthetic_retain"})
     #: "default": what measured best on mini-rn (docs/methods.md): the text side's reset alone. There is
     #: no paper: "paper" is the same, for suites that ask every method for it.
-    presets = {"default": {"image_tower": False, "text_side": "reset", "many_templates": True},
-               "paper": {"image_tower": False, "text_side": "reset", "many_templates": True}}
+    presets = {"default": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
+                           "max_epochs": 10},
+               "paper": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
+                         "max_epochs": 10}}
     ablations = {
         "trained-text": {"text_side": "train", "lr": 2e-3, "generic_weight": 3.0},  # trained, not redrawn
         "image-side": {"image_tower": True},  # the reset plus the image side, whatever the name's pieces
@@ -134,6 +141,7 @@ class Uproot(Method):
         "image-only": {"image_tower": True, "text_side": "off"},  # the image side alone
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
+        "no-refresh": {"refresh_steps": 0, "max_epochs": 30},  # the image side on the images as generated (before 2026-12-06)
     }
 
     def run(self, ctx: ForgetContext) -> Trace:
