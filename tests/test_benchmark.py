@@ -237,6 +237,7 @@ def test_a_suite_killed_with_sigkill_resumes_without_a_corrupted_cell(tmp_path, 
     for d in (out / "runs").iterdir():
         if not d.name.startswith("."):
             json.loads((d / "results.json").read_text())  # every visible cell is complete
+    assert not list((out / "runs").glob(".*.partial"))  # the killed cell's staging folder went with its rerun
 
 
 @pytest.mark.slow

@@ -170,3 +170,25 @@ def test_a_killed_writers_partial_file_is_removed_by_the_next_writer(tmp_path):
     cache = FeatureCache(tmp_path / "c")
     cache.put("k", torch.ones(3, 2))
     assert not orphan.exists() and alive.exists() and (tmp_path / "c" / "k.npy").is_file()
+
+
+def test_a_run_folder_killed_while_staged_is_removed_by_the_next_run_of_it(tmp_path):
+    """staged_dir names its temporary folder by its process: one left by a process that died (SIGKILL)
+    goes when the same folder is staged again; a live process's, and another folder's, stay."""
+    import subprocess
+    import sys
+
+    from clipunlearn.io import staged_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    orphan = tmp_path / f".run.{dead}.abc123.partial"
+    busy = tmp_path / f".run.{os.getppid()}.def456.partial"
+    other = tmp_path / f".run2.{dead}.ghi789.partial"
+    for d in (orphan, busy, other):
+        d.mkdir()
+    with staged_dir(tmp_path / "run") as staging:
+        assert staging.name.startswith(f".run.{os.getpid()}.") and staging.name.endswith(".partial")
+        (staging / "results.json").write_text("{}")
+    assert not orphan.exists() and busy.exists() and other.exists()
+    assert (tmp_path / "run" / "results.json").is_file()

@@ -1,6 +1,7 @@
 """Atomic file writes and run folders: nothing half-written, nothing overwritten by surprise."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -61,11 +62,17 @@ def check_output_free(path: str | os.PathLike[str], overwrite: bool, what: str =
 def staged_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place when the block succeeds.
 
-    An interrupted block leaves ``final`` as it was (absent, or the old run if overwriting).
+    An interrupted block leaves ``final`` as it was (absent, or the old run if overwriting). The
+    temporary name holds the process id: a block whose process was killed outright leaves its folder,
+    and the next block for the same ``final`` removes it.
     """
     final = check_output_free(final, overwrite, "run folder")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    for left in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):  # of killed runs (SIGKILL, power)
+        pid = left.name[len(final.name) + 2:].split(".")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
     try:
         yield staging
         if final.exists():
@@ -80,6 +87,21 @@ def staged_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (another user's counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - Windows: no signal 0; keep what may be another process's
+        return True
+    return True
 
 
 @contextmanager

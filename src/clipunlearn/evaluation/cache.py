@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import NotEnoughDiskError
+from ..io import process_alive
 
 log = logging.getLogger("clipunlearn")
 
@@ -104,14 +105,8 @@ def _remove_orphans(path: Path) -> None:
     """Remove the partial files of ``path`` left by writers that were killed (their process is gone)."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-        except PermissionError:  # another user's live process
-            pass
 
 
 class FeatureWriter:
