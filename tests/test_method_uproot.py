@@ -140,3 +140,14 @@ def test_the_retain_plan_adds_a_methods_own_names_once_and_never_a_forgotten_one
     assert "car" not in plain  # the everyday word shares "car" with the forgotten name: not anchored by default
     assert names == [*plain, "sedan", "car"]  # asked for: "car" is kept, the forgotten name and repeats are not
     assert kept == [*kept_plain, len(plain), len(plain) + 1]
+
+
+def test_a_negative_refresh_or_neighbour_count_is_refused_naming_the_knob(mini_rn_random):
+    from clipunlearn.errors import TrainingError
+
+    cls = get_method("uproot")
+    for knob in ("refresh_steps", "retain_neighbours"):
+        cfg = cls.build_config("default")
+        setattr(cfg, knob, -1)
+        with pytest.raises(TrainingError, match=f"uproot's {knob} must be 0 \\(off\\) or more, got -1"):
+            cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))

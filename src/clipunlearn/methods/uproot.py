@@ -148,6 +148,9 @@ class Uproot(Method):
         cfg, clip = self.config, ctx.clip
         if cfg.text_side not in TEXT_SIDES:
             raise TrainingError(f"Unknown text_side {cfg.text_side!r}; use one of {', '.join(TEXT_SIDES)}.")
+        for knob in ("refresh_steps", "retain_neighbours"):
+            if getattr(cfg, knob) < 0:
+                raise TrainingError(f"uproot's {knob} must be 0 (off) or more, got {getattr(cfg, knob)}.")
         trace = Trace()
         gone = list(ctx.request.class_names)  # the names to forget
         forget = ctx.synthetic_forget()
