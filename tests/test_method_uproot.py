@@ -151,3 +151,17 @@ def test_a_negative_refresh_or_neighbour_count_is_refused_naming_the_knob(mini_r
         setattr(cfg, knob, -1)
         with pytest.raises(TrainingError, match=f"uproot's {knob} must be 0 \\(off\\) or more, got -1"):
             cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
+
+
+def test_the_refresh_stop_rule_ends_the_image_side_at_the_first_step_whose_climbed_images_miss_the_class(
+        mini_rn_random):
+    cls = get_method("uproot")
+    cfg = cls.build_config("default")
+    cfg.max_epochs, cfg.retain_steps, cfg.attack_steps, cfg.refresh_steps = 4, 2, 0, 1
+    cfg.stop_refreshed_at = 1.0  # every probability is at most 1: the first kept step stops
+    trace = cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
+    trained = [s for s in trace.steps if s.get("epoch", 0) > 0]
+    assert len(trained) == 1 and trace.stopped_because.startswith("refreshed_prob ")
+    cfg.stop_refreshed_at = -1.0  # never reached: every step runs (the test's knobs cap them at 2)
+    trace = cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
+    assert len([s for s in trace.steps if s.get("epoch", 0) > 0]) == 2

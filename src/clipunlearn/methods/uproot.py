@@ -50,8 +50,8 @@ from ..errors import TrainingError
 from ..evaluation.zeroshot import image_scores, zero_shot_classifier
 from ..models.factory import Clip
 from ..synthetic import climb_again
-from ..training import (GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, Trace, nearest_names, run_loop,
-                        tower_tensors)
+from ..training import (GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, StopRule, Trace, nearest_names,
+                        run_loop, tower_tensors)
 from ..training.adversary import SimulatedRelearning, scatter_loss
 from ..training.names import NameEraser, generic_images, name_pieces, only_rows, reset_name_tokens
 from .base import Method, register_method
@@ -109,6 +109,9 @@ class UprootConfig:
     #: model as it is then (synthetic.climb_again), so the scatter term keeps aiming at whatever the model
     #: still sees of the class rather than at images that stopped showing it after the first step; 0: off
     refresh_steps: int = 0
+    #: with refresh: stop once the climbed images' class probability (before a step) is at most this,
+    #: i.e. once 5 climbing steps no longer find the class; None: run max_epochs
+    stop_refreshed_at: float | None = None
     image_tower: bool = True  # False: only the text side changes (the scatter and attack terms are off)
     #: the text side: "reset" redraws the word pieces only the forgotten names use, as untrained rows
     #: (training.names); "train" trains the name's prompts toward an unknown word's embedding
@@ -306,8 +309,10 @@ def _train(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], forget: Image
         loss, metrics = _loss(clip, cfg, terms, image_side)
         return loss, {**refreshed, **metrics}
 
+    stop = (StopRule("refreshed_prob", cfg.stop_refreshed_at)
+            if cfg.stop_refreshed_at is not None and image_side and cfg.refresh_steps > 0 else StopRule())
     loop = Loop(towers=towers, optim=OptimConfig("adam", cfg.lr, (0.9, 0.999), 1e-8, 0.0),
-                max_epochs=ctx.epochs(cfg.max_epochs))
+                max_epochs=ctx.epochs(cfg.max_epochs), stop=stop)
     hook = None
     if "token_embedding.weight" in towers["text"]:  # only the forgotten names' own word pieces move
         rows = name_pieces(clip, gone, names_to_keep(ctx.request.classnames, gone))
