@@ -151,6 +151,10 @@ def test_a_negative_refresh_or_neighbour_count_is_refused_naming_the_knob(mini_r
         setattr(cfg, knob, -1)
         with pytest.raises(TrainingError, match=f"uproot's {knob} must be 0 \\(off\\) or more, got -1"):
             cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
+    cfg = cls.build_config("default")
+    cfg.refresh_steps, cfg.stop_refreshed_at = 0, 0.01
+    with pytest.raises(TrainingError, match="set refresh_steps to 1 or more, or leave stop_refreshed_at unset"):
+        cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
 
 
 def test_the_refresh_stop_rule_ends_the_image_side_at_the_first_step_whose_climbed_images_miss_the_class(

@@ -110,7 +110,7 @@ class UprootConfig:
     #: still sees of the class rather than at images that stopped showing it after the first step; 0: off
     refresh_steps: int = 0
     #: with refresh: stop once the climbed images' class probability (before a step) is at most this,
-    #: i.e. once 5 climbing steps no longer find the class; None: run max_epochs
+    #: i.e. once ``refresh_steps`` of climbing no longer find the class; None: run max_epochs
     stop_refreshed_at: float | None = None
     image_tower: bool = True  # False: only the text side changes (the scatter and attack terms are off)
     #: the text side: "reset" redraws the word pieces only the forgotten names use, as untrained rows
@@ -131,8 +131,9 @@ class Uproot(Method):
     title = "Scatter the class's image features, trained against simulated relearning (ours)"
     config_cls = UprootConfig
     needs = frozenset({"synthetic_forget", "synthetic_retain"})
-    #: "default": what measured best on mini-rn (docs/methods.md): the text side's reset alone. There is
-    #: no paper: "paper" is the same, for suites that ask every method for it.
+    #: "default": what measured best on mini-rn (docs/methods.md): the text side's reset, and where the name
+    #: has no word piece of its own the image side, its forget images climbed again before each of its 10
+    #: steps. There is no paper: "paper" is the same, for suites that ask every method for it.
     presets = {"default": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
                            "max_epochs": 10},
                "paper": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
@@ -154,6 +155,9 @@ class Uproot(Method):
         for knob in ("refresh_steps", "retain_neighbours"):
             if getattr(cfg, knob) < 0:
                 raise TrainingError(f"uproot's {knob} must be 0 (off) or more, got {getattr(cfg, knob)}.")
+        if cfg.stop_refreshed_at is not None and cfg.refresh_steps == 0:
+            raise TrainingError("uproot's stop_refreshed_at reads the climbed images' probability, which refresh_steps "
+                                "0 leaves unmeasured: set refresh_steps to 1 or more, or leave stop_refreshed_at unset.")
         trace = Trace()
         gone = list(ctx.request.class_names)  # the names to forget
         forget = ctx.synthetic_forget()
