@@ -96,7 +96,8 @@ def run_ours(s: ForgetSettings) -> dict[str, Any]:
             "avg_score": r["avg_score"], "epochs": r["epochs"],
             "synthetic": {"n": r["synthetic"]["n"], "accepted": r["synthetic"]["accepted"]},
             "retain_images": r["trace_info"].get("retain_images", 0),
-            "feature_cache": r["feature_cache"]}
+            # the cache's hits and misses; its folder is a temporary one of this script's, named by no page
+            "feature_cache": {k: v for k, v in r["feature_cache"].items() if k != "folder"}}
 
 
 def run_official(s: ForgetSettings) -> dict[str, Any]:
