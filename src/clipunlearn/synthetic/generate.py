@@ -240,14 +240,28 @@ def _climb(clip: Clip, x: torch.Tensor, waiting: torch.Tensor, labels: torch.Ten
     return active, xa, pa, ok
 
 
+def _step_scales(clip: Clip, config: GenerationConfig) -> tuple[int, float, torch.Tensor]:
+    """An ascent step's sizes at the model's input size: the largest roll (px), the step's L2 norm in
+    normalised units, and the per-channel std that maps it back to [0, 1] pixels."""
+    size = clip.image_size
+    jitter = max(0, round(config.jitter_224 * size / 224))
+    step = config.step_rms * math.sqrt(3 * size * size)
+    return jitter, step, torch.tensor(clip.std, device=clip.device).view(1, 3, 1, 1)
+
+
+def _jitter_and_blur(jitter: int, config: GenerationConfig, done: int,
+                     gen: torch.Generator | None) -> tuple[tuple[int, int], bool]:
+    """The roll of the next step (drawn from ``gen``) and whether it blurs (every ``blur_every``-th step),
+    after ``done`` steps."""
+    shift = tuple(torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()) if jitter else (0, 0)
+    return shift, bool(config.blur_every) and (done + 1) % config.blur_every == 0
+
+
 def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: GenerationConfig,
             gen: torch.Generator, progress, fmt: torch.memory_format = torch.contiguous_format,
             own: torch.Tensor | None = None) -> tuple:
     n = len(labels)
-    size = clip.image_size
-    jitter = max(0, round(config.jitter_224 * size / 224))
-    step = config.step_rms * math.sqrt(3 * size * size)
-    std = torch.tensor(clip.std, device=clip.device).view(1, 3, 1, 1)
+    jitter, step, std = _step_scales(clip, config)
     threshold = config.threshold_for(clip.family)
     x = _noise(n, clip, gen)
     best = x.clone()
@@ -264,8 +278,7 @@ def _ascend(clip: Clip, weights: torch.Tensor, labels: torch.Tensor, config: Gen
             waiting = (~accepted & ~given_up).nonzero().flatten()
             if len(waiting) == 0:
                 break
-            shift = tuple(torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()) if jitter else (0, 0)
-            blurred = bool(config.blur_every) and (total_steps + 1) % config.blur_every == 0
+            shift, blurred = _jitter_and_blur(jitter, config, total_steps, gen)
             active, xa, pa, ok = batch.run(partial(_climb, clip, x, waiting, labels, weights, own, config, shift,
                                                    blurred, step, std, threshold, prior, fmt), limit=len(waiting))
             with torch.no_grad():
@@ -308,16 +321,12 @@ def climb_again(clip: Clip, images: torch.Tensor, labels: torch.Tensor, weights:
     config = config or GenerationConfig()
     if steps < 1:
         raise ClipUnlearnError(f"climb_again needs at least 1 step, got {steps}.")
-    size = clip.image_size
-    jitter = max(0, round(config.jitter_224 * size / 224))
-    step = config.step_rms * math.sqrt(3 * size * size)
-    std = torch.tensor(clip.std, device=clip.device).view(1, 3, 1, 1)
+    jitter, step, std = _step_scales(clip, config)
     x = images.detach().clone()
     everyone = torch.arange(len(x), device=x.device)
     probs = torch.zeros(len(x), device=x.device)
     for i in range(steps):
-        shift = tuple(torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()) if jitter else (0, 0)
-        blurred = bool(config.blur_every) and (i + 1) % config.blur_every == 0
+        shift, blurred = _jitter_and_blur(jitter, config, i, gen)
         _, x, probs, _ = _climb(clip, x, everyone, labels, weights, None, config, shift, blurred, step, std,
                                 1.0, None, torch.contiguous_format, len(x))
     return x.detach(), probs.detach()
