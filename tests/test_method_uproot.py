@@ -41,9 +41,36 @@ def test_the_default_redraws_only_the_names_own_word_pieces(mini_rn_random):
         assert torch.equal(clip.model.encode_text(other), mini_rn_random.model.encode_text(other))
 
 
-def test_a_name_of_shared_pieces_is_forgotten_on_the_image_side(mini_rn_random):
+def test_a_name_of_shared_pieces_is_forgotten_by_editing_the_text_projection(mini_rn_random):
+    """"dog" is an everyday name the model keeps, so the reset cannot redraw it: the default edits the
+    text projection instead. The image tower is untouched, the name's prompts under the run's template
+    move toward an unknown word, and the kept names' prompts stay close to where they were."""
+    import torch.nn.functional as F
+
     cls = get_method("uproot")
-    cfg = cls.build_config("default")
+    clip = copy.deepcopy(mini_rn_random)
+    before = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    trace = cls(cls.build_config("default")).run(_context(clip, ["cat", "dog", "bird"], "dog"))
+    after = clip.model.state_dict()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == ["text_projection"]
+    assert trace.changed_tensors == ["text_projection"] and trace.kept_any_step
+    assert trace.info["reset_tokens"] == [] and "edited" in trace.info["shared_pieces"]
+    edit = trace.info["text_edit"]
+    assert edit["moved_cos_after"] > edit["moved_cos_before"] and edit["kept_prompts"] > 1000
+    assert edit["moved_prompts"] == 9 and set(edit["unknown_words"]) == {"dog"}
+    word = edit["unknown_words"]["dog"]
+    with torch.no_grad():
+        now = F.normalize(clip.encode_text(["a photo of a dog.", "a photo of a cat."]), dim=-1)
+        clip.model.load_state_dict(before)
+        was = F.normalize(clip.encode_text(["a photo of a dog.", "a photo of a cat.", f"a photo of a {word}."]), dim=-1)
+    assert float(now[0] @ was[2]) > float(was[0] @ was[2])  # "dog" moved toward the unknown word
+    assert float(now[1] @ was[1]) > 0.95  # a kept name stayed
+    assert [r["epoch"] for r in trace.steps] == [0, 1] and "moved_cos" in trace.steps[1]
+
+
+def test_a_name_of_shared_pieces_is_forgotten_on_the_image_side_in_the_ablation(mini_rn_random):
+    cls = get_method("uproot")
+    cfg = cls.build_config("default", ablation="image-fallback")
     cfg.max_epochs, cfg.retain_steps, cfg.attack_steps = 1, 2, 1
     clip = copy.deepcopy(mini_rn_random)
     trace = cls(cfg).run(_context(clip, ["cat", "dog", "bird"], "dog"))  # "dog" is in everyday names
@@ -100,7 +127,7 @@ def test_refresh_and_neighbours_in_a_run_of_the_image_side(mini_rn_random):
     """refresh_steps: each trained step reports the refreshed images' class probability; retain_neighbours:
     the run names the kept concepts it anchored, none of them the dataset's own classes."""
     cls = get_method("uproot")
-    cfg = cls.build_config("default")
+    cfg = cls.build_config("default", ablation="image-fallback")
     cfg.max_epochs, cfg.retain_steps, cfg.attack_steps, cfg.refresh_steps, cfg.retain_neighbours = 2, 2, 0, 2, 3
     clip = copy.deepcopy(mini_rn_random)
     trace = cls(cfg).run(_context(clip, ["cat", "dog", "bird"], "dog"))
@@ -160,7 +187,7 @@ def test_a_negative_refresh_or_neighbour_count_is_refused_naming_the_knob(mini_r
 def test_the_refresh_stop_rule_ends_the_image_side_at_the_first_step_whose_climbed_images_miss_the_class(
         mini_rn_random):
     cls = get_method("uproot")
-    cfg = cls.build_config("default")
+    cfg = cls.build_config("default", ablation="image-fallback")
     cfg.max_epochs, cfg.retain_steps, cfg.attack_steps, cfg.refresh_steps = 4, 2, 0, 1
     cfg.stop_refreshed_at = 1.0  # every probability is at most 1: the first kept step stops
     trace = cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
@@ -169,3 +196,21 @@ def test_the_refresh_stop_rule_ends_the_image_side_at_the_first_step_whose_climb
     cfg.stop_refreshed_at = -1.0  # never reached: every step runs (the test's knobs cap them at 2)
     trace = cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
     assert len([s for s in trace.steps if s.get("epoch", 0) > 0]) == 2
+
+
+@pytest.mark.parametrize("knob, value, match", [
+    ("shared_pieces", "both", "Unknown shared_pieces 'both'; use one of edit, image"),
+    ("edit_keep_weight", -1.0, "edit_keep_weight must be 0 or more and edit_ridge more than 0, got -1.0 and 0.001"),
+    ("edit_ridge", 0.0, "edit_ridge more than 0, got 10.0 and 0.0"),
+])
+def test_a_bad_edit_setting_is_refused_before_anything_changes(mini_rn_random, knob, value, match):
+    from clipunlearn.errors import TrainingError
+
+    cls = get_method("uproot")
+    cfg = cls.build_config("default")
+    setattr(cfg, knob, value)
+    clip = copy.deepcopy(mini_rn_random)
+    with pytest.raises(TrainingError, match=match):
+        cls(cfg).run(_context(clip, ["cat", "dog", "bird"], "dog"))
+    assert all(torch.equal(a, b) for a, b in zip(clip.model.state_dict().values(),
+                                                  mini_rn_random.model.state_dict().values()))

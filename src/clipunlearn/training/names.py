@@ -75,7 +75,7 @@ class NameEraser:
         self.templates = tuple(dict.fromkeys((template, *self.TEMPLATES)))
         with torch.no_grad():
             feats = clip.encode_image(generic, normalize=True) if generic is not None else None
-            self.words = {n: self._pick(clip, n, template, gen, feats, candidates if feats is not None else 1)
+            self.words = {n: unknown_word(clip, n, template, gen, feats, candidates if feats is not None else 1)
                           for n in names}
             self.forget_tokens = clip.tokenize([t.format(n) for n in names for t in self.templates])
             self.kept_tokens = clip.tokenize([t.format(n) for n in kept for t in self.templates]) if kept else None
@@ -84,17 +84,6 @@ class NameEraser:
             self.kept_ref = (F.normalize(clip.model.encode_text(self.kept_tokens), dim=-1)
                              if self.kept_tokens is not None else None)
 
-    @staticmethod
-    def _pick(clip: Clip, name: str, template: str, gen: torch.Generator, feats: torch.Tensor | None,
-              candidates: int) -> str:
-        letters = string.ascii_lowercase
-        words = ["".join(letters[int(i)] for i in torch.randint(0, 26, (max(4, len(name)),), generator=gen))
-                 for _ in range(candidates)]
-        if feats is None or len(words) == 1:
-            return words[0]
-        text = F.normalize(clip.model.encode_text(clip.tokenize([template.format(w) for w in words])), dim=-1)
-        return words[int((feats @ text.T.to(feats)).mean(0).argmin())]
-
     def losses(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
         now = F.normalize(clip.model.encode_text(self.forget_tokens), dim=-1)
         moved = (1 - (now * self.target).sum(-1)).mean()
@@ -102,6 +91,22 @@ class NameEraser:
             return moved, moved.new_zeros(())
         kept = F.normalize(clip.model.encode_text(self.kept_tokens), dim=-1)
         return moved, (1 - (kept * self.kept_ref).sum(-1)).mean()
+
+
+@torch.no_grad()
+def unknown_word(clip: Clip, name: str, template: str, gen: torch.Generator, feats: torch.Tensor | None = None,
+                 candidates: int = 1) -> str:
+    """A word the model never learnt, for ``name``: a seeded string of random letters as long as the name
+    (at least 4). With ``feats`` (unit-norm features of images of no class, :func:`generic_images`), the
+    one of ``candidates`` such words whose prompt the model finds least in them (the lowest mean cosine),
+    so that a name moved onto it does not become a hub."""
+    letters = string.ascii_lowercase
+    words = ["".join(letters[int(i)] for i in torch.randint(0, 26, (max(4, len(name)),), generator=gen))
+             for _ in range(candidates)]
+    if feats is None or len(words) == 1:
+        return words[0]
+    text = F.normalize(clip.model.encode_text(clip.tokenize([template.format(w) for w in words])), dim=-1)
+    return words[int((feats @ text.T.to(feats)).mean(0).argmin())]
 
 
 def generic_images(n: int, size: int, gen: torch.Generator, cells: int = 6) -> torch.Tensor:
@@ -114,4 +119,4 @@ def generic_images(n: int, size: int, gen: torch.Generator, cells: int = 6) -> t
     return torch.sigmoid(F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False))
 
 
-__all__ = ["NameEraser", "generic_images", "name_pieces", "only_rows", "reset_name_tokens"]
+__all__ = ["NameEraser", "generic_images", "name_pieces", "only_rows", "reset_name_tokens", "unknown_word"]

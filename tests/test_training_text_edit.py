@@ -1,0 +1,82 @@
+"""The closed-form edit of the text projection (training.text_edit), against a reference solve."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipunlearn.errors import TrainingError
+from clipunlearn.training.text_edit import edit_text_projection, pooled_text
+
+MOVED = ["a photo of a tree mallow.", "tree mallow", "a view of a tree mallow."]
+KEPT = ["a photo of a mallow.", "a photo of a tree.", "a photo of a cat.", "a photo of a dog.", "mallow", "tree"]
+
+
+def test_the_pooled_feature_times_the_projection_is_the_towers_output(mini_rn_random):
+    clip = mini_rn_random
+    with torch.no_grad():
+        full = clip.model.encode_text(clip.tokenize(KEPT))
+    pooled = pooled_text(clip, KEPT, batch=4)  # two batches
+    assert pooled.shape == (len(KEPT), clip.model.text_projection.shape[0])
+    torch.testing.assert_close(pooled @ clip.model.text_projection.detach(), full, rtol=1e-5, atol=1e-5)
+    assert clip.model.text_projection is not None  # put back
+
+
+def test_the_edit_is_the_weighted_least_squares_answer(mini_rn_random):
+    """Reference: the same problem as one stacked least-squares system (rows of the moved prompts, of the
+    kept ones and of the ridge, each scaled by the square root of its weight), solved by lstsq."""
+    clip = copy.deepcopy(mini_rn_random)
+    p = clip.model.text_projection.detach().double().clone()
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.randn(len(MOVED), p.shape[1], generator=gen)
+    xm, xk = pooled_text(clip, MOVED).double(), pooled_text(clip, KEPT).double()
+    w, ridge = 4.0, 1e-2
+    r = ridge * float(torch.diagonal(xm.T @ xm / len(xm) + w * xk.T @ xk / len(xk)).mean())
+    rows = torch.cat([xm / len(xm) ** 0.5, xk * (w / len(xk)) ** 0.5, torch.eye(len(p), dtype=p.dtype) * r ** 0.5])
+    rhs = torch.cat([targets.double() / len(xm) ** 0.5, xk @ p * (w / len(xk)) ** 0.5, p * r ** 0.5])
+    want = torch.linalg.lstsq(rows, rhs).solution
+    done = edit_text_projection(clip, MOVED, targets, KEPT, keep_weight=w, ridge=ridge)
+    torch.testing.assert_close(clip.model.text_projection.detach().double(), want, rtol=1e-4, atol=1e-6)
+    assert done.relative_change == pytest.approx(float((want - p).norm() / p.norm()), rel=1e-4)
+    assert done.moved_cos_after > done.moved_cos_before
+
+
+def test_a_heavy_keep_weight_keeps_the_kept_prompts_and_still_moves_the_others(mini_rn_random):
+    clip = copy.deepcopy(mini_rn_random)
+    with torch.no_grad():
+        kept_before = F.normalize(clip.encode_text(KEPT), dim=-1)
+        targets = clip.encode_text(["a photo of a zqxvbn.", "zqxvbn", "a view of a zqxvbn."])
+    done = edit_text_projection(clip, MOVED, targets, KEPT, keep_weight=1e3)
+    with torch.no_grad():
+        kept_after = F.normalize(clip.encode_text(KEPT), dim=-1)
+        moved_after = F.normalize(clip.encode_text(MOVED), dim=-1)
+    assert float((kept_after * kept_before).sum(-1).min()) > 0.999
+    assert done.kept_cos_after > 0.999
+    assert float((moved_after * F.normalize(targets, dim=-1)).sum(-1).mean()) == pytest.approx(done.moved_cos_after, abs=1e-4)
+    assert done.moved_cos_after > done.moved_cos_before + 0.01
+    # and with no kept prompts at all the moved ones reach their targets
+    clip2 = copy.deepcopy(mini_rn_random)
+    assert edit_text_projection(clip2, MOVED, targets, [], keep_weight=1.0, ridge=1e-6).moved_cos_after > 0.99
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"targets": torch.zeros(2, 4)}, "one target per moved prompt"),
+    ({"keep_weight": -1.0}, "keep_weight >= 0"),
+    ({"ridge": 0.0}, "ridge > 0"),
+])
+def test_bad_edits_are_refused_and_change_nothing(mini_rn_random, kwargs, match):
+    clip = copy.deepcopy(mini_rn_random)
+    before = clip.model.text_projection.detach().clone()
+    args = {"targets": torch.zeros(len(MOVED), before.shape[1]), "keep_weight": 1.0, "ridge": 1e-3, **kwargs}
+    with pytest.raises(TrainingError, match=match):
+        edit_text_projection(clip, MOVED, args["targets"], KEPT, keep_weight=args["keep_weight"], ridge=args["ridge"])
+    assert torch.equal(clip.model.text_projection.detach(), before)
+
+
+def test_a_text_tower_without_a_projection_matrix_is_refused_naming_what_to_use(mini_rn_random):
+    clip = copy.deepcopy(mini_rn_random)
+    clip.model.text_projection = None
+    with pytest.raises(TrainingError, match="no projection matrix.*text_side='train'"):
+        pooled_text(clip, KEPT)
