@@ -134,7 +134,7 @@ class UprootConfig:
     #: with the reset, where some of the names' word pieces are words the model must keep: "edit" the text
     #: projection in closed form (the names' prompts -> an unknown word's embedding, every kept name's
     #: prompts where they were; training.text_edit), or run the "image" side
-    shared_pieces: str = "edit"
+    shared_pieces: str = "image"  # the presets: "edit"
     edit_keep_weight: float = 10.0  # the edit's weight of keeping the kept names against moving the forgotten
     edit_ridge: float = 1e-3  # the edit's pull toward the original projection (times the data terms' scale)
     text_tensors: str = "token_embedding"  # "train": which text tensors, the word pieces' rows or "all"
@@ -155,10 +155,10 @@ class Uproot(Method):
     #: the name's word pieces are kept words, the text projection's edit (the image side's settings, refresh
     #: 5 over 10 steps, serve its ablations). There is no paper: "paper" is the same, for suites that ask
     #: every method for it.
-    presets = {"default": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
-                           "max_epochs": 10},
-               "paper": {"image_tower": False, "text_side": "reset", "many_templates": True, "refresh_steps": 5,
-                         "max_epochs": 10}}
+    presets = {"default": {"image_tower": False, "text_side": "reset", "shared_pieces": "edit", "many_templates": True,
+                           "refresh_steps": 5, "max_epochs": 10},
+               "paper": {"image_tower": False, "text_side": "reset", "shared_pieces": "edit", "many_templates": True,
+                         "refresh_steps": 5, "max_epochs": 10}}
     ablations = {
         "trained-text": {"text_side": "train", "lr": 2e-3, "generic_weight": 3.0},  # trained, not redrawn
         "image-side": {"image_tower": True},  # the reset plus the image side, whatever the name's pieces
