@@ -37,8 +37,8 @@ training.text_edit): the name's prompts under the run's template and SCATTER_TEM
 embedding of an unknown word under the same template (the least hub of 32 random words), every kept name
 (the reset's list) under the run's template and KEEP_TEMPLATES keeps its own, least squares with a weight
 on keeping (10). Ablation ``image-fallback`` runs the image side there instead, on the image tower's head
-only (the attention pool of a ResNet, the last norm and projection of a ViT): the default until
-2026-12-07. The run's trace and log say which ran.
+only (the attention pool of a ResNet, the last norm and projection of a ViT): the default before the
+edit (2026-12-06). The run's trace and log say which ran.
 
 The audit's held-out attacks (docs/audit.md) are never simulated: only its tuning attacks (Adam on the
 image tower, lr 1e-5 / 1e-6, k = 1 or 5 images of the class) are, and on synthetic images; no prompt the
@@ -167,7 +167,7 @@ class Uproot(Method):
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
         "no-refresh": {"refresh_steps": 0, "max_epochs": 30},  # the image side on the images as generated (before 2026-12-06)
-        "image-fallback": {"shared_pieces": "image"},  # shared word pieces: the image side, not the edit (before 2026-12-07)
+        "image-fallback": {"shared_pieces": "image"},  # shared word pieces: the image side, not the edit (the default before the edit, 2026-12-06)
     }
 
     def run(self, ctx: ForgetContext) -> Trace:
