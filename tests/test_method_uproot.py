@@ -214,3 +214,14 @@ def test_a_bad_edit_setting_is_refused_before_anything_changes(mini_rn_random, k
         cls(cfg).run(_context(clip, ["cat", "dog", "bird"], "dog"))
     assert all(torch.equal(a, b) for a, b in zip(clip.model.state_dict().values(),
                                                   mini_rn_random.model.state_dict().values()))
+
+
+def test_a_bad_setting_is_refused_by_the_early_check_before_any_model_loads():
+    from clipunlearn.errors import TrainingError
+
+    cls = get_method("uproot")
+    cfg = cls.build_config("default")
+    cfg.edit_ridge = 0.0
+    with pytest.raises(TrainingError, match="edit_ridge more than 0"):
+        cls(cfg).check_classes(["car side"])
+    cls(cls.build_config("default")).check_classes(["car side"])  # a good one passes

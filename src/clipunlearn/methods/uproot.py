@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -170,21 +170,13 @@ class Uproot(Method):
         "image-fallback": {"shared_pieces": "image"},  # shared word pieces: the image side, not the edit (the default before the edit, 2026-12-06)
     }
 
+    def check_classes(self, classnames: Sequence[str]) -> None:
+        """A bad setting is refused before the model loads (the forget pipeline and suites call this first)."""
+        _check(self.config)
+
     def run(self, ctx: ForgetContext) -> Trace:
         cfg, clip = self.config, ctx.clip
-        if cfg.text_side not in TEXT_SIDES:
-            raise TrainingError(f"Unknown text_side {cfg.text_side!r}; use one of {', '.join(TEXT_SIDES)}.")
-        if cfg.shared_pieces not in SHARED_PIECES:
-            raise TrainingError(f"Unknown shared_pieces {cfg.shared_pieces!r}; use one of {', '.join(SHARED_PIECES)}.")
-        if cfg.edit_keep_weight < 0 or cfg.edit_ridge <= 0:
-            raise TrainingError(f"uproot's edit_keep_weight must be 0 or more and edit_ridge more than 0, got "
-                                f"{cfg.edit_keep_weight} and {cfg.edit_ridge}.")
-        for knob in ("refresh_steps", "retain_neighbours"):
-            if getattr(cfg, knob) < 0:
-                raise TrainingError(f"uproot's {knob} must be 0 (off) or more, got {getattr(cfg, knob)}.")
-        if cfg.stop_refreshed_at is not None and cfg.refresh_steps == 0:
-            raise TrainingError("uproot's stop_refreshed_at reads the climbed images' probability, which refresh_steps "
-                                "0 leaves unmeasured: set refresh_steps to 1 or more, or leave stop_refreshed_at unset.")
+        _check(cfg)
         trace = Trace()
         gone = list(ctx.request.class_names)  # the names to forget
         forget = ctx.synthetic_forget()
@@ -199,6 +191,23 @@ class Uproot(Method):
             if not image_side:
                 return trace
         return _train(ctx, cfg, gone, forget, trace, measure, image_side)
+
+
+def _check(cfg: UprootConfig) -> None:
+    """One-line errors for settings Uproot cannot run with, each naming the knob and the fix."""
+    if cfg.text_side not in TEXT_SIDES:
+        raise TrainingError(f"Unknown text_side {cfg.text_side!r}; use one of {', '.join(TEXT_SIDES)}.")
+    if cfg.shared_pieces not in SHARED_PIECES:
+        raise TrainingError(f"Unknown shared_pieces {cfg.shared_pieces!r}; use one of {', '.join(SHARED_PIECES)}.")
+    if cfg.edit_keep_weight < 0 or cfg.edit_ridge <= 0:
+        raise TrainingError(f"uproot's edit_keep_weight must be 0 or more and edit_ridge more than 0, got "
+                            f"{cfg.edit_keep_weight} and {cfg.edit_ridge}.")
+    for knob in ("refresh_steps", "retain_neighbours"):
+        if getattr(cfg, knob) < 0:
+            raise TrainingError(f"uproot's {knob} must be 0 (off) or more, got {getattr(cfg, knob)}.")
+    if cfg.stop_refreshed_at is not None and cfg.refresh_steps == 0:
+        raise TrainingError("uproot's stop_refreshed_at reads the climbed images' probability, which refresh_steps "
+                            "0 leaves unmeasured: set refresh_steps to 1 or more, or leave stop_refreshed_at unset.")
 
 
 def _reset_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], trace: Trace,
