@@ -59,14 +59,30 @@ from ..errors import TrainingError
 from ..evaluation.zeroshot import image_scores, zero_shot_classifier
 from ..models.factory import Clip
 from ..synthetic import climb_again
-from ..training import (GENERAL_VOCABULARY, Loop, OptimConfig, RetainAnchor, Stage, StopRule, Trace, nearest_names,
-                        run_loop, tower_tensors)
+from ..training import (
+    GENERAL_VOCABULARY,
+    Loop,
+    OptimConfig,
+    RetainAnchor,
+    Stage,
+    StopRule,
+    Trace,
+    nearest_names,
+    run_loop,
+    tower_tensors,
+)
 from ..training.adversary import SimulatedRelearning, scatter_loss
-from ..training.names import NameEraser, generic_images, name_pieces, only_rows, reset_name_tokens, unknown_word
+from ..training.names import (
+    NameEraser,
+    generic_images,
+    name_pieces,
+    only_rows,
+    reset_name_tokens,
+    unknown_word,
+)
 from ..training.text_edit import PROJECTION, ProjectionEdit, edit_text_projection
 from .base import Method, register_method
 from .context import ForgetContext, ImageBatch
-
 
 #: the image tower's tensors after its trunk (``head_only``)
 HEAD = ("visual.attnpool.", "visual.ln_post.", "visual.proj")
