@@ -246,20 +246,24 @@ def _reset_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], trace: T
                "must keep: the text side cannot erase them")
         if cfg.shared_pieces == "edit":
             edited = _edit_text(ctx, cfg, gone, keep, trace)
-            trace.info["shared_pieces"] = f"{why}; the text projection was edited (closed form) instead"
+            key, said = "shared_pieces", f"{why}; the text projection was edited (closed form) instead"
         else:
             image_side = True
-            trace.info["image_side"] = f"{why}; the image side forgets what they still say"
-        log.warning("uproot: %s", trace.info.get("shared_pieces") or trace.info["image_side"])
+            key, said = "image_side", f"{why}; the image side forgets what they still say"
+        trace.info[key] = said
+        log.warning("uproot: %s", said)
     if not image_side:
         trace.steps = [{"epoch": 0, **start, "kept": None},
-                       {"epoch": 1, "reset_tokens": len(ids), **({"moved_cos": edited.moved_cos_after,
-                                                                   "kept_cos": edited.kept_cos_after}
-                                                                  if edited else {}), **measure(), "kept": True}]
+                       {"epoch": 1, "reset_tokens": len(ids), **_edit_figures(edited), **measure(), "kept": True}]
         trace.stopped_because = (f"the {len(ids)} word pieces only the forgotten names use were redrawn"
                                  + ("; the text projection was edited for the pieces other names use" if edited else ""))
         trace.seconds += time.time() - t0
     return image_side
+
+
+def _edit_figures(edited: ProjectionEdit | None) -> dict[str, float]:
+    """The edit's figures for the trace's step: the moved prompts' cosine to their targets, the kept ones' to themselves."""
+    return {"moved_cos": edited.moved_cos_after, "kept_cos": edited.kept_cos_after} if edited else {}
 
 
 def _edit_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], keep: list[str], trace: Trace) -> ProjectionEdit:
