@@ -71,6 +71,8 @@ MODULES: dict[str, list[str]] = {
     "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
                          "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
                          "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
+    # Uproot's closed-form edit of the text projection, against its reference solve
+    "training/text_edit.py": ["tests/test_training_text_edit.py"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original

@@ -62,9 +62,9 @@ def test_a_heavy_keep_weight_keeps_the_kept_prompts_and_still_moves_the_others(m
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"targets": torch.zeros(2, 4)}, "one target per moved prompt"),
-    ({"keep_weight": -1.0}, "keep_weight >= 0"),
-    ({"ridge": 0.0}, "ridge > 0"),
+    ({"targets": torch.zeros(2, 4)}, "^edit_text_projection needs one target per moved prompt, got 3 prompts and 2 targets\\.$"),
+    ({"keep_weight": -1.0}, "^edit_text_projection needs keep_weight >= 0 and ridge > 0, got -1.0 and 0.001\\.$"),
+    ({"ridge": 0.0}, "^edit_text_projection needs keep_weight >= 0 and ridge > 0, got 1.0 and 0.0\\.$"),
 ])
 def test_bad_edits_are_refused_and_change_nothing(mini_rn_random, kwargs, match):
     clip = copy.deepcopy(mini_rn_random)
@@ -76,7 +76,23 @@ def test_bad_edits_are_refused_and_change_nothing(mini_rn_random, kwargs, match)
 
 
 def test_a_text_tower_without_a_projection_matrix_is_refused_naming_what_to_use(mini_rn_random):
+    want = ("The text tower of mini-rn has no projection matrix (text_projection) to edit (a text tower from "
+            "Hugging Face, or none); use a text side that trains (text_side='train') or the image side instead.")
     clip = copy.deepcopy(mini_rn_random)
     clip.model.text_projection = None
-    with pytest.raises(TrainingError, match="no projection matrix.*text_side='train'"):
+    with pytest.raises(TrainingError) as e:
         pooled_text(clip, KEPT)
+    assert str(e.value) == want
+    del clip.model.text_projection  # no such attribute at all (a tower of another kind)
+    with pytest.raises(TrainingError) as e:
+        edit_text_projection(clip, MOVED, torch.zeros(len(MOVED), 4), KEPT, keep_weight=1.0)
+    assert str(e.value) == want
+    clip.model.text_projection = torch.nn.Parameter(torch.zeros(3))  # not a matrix
+    with pytest.raises(TrainingError, match="no projection matrix"):
+        pooled_text(clip, KEPT)
+
+
+def test_an_edit_that_moves_no_prompt_is_refused(mini_rn_random):
+    clip = copy.deepcopy(mini_rn_random)
+    with pytest.raises(TrainingError, match="^edit_text_projection needs one target per moved prompt, got 0 prompts and 0"):
+        edit_text_projection(clip, [], torch.zeros(0, 4), KEPT, keep_weight=1.0)

@@ -50,10 +50,9 @@ def _without_projection(clip: Clip) -> Iterator[None]:
         model.text_projection = proj
 
 
-@torch.no_grad()
 def pooled_text(clip: Clip, prompts: Sequence[str], batch: int = 256) -> torch.Tensor:
     """The text tower's pooled feature of each prompt, before its projection (n × width)."""
-    with _without_projection(clip):
+    with torch.no_grad(), _without_projection(clip):
         return torch.cat([clip.model.encode_text(clip.tokenize(list(prompts[i:i + batch]))).float()
                           for i in range(0, len(prompts), batch)])
 
@@ -70,7 +69,6 @@ class ProjectionEdit:
     relative_change: float
 
 
-@torch.no_grad()
 def edit_text_projection(clip: Clip, moved: Sequence[str], targets: torch.Tensor, kept: Sequence[str],
                          keep_weight: float, ridge: float = 1e-3) -> ProjectionEdit:
     """Replace the text projection by the least-squares answer above (in place): prompts ``moved`` embed
@@ -81,24 +79,25 @@ def edit_text_projection(clip: Clip, moved: Sequence[str], targets: torch.Tensor
                             f"and {len(targets)} targets.")
     if keep_weight < 0 or ridge <= 0:
         raise TrainingError(f"edit_text_projection needs keep_weight >= 0 and ridge > 0, got {keep_weight} and {ridge}.")
-    proj = _projection(clip)
-    p = proj.detach().double().cpu()
-    xm = pooled_text(clip, moved).double().cpu()
-    t = targets.detach().double().cpu()
-    a = xm.T @ xm / len(xm)
-    b = xm.T @ t / len(xm)
-    xk = pooled_text(clip, kept).double().cpu() if len(kept) else None
-    if xk is not None:
-        gram = xk.T @ xk / len(xk)
-        a = a + keep_weight * gram
-        b = b + keep_weight * gram @ p
-    r = ridge * float(torch.diagonal(a).mean())
-    new = torch.linalg.solve(a + r * torch.eye(len(a), dtype=a.dtype), b + r * p)
-    cos_before = float(F.cosine_similarity(xm @ p, t, dim=-1).mean())
-    cos_after = float(F.cosine_similarity(xm @ new, t, dim=-1).mean())
-    kept_cos = float(F.cosine_similarity(xk @ new, xk @ p, dim=-1).mean()) if xk is not None else 1.0
-    proj.copy_(new.to(proj))
-    return ProjectionEdit(cos_before, cos_after, kept_cos, float((new - p).norm() / p.norm()))
+    with torch.no_grad():
+        proj = _projection(clip)
+        p = proj.detach().double().cpu()
+        xm = pooled_text(clip, moved).double().cpu()
+        t = targets.detach().double().cpu()
+        a = xm.T @ xm / len(xm)
+        b = xm.T @ t / len(xm)
+        xk = pooled_text(clip, kept).double().cpu() if len(kept) else None
+        if xk is not None:
+            gram = xk.T @ xk / len(xk)
+            a = a + keep_weight * gram
+            b = b + keep_weight * gram @ p
+        r = ridge * float(torch.diagonal(a).mean())
+        new = torch.linalg.solve(a + r * torch.eye(len(a), dtype=a.dtype), b + r * p)
+        cos_before = float(F.cosine_similarity(xm @ p, t, dim=-1).mean())
+        cos_after = float(F.cosine_similarity(xm @ new, t, dim=-1).mean())
+        kept_cos = float(F.cosine_similarity(xk @ new, xk @ p, dim=-1).mean()) if xk is not None else 1.0
+        proj.copy_(new.to(proj))
+        return ProjectionEdit(cos_before, cos_after, kept_cos, float((new - p).norm() / p.norm()))
 
 
 __all__ = ["PROJECTION", "ProjectionEdit", "edit_text_projection", "pooled_text"]
