@@ -186,6 +186,17 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.training.loop.x_run_loop__mutmut_66":
         "the parameters and optimiser state saved before every epoch, even when no epoch can be reverted: the copy "
         "is read only when reverting (costs time, changes no number)",
+    "clipunlearn.training.text_edit.x_pooled_text__mutmut_1":
+        "the default batch of prompts per text-tower pass (256 or another): each prompt's feature is the same",
+    "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_54":
+        "the ridge's identity made as float32 (dtype None) and added to a float64 matrix: 0 and 1 are exact in both",
+    "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_56":
+        "as x_edit_text_projection__mutmut_54 (the identity's dtype left out)",
+    **{f"clipunlearn.training.text_edit.x_edit_text_projection__mutmut_{n}":
+       "cosine_similarity without dim, or with dim=+1: the default is 1, which is dim -1 of these 2-D features"
+       for n in (66, 67, 76, 77, 88, 89)},
+    "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_94":
+        "new.to(None) instead of new.to(proj): copy_ converts the float64 answer to the projection's dtype itself",
 }
 
 

@@ -96,3 +96,27 @@ def test_an_edit_that_moves_no_prompt_is_refused(mini_rn_random):
     clip = copy.deepcopy(mini_rn_random)
     with pytest.raises(TrainingError, match="^edit_text_projection needs one target per moved prompt, got 0 prompts and 0"):
         edit_text_projection(clip, [], torch.zeros(0, 4), KEPT, keep_weight=1.0)
+
+
+def test_the_edits_figures_are_the_cosines_recomputed_here(mini_rn_random):
+    """Each figure of the returned record against the same cosine computed here from the features and the
+    projections before and after; a keep weight of 0 is allowed (the kept prompts then pull nothing) and
+    an edit with no kept prompt reports their cosine as 1 (nothing to keep)."""
+    clip = copy.deepcopy(mini_rn_random)
+    p = clip.model.text_projection.detach().double().clone()
+    targets = torch.randn(len(MOVED), p.shape[1], generator=torch.Generator().manual_seed(1))
+    moved = KEPT[:3]  # moved and kept at once: the kept prompts cannot all stay
+    xm, xk = pooled_text(clip, moved).double(), pooled_text(clip, KEPT).double()
+    done = edit_text_projection(clip, moved, targets, KEPT, keep_weight=2.0)
+    new = clip.model.text_projection.detach().double()
+    cos = torch.nn.functional.cosine_similarity
+    assert done.moved_cos_before == pytest.approx(float(cos(xm @ p, targets.double(), dim=1).mean()), abs=1e-6)
+    assert done.moved_cos_after == pytest.approx(float(cos(xm @ new, targets.double(), dim=1).mean()), abs=1e-5)
+    assert done.kept_cos_after == pytest.approx(float(cos(xk @ new, xk @ p, dim=1).mean()), abs=1e-5)
+    assert done.kept_cos_after < 0.99  # the kept prompts moved: the figure is not a constant
+    free = copy.deepcopy(mini_rn_random)
+    none_kept = edit_text_projection(free, MOVED, targets, [], keep_weight=1.0)
+    zero_weight = edit_text_projection(copy.deepcopy(mini_rn_random), MOVED, targets, KEPT, keep_weight=0.0)
+    assert none_kept.kept_cos_after == 1.0
+    assert zero_weight.moved_cos_after == pytest.approx(none_kept.moved_cos_after, abs=1e-6)
+    assert edit_text_projection(copy.deepcopy(mini_rn_random), MOVED, targets, KEPT, keep_weight=0.5).kept_cos_after > 0
