@@ -120,7 +120,12 @@ def test_cells_side_by_side_compute_shared_features_once(data_slice, mini_rn_ran
 
     def slow(self, *args):
         computed.append(threading.get_ident())
-        time.sleep(0.5)  # long enough for the other evaluator to arrive while this one computes
+        # hold the entry's lock until the other evaluator has looked (and missed, once per cut) and so waits
+        # on the lock: a fixed sleep let a late second thread find the entry already written on a busy machine
+        other = next(c for c in caches if c is not self.cache)
+        deadline = time.monotonic() + 60
+        while other.misses < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         return original(self, *args)
 
     monkeypatch.setattr(Evaluator, "_compute_features", slow)
