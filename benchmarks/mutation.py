@@ -130,6 +130,17 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.audit.scores.x_mean_kl__mutmut_{i}":
        "the logits' float64 conversion in mean_kl (dtype None or left out): they are read only for their shape and "
        "by softmax, which converts them to float64 itself" for i in (3, 5, 7, 9)},
+    **{f"clipunlearn.audit.scores.x_resampled_auc__mutmut_{i}":
+       "the scores' float64 conversion in resampled_auc (dtype None or left out): they are only compared (> and ==), "
+       "and numpy compares mixed dtypes after an exact upcast, so every kernel entry is the same" for i in (3, 5, 7, 9)},
+    **{f"clipunlearn.audit.scores.x_resampled_auc__mutmut_{i}":
+       "the counts' float64 conversion in resampled_auc (dtype None or left out): counts are integers; the product "
+       "with the float64 kernel upcasts them exactly, and the integer sums and their product are exact (below 2**53)"
+       for i in (12, 14, 16, 18)},
+    **{f"clipunlearn.audit.scores.x_percentile_interval__mutmut_{i}":
+       "the samples' float64 conversion in percentile_interval (dtype None or left out): np.percentile with float64 "
+       "percentiles interpolates in float64 whatever the samples' dtype (float32 samples give the same endpoints to "
+       "the bit)" for i in (20, 22)},
     **{f"clipunlearn.audit.scores.x_threshold_auc_intervals__mutmut_{i}":
        "each model's losses stacked without the float64 conversion: bootstrap_threshold_auc converts the stack to "
        "float64 itself, and no loss is negated or compared before" for i in (24, 26)},

@@ -190,3 +190,42 @@ def test_the_probe_weighs_the_classes_balanced():
     x_train[:, 1] += 0.8 * y_train
     clf = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x_train, y_train)
     assert probe_auc(x_train, y_train, x_test, y_test) == roc_auc_score(y_test, clf.decision_function(x_test))
+
+
+def test_the_probe_runs_its_solver_to_convergence_on_ill_conditioned_features():
+    """Features whose scales span two decades take lbfgs several hundred iterations: the probe must not
+    stop at sklearn's default 100 and report the AUC of an unfinished fit."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 64)) * np.logspace(0, 2, 64)
+    y = (x[:, 0] + 0.01 * x[:, -1] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        auc = probe_auc(x[:150], y[:150], x[150:], y[150:])
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    exact = LogisticRegression(solver="newton-cg", tol=1e-10, max_iter=10_000, class_weight="balanced")
+    assert auc == pytest.approx(roc_auc_score(y[150:], exact.fit(x[:150], y[:150]).decision_function(x[150:])), abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_unsigned_integer_losses_rank_as_numbers(dtype):
+    """A member is the image with the lower loss: losses given as unsigned integers (counts) must not wrap
+    around when the attack negates them (0 stays below 3)."""
+    member = np.array([1, 1, 0, 0])
+    loss = np.array([0, 1, 3, 4], dtype=dtype)
+    assert threshold_auc(member, loss) == 1.0
+    assert np.all(bootstrap_threshold_auc(member, loss, resamples=5) == 1.0)
+
+
+def test_the_classifier_attack_computes_in_float64_whatever_the_features_dtype():
+    """Half-precision features (as a bf16/fp16 run may hand them over) are standardised in float64: the AUC is
+    that of the same values given as float64 (standardising in float16 moves the decision values)."""
+    rng = np.random.default_rng(1)
+    member = np.array([1] * 40 + [0] * 40)
+    half = (rng.normal(size=(80, 3)) * [1, 100, 1e3] + member[:, None] * 0.3).astype(np.float16)
+    assert classifier_auc(member, half) == classifier_auc(member, half.astype(np.float64))
