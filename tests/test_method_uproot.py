@@ -56,7 +56,8 @@ def test_a_name_of_shared_pieces_is_forgotten_by_editing_the_text_projection(min
     assert trace.changed_tensors == ["text_projection"] and trace.kept_any_step
     assert trace.info["reset_tokens"] == [] and "edited" in trace.info["shared_pieces"]
     edit = trace.info["text_edit"]
-    assert edit["moved_cos_after"] > edit["moved_cos_before"] and edit["kept_prompts"] > 1000
+    keep = names_to_keep(["cat", "dog", "bird"], ["dog"])  # under 3 templates, and 1000 dated names
+    assert edit["moved_cos_after"] > edit["moved_cos_before"] and edit["kept_prompts"] == 3 * len(keep) + 1000
     assert edit["moved_prompts"] == 9 and set(edit["unknown_words"]) == {"dog"}
     word = edit["unknown_words"]["dog"]
     with torch.no_grad():
@@ -173,7 +174,7 @@ def test_a_negative_refresh_or_neighbour_count_is_refused_naming_the_knob(mini_r
     from clipunlearn.errors import TrainingError
 
     cls = get_method("uproot")
-    for knob in ("refresh_steps", "retain_neighbours"):
+    for knob in ("refresh_steps", "retain_neighbours", "edit_dated_names"):
         cfg = cls.build_config("default")
         setattr(cfg, knob, -1)
         with pytest.raises(TrainingError, match=f"uproot's {knob} must be 0 \\(off\\) or more, got -1"):
@@ -225,3 +226,27 @@ def test_a_bad_setting_is_refused_by_the_early_check_before_any_model_loads():
     with pytest.raises(TrainingError, match="edit_ridge more than 0"):
         cls(cfg).check_classes(["car side"])
     cls(cls.build_config("default")).check_classes(["car side"])  # a good one passes
+
+
+def test_dated_names_put_a_seeded_year_before_kept_names():
+    from clipunlearn.errors import TrainingError
+    from clipunlearn.methods.uproot import YEARS, dated_names
+
+    names = ["canoe", "red fox", "tram"]
+    dated = dated_names(names, 200, torch.Generator().manual_seed(0))
+    assert len(dated) == 200 and dated == dated_names(names, 200, torch.Generator().manual_seed(0))
+    years = [int(d.split(" ", 1)[0]) for d in dated]
+    assert {d.split(" ", 1)[1] for d in dated} == set(names)  # every name drawn, and only these
+    assert min(years) >= YEARS[0] and max(years) <= YEARS[1] and len(set(years)) > 50
+    assert dated != dated_names(names, 200, torch.Generator().manual_seed(1))
+    assert dated_names([], 0, torch.Generator()) == []
+    with pytest.raises(TrainingError, match="^dated_names needs at least one name to date; pass the kept names.$"):
+        dated_names([], 3, torch.Generator())
+
+
+def test_the_ablation_without_dated_names_keeps_the_kept_names_only(mini_rn_random):
+    cls = get_method("uproot")
+    assert cls.build_config("default").edit_dated_names == 1000
+    cfg = cls.build_config("default", ablation="no-dated-names")
+    trace = cls(cfg).run(_context(copy.deepcopy(mini_rn_random), ["cat", "dog", "bird"], "dog"))
+    assert trace.info["text_edit"]["kept_prompts"] == 3 * len(names_to_keep(["cat", "dog", "bird"], ["dog"]))

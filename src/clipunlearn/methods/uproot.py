@@ -36,7 +36,9 @@ the default edits the text tower's projection in closed form instead (``shared_p
 training.text_edit): the name's prompts under the run's template and SCATTER_TEMPLATES move to the
 embedding of an unknown word under the same template (the least hub of 32 random words), every kept name
 (the reset's list) under the run's template and KEEP_TEMPLATES keeps its own, least squares with a weight
-on keeping (10). Ablation ``image-fallback`` runs the image side there instead, on the image tower's head
+on keeping (10). The kept names alone leave some directions of the prompts with little weight, and the edit
+moves most there: names that carry numbers (Stanford Cars' "2012 Acura TL Sedan") lie in them. So 1,000
+kept names with a year before them ("1987 canoe", seeded) keep their embeddings too (``edit_dated_names``). Ablation ``image-fallback`` runs the image side there instead, on the image tower's head
 only (the attention pool of a ResNet, the last norm and projection of a ViT): the default before the
 edit (2026-12-06). The run's trace and log say which ran.
 
@@ -153,6 +155,9 @@ class UprootConfig:
     shared_pieces: str = "image"  # the presets: "edit"
     edit_keep_weight: float = 10.0  # the edit's weight of keeping the kept names against moving the forgotten
     edit_ridge: float = 1e-3  # the edit's pull toward the original projection (times the data terms' scale)
+    #: the edit also keeps this many kept names with a year before them, under the run's template (names
+    #: that carry numbers: product names); 0: off (the presets: 1000)
+    edit_dated_names: int = 0
     text_tensors: str = "token_embedding"  # "train": which text tensors, the word pieces' rows or "all"
     text_weight: float = 1.0  # weight of the text term: the name's prompt embedding -> an unknown word's
     text_keep_weight: float = 10.0  # weight of keeping every other name's prompt embedding where it was
@@ -172,9 +177,9 @@ class Uproot(Method):
     #: 5 over 10 steps, serve its ablations). There is no paper: "paper" is the same, for suites that ask
     #: every method for it.
     presets = {"default": {"image_tower": False, "text_side": "reset", "shared_pieces": "edit", "many_templates": True,
-                           "refresh_steps": 5, "max_epochs": 10},
+                           "edit_dated_names": 1000, "refresh_steps": 5, "max_epochs": 10},
                "paper": {"image_tower": False, "text_side": "reset", "shared_pieces": "edit", "many_templates": True,
-                         "refresh_steps": 5, "max_epochs": 10}}
+                         "edit_dated_names": 1000, "refresh_steps": 5, "max_epochs": 10}}
     ablations = {
         "trained-text": {"text_side": "train", "lr": 2e-3, "generic_weight": 3.0},  # trained, not redrawn
         "image-side": {"image_tower": True},  # the reset plus the image side, whatever the name's pieces
@@ -183,6 +188,7 @@ class Uproot(Method):
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
         "no-refresh": {"refresh_steps": 0, "max_epochs": 30},  # the image side on the images as generated (before 2026-12-06)
+        "no-dated-names": {"edit_dated_names": 0},  # the edit keeps the kept names only (before 2026-12-06's second change)
         "image-fallback": {"shared_pieces": "image"},  # shared word pieces: the image side, not the edit (the default before the edit, 2026-12-06)
     }
 
@@ -218,7 +224,7 @@ def _check(cfg: UprootConfig) -> None:
     if cfg.edit_keep_weight < 0 or cfg.edit_ridge <= 0:
         raise TrainingError(f"uproot's edit_keep_weight must be 0 or more and edit_ridge more than 0, got "
                             f"{cfg.edit_keep_weight} and {cfg.edit_ridge}.")
-    for knob in ("refresh_steps", "retain_neighbours"):
+    for knob in ("refresh_steps", "retain_neighbours", "edit_dated_names"):
         if getattr(cfg, knob) < 0:
             raise TrainingError(f"uproot's {knob} must be 0 (off) or more, got {getattr(cfg, knob)}.")
     if cfg.stop_refreshed_at is not None and cfg.refresh_steps == 0:
@@ -261,6 +267,22 @@ def _reset_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], trace: T
     return image_side
 
 
+#: the years :func:`dated_names` puts before a name
+YEARS = (1950, 2024)
+
+
+def dated_names(names: Sequence[str], count: int, gen: torch.Generator) -> list[str]:
+    """``count`` names drawn with replacement from ``names``, each with a year before it ("1987 canoe"),
+    seeded by ``gen``: the way product names carry numbers, which the names alone leave unweighted."""
+    if count == 0:
+        return []
+    if not names:
+        raise TrainingError("dated_names needs at least one name to date; pass the kept names.")
+    picks = torch.randint(len(names), (count,), generator=gen).tolist()
+    years = torch.randint(YEARS[0], YEARS[1] + 1, (count,), generator=gen).tolist()
+    return [f"{y} {names[i]}" for y, i in zip(years, picks)]
+
+
 def _edit_figures(edited: ProjectionEdit | None) -> dict[str, float]:
     """The edit's figures for the trace's step: the moved prompts' cosine to their targets, the kept ones' to themselves."""
     return {"moved_cos": edited.moved_cos_after, "kept_cos": edited.kept_cos_after} if edited else {}
@@ -270,7 +292,8 @@ def _edit_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], keep: lis
     """The closed-form edit of the text projection (training.text_edit): the forgotten names' prompts
     under the run's template and ``SCATTER_TEMPLATES`` embed as the model embeds an unknown word under the
     same template (the one of 32 random words it finds least in images of no class: no hub), and every
-    kept name under the run's template and ``KEEP_TEMPLATES`` keeps its embedding."""
+    kept name under the run's template and ``KEEP_TEMPLATES`` keeps its embedding, and so do
+    ``edit_dated_names`` kept names with a year before them (:func:`dated_names`)."""
     clip, template = ctx.clip, ctx.request.template
     moved_templates = tuple(dict.fromkeys((template, *SCATTER_TEMPLATES)))
     kept_templates = tuple(dict.fromkeys((template, *KEEP_TEMPLATES)))
@@ -284,6 +307,7 @@ def _edit_text(ctx: ForgetContext, cfg: UprootConfig, gone: list[str], keep: lis
         targets = F.normalize(clip.encode_text([t.format(words[n]) for n in gone for t in moved_templates]).float(),
                               dim=-1) * now.norm(dim=-1, keepdim=True)
     kept = [t.format(n) for n in keep for t in kept_templates]
+    kept += [template.format(n) for n in dated_names(keep, cfg.edit_dated_names, ctx.generator(5))]
     edit = edit_text_projection(clip, moved, targets, kept, cfg.edit_keep_weight, cfg.edit_ridge)
     trace.info["text_edit"] = {**asdict(edit), "unknown_words": words, "moved_prompts": len(moved),
                                "kept_prompts": len(kept)}
