@@ -64,9 +64,11 @@ MODULES: dict[str, list[str]] = {
             "test_the_depth_goal_names_each_part_met_or_missed_with_its_figure",
             "test_relearning_curves_average_the_attacks_then_the_cells_and_band_the_original_and_oracle",
             "test_a_depth_goal_needs_method_r_and_kept")],
-    # the three below: only the fast tests that reach them (each test runs under every mutant it covers; the
+    # the pipeline's wiring on stand-ins (milliseconds a test); test_pins_results' two forget runs (5 s each, a
+    # real model) pin the same fields end to end, but reach every function and would run under each of its mutants
+    "runs/pipeline.py": ["tests/test_pipeline_wiring.py"],
+    # the two below: only the fast tests that reach them (each test runs under every mutant it covers; the
     # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
-    "runs/pipeline.py": ["tests/test_pins_results.py"],
     "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
     "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
                          "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
