@@ -188,6 +188,25 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.training.loop.x_run_loop__mutmut_66":
         "the parameters and optimiser state saved before every epoch, even when no epoch can be reverted: the copy "
         "is read only when reverting (costs time, changes no number)",
+    **{f"clipunlearn.runs.pipeline.x__info__mutmut_{i}":
+       "the record's logger name, file or line (None or another): _RUN_LOGS holds only run_log's handlers, whose "
+       "log.txt shows the time and the message alone" for i in (4, 6, 7, 16)},
+    **{f"clipunlearn.runs.pipeline.x_resolve_targets__mutmut_{i}":
+       'load_image_set\'s split left out: "test" is its default' for i in (8, 25)},
+    **{f"clipunlearn.runs.pipeline.x_starting_state__mutmut_{i}":
+       'the default of settings.get("pretrained", ...) in the reload (None, left out or another string): a settings '
+       "dict without pretrained has already returned None above (get(\"pretrained\") is None there), so the "
+       "default is never read" for i in (32, 34, 37, 38)},
+    "clipunlearn.runs.pipeline.x_write_run__mutmut_59":
+        'the precision\'s default "AUTO" instead of "auto": parse_precision lowercases it',
+    "clipunlearn.runs.pipeline.x__measure__mutmut_9":
+        "accuracies handed None for the evaluator: with results given (evaluate_all's, never empty: the request's "
+        "dataset is in them) it does not read the evaluator",
+    **{f"clipunlearn.runs.pipeline.x__forget_in__mutmut_{i}":
+       "the generation or forgetting seconds starting at 1.0: run_method sets both before they are read"
+       for i in (4, 7)},
+    "clipunlearn.runs.pipeline.x__forget_in__mutmut_34":
+        "the first evaluation time set instead of added: it is added to the 0.0 it starts at",
     "clipunlearn.training.text_edit.x_pooled_text__mutmut_1":
         "the default batch of prompts per text-tower pass (256 or another): each prompt's feature is the same",
     "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_54":

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-import clipunlearn
+from clipunlearn import __version__
 from clipunlearn.errors import ClipUnlearnError, DataError, RunExistsError
 from clipunlearn.evaluation.forgetting import Targets
 from clipunlearn.methods import ForgetContext, ForgetRequest, ImageBatch, Method
@@ -55,8 +55,8 @@ def messages() -> Iterator[list[tuple[int, str]]]:
 
 
 def _settings(tmp_path: Path, **kw: Any) -> ForgetSettings:
-    base: dict[str, Any] = dict(model="mini-rn", dataset="toy", classes=["dog"], out=str(tmp_path / "run"),
-                                method=PIN, progress=False)
+    base: dict[str, Any] = {"model": "mini-rn", "dataset": "toy", "classes": ["dog"], "out": str(tmp_path / "run"),
+                            "method": PIN, "progress": False}
     return ForgetSettings(**{**base, **kw})
 
 
@@ -112,6 +112,8 @@ def test_a_progress_line_shows_numbers_and_words_but_no_lists_and_ends_with_tens
     assert pipeline.format_step(row) == "epoch  3  loss 0.1235  acc 1  name x  2 tensors  kept"
     assert pipeline.format_step({"loss": 2.0, "kept": False}) == "epoch  0  loss 2  reverted"  # no epoch: 0
     assert pipeline.format_step({"epoch": 12, "kept": None, "selected": None}) == "epoch 12"
+    # the selection is counted, never listed, whatever sequence holds it
+    assert pipeline.format_step({"epoch": 1, "selected": ("a", "b", "c")}) == "epoch  1  3 tensors"
 
 
 def test_a_before_or_after_line_names_each_column_to_three_decimals():
@@ -258,14 +260,14 @@ def test_run_method_hands_the_method_its_context_and_times_the_forgetting_withou
             ctx.knobs.progress({"epoch": 1, "loss": 0.5, "kept": True})
             return Trace(steps=[{"epoch": 0}, {"epoch": 2}], stopped_because="done")
 
-    clip = SimpleNamespace(device=torch.device("cpu"))
+    clip = SimpleNamespace(device=torch.device("cuda", 1))  # a device is named, not used: no GPU needed
     method, seconds = Runs(), {"generation": 0.0, "forgetting": 0.0}
     monkeypatch.setattr(pipeline, "time", _clock(100.0, 107.5))
     trace, ctx = pipeline.run_method(method, clip, REQUEST, _Source(2.0), 5, 3, 4, seconds)
     assert seen == [ctx] and trace.stopped_because == "done"
     assert (ctx.clip, ctx.request, ctx.allowed, ctx.method) == (clip, REQUEST, frozenset({"synthetic_forget"}), PIN)
     k = ctx.knobs
-    assert (k.seed, k.max_epochs, k.max_steps, k.device, k.precision) == (5, 3, 4, "cpu", "fp32")
+    assert (k.seed, k.max_epochs, k.max_steps, k.device, k.precision) == (5, 3, 4, "cuda:1", "fp32")
     assert seconds == {"generation": 2.0, "forgetting": 5.5}  # 7.5 s in all, 2 of them generating
     assert [m for _, m in messages] == ["epoch  1  loss 0.5  kept", "synthetic_forget: 3 images (synthetic)",
                                         "stopped: done after 2 epochs (5.5s)"]
@@ -379,7 +381,7 @@ def test_write_run_writes_results_json_with_every_field_in_its_place(tmp_path, m
         "precision": "fp32", "method_config": {"lr": 0.5, "sizes": [3, 4], "real": False},
         "model_file": {"name": "model.safetensors", "sha256": hashlib.sha256(_SavingClip.BYTES).hexdigest()[:16],
                        "holds": "changed tensors", "tensors": 7},
-        "torch": torch.__version__, "clipunlearn": clipunlearn.__version__}
+        "torch": torch.__version__, "clipunlearn": __version__}
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
     assert reports == [tmp_path]
 
@@ -403,16 +405,16 @@ def test_a_full_save_holds_all_tensors_and_the_precision_is_the_one_computed_at(
 def test_measure_gives_the_accuracies_of_its_own_logits_and_the_measures_asked_for(tmp_path, monkeypatch):
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(pipeline, "evaluate_all", lambda ev, t: calls.append(("logits", ev, t)) or "LOGITS")
-    monkeypatch.setattr(pipeline, "accuracies", lambda ev, t, results: {"accuracy of": results})
+    monkeypatch.setattr(pipeline, "accuracies", lambda ev, t, results: {"accuracy of": (results, t)})
     monkeypatch.setattr(pipeline, "template_change", lambda ev, t: ("templates of", ev, t))
     monkeypatch.setattr(pipeline, "retrieval", lambda ev, t, seed: ("retrieval of", ev, t, seed))
     ev, t = object(), object()
     out = pipeline._measure(ev, t, _settings(tmp_path, seed=4))
-    assert out == {"accuracy": {"accuracy of": "LOGITS"}, "logits": "LOGITS", "template_change": ("templates of", ev, t),
-                   "retrieval": ("retrieval of", ev, t, 4)}
+    assert out == {"accuracy": {"accuracy of": ("LOGITS", t)}, "logits": "LOGITS",
+                   "template_change": ("templates of", ev, t), "retrieval": ("retrieval of", ev, t, 4)}
     assert calls == [("logits", ev, t)]  # the image passes once: the accuracies read the same logits
     out = pipeline._measure(ev, t, _settings(tmp_path, retrieval=False, template_change=False))
-    assert out == {"accuracy": {"accuracy of": "LOGITS"}, "logits": "LOGITS"}
+    assert out == {"accuracy": {"accuracy of": ("LOGITS", t)}, "logits": "LOGITS"}
 
 
 def _accuracy(target: float, per: tuple[float, float], other: float, datasets: dict[str, float],
@@ -436,7 +438,7 @@ MEASURES = {
 class _Run:
     """The stand-ins around _forget_in, and what each was handed."""
 
-    measured: list[tuple[bool, bool]] = field(default_factory=list)  # (forgotten yet, cache in memory only)
+    measured: list[tuple[Any, ...]] = field(default_factory=list)  # (forgotten yet, cache in memory only, t, s)
     handed: dict[str, Any] = field(default_factory=dict)
 
 
@@ -481,7 +483,7 @@ def _stand_ins(monkeypatch, syn: Any, syn_after: tuple[float, float] | None, mea
             self.synthetic_scores_before = None if syn is None else (0.97, 0.9)
 
     def measure(evaluator, t, s):
-        r.measured.append((evaluator.clip.forgotten, evaluator.cache.memory_only))
+        r.measured.append((evaluator.clip.forgotten, evaluator.cache.memory_only, t, s))
         return measures[evaluator.clip.forgotten]
 
     def run_method(method, clip, request, data, seed, max_epochs, max_steps, seconds):
@@ -521,7 +523,8 @@ def test_before_is_measured_on_the_starting_model_and_after_on_the_forgotten_one
     t = Targets(SimpleNamespace(name="toy"), [0, 1])
     method = _Pin()
     assert pipeline._forget_in(tmp_path, s, t, clip, method, request) == "written"
-    assert r.measured == [(False, False), (True, True)]  # after: on the forgotten model, no feature kept on disk
+    # after: on the forgotten model, and no feature of it kept on disk
+    assert r.measured == [(False, False, t, s), (True, True, t, s)]
     assert r.handed["evaluator"] == (clip, "/features", False)
     assert r.handed["data"] == dict(clip=clip, data_root="/data", seed=3, n_per_class=5, max_steps=6,
                                     synthetic_file=None, progress=False, synthetic_cache="/syn")
@@ -597,6 +600,7 @@ class _Forget:
         self.checked: list[tuple[list[str], _Config]] = []
         self.train_split: list[str] = []
         self.ran: dict[str, Any] = {}
+        self.targets_of: list[ForgetSettings] = []
         forget = self
 
         class Registered(_Pin):
@@ -617,7 +621,7 @@ class _Forget:
 
         images = SimpleNamespace(name="toy", classnames=["cat", "dog", "car"], templates=("first {}.", "second {}."))
         monkeypatch.setitem(method_registry._METHODS, PIN, Registered)
-        monkeypatch.setattr(pipeline, "resolve_targets", lambda s: Targets(images, [1]))
+        monkeypatch.setattr(pipeline, "resolve_targets", lambda s: self.targets_of.append(s) or Targets(images, [1]))
         monkeypatch.setattr(pipeline, "load_clip", load_clip)
         monkeypatch.setattr(pipeline, "train_split", lambda dataset, root, why: self.train_split.append(dataset))
         monkeypatch.setattr(pipeline, "_forget_in", forget_in)
@@ -634,7 +638,7 @@ def test_forget_builds_the_config_for_each_family_and_runs_in_a_staged_folder_at
     assert f.loaded == [("mini-rn", "zoo", "w.safetensors", "cpu", 7)]  # seeded before the model is built
     assert f.ran["method"].config == _Config(lr=3.0, sizes=(5,), real=False)  # the model's family: vit
     assert f.ran["request"] == ForgetRequest("toy", ["cat", "dog", "car"], [1], "first {}.")
-    assert f.ran["s"] is s and f.ran["clip"].family == "vit" and f.ran["t"].classes == [1]
+    assert f.targets_of == [s] and f.ran["s"] is s and f.ran["clip"].family == "vit" and f.ran["t"].classes == [1]
     assert f.ran["precision"] is Precision.BF16
     out = tmp_path / "run"
     assert f.ran["run"] != out and (out / "made").read_text() == "by the run" and (out / "log.txt").is_file()
