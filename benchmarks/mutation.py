@@ -67,9 +67,14 @@ MODULES: dict[str, list[str]] = {
     # the pipeline's wiring on stand-ins (milliseconds a test); test_pins_results' two forget runs (5 s each, a
     # real model) pin the same fields end to end, but reach every function and would run under each of its mutants
     "runs/pipeline.py": ["tests/test_pipeline_wiring.py"],
-    # the two below: only the fast tests that reach them (each test runs under every mutant it covers; the
+    # the attacks on hand-made cases and stand-in models (milliseconds a test), and test_pins_audit's two on a
+    # hand-made case; the audits of a trained run (test_audit's, test_audit_grid's, the pins' relearning: 5-10 s
+    # each) reach every attack and would run under each of ~500 mutants
+    "audit/attacks.py": ["tests/test_audit_attacks_wiring.py"] + [f"tests/test_pins_audit.py::{t}" for t in (
+        "test_members_are_the_train_images_of_the_class_and_each_model_is_scored_on_its_own_losses",
+        "test_the_probe_is_trained_on_the_train_split_and_scored_on_the_test_split")],
+    # the one below: only the fast tests that reach it (each test runs under every mutant it covers; the
     # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
-    "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
     "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
                          "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
                          "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
