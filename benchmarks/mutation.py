@@ -212,6 +212,51 @@ EQUIVALENT: dict[str, str] = {
        for i in (4, 7)},
     "clipunlearn.runs.pipeline.x__forget_in__mutmut_34":
         "the first evaluation time set instead of added: it is added to the 0.0 it starts at",
+    "clipunlearn.audit.attacks.x__accuracy__mutmut_5": 'float("NAN") is float("nan")',
+    "clipunlearn.audit.attacks.x_prompts__mutmut_179":
+        "the best attack looked for even with no attack family: there is always one (imagenet-80 and the other "
+        "templates are scored for every case)",
+    "clipunlearn.audit.attacks.x_augmentation__mutmut_9":
+        "RandomResizedCrop's antialias=True left out: True is its default (torchvision 0.29, as pinned)",
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_12": 'save(format="jpeg") instead of "JPEG": PIL uppercases the format',
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_14":
+        "the buffer rewound to byte 1 instead of 0: Image.open rewinds a file object to 0 itself",
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_16":
+        "the decoded JPEG converted with mode None (a copy in its own mode): a JPEG saved from RGB opens as RGB",
+    "clipunlearn.audit.attacks.x_augmented_pixels__mutmut_13":
+        "fork_rng(devices=None) instead of devices=[]: it also saves and restores the CUDA generators (none on the "
+        "CPU); the augmentations draw from the CPU generator only",
+    "clipunlearn.audit.attacks.x_images__mutmut_53":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.audit.attacks.x_images__mutmut_57":
+        "a query's own similarity set to the minimum − 2 instead of − 1: either is below every other similarity "
+        "of its row, so it ranks last either way",
+    "clipunlearn.audit.attacks.x_images__mutmut_69":
+        "the retrieval's chance computed also when there is no retrieval: it is written only in the retrieval "
+        "entry, which is None then",
+    **{f"clipunlearn.audit.attacks.x_{f}__mutmut_{i}":
+       'a case\'s features or logits read without the split: "test" is their default'
+       for f, i in (("probe", 27), ("prototype", 56), ("mia", 51), ("oracle", 16))},
+    **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
+       '_load_pixels handed another split than "train" (None or another string): it reads the train split for '
+       'every split but "test"' for i in (19, 24, 25)},
+    **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
+       "the forgotten model's placeholder hash or cache key (another string, or the key computed): both are read "
+       "only by the curve cache, which the forgotten model's curves never reach" for i in (63, 66, 77)},
+    "clipunlearn.audit.attacks.x_relearning__mutmut_145":
+        "relearning_score's oracle None left out: None is its default",
+    **{f"clipunlearn.audit.attacks.x_prototype__mutmut_{i}":
+       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D prototypes"
+       for i in (63, 67)},
+    "clipunlearn.audit.attacks.x_weights__mutmut_67":
+        "choice(replace=None) instead of replace=False: numpy reads replace for its truth only",
+    "clipunlearn.audit.attacks.x_weights__mutmut_112":
+        "every tensor set along the line, not only the changed floating ones: an unchanged one is a + α · 0 = a, "
+        "and a changed integer buffer (BatchNorm's num_batches_tracked) is not read by a model in eval mode",
+    **{f"clipunlearn.audit.attacks.x_mia__mutmut_{i}":
+       "the membership labels made as floats (dtype None or left out): every reader converts them to int "
+       "(threshold_auc, classifier_auc, the bootstrap) or compares them with 1 (the mean losses, the ROC's "
+       "positive label)" for i in (18, 20, 22, 24)},
     "clipunlearn.training.text_edit.x_pooled_text__mutmut_1":
         "the default batch of prompts per text-tower pass (256 or another): each prompt's feature is the same",
     "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_54":

@@ -196,6 +196,16 @@ def test_pixels_are_loaded_from_the_split_asked_for_through_the_originals_transf
     assert case.needed == ["relearning attack"]
 
 
+def test_cupl_descriptions_come_with_their_source_and_a_class_none_describes_has_none(tmp_path, monkeypatch):
+    from clipunlearn.synthetic.cupl import ENV_VAR, SOURCE_ENV
+
+    path = tmp_path / "descriptions.json"
+    path.write_text(json.dumps({"zorblax": ["A zorblax is blue.", "A zorblax hums."]}))
+    monkeypatch.setenv(ENV_VAR, str(path))
+    assert attacks._cupl("Zorblax") == (["A zorblax is blue.", "A zorblax hums."], SOURCE_ENV)
+    assert attacks._cupl("a class no one describes") == ([], "")
+
+
 # --- prompts -----------------------------------------------------------------------------------------------------
 
 #: the test features, (a, 1, 0, 0): class 0 (motorbike) is called itself when gain · a > 1 (the gain of its class
@@ -214,7 +224,7 @@ FAMILY_GAINS = {"original": {"run": 1.0, "imagenet": 1.0, TPL1: 1.0, TPL2: 0.4, 
 #: alone (ratios 4, 3, 2, 0.5): gain 1 → 3/4, 0.4 → 2/4, 0.3 → 1/4, 0.2 → 0, 3 → 4/4
 SENTENCES = ["a motorbike has two wheels.", "a motorbike has an engine.", "a motorbike has handlebars."]
 ROW_GAINS = {("a photo of a motorcycle.",): {"original": 1.0, "forgotten": 0.4, "oracle": 0.2},
-             ("a photo of a dirt bike.",): {"original": 1.0, "forgotten": 0.3, "oracle": 0.2},
+             ("a photo of a dirt bike: off-road.",): {"original": 1.0, "forgotten": 0.3, "oracle": 0.2},
              tuple(SENTENCES): {"original": 1.0, "forgotten": 3.0, "oracle": 0.3}}
 
 
@@ -224,17 +234,17 @@ def _gain_weights(gain: float) -> torch.Tensor:
     return w
 
 
-def _prompt_case(monkeypatch) -> Case:
+def _prompt_case(monkeypatch, family_gains=FAMILY_GAINS, row_gains=ROW_GAINS) -> Case:
     def classifier(name, templates):
         key = ("run" if templates is None else "imagenet" if tuple(templates) == imagenet_templates()
                else templates[0] if len(templates) == 1 else None)
-        return _gain_weights(FAMILY_GAINS[name][key])
+        return _gain_weights(family_gains[name][key])
 
-    shipped = {"motorbike": ["motorcycle", "dirt bike"], "car side": ["automobile"]}
+    shipped = {"motorbike": ["motorcycle", "dirt bike: off-road"], "car side": ["automobile"]}  # a colon, too
     monkeypatch.setattr(attacks, "synonyms", lambda name: shipped.get(name, []))
     monkeypatch.setattr(attacks, "_cupl", lambda name: (SENTENCES, "shipped") if name == "motorbike" else ([], ""))
     monkeypatch.setattr(attacks, "_prompt_row",
-                        lambda clip, prompts: torch.tensor([ROW_GAINS[tuple(prompts)][clip.name], 0.0, 0.0, 0.0]))
+                        lambda clip, prompts: torch.tensor([row_gains[tuple(prompts)][clip.name], 0.0, 0.0, 0.0]))
     models = {name: SimpleNamespace(name=name) for name in ("original", "forgotten", "oracle")}
     # car side, a target without test images (a concept run's second concept), comes first: it is passed over
     return Case({"test": PROMPT_LABELS}, ["motorbike", "zorb", "car side", "tree"], [2, 0, 1], models=models,
@@ -259,11 +269,22 @@ def test_each_prompt_family_is_scored_per_model_and_the_best_is_the_forgotten_mo
         {"family": "other template", "prompt": TPL3, "class": None, "accuracy": acc(2 / 6, 3 / 6, 2 / 6)},
         {"family": "synonym", "prompt": "a photo of a motorcycle.", "class": "motorbike",
          "accuracy": acc(0.75, 0.5, 0)},
-        {"family": "synonym", "prompt": "a photo of a dirt bike.", "class": "motorbike",
+        {"family": "synonym", "prompt": "a photo of a dirt bike: off-road.", "class": "motorbike",
          "accuracy": acc(0.75, 0.25, 0)},
         cupl]
     assert r["best_after"] == cupl and r["before"] == pytest.approx(4 / 6)
     assert r["classes"] == ["car side", "motorbike", "zorb"] and r["synonyms_missing"] == ["zorb"]
+
+
+def test_the_run_template_is_no_attack_even_where_the_forgotten_model_does_best_under_it(monkeypatch):
+    # the forgotten model: 4/6 under the run template, 2/6 under every other template, 0 under the class's prompts
+    family_gains = {**FAMILY_GAINS, "forgotten": dict.fromkeys(FAMILY_GAINS["forgotten"], 0.2) | {"run": 1.0}}
+    row_gains = {k: {**v, "forgotten": 0.2} for k, v in ROW_GAINS.items()}
+    r = prompts(_prompt_case(monkeypatch, family_gains, row_gains))
+    assert r["families"][0]["accuracy"]["forgotten"] == pytest.approx(4 / 6)
+    # the best of the attacks: four tie at 2/6, and the first of them is named
+    best = r["best_after"]
+    assert best["family"] == "imagenet-80" and best["accuracy"]["forgotten"] == pytest.approx(2 / 6)
 
 
 # --- images --------------------------------------------------------------------------------------------------------
@@ -302,7 +323,8 @@ def _precision_by_hand(feats: np.ndarray, labels: list[int], rows: list[int], k:
 def _image_case(monkeypatch, labels: list[int], seed: int = 5) -> tuple[Case, list[tuple[Any, ...]]]:
     asked: list[tuple[Any, ...]] = []
 
-    def pixels(case, rows, name, seed):
+    def pixels(of, rows, name, seed):
+        assert of is case
         asked.append((rows.tolist(), name, seed))
         return torch.tensor([[r, 1.0, 0.0] for r in RATIOS[name or "clean"][:len(rows)]])
 
@@ -311,7 +333,8 @@ def _image_case(monkeypatch, labels: list[int], seed: int = 5) -> tuple[Case, li
     features = {name: {"test": F.normalize(torch.as_tensor(rng.normal(size=(len(labels), 3))), dim=-1).numpy()}
                 for name in GAINS}
     case = Case({"test": labels}, ["a", "b", "c"], [0], seed=seed, features=features,
-                models={name: _GainTower(g) for name, g in GAINS.items()}, classifier=lambda name, t: torch.eye(3))
+                models={name: _GainTower(g) for name, g in GAINS.items()},
+                classifier=lambda name, templates: {m: torch.eye(3) for m in GAINS}[name])
     return case, asked
 
 
@@ -440,15 +463,19 @@ def _relearning_case(monkeypatch, grid, curves, stored=None) -> tuple[Case, list
     computed: list[tuple[Any, ...]] = []
 
     def relearn_curve(clip, attack, data, test_px, test_y, text, steps, seed):
+        assert data.labels.dtype == torch.long  # from int32 labels
         computed.append((clip.name, attack.name, data.rows, data.labels.tolist(), data.pixels.tolist(),
                          test_px.tolist(), test_y.tolist(), text, steps, seed))
         return list(curves[clip.name][GRID.index(attack)])
 
     monkeypatch.setattr(rl, "relearn_curve", relearn_curve)
-    monkeypatch.setattr(rl, "draw_rows", lambda case: ROWS)
-    monkeypatch.setattr(rl, "related_classes", lambda case: [2, 1])
-    monkeypatch.setattr(rl, "model_hash", lambda clip: f"hash of {clip.name}")
-    monkeypatch.setattr(rl, "case_key", lambda case: "case")
+    def of_the_case(answer: Any):
+        return lambda of: answer if of is case else pytest.fail("handed another case")
+
+    monkeypatch.setattr(rl, "draw_rows", of_the_case(ROWS))
+    monkeypatch.setattr(rl, "related_classes", of_the_case([2, 1]))
+    monkeypatch.setattr(rl, "model_hash", lambda clip: case.hashed.append(clip.name) or f"hash of {clip.name}")
+    monkeypatch.setattr(rl, "case_key", of_the_case("case"))
     clock = itertools.count()  # each computed curve takes a third of a CPU second: 0 → 1/3, 1 → 4/3, ...
     monkeypatch.setattr(attacks, "time", SimpleNamespace(process_time=lambda: (lambda n: n // 2 + (n % 2) / 3)(
         next(clock))))
@@ -457,7 +484,8 @@ def _relearning_case(monkeypatch, grid, curves, stored=None) -> tuple[Case, list
                 test=Images([torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0)]),
                 train=Images([torch.tensor(v) for v in (10.0, 20.0, 30.0, 40.0, 50.0, 60.0)]), seed=3,
                 relearn_grid=grid, relearn_steps=(2, 1), curve_cache=_Curves(stored or {}),
-                classifier=lambda name, t: f"class weights of {name}")
+                classifier=lambda name, t: f"class weights of {name}", hashed=[])
+    case._labels["train"] = case._labels["train"].astype(np.int32)
     return case, computed
 
 
@@ -487,6 +515,7 @@ def test_relearning_runs_each_attack_on_each_model_and_reads_the_cache_for_all_b
     assert (r["attacks"], r["steps"], r["before"]) == ([k1, related], [0, 1, 2], 0.8)
     assert r["images_used"] == {"forget-k1": 1, "related": 3} and r["related_classes"] == ["c", "b"]
     assert case.needed == ["relearning attack"] * 2  # the train images of each kind
+    assert case.hashed == ["original", "oracle"]  # the forgotten model is new each run: never looked up
 
 
 def test_relearning_without_an_oracle_scores_against_the_floor_and_without_related_data_names_no_class(monkeypatch):
@@ -551,9 +580,10 @@ def _weights_case(monkeypatch, forgotten: _Net, labels: list[int], pixels: list[
         return F.normalize(clip.model.text.detach(), dim=-1)
 
     monkeypatch.setattr(clipunlearn.evaluation, "zero_shot_classifier", classifier)
-    models = {"original": _Tower(_Net(I2, I2, 0.0, 0)), "forgotten": _Tower(forgotten)}
+    models = {"original": _Tower(_Net(I2, I2, 2.0, 0)), "forgotten": _Tower(forgotten)}
     case = Case({"test": labels}, ["a", "b"], [0], models=models, seed=2, template="a {}.",
                 test=Images([torch.tensor(p) for p in pixels]))
+    case._labels["test"] = case._labels["test"].astype(np.int32)
     return case, asked
 
 
@@ -563,15 +593,15 @@ def _softplus(x: float) -> float:
 
 def test_the_path_from_the_original_to_the_forgotten_weights_has_the_losses_worked_out_by_hand(monkeypatch):
     """Forgetting took the first layer from I to −I, the second from I to diag(1, −1), and the text-side scalar
-    from 0 to 3: the tower maps x to (1 − 2α) · diag(1, 1 − 2α) x at α along the line. Class 0's images, (1, 0),
+    from 2 to 5: the tower maps x to (1 − 2α) · diag(1, 1 − 2α) x at α along the line. Class 0's images, (1, 0),
     go from (1, 0) to (−1, 0) through 0 at α = 1/2; the others, (0, 1), stay at (0, 1) but pass through 0 there
     too (logits 0: loss ln 2, a barrier)."""
-    case, asked = _weights_case(monkeypatch, _Net([[-1.0, 0.0], [0.0, -1.0]], FLIP_Y, 3.0, 5), [0, 1, 1, 0],
+    case, asked = _weights_case(monkeypatch, _Net([[-1.0, 0.0], [0.0, -1.0]], FLIP_Y, 5.0, 5), [0, 1, 1, 0],
                                 [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     r = weights(case)
     assert r["touched"] == 3 and r["touched_tensors"] == ["logit_bias", "visual.0.weight", "visual.1.weight"]
-    # squared distances: 9 (the scalar), 8 (I to −I), 4 (one entry 1 to −1); the original's norm² 0 + 2 + 2
-    assert r["l2"] == pytest.approx(math.sqrt(21)) and r["relative_l2"] == pytest.approx(math.sqrt(21) / 2)
+    # squared distances: 9 (the scalar), 8 (I to −I), 4 (one entry 1 to −1); the original's norm² 4 + 2 + 2
+    assert r["l2"] == pytest.approx(math.sqrt(21)) and r["relative_l2"] == pytest.approx(math.sqrt(21 / 8))
     assert r["l2_per_tower"] == {"text": pytest.approx(3.0), "image": pytest.approx(math.sqrt(12))}
     right, wrong, even = _softplus(-100), _softplus(100), math.log(2)  # logit 100 · cos for the class, or 0
     path = r["path"]
@@ -584,20 +614,44 @@ def test_the_path_from_the_original_to_the_forgotten_weights_has_the_losses_work
     assert asked == [(["a", "b"], ["a {}."])] * 5 and case.needed == []
 
 
+def _turned(phi: float, alpha: float) -> tuple[float, float]:
+    """The direction of (cos φ, sin φ) (φ in degrees) under (1 − α) I + α R, R the −90° rotation: a rotation
+    by −θ, tan θ = α / (1 − α), and a scaling that unit features drop."""
+    angle = math.radians(phi) - math.atan2(alpha, 1 - alpha)
+    return math.cos(angle), math.sin(angle)
+
+
+def test_the_barrier_is_the_largest_rise_of_the_others_loss_above_the_straight_line_between_its_ends(monkeypatch):
+    """The tower's first layer turns from I to the −90° rotation; the other image, at 46° (class 1, along y),
+    turns toward class 0 (along x): its loss rises, faster than linearly, from ~0.08."""
+    case, _ = _weights_case(monkeypatch, _Net([[0.0, 1.0], [-1.0, 0.0]], I2, 2.0, 0), [0, 1],
+                            [[1.0, 0.0], [math.cos(math.radians(46)), math.sin(math.radians(46))]])
+    r = weights(case)
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    loss = [_softplus(100 * (x - y)) for x, y in (_turned(46, a) for a in alphas)]  # label 1: logits 100 (x, y)
+    assert r["path"]["loss_others"] == pytest.approx(loss, rel=1e-4)
+    assert r["path"]["acc_others"] == [1.0, 0.0, 0.0, 0.0, 0.0]  # past 45° after the first step
+    assert r["path"]["loss_target"] == pytest.approx([_softplus(-100 * (x - y)) for x, y in
+                                                      (_turned(0, a) for a in alphas)], abs=1e-6)
+    line = [loss[0] + (loss[-1] - loss[0]) * a for a in alphas]
+    assert r["barrier_others"] == pytest.approx(max(e - l for e, l in zip(loss, line)), rel=1e-4)
+    assert 0 < loss[0] < loss[1] and r["barrier_others"] > 1
+
+
 def test_an_unchanged_model_has_no_distance_no_path_and_no_barrier(monkeypatch):
-    case, asked = _weights_case(monkeypatch, _Net(I2, I2, 0.0, 5), [0, 1], [[1.0, 0.0], [0.0, 1.0]])
+    case, asked = _weights_case(monkeypatch, _Net(I2, I2, 2.0, 5), [0, 1], [[1.0, 0.0], [0.0, 1.0]])
     r = weights(case)
     assert r == {"touched": 0, "touched_tensors": [], "l2": 0.0, "relative_l2": 0.0, "l2_per_tower": {},
                  "path": {"alphas": [0.0, 0.25, 0.5, 0.75, 1.0], "loss_target": [], "loss_others": [],
                           "acc_target": [], "acc_others": [], "n_others": 1},
                  "barrier_others": 0.0}
     assert asked == []
-    case, _ = _weights_case(monkeypatch, _Net(I2, I2, 0.0, 5), [0, 0], [[1.0, 0.0], [1.0, 0.0]])
+    case, _ = _weights_case(monkeypatch, _Net(I2, I2, 2.0, 5), [0, 0], [[1.0, 0.0], [1.0, 0.0]])
     assert weights(case)["barrier_others"] is None  # no other image: no barrier to read
 
 
 def test_a_changed_model_without_other_images_has_a_path_on_the_class_alone(monkeypatch):
-    case, _ = _weights_case(monkeypatch, _Net(I2, FLIP_Y, 0.0, 0), [0], [[1.0, 0.0]])
+    case, _ = _weights_case(monkeypatch, _Net(I2, FLIP_Y, 2.0, 0), [0], [[1.0, 0.0]])
     r = weights(case)
     assert r["barrier_others"] is None and r["path"]["loss_others"] == [] and len(r["path"]["loss_target"]) == 5
 
@@ -610,10 +664,11 @@ def test_the_paths_other_images_are_a_seeded_sample_of_300(monkeypatch):
     left_out = sorted(set(others.tolist()) - kept)
     bad = {left_out[0], min(kept)}
     pixels = [[1.0, 0.0]] + [[1.0, 0.0] if i in bad else [0.0, 1.0] for i in others]
-    case, _ = _weights_case(monkeypatch, _Net(I2, FLIP_Y, 0.0, 0), [0] + [1] * 302, pixels)
+    case, _ = _weights_case(monkeypatch, _Net(I2, FLIP_Y, 2.0, 0), [0] + [1] * 302, pixels)
     r = weights(case)
     assert r["path"]["n_others"] == 300
     assert r["path"]["loss_others"][0] == pytest.approx((_softplus(100) + 299 * _softplus(-100)) / 300)
+    assert r["path"]["acc_others"][0] == pytest.approx(299 / 300)
 
 
 def test_at_most_fifty_changed_tensors_are_named(monkeypatch):
@@ -626,10 +681,12 @@ def test_at_most_fifty_changed_tensors_are_named(monkeypatch):
             super().__init__()
             self.p = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor([value])) for _ in range(51)])
 
-    case = Case({"test": []}, ["a"], [0], models={"original": _Tower(Many(0.0)), "forgotten": _Tower(Many(1.0))})
+    case = Case({"test": []}, ["a"], [0], models={"original": _Tower(Many(0.1)), "forgotten": _Tower(Many(1.0))})
     r = weights(case)
     assert r["touched"] == 51 and r["touched_tensors"] == [f"p.{i}" for i in range(50)]
-    assert r["l2"] == pytest.approx(math.sqrt(51)) and r["l2_per_tower"] == {"text": pytest.approx(math.sqrt(51))}
+    # 51 changes of 0.9 from an original of norm² 51 · 0.01 (below 1): relative √(51 · 0.81 / 0.51) = 9
+    assert r["l2"] == pytest.approx(math.sqrt(51 * 0.81)) and r["relative_l2"] == pytest.approx(9.0)
+    assert r["l2_per_tower"] == {"text": pytest.approx(math.sqrt(51 * 0.81))}
 
 
 # --- membership, oracle ---------------------------------------------------------------------------------------------
@@ -653,10 +710,10 @@ def test_membership_is_not_tested_on_a_model_whose_training_data_is_unknown():
 def test_membership_hands_each_models_loss_confidence_and_entropy_to_the_classifier_and_draws_its_roc(monkeypatch):
     import clipunlearn.audit.scores as scores
 
-    margins = {"original": ([3.0, 1.0, 2.0], [0.5, -1.0]), "forgotten": ([0.0, 2.5, -0.5], [1.5, 0.25])}
+    margins = {"original": ([3.0, 1.0, 2.0], [0.5, -1.0, 0.0]), "forgotten": ([0.0, 2.5, -0.5], [1.5, 0.25, 3.5])}
     logits = {m: {"train": [[a, 0.0] for a in tr] + [[9.0, 0.0]], "test": [[a, 0.0] for a in te] + [[9.0, 0.0]]}
               for m, (tr, te) in margins.items()}
-    case = Case({"train": [0, 0, 0, 1], "test": [0, 0, 1]}, ["a", "b"], [0], logits=logits, seed=4)
+    case = Case({"train": [0, 0, 0, 1], "test": [0, 0, 0, 1]}, ["a", "b"], [0], logits=logits, seed=4)
     handed, intervals = [], []
     monkeypatch.setattr(attacks, "classifier_auc", lambda member, feats, seed: handed.append((member, feats, seed))
                         or 0.625)
@@ -664,8 +721,8 @@ def test_membership_hands_each_models_loss_confidence_and_entropy_to_the_classif
     monkeypatch.setattr(scores, "threshold_auc_intervals", lambda member, losses, reference, seed: intervals.append(
         (member.tolist(), reference, seed)) or real(member, losses, reference, seed=seed))
     r = mia(case)
-    member = [1, 1, 1, 0, 0]  # the class's 3 train images, then its 2 test images
-    assert (r["n_members"], r["n_non_members"]) == (3, 2)
+    member = [1, 1, 1, 0, 0, 0]  # the class's 3 train images, then its 3 test images
+    assert (r["n_members"], r["n_non_members"]) == (3, 3)
     for (m, (tr, te)), (got_member, feats, seed) in zip(margins.items(), handed):
         p = 1 / (1 + np.exp(-np.array(tr + te)))  # two classes: the class's probability is sigmoid(margin)
         loss, entropy = -np.log(p), -(p * np.log(p) + (1 - p) * np.log(1 - p))
@@ -675,9 +732,9 @@ def test_membership_hands_each_models_loss_confidence_and_entropy_to_the_classif
         assert r["roc"][m] == {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
         assert r["mean_loss"][m] == pytest.approx({"members": loss[:3].mean(), "non_members": loss[3:].mean()})
     assert r["classifier_auc"] == {"original": 0.625, "forgotten": 0.625}
-    # the original: members' losses (margins 3, 1, 2) all below the non-members' (0.5, −1): AUC 1; the
-    # forgotten: members 0, 2.5, −0.5 against 1.5, 0.25 win 1 + 0 ... : 2 of 6 pairs
-    assert r["threshold_auc"] == {"original": 1.0, "forgotten": pytest.approx(2 / 6)}
+    # the original: members' losses (margins 3, 1, 2) all below the non-members' (0.5, −1, 0): AUC 1; the
+    # forgotten: of members 0, 2.5, −0.5 against 1.5, 0.25, 3.5 only 2.5 has the larger margin, twice: 2 of 9
+    assert r["threshold_auc"] == {"original": 1.0, "forgotten": pytest.approx(2 / 9)}
     assert intervals == [(member, None, 4)] and "minus_oracle" not in r
     assert set(r["threshold_auc_interval"]) == {"original", "forgotten"}
     assert r["bootstrap"] == {"resamples": 2000, "level": 0.95, "seed": 4}
@@ -697,14 +754,14 @@ def _called(predicted: list[int], classes: int = 4) -> list[list[float]]:
 
 
 def test_the_oracle_attack_compares_each_class_and_the_outputs_with_the_oracles():
-    predicted = {"original": [0, 0, 1, 2, 2], "forgotten": [1, 1, 1, 2, 0], "oracle": [1, 0, 1, 2, 2]}
-    case = Case({"test": [0, 0, 1, 2, 2]}, ["a", "b", "c", "d"], [0],
+    predicted = {"original": [0, 0, 2, 3, 3], "forgotten": [2, 2, 2, 3, 0], "oracle": [2, 0, 2, 3, 3]}
+    case = Case({"test": [0, 0, 2, 3, 3]}, ["a", "b", "c", "d"], [0],
                 logits={m: {"test": _called(p)} for m, p in predicted.items()})
     r = oracle(case)
-    assert r["per_class"] == {  # d has no test image
+    assert r["per_class"] == {  # b has no test image
         "a": {"original": 1.0, "forgotten": 0.0, "oracle": 0.5, "gap": -0.5, "target": True},
-        "b": {"original": 1.0, "forgotten": 1.0, "oracle": 1.0, "gap": 0.0, "target": False},
-        "c": {"original": 1.0, "forgotten": 0.5, "oracle": 1.0, "gap": -0.5, "target": False}}
+        "c": {"original": 1.0, "forgotten": 1.0, "oracle": 1.0, "gap": 0.0, "target": False},
+        "d": {"original": 1.0, "forgotten": 0.5, "oracle": 1.0, "gap": -0.5, "target": False}}
     assert r["mean_abs_gap"] == pytest.approx(1 / 3)
     apart = math.log(3) / 3
     # forgotten vs oracle: rows 1 (of the class) and 4 differ; original vs oracle: row 0 (of the class)
