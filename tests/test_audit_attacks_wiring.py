@@ -320,19 +320,21 @@ def _precision_by_hand(feats: np.ndarray, labels: list[int], rows: list[int], k:
     return float(np.mean(shares))
 
 
-def _image_case(monkeypatch, labels: list[int], seed: int = 5) -> tuple[Case, list[tuple[Any, ...]]]:
+def _image_case(monkeypatch, labels: list[int], seed: int = 5, targets: tuple[int, ...] = (0,)
+                ) -> tuple[Case, list[tuple[Any, ...]]]:
     asked: list[tuple[Any, ...]] = []
 
     def pixels(of, rows, name, seed):
         assert of is case
         asked.append((rows.tolist(), name, seed))
-        return torch.tensor([[r, 1.0, 0.0] for r in RATIOS[name or "clean"][:len(rows)]])
+        ratios = RATIOS[name or "clean"]
+        return torch.tensor([[ratios[i % len(ratios)], 1.0, 0.0] for i in range(len(rows))])
 
     monkeypatch.setattr(attacks, "augmented_pixels", pixels)
     rng = np.random.default_rng(0)
     features = {name: {"test": F.normalize(torch.as_tensor(rng.normal(size=(len(labels), 3))), dim=-1).numpy()}
                 for name in GAINS}
-    case = Case({"test": labels}, ["a", "b", "c"], [0], seed=seed, features=features,
+    case = Case({"test": labels}, ["a", "b", "c"], list(targets), seed=seed, features=features,
                 models={name: _GainTower(g) for name, g in GAINS.items()},
                 classifier=lambda name, templates: {m: torch.eye(3) for m in GAINS}[name])
     return case, asked
@@ -362,6 +364,18 @@ def test_retrieval_among_fewer_than_eleven_images_reads_all_but_the_query_and_no
     case, _ = _image_case(monkeypatch, [0, 0])
     r = images(case)
     assert r["retrieval"] is None and r["n_images"] == 2
+
+
+def test_retrieval_chance_is_the_mean_share_of_each_querys_own_class_among_the_other_images(monkeypatch):
+    """Two forgotten classes, 3 and 2 of 10 images: a random ranking gives a query of the first 2 images of its
+    class among the 9 others, one of the second 1: chance (3 · 2/9 + 2 · 1/9) / 5 = 8/45, not 4/9 (the
+    share of the forgotten classes' images, which a query of one class does not count as its own)."""
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
+    case, _ = _image_case(monkeypatch, labels, targets=(0, 1))
+    r = images(case)
+    assert r["retrieval"]["chance"] == pytest.approx(8 / 45)
+    # k = 9: every other image is retrieved, so each model's precision is that chance exactly
+    assert r["retrieval"]["k"] == 9 and r["retrieval"]["precision"] == pytest.approx(dict.fromkeys(GAINS, 8 / 45))
 
 
 # --- probe, prototype --------------------------------------------------------------------------------------------
@@ -666,7 +680,7 @@ def test_the_paths_other_images_are_a_seeded_sample_of_300(monkeypatch):
     pixels = [[1.0, 0.0]] + [[1.0, 0.0] if i in bad else [0.0, 1.0] for i in others]
     case, _ = _weights_case(monkeypatch, _Net(I2, FLIP_Y, 2.0, 0), [0] + [1] * 302, pixels)
     r = weights(case)
-    assert r["path"]["n_others"] == 300
+    assert r["path"]["n_others"] == 300 and case.test.loaded == [0, *sorted(kept)]  # the class's image, then the draw
     assert r["path"]["loss_others"][0] == pytest.approx((_softplus(100) + 299 * _softplus(-100)) / 300)
     assert r["path"]["acc_others"][0] == pytest.approx(299 / 300)
 
