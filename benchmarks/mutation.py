@@ -231,7 +231,7 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.audit.attacks.x_images__mutmut_57":
         "a query's own similarity set to the minimum − 2 instead of − 1: either is below every other similarity "
         "of its row, so it ranks last either way",
-    "clipunlearn.audit.attacks.x_images__mutmut_69":
+    "clipunlearn.audit.attacks.x_images__mutmut_74":
         "the retrieval's chance computed also when there is no retrieval: it is written only in the retrieval "
         "entry, which is None then",
     **{f"clipunlearn.audit.attacks.x_{f}__mutmut_{i}":

@@ -417,16 +417,35 @@ def _proto_train(true_image: bool) -> list[list[float]]:
     return zeros + [[0.0, 1.0]] * 5 + [[-1.0, 0.0]] * 5
 
 
-def test_prototypes_are_the_first_k_images_of_each_classs_seeded_draw(monkeypatch):
-    # the draw: default_rng(seed + 1), one permutation per class in class order (class 0's first); with seed 8
-    # the one image is drawn among the first five, not first
-    drawn = list(np.random.default_rng(PROTO_SEED + 1).permutation(10)).index(TRUE_IMAGE)
-    assert 1 <= drawn < 5
+class _Reads:
+    """Train features that record the rows each read takes."""
+
+    def __init__(self, features: torch.Tensor, name: str, reads: list[tuple[str, list[int]]]):
+        self.features, self.name, self.reads = features, name, reads
+
+    def __getitem__(self, rows: Any) -> torch.Tensor:
+        self.reads.append((self.name, [int(r) for r in rows]))
+        return self.features[rows]
+
+
+class _ReadingCase(Case):
+    def features(self, name: str, split: str = "test") -> Any:
+        got = super().features(name, split)
+        return _Reads(got, name, self.reads) if split == "train" else got
+
+
+def test_prototypes_are_the_first_k_images_of_each_classs_seeded_draw():
+    # the draw: default_rng(seed + 1), one permutation per class in class order; with seed 8 the one image of
+    # class 0 is drawn among the first five, not first
+    gen = np.random.default_rng(PROTO_SEED + 1)
+    draw = {c: gen.permutation(np.flatnonzero(np.asarray(PROTO_TRAIN_LABELS) == c)).tolist() for c in (0, 2, 5)}
+    assert 1 <= draw[0].index(TRUE_IMAGE) < 5
     features = {"original": {"train": _proto_train(True), "test": PROTO_TEST},
                 "forgotten": {"train": _proto_train(False), "test": PROTO_TEST}}
-    case = Case({"train": PROTO_TRAIN_LABELS, "test": PROTO_TEST_LABELS}, list("abcdef"), [0], features=features,
-                seed=PROTO_SEED)
+    case = _ReadingCase({"train": PROTO_TRAIN_LABELS, "test": PROTO_TEST_LABELS}, list("abcdef"), [0],
+                        features=features, seed=PROTO_SEED, reads=[])
     r = prototype(case)
+    assert case.reads == [(m, draw[c][:k]) for k in (1, 5, 10) for m in ("original", "forgotten") for c in (0, 2, 5)]
     assert r == {"ks": [1, 5, 10], "n_images": 3,
                  "accuracy": {"1": {"original": 0.0, "forgotten": 0.0}, "5": {"original": 1.0, "forgotten": 0.0},
                               "10": {"original": 1.0, "forgotten": 0.0}},
