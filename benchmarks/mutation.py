@@ -64,10 +64,17 @@ MODULES: dict[str, list[str]] = {
             "test_the_depth_goal_names_each_part_met_or_missed_with_its_figure",
             "test_relearning_curves_average_the_attacks_then_the_cells_and_band_the_original_and_oracle",
             "test_a_depth_goal_needs_method_r_and_kept")],
-    # the three below: only the fast tests that reach them (each test runs under every mutant it covers; the
+    # the pipeline's wiring on stand-ins (milliseconds a test); test_pins_results' two forget runs (5 s each, a
+    # real model) pin the same fields end to end, but reach every function and would run under each of its mutants
+    "runs/pipeline.py": ["tests/test_pipeline_wiring.py"],
+    # the attacks on hand-made cases and stand-in models (milliseconds a test), and test_pins_audit's two on a
+    # hand-made case; the audits of a trained run (test_audit's, test_audit_grid's, the pins' relearning: 5-10 s
+    # each) reach every attack and would run under each of ~500 mutants
+    "audit/attacks.py": ["tests/test_audit_attacks_wiring.py"] + [f"tests/test_pins_audit.py::{t}" for t in (
+        "test_members_are_the_train_images_of_the_class_and_each_model_is_scored_on_its_own_losses",
+        "test_the_probe_is_trained_on_the_train_split_and_scored_on_the_test_split")],
+    # the one below: only the fast tests that reach it (each test runs under every mutant it covers; the
     # end-to-end runs of test_cli, test_methods_contract or the frr pin would take hours)
-    "runs/pipeline.py": ["tests/test_pins_results.py"],
-    "audit/attacks.py": ["tests/test_pins_audit.py", "tests/test_audit.py"],
     "training/loop.py": ["tests/test_training_loop_rules.py", "tests/test_training_loop.py",
                          "tests/test_pins_training.py::test_each_reverted_epoch_restores_its_weights_while_others_are_kept",
                          "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
@@ -197,6 +204,70 @@ EQUIVALENT: dict[str, str] = {
     "clipunlearn.training.loop.x_run_loop__mutmut_66":
         "the parameters and optimiser state saved before every epoch, even when no epoch can be reverted: the copy "
         "is read only when reverting (costs time, changes no number)",
+    **{f"clipunlearn.runs.pipeline.x__info__mutmut_{i}":
+       "the record's logger name, file or line (None or another): _RUN_LOGS holds only run_log's handlers, whose "
+       "log.txt shows the time and the message alone" for i in (4, 6, 7, 16)},
+    **{f"clipunlearn.runs.pipeline.x_resolve_targets__mutmut_{i}":
+       'load_image_set\'s split left out: "test" is its default' for i in (8, 25)},
+    **{f"clipunlearn.runs.pipeline.x_starting_state__mutmut_{i}":
+       'the default of settings.get("pretrained", ...) in the reload (None, left out or another string): a settings '
+       "dict without pretrained has already returned None above (get(\"pretrained\") is None there), so the "
+       "default is never read" for i in (32, 34, 37, 38)},
+    "clipunlearn.runs.pipeline.x_write_run__mutmut_59":
+        'the precision\'s default "AUTO" instead of "auto": parse_precision lowercases it',
+    "clipunlearn.runs.pipeline.x__measure__mutmut_9":
+        "accuracies handed None for the evaluator: with results given (evaluate_all's, never empty: the request's "
+        "dataset is in them) it does not read the evaluator",
+    **{f"clipunlearn.runs.pipeline.x__forget_in__mutmut_{i}":
+       "the generation or forgetting seconds starting at 1.0: run_method sets both before they are read"
+       for i in (4, 7)},
+    "clipunlearn.runs.pipeline.x__forget_in__mutmut_34":
+        "the first evaluation time set instead of added: it is added to the 0.0 it starts at",
+    "clipunlearn.audit.attacks.x__accuracy__mutmut_5": 'float("NAN") is float("nan")',
+    "clipunlearn.audit.attacks.x_prompts__mutmut_179":
+        "the best attack looked for even with no attack family: there is always one (imagenet-80 and the other "
+        "templates are scored for every case)",
+    "clipunlearn.audit.attacks.x_augmentation__mutmut_9":
+        "RandomResizedCrop's antialias=True left out: True is its default (torchvision 0.29, as pinned)",
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_12": 'save(format="jpeg") instead of "JPEG": PIL uppercases the format',
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_14":
+        "the buffer rewound to byte 1 instead of 0: Image.open rewinds a file object to 0 itself",
+    "clipunlearn.audit.attacks.x__jpeg__mutmut_16":
+        "the decoded JPEG converted with mode None (a copy in its own mode): a JPEG saved from RGB opens as RGB",
+    "clipunlearn.audit.attacks.x_augmented_pixels__mutmut_13":
+        "fork_rng(devices=None) instead of devices=[]: it also saves and restores the CUDA generators (none on the "
+        "CPU); the augmentations draw from the CPU generator only",
+    "clipunlearn.audit.attacks.x_images__mutmut_53":
+        "astype(None) instead of astype(np.float64): numpy reads dtype None as float64",
+    "clipunlearn.audit.attacks.x_images__mutmut_57":
+        "a query's own similarity set to the minimum − 2 instead of − 1: either is below every other similarity "
+        "of its row, so it ranks last either way",
+    "clipunlearn.audit.attacks.x_images__mutmut_74":
+        "the retrieval's chance computed also when there is no retrieval: it is written only in the retrieval "
+        "entry, which is None then",
+    **{f"clipunlearn.audit.attacks.x_{f}__mutmut_{i}":
+       'a case\'s features or logits read without the split: "test" is their default'
+       for f, i in (("probe", 27), ("prototype", 56), ("mia", 51), ("oracle", 16))},
+    **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
+       '_load_pixels handed another split than "train" (None or another string): it reads the train split for '
+       'every split but "test"' for i in (19, 24, 25)},
+    **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
+       "the forgotten model's placeholder hash or cache key (another string, or the key computed): both are read "
+       "only by the curve cache, which the forgotten model's curves never reach" for i in (63, 66, 77)},
+    "clipunlearn.audit.attacks.x_relearning__mutmut_145":
+        "relearning_score's oracle None left out: None is its default",
+    **{f"clipunlearn.audit.attacks.x_prototype__mutmut_{i}":
+       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D prototypes"
+       for i in (63, 67)},
+    "clipunlearn.audit.attacks.x_weights__mutmut_67":
+        "choice(replace=None) instead of replace=False: numpy reads replace for its truth only",
+    "clipunlearn.audit.attacks.x_weights__mutmut_112":
+        "every tensor set along the line, not only the changed floating ones: an unchanged one is a + α · 0 = a, "
+        "and a changed integer buffer (BatchNorm's num_batches_tracked) is not read by a model in eval mode",
+    **{f"clipunlearn.audit.attacks.x_mia__mutmut_{i}":
+       "the membership labels made as floats (dtype None or left out): every reader converts them to int "
+       "(threshold_auc, classifier_auc, the bootstrap) or compares them with 1 (the mean losses, the ROC's "
+       "positive label)" for i in (18, 20, 22, 24)},
     "clipunlearn.training.text_edit.x_pooled_text__mutmut_1":
         "the default batch of prompts per text-tower pass (256 or another): each prompt's feature is the same",
     "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_54":
