@@ -80,6 +80,15 @@ MODULES: dict[str, list[str]] = {
                          "tests/test_out_of_memory.py::test_training_stops_naming_half_the_batch_and_keeps_the_original"],
     # Uproot's closed-form edit of the text projection, against its reference solve
     "training/text_edit.py": ["tests/test_training_text_edit.py"],
+    # the classifier, accuracies and the evaluator's feature cuts on a stand-in tower of three one-line stages
+    # (milliseconds a test); test_evaluation's and the pins' evaluations of a real model on decoded images
+    # (1-5 s each) reach every function and would run under each of its mutants
+    "evaluation/zeroshot.py": ["tests/test_zeroshot_units.py"],
+    # the subgroup figures on hand-placed features and stand-in evaluators; test_subgroups' run end to end
+    # (a forget run, ~10 s) would run under each mutant
+    "evaluation/subgroups.py": ["tests/test_subgroup_figures.py"],
+    # the image tower in stages and the hash of its tensors (the cache keys), on the random mini models
+    "evaluation/features.py": ["tests/test_feature_stages.py"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original
