@@ -288,6 +288,31 @@ EQUIVALENT: dict[str, str] = {
        for n in (66, 67, 76, 77, 88, 89)},
     "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_94":
         "new.to(None) instead of new.to(proj): copy_ converts the float64 answer to the projection's dtype itself",
+    **{f"clipunlearn.evaluation.zeroshot.xǁLogitRowsǁ_logits__mutmut_{i}":
+       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D feature rows"
+       for i in (5, 7)},
+    **{f"clipunlearn.evaluation.zeroshot.{f}__mutmut_{i}":
+       "a tensor moved to None instead of the model's (or the weights') device: the tests run on the CPU, where "
+       "both are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)"
+       for f, i in (("xǁLogitRowsǁ_logits", 6), ("xǁEvaluatorǁclassifier", 21), ("xǁEvaluatorǁ_stages_from", 14),
+                    ("xǁEvaluatorǁ_run_cuts", 3))},
+    "clipunlearn.evaluation.zeroshot.xǁEvalResultǁaccuracy__mutmut_25": 'float("NAN") is float("nan")',
+    "clipunlearn.evaluation.zeroshot.xǁEvaluatorǁclassifier__mutmut_3":
+        "the classifier's key hashed to 21 bytes instead of 20: it only names a kept classifier in the evaluator's "
+        "own dictionary (the feature keys, file names on disk, are pinned)",
+    "clipunlearn.evaluation.zeroshot.xǁEvaluatorǁclassifier__mutmut_32":
+        "popitem(last=None) instead of last=False: OrderedDict reads last for its truth only",
+    **{f"clipunlearn.evaluation.features.x__vit_stages__mutmut_{i}":
+       'the embedding stage\'s prefix "patch_dropout." misspelt: open_clip\'s PatchDropout (and the Identity put '
+       "there without it) holds no parameter or buffer, so no tensor name starts with it" for i in (10, 11)},
+    "clipunlearn.evaluation.features.x_image_stages__mutmut_3":
+        "_resnet_stages handed None instead of the tower: it does not read it (every ResNet tower has the same six "
+        "stages)",
+    "clipunlearn.evaluation.features.x_run_stages__mutmut_4":
+        "end left None when not given: stages[start:None] is stages[start:len(stages)]",
+    **{f"clipunlearn.evaluation.features.x_hash_tensors__mutmut_{i}":
+       'each tensor converted to float32 without moving it to "cpu" (to(None, float32) or to(float32)): the tests '
+       "run on the CPU, where it already is (on a GPU .numpy() fails loudly; no other hash)" for i in (11, 13)},
 }
 
 

@@ -9,6 +9,7 @@ up in a table. No real model is loaded: each test takes milliseconds. The evalua
 an independent reference computation is in test_evaluation.py."""
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -22,7 +23,7 @@ from clipunlearn.data import ImageSet
 from clipunlearn.errors import DataError, NotEnoughMemoryError
 from clipunlearn.evaluation import zeroshot
 from clipunlearn.evaluation.cache import FeatureCache, FeatureFile
-from clipunlearn.evaluation.features import ImageStage
+from clipunlearn.evaluation.features import ImageStage, hash_tensors
 from clipunlearn.evaluation.zeroshot import (
     LOGIT_SCALE,
     EvalResult,
@@ -91,11 +92,21 @@ class _Clip:
     def __init__(self, family: str = "resnet"):
         self.model = _Model()
         self.family = family
+        self.stages = STAGES
         self.arch, self.image_size, self.mean, self.std = "toy", 1, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         self.device = torch.device("cpu")
         self.runs: list[tuple[int, int, int]] = []
         self.prompts: list[list[str]] = []
         self.fail_on_images = False
+        self.autocast: list[bool] = []  # per stage run, whether autocast was on
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    @family.setter
+    def family(self, value: str) -> None:
+        self.model.family = value  # what the patched image_family reads of the model
 
     def image_transform(self):
         return T.Compose([T.Resize((self.image_size, self.image_size)), T.ToTensor()])
@@ -117,6 +128,7 @@ STAGES = [ImageStage("a", ("a",), None), ImageStage("b", ("b",), lambda v, x: x 
 def _run_stages(clip: _Clip, x: torch.Tensor, start: int, end: int | None = None) -> torch.Tensor:
     end = len(STAGES) if end is None else end
     clip.runs.append((start, end, len(x)))
+    clip.autocast.append(torch.is_autocast_enabled("cpu"))
     if clip.fail_on_images and start == 0 and bool(x.abs().sum() > 0):  # the all-zero probe passes
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
     for i in range(start, end):
@@ -127,8 +139,8 @@ def _run_stages(clip: _Clip, x: torch.Tensor, start: int, end: int | None = None
 @pytest.fixture
 def toy(monkeypatch) -> _Clip:
     """The stand-in model, with the evaluator's view of image towers pointed at its three stages."""
-    monkeypatch.setattr(zeroshot, "image_family", lambda model: clip.family)
-    monkeypatch.setattr(zeroshot, "image_stages", lambda c: STAGES)
+    monkeypatch.setattr(zeroshot, "image_family", lambda model: model.family)
+    monkeypatch.setattr(zeroshot, "image_stages", lambda c: c.stages)
     monkeypatch.setattr(zeroshot, "run_stages", _run_stages)
     clip = _Clip()
     return clip
@@ -260,6 +272,20 @@ def test_image_scores_encode_256_images_at_a_time_by_default_in_eval_mode():
     assert clip.image_batches == [256, 44] and acc == 1.0
     assert prob == pytest.approx(1 / (1 + math.exp(-100.0)))
     assert not clip.model.training
+
+
+def test_image_scores_take_half_precision_features_and_run_the_tower_under_the_active_precision():
+    class Half(_Scorer):
+        def encode_image(self, pixels):
+            self.modes.append((self.model.training, torch.is_autocast_enabled("cpu")))
+            return pixels[:, 0, 0, :].half()
+
+    clip = Half({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
+    images = torch.tensor([[0.0, 1.0], [1.0, 0.0]])[:, None, None, :].expand(2, 3, 1, 2).contiguous()
+    assert image_scores(clip, images, torch.tensor([1, 1]), ["cat", "dog"], ["{}"])[0] == 0.5
+    with computing("bf16", "cpu"):
+        image_scores(clip, images, torch.tensor([1, 1]), ["cat", "dog"], ["{}"])
+    assert clip.modes[-1] == (False, True)
 
 
 def test_out_of_memory_even_one_image_at_a_time_names_the_images():
@@ -492,6 +518,28 @@ def test_features_are_read_back_only_for_the_same_images_transform_tower_and_pre
     assert cache.hits == 0 and toy.runs[0] == (0, 2, 1)
 
 
+def test_a_feature_key_is_the_hash_of_what_the_features_depend_on_with_nothing_added_for_fp32(toy, tmp_path):
+    """The keys are file names on users' disks: entries written before precisions existed (fp32) stay found."""
+    images = _images()
+    hashes = [hash_tensors(toy.model.visual, lambda n, p=p: n.startswith(p)) for p in ("a", "b", "pool.")]
+
+    def key(cut: int, *extra: str) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(repr((images.fingerprint(), "toy", 1, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), cut, hashes[:cut])
+                      + extra).encode())
+        return h.hexdigest()
+
+    cache = FeatureCache(tmp_path)
+    found = _evaluator(toy, cache).features(images)
+    assert found.path.stem == key(3) and {p.stem for p in tmp_path.glob("*.npy")} == {key(3), key(2)}
+    with computing("fp32", "cpu"):
+        _evaluator(toy, cache).features(images)
+    assert cache.hits == 1
+    with computing("bf16", "cpu"):
+        _evaluator(toy, cache).features(images)
+    assert {p.stem for p in tmp_path.glob("*.npy")} == {key(3), key(2), key(3, "bf16"), key(2, "bf16")}
+
+
 def test_an_earlier_cut_is_kept_only_while_it_takes_at_most_max_cut_bytes(toy):
     size = 4 * 5 * 3  # float32 × 5 images × the pool's input (3)
     for limit, kept in ((size, 2), (size - 1, 1)):
@@ -509,6 +557,7 @@ def test_room_is_checked_before_any_work_for_each_entry_written(toy, monkeypatch
     ev = _evaluator(toy, cache)
     ev.features(_images())
     assert asked == [([4 * 5 * 3, 4 * 5 * 2], "toy (test)", 2)]  # after the probe, before any image
+    ev.model_batch.size = 1  # the pool alone below: its first batch is one image
     with torch.no_grad():
         toy.model.visual.pool.weight.mul_(2.0)
     runs = len(toy.runs)
@@ -593,6 +642,32 @@ def test_a_progress_bar_names_the_set_unless_progress_is_off(toy, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_the_progress_bar_counts_batches_and_is_cleared_when_done(toy, monkeypatch):
+    bars = []
+
+    def bar(iterable, **kw):
+        bars.append(kw)
+        return iterable
+
+    monkeypatch.setattr(zeroshot, "tqdm", bar)
+    _evaluator(toy).features(_images())
+    assert bars == [{"desc": "toy test", "disable": True, "unit": "batch", "leave": False}]
+
+
+def test_every_stage_runs_under_the_active_precision(toy):
+    ev = _evaluator(toy)
+    with computing("bf16", "cpu"):
+        ev.features(_images())
+        with torch.no_grad():
+            toy.model.visual.pool.weight.mul_(2.0)
+        toy.autocast.clear()
+        ev.features(_images())  # the pool alone
+    assert toy.autocast == [True, True, True]
+    toy.autocast.clear()
+    _evaluator(toy).features(_images())
+    assert set(toy.autocast) == {False}
+
+
 def test_the_tower_runs_in_eval_mode(toy):
     toy.model.train()
     _evaluator(toy).features(_images())
@@ -620,6 +695,7 @@ def test_a_classifier_is_reused_until_its_text_tower_names_or_templates_change(t
     ev = _evaluator(toy)
     first = ev.classifier(["cat", "dog"], ["{}!"])
     np.testing.assert_allclose(first.numpy(), [_unit([1, 1]), _unit([-1, 1])], rtol=1e-6)
+    assert not first.requires_grad  # the text tower's parameters do, but no graph is kept
     with torch.no_grad():  # the image tower: the same classifier
         toy.model.visual.pool.weight.mul_(2.0)
     again = ev.classifier(("cat", "dog"), ("{}!",))

@@ -85,33 +85,33 @@ def subgroup_score(t: SubgroupTargets, before: dict[str, Any], after: dict[str, 
     return 100.0 * ratio_score(target, others), excluded
 
 
-@torch.no_grad()
 def subgroup_retrieval(evaluator: Evaluator, t: SubgroupTargets, ks: Sequence[int] = RETRIEVAL_KS,
                        top: int = 8) -> dict[str, Any]:
     """Text-to-image retrieval over every column's test images, queried with the forgotten subgroups'
     coarse labels and with their own names (the setting's template): per query the share of the top k
     that are forgotten-subgroup images (``forget@k``) and that carry the query's coarse label
     (``label@k``), and the database rows of the ``top`` best matches (for the report's picture)."""
-    feats = torch.cat([evaluator.image_features(images) for images in t.database])
-    is_forget = torch.cat([torch.full((len(images),), c.role == "forget") for c, images in t.columns])
-    labels = [images.classnames[y] for images in t.database for y in images.labels]
-    queries: dict[str, str | None] = {}
-    for g in t.setting.forget:
-        if g.coarse is not None:
-            queries[g.coarse] = g.coarse
-        queries[g.name] = g.coarse or g.name
-    out: dict[str, Any] = {}
-    for query, label in queries.items():
-        text = evaluator.classifier([query], [t.setting.template]).to(feats.device)
-        order = torch.argsort((feats @ text.T).squeeze(1), descending=True).tolist()
-        row: dict[str, Any] = {}
-        for k in ks:
-            hits = order[:k]
-            row[f"forget@{k}"] = float(is_forget[hits].float().mean())
-            row[f"label@{k}"] = sum(labels[i] == label for i in hits) / max(1, len(hits))
-        row["top"] = order[:top]
-        out[query] = row
-    return out
+    with torch.no_grad():
+        feats = torch.cat([evaluator.image_features(images) for images in t.database])
+        is_forget = torch.cat([torch.full((len(images),), c.role == "forget") for c, images in t.columns])
+        labels = [images.classnames[y] for images in t.database for y in images.labels]
+        queries: dict[str, str | None] = {}
+        for g in t.setting.forget:
+            if g.coarse is not None:
+                queries[g.coarse] = g.coarse
+            queries[g.name] = g.coarse or g.name
+        out: dict[str, Any] = {}
+        for query, label in queries.items():
+            text = evaluator.classifier([query], [t.setting.template]).to(feats.device)
+            order = torch.argsort((feats @ text.T).squeeze(1), descending=True).tolist()
+            row: dict[str, Any] = {}
+            for k in ks:
+                hits = order[:k]
+                row[f"forget@{k}"] = float(is_forget[hits].float().mean())
+                row[f"label@{k}"] = sum(labels[i] == label for i in hits) / max(1, len(hits))
+            row["top"] = order[:top]
+            out[query] = row
+        return out
 
 
 def database_paths(t: SubgroupTargets) -> list[str]:

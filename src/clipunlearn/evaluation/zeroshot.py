@@ -27,42 +27,42 @@ from .features import hash_tensors, image_stages, run_stages
 LOGIT_SCALE = 100.0
 
 
-@torch.no_grad()
 def zero_shot_classifier(clip: Clip, classnames: Sequence[str], templates: Sequence[str],
                          batch_size: int = 256) -> torch.Tensor:
     """One unit-norm weight per class: the mean of the normalised prompt embeddings, renormalised."""
-    if not templates:
-        raise DataError("No prompt template given. Pass at least one template containing '{}'.")
-    for t in templates:
-        if "{}" not in t:
-            raise DataError(f"Template {t!r} has no '{{}}' where the class name goes.")
-    clip.model.eval()
-    batches = HalvingBatch(batch_size, "encoding the prompts of a zero-shot classifier")
-    total = None
-    for template in templates:
-        prompts = [template.format(c) for c in classnames]
-        with forward_pass(clip.device):
-            emb = torch.cat(batches.chunks(lambda a, b, p=prompts: clip.encode_text(p[a:b]).float(), len(prompts)))
-        emb = F.normalize(emb, dim=-1)
-        total = emb if total is None else total + emb
-    weights = total
-    return F.normalize(weights, dim=-1)
+    with torch.no_grad():
+        if not templates:
+            raise DataError("No prompt template given. Pass at least one template containing '{}'.")
+        for t in templates:
+            if "{}" not in t:
+                raise DataError(f"Template {t!r} has no '{{}}' where the class name goes.")
+        clip.model.eval()
+        batches = HalvingBatch(batch_size, "encoding the prompts of a zero-shot classifier")
+        total = None
+        for template in templates:
+            prompts = [template.format(c) for c in classnames]
+            with forward_pass(clip.device):
+                emb = torch.cat(batches.chunks(lambda a, b, p=prompts: clip.encode_text(p[a:b]).float(), len(prompts)))
+            emb = F.normalize(emb, dim=-1)
+            total = emb if total is None else total + emb
+        weights = total
+        return F.normalize(weights, dim=-1)
 
 
-@torch.no_grad()
 def image_scores(clip: Clip, images: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str],
                  templates: Sequence[str], batch_size: int = 256) -> tuple[float, float]:
     """Zero-shot accuracy of ``images`` ([0, 1], N×3×H×W) against ``classnames`` and the mean
     probability of each image's label, with a classifier built from the model as it is now."""
-    weights = zero_shot_classifier(clip, classnames, templates)
-    batches = HalvingBatch(batch_size, "encoding images")
-    with forward_pass(clip.device):
-        feats = torch.cat(batches.chunks(lambda a, b: clip.encode_image(images[a:b].to(clip.device)).float(),
-                                         len(images)))
-    feats = F.normalize(feats, dim=-1)
-    p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
-    t = labels.to(clip.device)
-    return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
+    with torch.no_grad():
+        weights = zero_shot_classifier(clip, classnames, templates)
+        batches = HalvingBatch(batch_size, "encoding images")
+        with forward_pass(clip.device):
+            feats = torch.cat(batches.chunks(lambda a, b: clip.encode_image(images[a:b].to(clip.device)).float(),
+                                             len(images)))
+        feats = F.normalize(feats, dim=-1)
+        p = F.softmax(LOGIT_SCALE * feats @ weights.T, dim=1)
+        t = labels.to(clip.device)
+        return float((p.argmax(1) == t).float().mean()), float(p.gather(1, t[:, None]).mean())
 
 
 #: logits held at once by :class:`LogitRows` (16 MiB of float32). At 2**24 (64 MiB) a chunk's buffers
@@ -252,35 +252,35 @@ class Evaluator:
                        self.clip.std, cut, stage_hashes[:cut]) + _precision_key()).encode())
         return h.hexdigest()
 
-    @torch.no_grad()
     def image_features(self, images: ImageSet) -> torch.Tensor:
         """Unit-norm image features of every image, in order (all at once: for sets small enough to hold)."""
-        found = self.features(images)
-        return F.normalize((found.load() if isinstance(found, FeatureFile) else found).float(), dim=-1)
+        with torch.no_grad():
+            found = self.features(images)
+            return F.normalize((found.load() if isinstance(found, FeatureFile) else found).float(), dim=-1)
 
-    @torch.no_grad()
     def features(self, images: ImageSet) -> Features:
         """The image tower's output for every image, in order, not normalised: the cache's entry (a
         tensor, or a file read by rows for large sets)."""
-        self.clip.model.eval()
-        hashes = self._stage_hashes()
-        n_stages = len(hashes)
+        with torch.no_grad():
+            self.clip.model.eval()
+            hashes = self._stage_hashes()
+            n_stages = len(hashes)
 
-        def cached(first_look: bool) -> Features | None:
-            for cut in self._cache_cuts():
-                found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
-                if found is not None:
-                    if cut < n_stages:  # the stages above the cut run once, then their output is kept too
-                        found = self._run_from(found, cut, self._key(images, hashes, n_stages), images)
-                    return found
-            return None
+            def cached(first_look: bool) -> Features | None:
+                for cut in self._cache_cuts():
+                    found = self.cache.get(self._key(images, hashes, cut), count_miss=first_look)
+                    if found is not None:
+                        if cut < n_stages:  # the stages above the cut run once, then their output is kept too
+                            found = self._run_from(found, cut, self._key(images, hashes, n_stages), images)
+                        return found
+                return None
 
-        found = cached(True)
-        if found is not None:
-            return found
-        with self.cache.lock(self._key(images, hashes, n_stages)):  # cells side by side compute it once
-            found = cached(False)
-            return found if found is not None else self._compute_features(images, hashes)
+            found = cached(True)
+            if found is not None:
+                return found
+            with self.cache.lock(self._key(images, hashes, n_stages)):  # cells side by side compute it once
+                found = cached(False)
+                return found if found is not None else self._compute_features(images, hashes)
 
     def _run_from(self, inputs: Features, cut: int, key: str, images: ImageSet) -> Features:
         """The stages from ``cut`` on, over a cached entry, a batch at a time, into the entry ``key``."""
@@ -300,40 +300,40 @@ class Evaluator:
             return torch.cat(self.model_batch.chunks(
                 lambda a, b: run_stages(self.clip, rows[a:b].to(self.clip.device), cut).float().cpu(), len(rows)))
 
-    @torch.no_grad()
     def _compute_features(self, images: ImageSet, hashes: list[str]) -> Features:
-        n_stages, n = len(hashes), len(images)
-        size = self.clip.image_size
-        probe = self._run_cuts(torch.zeros(1, 3, size, size), sorted(set(self._cache_cuts())))
-        shapes = dict(zip(sorted(set(self._cache_cuts())), (tuple(p.shape[1:]) for p in probe)))
-        # the final features always; an earlier cut only while it stays within max_cut_bytes
-        cuts = [c for c in sorted(shapes) if c == n_stages or 4 * n * math.prod(shapes[c]) <= self.max_cut_bytes]
-        self.cache.check_room([4 * n * math.prod(shapes[c]) for c in cuts], f"{images.name} ({images.split})")
-        loader = DataLoader(_Pixels(images, self.clip.image_transform()), batch_size=self.batch_size,
-                            num_workers=self.workers, collate_fn=_collate)
-        bad: list[int] = []
-        seen = 0
-        with ExitStack() as stack:
-            writers = {c: stack.enter_context(self.cache.writer(self._key(images, hashes, c), n, shapes[c]))
-                       for c in cuts}
-            for x, ok in tqdm(loader, desc=f"{images.name} {images.split}", disable=not self.progress,
-                              unit="batch", leave=False):
-                bad += [seen + i for i in np.flatnonzero(~ok.numpy()).tolist()]
-                seen += len(ok)
-                if x is None or bad:
-                    continue
-                for part in self.model_batch.chunks(lambda a, b, x=x: self._run_cuts(x[a:b], cuts), len(x)):
-                    for c, out in zip(cuts, part):
-                        writers[c].write(out)
-            if bad:  # the entries are dropped: nothing half-written stays in the cache
-                examples = ", ".join(images.describe(i) for i in bad[:3])
-                raise DataError(
-                    f"{len(bad)} of {len(images)} images of {images.name} ({images.split}) could not be read, "
-                    f"e.g. {examples}. Replace or remove them (and their manifest rows); no image is skipped silently."
-                )
-        final = writers[n_stages].result
-        assert final is not None
-        return final
+        with torch.no_grad():
+            n_stages, n = len(hashes), len(images)
+            size = self.clip.image_size
+            probe = self._run_cuts(torch.zeros(1, 3, size, size), sorted(set(self._cache_cuts())))
+            shapes = dict(zip(sorted(set(self._cache_cuts())), (tuple(p.shape[1:]) for p in probe)))
+            # the final features always; an earlier cut only while it stays within max_cut_bytes
+            cuts = [c for c in sorted(shapes) if c == n_stages or 4 * n * math.prod(shapes[c]) <= self.max_cut_bytes]
+            self.cache.check_room([4 * n * math.prod(shapes[c]) for c in cuts], f"{images.name} ({images.split})")
+            loader = DataLoader(_Pixels(images, self.clip.image_transform()), batch_size=self.batch_size,
+                                num_workers=self.workers, collate_fn=_collate)
+            bad: list[int] = []
+            seen = 0
+            with ExitStack() as stack:
+                writers = {c: stack.enter_context(self.cache.writer(self._key(images, hashes, c), n, shapes[c]))
+                           for c in cuts}
+                for x, ok in tqdm(loader, desc=f"{images.name} {images.split}", disable=not self.progress,
+                                  unit="batch", leave=False):
+                    bad += [seen + i for i in np.flatnonzero(~ok.numpy()).tolist()]
+                    seen += len(ok)
+                    if x is None or bad:
+                        continue
+                    for part in self.model_batch.chunks(lambda a, b, x=x: self._run_cuts(x[a:b], cuts), len(x)):
+                        for c, out in zip(cuts, part):
+                            writers[c].write(out)
+                if bad:  # the entries are dropped: nothing half-written stays in the cache
+                    examples = ", ".join(images.describe(i) for i in bad[:3])
+                    raise DataError(
+                        f"{len(bad)} of {len(images)} images of {images.name} ({images.split}) could not be read, "
+                        f"e.g. {examples}. Replace or remove them (and their manifest rows); no image is skipped silently."
+                    )
+            final = writers[n_stages].result
+            assert final is not None
+            return final
 
     def _run_cuts(self, x: torch.Tensor, cuts: list[int]) -> list[torch.Tensor]:
         """The output of the stages up to each cut (on the CPU) of pixels ``x``."""
@@ -345,12 +345,12 @@ class Evaluator:
             start = c
         return outs
 
-    @torch.no_grad()
     def evaluate(self, images: ImageSet, templates: Sequence[str] | None = None,
                  classnames: Sequence[str] | None = None) -> EvalResult:
         """Zero-shot logits (100 · cosine) of ``images`` against all of its classes, computed a chunk of
         images at a time when asked for (accuracies hold one chunk of logits, not all of them)."""
-        classnames = list(classnames or images.classnames)
-        weights = self.classifier(classnames, list(templates or images.templates))
-        rows = LogitRows(self.features(images), weights)
-        return EvalResult(images.name, classnames, np.asarray(images.labels), rows)
+        with torch.no_grad():
+            classnames = list(classnames or images.classnames)
+            weights = self.classifier(classnames, list(templates or images.templates))
+            rows = LogitRows(self.features(images), weights)
+            return EvalResult(images.name, classnames, np.asarray(images.labels), rows)
