@@ -288,14 +288,21 @@ EQUIVALENT: dict[str, str] = {
        for n in (66, 67, 76, 77, 88, 89)},
     "clipunlearn.training.text_edit.x_edit_text_projection__mutmut_94":
         "new.to(None) instead of new.to(proj): copy_ converts the float64 answer to the projection's dtype itself",
-    **{f"clipunlearn.evaluation.zeroshot.xǁLogitRowsǁ_logits__mutmut_{i}":
-       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D feature rows"
-       for i in (5, 7)},
+    **{f"clipunlearn.evaluation.zeroshot.{f}__mutmut_{i}":
+       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of these 2-D embeddings, "
+       "features or class weights" for f, i in (("xǁLogitRowsǁ_logits", 5), ("xǁLogitRowsǁ_logits", 7),
+                                                 ("x_zero_shot_classifier", 33), ("x_zero_shot_classifier", 34),
+                                                 ("x_zero_shot_classifier", 45), ("x_zero_shot_classifier", 46),
+                                                 ("x_image_scores", 30), ("x_image_scores", 31),
+                                                 ("xǁEvaluatorǁimage_features", 6), ("xǁEvaluatorǁimage_features", 9))},
     **{f"clipunlearn.evaluation.zeroshot.{f}__mutmut_{i}":
        "a tensor moved to None instead of the model's (or the weights') device: the tests run on the CPU, where "
        "both are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)"
        for f, i in (("xǁLogitRowsǁ_logits", 6), ("xǁEvaluatorǁclassifier", 21), ("xǁEvaluatorǁ_stages_from", 14),
-                    ("xǁEvaluatorǁ_run_cuts", 3))},
+                    ("xǁEvaluatorǁ_run_cuts", 3), ("x_image_scores", 25), ("x_image_scores", 41))},
+    "clipunlearn.evaluation.subgroups.x_subgroup_retrieval__mutmut_22":
+        "a query's text weight moved to None instead of the features' device: the tests run on the CPU, where both "
+        "are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)",
     "clipunlearn.evaluation.zeroshot.xǁEvalResultǁaccuracy__mutmut_25": 'float("NAN") is float("nan")',
     "clipunlearn.evaluation.zeroshot.xǁEvaluatorǁclassifier__mutmut_3":
         "the classifier's key hashed to 21 bytes instead of 20: it only names a kept classifier in the evaluator's "

@@ -236,3 +236,12 @@ def test_an_empty_top_k_has_no_forget_share_and_a_zero_label_share():
 def test_the_pictures_rows_are_the_database_files_in_order():
     t, _ = _retrieval_case()
     assert database_paths(t) == ["t0", "t1", "t2"]  # the other columns have no files
+
+
+def test_a_database_of_one_image_ranks_that_image():
+    t, ev = _retrieval_case()
+    t.columns = t.columns[:1]
+    t.columns[0][1].labels[:] = [0]  # the target's first image alone
+    ev.feats["target"] = ev.feats["target"][:1]
+    assert subgroup_retrieval(ev, t, ks=(1, 5))["flower"] == {"forget@1": 1.0, "label@1": 1.0, "forget@5": 1.0,
+                                                             "label@5": 1.0, "top": [0]}

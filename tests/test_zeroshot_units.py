@@ -247,6 +247,7 @@ class _Scorer(_Text):
         return pixels[:, 0, 0, :]
 
 
+@pytest.mark.filterwarnings("error")  # softmax over an implicit dimension warns
 def test_image_scores_are_the_accuracy_and_the_mean_probability_of_each_images_label():
     clip = _Scorer({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
     feats = torch.tensor([[2.0, 0.0], [1.0, 1.01], [0.0, 3.0], [1.0, 0.99]])  # cat, dog, dog, cat
@@ -565,6 +566,24 @@ def test_room_is_checked_before_any_work_for_each_entry_written(toy, monkeypatch
     assert asked[1] == ([4 * 5 * 2], "toy (test)", runs + 1)  # after the first batch told the shape
 
 
+def test_features_another_process_computed_while_this_one_waited_on_the_lock_are_read_not_computed(toy, monkeypatch):
+    done = FeatureCache()
+    _evaluator(toy, done).features(_images())  # what the other process wrote
+    cache = FeatureCache()
+    real = cache.lock
+
+    def lock(key):
+        for k, v in done._mem.items():  # written while this one waited
+            cache._mem[k] = v
+        return real(key)
+
+    monkeypatch.setattr(cache, "lock", lock)
+    toy.runs.clear()
+    found = _evaluator(toy, cache).features(_images())
+    np.testing.assert_allclose(found.numpy(), FINAL, rtol=1e-6)
+    assert toy.runs == [] and (cache.misses, cache.hits) == (2, 1)  # the second look is not counted as a miss
+
+
 def test_the_final_entrys_key_is_locked_while_it_is_computed(toy, tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path)
     locked = []
@@ -616,9 +635,9 @@ def test_unreadable_images_are_counted_named_and_nothing_of_the_entries_is_kept(
 
 
 def test_an_image_in_a_later_batch_is_named_by_its_place_in_the_set(toy):
-    with pytest.raises(DataError, match=r"^1 of 5 images of toy \(test\) could not be read, e\.g\. mem:toy\[3\]\. "):
-        _evaluator(toy, batch_size=2).features(_images(broken=(3,)))
-    assert toy.runs[2:] == [(0, 2, 2), (2, 3, 2)]  # the first batch only
+    with pytest.raises(DataError, match=r"^1 of 5 images of toy \(test\) could not be read, e\.g\. mem:toy\[4\]\. "):
+        _evaluator(toy, batch_size=2).features(_images(broken=(4,)))  # the third batch's first image
+    assert toy.runs[2:] == [(0, 2, 2), (2, 3, 2)] * 2  # the first two batches
 
 
 def test_an_unreadable_image_is_a_blank_flagged_item_and_a_batch_of_them_is_none():
