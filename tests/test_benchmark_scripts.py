@@ -232,3 +232,26 @@ def test_official_generation_with_its_classifier_built_once_makes_what_a_call_pe
         one = GenerationConfig(n_per_class=1, max_steps=3, seed=5 + i, threshold_floor=0.7)
         alone = generate_synthetic(mini_rn_random, names, [1], "toy", "a photo of a {}.", one)
         assert torch.equal(made.images[i], alone.images[0]) and made.probs[i] == alone.probs[0]
+
+
+def test_the_mutation_page_names_the_decorated_functions_mutmut_leaves():
+    mutation = _load("mutation")
+    source = """
+import torch
+def plain(): pass
+@torch.no_grad()
+def encode(x): pass
+class Result:
+    @property
+    def top1(self): pass
+    @staticmethod
+    def make(): pass
+    @classmethod
+    def load(cls): pass
+    @staticmethod
+    @functools.cache
+    def both(): pass
+    def method(self): pass
+"""
+    assert mutation.skipped_functions(source) == ["`encode` (@torch.no_grad())", "`Result.top1` (@property)",
+                                                  "`Result.both` (@staticmethod, @functools.cache)"]

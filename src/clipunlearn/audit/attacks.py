@@ -65,10 +65,9 @@ def imagenet_templates() -> tuple[str, ...]:
     return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
 
 
-@torch.no_grad()
 def _prompt_row(clip: Clip, prompts: list[str]) -> torch.Tensor:
     """One unit-norm class weight from ``prompts`` (the mean of their normalised embeddings)."""
-    with forward_pass(clip.device):
+    with torch.no_grad(), forward_pass(clip.device):  # a block, not a decorator: mutmut skips decorated functions
         emb = torch.cat([clip.encode_text(prompts[i:i + 256]).float() for i in range(0, len(prompts), 256)])
     emb = F.normalize(emb, dim=-1)
     return F.normalize(emb.mean(0), dim=-1).float().cpu()
@@ -186,10 +185,9 @@ def augmented_pixels(case: AuditCase, rows: np.ndarray, name: str | None, seed: 
     return torch.stack(out)
 
 
-@torch.no_grad()
 def _encode(clip: Clip, pixels: torch.Tensor, batch: int = 128) -> torch.Tensor:
     clip.model.eval()
-    with forward_pass(clip.device):
+    with torch.no_grad(), forward_pass(clip.device):
         feats = torch.cat([clip.encode_image(pixels[i:i + batch].to(clip.device)).float().cpu()
                            for i in range(0, len(pixels), batch)])
     return F.normalize(feats, dim=-1)
