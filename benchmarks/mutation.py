@@ -300,6 +300,15 @@ EQUIVALENT: dict[str, str] = {
        "both are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)"
        for f, i in (("xǁLogitRowsǁ_logits", 6), ("xǁEvaluatorǁclassifier", 21), ("xǁEvaluatorǁ_stages_from", 14),
                     ("xǁEvaluatorǁ_run_cuts", 3), ("x_image_scores", 25), ("x_image_scores", 41))},
+    **{f"clipunlearn.audit.attacks.x__encode__mutmut_{i}":
+       "the image batch moved to None, or forward_pass(None), instead of the model's device: the tests run on the "
+       "CPU, where both are the same (on a GPU the mutant fails loudly on mismatched devices; it gives no other "
+       "number)" for i in (2, 6)},
+    **{f"clipunlearn.audit.attacks.x__encode__mutmut_{i}":
+       "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D features" for i in (18, 19)},
+    "clipunlearn.training.loop.x__put_back__mutmut_4":
+        "the mask moved to None instead of the parameter's device: the tests run on the CPU, where both are the same "
+        "(on a GPU torch.where fails loudly on mismatched devices; it gives no other number)",
     "clipunlearn.evaluation.subgroups.x_subgroup_retrieval__mutmut_22":
         "a query's text weight moved to None instead of the features' device: the tests run on the CPU, where both "
         "are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)",

@@ -842,3 +842,43 @@ def test_the_oracle_is_measured_on_each_other_dataset_the_run_measured(monkeypat
     assert evaluated == ["oracle", "oracle"]
     case.run = SimpleNamespace(raw={})
     assert attacks._oracle_datasets(case) == {}
+
+
+class _Batches:
+    """A text and an image tower that record the size of each batch they encode: prompt i embeds as
+    (i + 1) along x plus 1 along y; image rows embed as their own first two pixels' values."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.model = torch.nn.Linear(1, 1)
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        self.sizes.append(len(prompts))
+        return torch.tensor([[float(p.split()[-1]) + 1.0, 1.0] for p in prompts], dtype=torch.float64)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(pixels))
+        return pixels.flatten(1)[:, :2] * 3.0
+
+
+def test_a_prompt_row_is_the_renormalised_mean_of_unit_prompts_read_256_at_a_time():
+    clip = _Batches()
+    prompts = [f"a photo of {i}" for i in range(300)]
+    row = attacks._prompt_row(clip, prompts)
+    assert clip.sizes == [256, 44] and row.dtype == torch.float32
+    units = [(i + 1.0, 1.0) for i in range(300)]
+    units = [(x / (x * x + 1.0) ** 0.5, y / (x * x + 1.0) ** 0.5) for x, y in units]
+    mean = (sum(u[0] for u in units) / 300, sum(u[1] for u in units) / 300)
+    norm = (mean[0] ** 2 + mean[1] ** 2) ** 0.5
+    assert row.tolist() == pytest.approx([mean[0] / norm, mean[1] / norm], rel=1e-6)
+
+
+def test_images_are_encoded_128_at_a_time_into_unit_rows():
+    clip = _Batches()
+    pixels = torch.zeros(300, 1, 1, 2)
+    pixels[:, 0, 0, 0], pixels[:, 0, 0, 1] = 3.0, 4.0
+    feats = attacks._encode(clip, pixels)
+    assert clip.sizes == [128, 128, 44]
+    assert feats.shape == (300, 2) and feats[0].tolist() == pytest.approx([0.6, 0.8])
