@@ -89,6 +89,9 @@ MODULES: dict[str, list[str]] = {
     "evaluation/subgroups.py": ["tests/test_subgroup_figures.py"],
     # the image tower in stages and the hash of its tensors (the cache keys), on the random mini models
     "evaluation/features.py": ["tests/test_feature_stages.py"],
+    # the feature cache on hand-made entries (milliseconds a test); test_feature_store's evaluations of a real
+    # model through the cache (1-5 s each) reach most of its functions and would run under each of its mutants
+    "evaluation/cache.py": ["tests/test_feature_cache_units.py"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original
