@@ -341,6 +341,7 @@ def test_entries_in_the_folder_are_read_once_counted_as_hits_and_kept_there(tmp_
     assert c.get("k") is got and (c.hits, c.misses) == (2, 1)  # remembered: the same file, not opened again
     c.put("other", torch.zeros(1, 2))  # k leaves memory but stays in the folder
     assert (tmp_path / "c" / "k.npy").is_file() and torch.equal(c.get("k").load(), _values(3, 2))
+    assert (c.hits, c.misses) == (3, 1)  # read from the folder again: a hit
 
 
 def test_entries_written_before_npy_are_read_as_hits_and_remembered(tmp_path):
