@@ -89,6 +89,9 @@ MODULES: dict[str, list[str]] = {
     "evaluation/subgroups.py": ["tests/test_subgroup_figures.py"],
     # the image tower in stages and the hash of its tensors (the cache keys), on the random mini models
     "evaluation/features.py": ["tests/test_feature_stages.py"],
+    # the feature cache on hand-made entries (milliseconds a test); test_feature_store's evaluations of a real
+    # model through the cache (1-5 s each) reach most of its functions and would run under each of its mutants
+    "evaluation/cache.py": ["tests/test_feature_cache_units.py"],
 }
 
 #: survivors judged equivalent: mutant name -> why no test could tell it from the original
@@ -329,6 +332,16 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.evaluation.features.x_hash_tensors__mutmut_{i}":
        'each tensor converted to float32 without moving it to "cpu" (to(None, float32) or to(float32)): the tests '
        "run on the CPU, where it already is (on a GPU .numpy() fails loudly; no other hash)" for i in (11, 13)},
+    "clipunlearn.evaluation.cache.x_nbytes__mutmut_2":
+        "a tensor's size read from its own nbytes instead of numel() * element_size(): torch defines Tensor.nbytes "
+        "as that product",
+    **{f"clipunlearn.evaluation.cache.xǁFeatureWriterǁwrite__mutmut_{i}":
+       'the written rows converted to float32 without moving them to "cpu" (to(None, float32) or to(float32)): the '
+       "tests run on the CPU, where both are the same tensor (on a GPU, rows bound for a file fail loudly in "
+       ".numpy(), and rows copied into the in-memory buffer are moved to its CPU by the copy: no other number)"
+       for i in (2, 4)},
+    "clipunlearn.evaluation.cache.xǁFeatureCacheǁ_remember__mutmut_10":
+        "popitem(last=None) instead of last=False: OrderedDict reads last for its truth only",
 }
 
 

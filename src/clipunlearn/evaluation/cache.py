@@ -144,6 +144,7 @@ class FeatureWriter:
 
     def finish(self) -> Features:
         if self._done != self.n:
+            self.abort()  # a short entry is not published, and its partial file must not stay behind
             raise ValueError(f"{self._done} of {self.n} rows were written")
         if self._buffer is not None:
             self.result = self._buffer
