@@ -303,10 +303,14 @@ EQUIVALENT: dict[str, str] = {
        "both are the same tensor (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)"
        for f, i in (("xǁLogitRowsǁ_logits", 6), ("xǁEvaluatorǁclassifier", 21), ("xǁEvaluatorǁ_stages_from", 14),
                     ("xǁEvaluatorǁ_run_cuts", 3), ("x_image_scores", 25), ("x_image_scores", 41))},
-    **{f"clipunlearn.audit.attacks.x__encode__mutmut_{i}":
-       "the image batch moved to None, or forward_pass(None), instead of the model's device: the tests run on the "
-       "CPU, where both are the same (on a GPU the mutant fails loudly on mismatched devices; it gives no other "
-       "number)" for i in (2, 6)},
+    "clipunlearn.audit.attacks.x__encode__mutmut_6":
+        "the image batch moved to None instead of the model's device: the tests run on the CPU, where both are the "
+        "same (on a GPU the mutant fails loudly on mismatched devices; it gives no other number)",
+    **{f"clipunlearn.audit.attacks.x__prompt_row__mutmut_{i}":
+       "F.normalize of the 2-D embeddings without dim, or with dim=+1: the default is 1, which is dim -1 of them"
+       for i in (19, 20)},
+    "clipunlearn.audit.attacks.x__prompt_row__mutmut_23":
+        "F.normalize of the 1-D mean with dim=None: over all its elements, which for a vector is dim -1",
     **{f"clipunlearn.audit.attacks.x__encode__mutmut_{i}":
        "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D features" for i in (18, 19)},
     "clipunlearn.training.loop.x__put_back__mutmut_4":

@@ -882,3 +882,30 @@ def test_images_are_encoded_128_at_a_time_into_unit_rows():
     feats = attacks._encode(clip, pixels)
     assert clip.sizes == [128, 128, 44]
     assert feats.shape == (300, 2) and feats[0].tolist() == pytest.approx([0.6, 0.8])
+
+
+class _Autocast(_Batches):
+    """Records whether bf16 autocast on the CPU is on while it encodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.autocast: list[bool] = []
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+        return super().encode_text(prompts)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+        return super().encode_image(pixels)
+
+
+def test_prompt_rows_and_image_features_are_computed_under_the_active_precision_on_the_models_device():
+    from clipunlearn.precision import Precision, computing
+
+    clip = _Autocast()
+    with computing(Precision.BF16, "cpu"):
+        attacks._prompt_row(clip, ["a photo of 1"])
+        attacks._encode(clip, torch.ones(2, 1, 1, 2))
+    attacks._prompt_row(clip, ["a photo of 1"])
+    assert clip.autocast == [True, True, False]
