@@ -38,9 +38,10 @@ embedding of an unknown word under the same template (the least hub of 32 random
 (the reset's list) under the run's template and KEEP_TEMPLATES keeps its own, least squares with a weight
 on keeping (10). The kept names alone leave some directions of the prompts with little weight, and the edit
 moves most there: names that carry numbers (Stanford Cars' "2012 Acura TL Sedan") lie in them. So 1,000
-kept names with a year before them ("1987 canoe", seeded) keep their embeddings too (``edit_dated_names``). Ablation ``image-fallback`` runs the image side there instead, on the image tower's head
-only (the attention pool of a ResNet, the last norm and projection of a ViT): the default before the
-edit (2026-12-06). The run's trace and log say which ran.
+kept names with a year before them ("1987 canoe", seeded) keep their embeddings too (``edit_dated_names``).
+Ablation ``image-fallback`` runs the image side there instead, on the image tower's head only (the
+attention pool of a ResNet, the last norm and projection of a ViT): the default before the edit
+(2026-12-06). The run's trace and log say which ran.
 
 The audit's held-out attacks (docs/audit.md) are never simulated: only its tuning attacks (Adam on the
 image tower, lr 1e-5 / 1e-6, k = 1 or 5 images of the class) are, and on synthetic images; no prompt the
@@ -188,7 +189,8 @@ class Uproot(Method):
         "image-only-no-attack": {"image_tower": True, "text_side": "off", "attack_steps": 0},
         "whole-image-tower": {"image_tower": True, "text_side": "off", "head_only": False},
         "no-refresh": {"refresh_steps": 0, "max_epochs": 30},  # the image side on the images as generated (before 2026-12-06)
-        "no-dated-names": {"edit_dated_names": 0},  # the edit keeps the kept names only (before 2026-12-06's second change)
+        # the edit keeps the kept names only (before 2026-12-06's second change)
+        "no-dated-names": {"edit_dated_names": 0},
         "image-fallback": {"shared_pieces": "image"},  # shared word pieces: the image side, not the edit (the default before the edit, 2026-12-06)
     }
 
