@@ -453,9 +453,14 @@ def _records_rebuild_the_page_and_resume_the_suite(suite, out, tmp_path, data_sl
     ids = sorted(d.name for d in (out / "runs").iterdir())
     assert sorted(d.name for d in (page / "records" / "runs").iterdir()) == ids
     assert not list((page / "records").rglob("*.safetensors"))  # no model files
-    for rid in ids:
-        assert (page / "records" / "runs" / rid / "results.json").read_bytes() == \
-            (out / "runs" / rid / "results.json").read_bytes()
+    for rid in ids:  # the same results, with no folder of this machine in them
+        kept = json.loads((page / "records" / "runs" / rid / "results.json").read_text())
+        made = json.loads((out / "runs" / rid / "results.json").read_text())
+        assert kept["settings"]["out"] == f"runs/{rid}" and made["settings"]["out"] == str(out / "runs" / rid)
+        assert kept["feature_cache"]["folder"] == made["settings"]["cache_dir"].replace(str(out) + "/", "")
+        assert kept["target_after"] == made["target_after"] and kept["datasets"] == made["datasets"]
+    for f in (page / "records").rglob("*.json"):
+        assert str(tmp_path) not in f.read_text(), f
     before = {f.name: f.read_text() for f in (page / "tables").iterdir()}
     rebuilt = write_report(page / "records", page).read_text()  # from the records alone
     assert {f.name: f.read_text() for f in (page / "tables").iterdir()} == before
@@ -639,3 +644,14 @@ def test_a_config_field_added_since_a_run_is_stale_only_when_the_preset_sets_it_
     recorded = {k: v for k, v in now.items() if k != off}
     assert stale_reason({"method_config": recorded, "settings": settings,
                          "model": {"family": "resnet"}}) == f"{off} None -> {now[off]!r}"
+
+
+def test_records_keep_paths_relative_to_the_suite_folder_and_only_names_outside_it(tmp_path):
+    from clipunlearn.benchmark.report import portable
+
+    root = tmp_path / "suite"
+    tree = {"out": str(root / "runs" / "a"), "root": str(root), "list": [str(tmp_path / "x" / "audit.toml"), "a/b"],
+            "text": "lr 1e-4 / 2", "n": 3, "none": None, "lines": "/first\n/second"}
+    assert portable(tree, root) == {"out": "runs/a", "root": ".", "list": ["audit.toml", "a/b"],
+                                    "text": "lr 1e-4 / 2", "n": 3, "none": None, "lines": "/first\n/second"}
+    assert portable(str(tmp_path / "suite2" / "f"), root) == "f"  # a sibling whose name starts alike is outside

@@ -36,9 +36,11 @@ gathered in ``report.md``; the same tables and plots, sortable, filterable and i
 
 With ``records=True`` the report also keeps what it was made from beside it (``TO/records/``: the
 layout ``suite.json``, each run's ``results.json`` and, where audited, its ``audit/audit.json``; no
-model files): the page can then be rebuilt from the repository alone (``clipunlearn benchmark report TO/records --to TO``), and copying the
-records into a suite's ``--out`` folder lets the suite resume there on another machine (a cell is done
-when its ``results.json`` is).
+model files; each absolute path in them made relative to the suite's folder, or cut to its last name
+where it lies outside, so that the records name no folder of the machine that made them): the page can
+then be rebuilt from the repository alone (``clipunlearn benchmark report TO/records --to TO``), and
+copying the records into a suite's ``--out`` folder lets the suite resume there on another machine (a
+cell is done when its ``results.json`` is).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ClipUnlearnError
-from ..io import save_with, write_text
+from ..io import save_with, write_json, write_text
 from ..runs.results import RunResults, read_results
 from .html_report import write_html
 from .view import (
@@ -736,13 +738,26 @@ def copy_audits(view: View) -> None:
 RECORDS = "records"
 
 
+def portable(value: Any, root: Path) -> Any:
+    """``value`` (a JSON tree) with each absolute path made relative to ``root`` (posix), or cut to its
+    last name where it lies outside ``root``: what the records keep of a machine's folders."""
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if isinstance(value, str) and value.startswith("/") and "\n" not in value:
+        path, base = Path(value).resolve(), root.resolve()
+        if path == base or base in path.parents:
+            return path.relative_to(base).as_posix()
+        return path.name
+    return value
+
+
 def write_records(root: Path, dest: Path) -> int:
     """Copy ``root``'s layout and each finished run's ``results.json`` (and ``audit/audit.json`` where it
-    was audited) into ``dest/records`` (byte for
-    byte, atomically); returns the number of runs. Records of runs that ``root`` lacks are refused, not
-    dropped: the page would otherwise lose cells a former machine finished."""
-    import shutil
-
+    was audited) into ``dest/records`` (atomically, their paths made ``portable``); returns the number of
+    runs. Records of runs that ``root`` lacks are refused, not dropped: the page would otherwise lose
+    cells a former machine finished."""
     base = _runs_base(root)
     ids = {d.name for d in _finished(base)}
     rec = dest / RECORDS
@@ -754,13 +769,16 @@ def write_records(root: Path, dest: Path) -> int:
     if extra:
         raise ClipUnlearnError(f"{str(kept)!r} holds {len(extra)} run(s) that {str(base)!r} lacks (e.g. {extra[0]}): "
                                f"copy them into {str(base)!r} first (cp -r {kept}/. {base}/), or remove them.")
+
+    def copy(src: Path, to: Path) -> None:
+        write_json(to, portable(json.loads(src.read_text(encoding="utf-8")), root))
+
     for rid in sorted(ids):
         for name in ("results.json", "audit/audit.json"):  # an audit's figures and verdicts, where audited
-            src = base / rid / name
-            if src.is_file():
-                save_with(kept / rid / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            if (base / rid / name).is_file():
+                copy(base / rid / name, kept / rid / name)
     if (root / "suite.json").is_file():
-        save_with(rec / "suite.json", lambda tmp: shutil.copyfile(root / "suite.json", tmp))
+        copy(root / "suite.json", rec / "suite.json")
     return len(ids)
 
 
