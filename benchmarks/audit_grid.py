@@ -1,7 +1,7 @@
 """Every attack of the audit's relearning grid on one run: its curves and CPU seconds, per model, and the
 CPU minutes of each set of attacks (tuning, held out, full) for one audited cell.
 
-    python benchmarks/audit_grid.py --run RUN_DIR [--oracle FILE] [--grid full|held-out|tuning]
+    python benchmarks/audit_grid.py --run RUN_DIR [--oracle FILE] [--grid full|held-out|tuning|text]
                                     [--data-root ../shared/data] [--threads 1] [--json OUT]
 
 The forgotten model's curves are what an audited cell pays each time; the original's and the oracle's
@@ -44,6 +44,7 @@ def main() -> int:
             for k, r in rows.items()}
     test_rows = np.flatnonzero(case.is_target("test"))
     test_px, test_y = _load_pixels(case, "test", test_rows.tolist()), case.labels("test")[test_rows]
+    prompts = [case.template.format(c) for c in case.classnames]  # a text attack's classifier
     out: dict[str, dict[str, dict]] = {}
     print(f"{case.run.method} forgetting {case.target_names()} of {case.run.dataset} on {case.run.model}; "
           f"{args.threads} thread(s); accuracy at steps {[0, *STEPS]}")
@@ -51,7 +52,7 @@ def main() -> int:
         for name, clip in case.models.items():
             t = time.process_time()
             curve = relearn_curve(clip, attack, data[attack.data], test_px, test_y, case.classifier(name), STEPS,
-                                  case.seed)
+                                  case.seed, prompts)
             cpu = time.process_time() - t
             out.setdefault(attack.name, {})[name] = {"curve": curve, "cpu_s": round(cpu, 2)}
             print(f"{attack.name:<34} {name:<9} {' '.join(f'{a:.2f}' for a in curve)}   {cpu:5.1f} s", flush=True)

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from official import (
     sync,
 )
 
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.data import split_names
 from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.evaluation import Evaluator
@@ -286,7 +286,7 @@ def page(data: dict[str, Any]) -> str:
 
 def command() -> str:
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    return env + " ".join(["python benchmarks/end_to_end.py", *(shlex.quote(a) for a in sys.argv[1:])])
+    return env + shown_command(["python", "benchmarks/end_to_end.py", *sys.argv[1:]])
 
 
 def main() -> int:

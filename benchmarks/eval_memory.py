@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clipunlearn.benchmark.report import shown_command
+
 GOAL = 1.10  # peak RSS at the largest size over the smallest, for sizes from FLAT_FROM on
 FLAT_FROM = 10_000
 FIRST, LAST = "n01440764", "n15075141"  # ImageNet's first and last wnid: the 998 between are made up
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": os.environ.get("OMP_NUM_THREADS"),
               "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
               "rows": rows, "flat_from": args.flat_from, "flat_ratio": ratio, "goal": GOAL, "goal_met": None if ratio is None else ratio <= GOAL,
-              "command": _portable("python benchmarks/eval_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]))}
+              "command": shown_command(["python", "benchmarks/eval_memory.py", *(argv if argv is not None else sys.argv[1:])])}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(r: dict) -> str:
     lines = [f"# Evaluation memory as the data grows: {r['model']} on {r['device']}", "",
-             f"Made by `{_portable(r['command'])}`.", "",
+             f"Made by `{r['command']}`.", "",
              f"Each size is `clipunlearn eval --model {r['model']}` with random weights (drawn once, seed 0, and "
              "saved, so that both processes of a size evaluate the same model) over a generated "
              + ("ImageNet-shaped tree (`imagenet/val/<wnid>/`, 1000 classes, 224-px JPEGs)" if r["classes"] == 1000
@@ -211,11 +213,6 @@ def render(r: dict) -> str:
         lines.append(f"Goal (peak RSS within {round((r['goal'] - 1) * 100)} % from {r['flat_from']:,} images on): "
                      f"**{verdict}**, largest over smallest peak = {r['flat_ratio']:.3f}.")
     return "\n".join(lines) + "\n"
-
-
-def _portable(command: str) -> str:
-    """The command with the machine's folders replaced by placeholders."""
-    return re.sub(r"--work \S+", "--work WORK", command)
 
 
 if __name__ == "__main__":

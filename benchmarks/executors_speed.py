@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.benchmark import ExecutorOptions, load_suite, plan, run_suite
 from clipunlearn.data import split_names
 from clipunlearn.io import write_text
@@ -150,7 +150,7 @@ def main() -> int:
         write_text(args.json, json.dumps({"setup": header, "rows": rows, "ratios": ratios, "scaling": scaling,
                                           "bound": bound}, indent=2) + "\n")
     if args.page:
-        command = " ".join(["python benchmarks/executors_speed.py", *(shlex.quote(a) for a in sys.argv[1:])])
+        command = shown_command(["python", "benchmarks/executors_speed.py", *sys.argv[1:]])
         lines = ["# Benchmark executors: cells per second", "", f"Made by `{command}`.",
                  "", f"Setup: {header}. Each executor runs the same suite into a new folder (empty caches); "
                  "*wall s* is `run_suite`'s time, worker and Ray start-up included (ray-running: the ray "

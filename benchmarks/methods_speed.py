@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.data import split_names
 from clipunlearn.errors import TrainingError
 from clipunlearn.io import write_text
@@ -100,7 +100,7 @@ def main() -> int:
         write_text(args.json, json.dumps({"setup": header, "rows": rows, "refused": refused}, indent=2) + "\n")
     if args.page:
         lines = [f"# Seconds per forgotten class, every method beside Lip ({args.model})", "",
-                 "Made by `python benchmarks/methods_speed.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.",
+                 "Made by `" + shown_command(["python", "benchmarks/methods_speed.py", *sys.argv[1:]]) + "`.",
                  "", f"Setup: {header}. One run per method, in one process; *method s* = making data "
                  "(synthetic images) + forgetting (incl. decoding real images), evaluation excluded. "
                  "One class and one seed: the accuracies show that each method ran, not how good it is.", "",

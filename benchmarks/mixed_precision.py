@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.io import write_text
 from clipunlearn.models import eligible_names, load_clip
@@ -193,7 +194,7 @@ def main() -> int:
     ap.add_argument("--page", default=None, help="also write a markdown page of the figures")
     ap.add_argument("--render", default=None, help="write --page from this JSON of an earlier run, measure nothing")
     args = ap.parse_args()
-    command = "python benchmarks/mixed_precision.py " + " ".join(sys.argv[1:])
+    command = shown_command(["python", "benchmarks/mixed_precision.py", *sys.argv[1:]])
     if args.render:
         if not args.page:
             ap.error("--render needs --page FILE")

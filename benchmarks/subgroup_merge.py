@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.data import load_image_set
 from clipunlearn.evaluation import Evaluator
 from clipunlearn.io import write_text
@@ -62,7 +62,7 @@ def main() -> int:
             merge_runs([runs[k] for k in keys], merged, args.how)
         rows[name] = per_class(args.model, str(merged), args.data_root)
     classes = list(rows["Original"])
-    command = "python benchmarks/subgroup_merge.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = shown_command(["python", "benchmarks/subgroup_merge.py", *sys.argv[1:]])
     lines = [f"# Merging single-class forget models (CVPR'25 App. A.2, Table 6) on {args.model}", "",
              f"Made by `{command}`. forget-remind-restore (default preset, seed {args.seed}) forgot ship, airplane "
              f"and cat of CIFAR-10, one model each (settings cross-domain-ship / -airplane / -cat); `clipunlearn "

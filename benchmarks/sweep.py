@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clipunlearn.benchmark.report import shown_command  # noqa: E402
 from clipunlearn.data import split_names  # noqa: E402
 from clipunlearn.io import write_text  # noqa: E402
 from clipunlearn.methods import get_method, parse_option  # noqa: E402
@@ -82,7 +82,7 @@ def main() -> int:
     settings += [dict(parse_option(item) for item in spec.split(";")) for spec in args.setting]
     lines = [f"# Sweep of {args.method} ({args.preset} preset{', ' + args.ablation if args.ablation else ''}) "
              f"on {args.model}", "",
-             "Made by `python benchmarks/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.", "",
+             "Made by `" + shown_command(["python", "benchmarks/sweep.py", *sys.argv[1:]]) + "`.", "",
              f"Classes: {', '.join(f'{d} {c}' for d, c in targets)}; seeds {seeds}. Means over the cells; "
              "ratios are after/before; ✓ = meets the bar (target ≤ 0.20 of before, other classes ≥ 0.90, "
              "worst other dataset ≥ 0.95, Avg. Score ≤ 0.10).", "",

@@ -17,6 +17,7 @@ from clipunlearn.audit.relearning import (
     GRID,
     GRIDS,
     HELD_OUT,
+    TEXT_GRID,
     TUNING,
     Attack,
     draw_rows,
@@ -39,6 +40,10 @@ def test_the_grid_and_its_split():
         assert Attack.parse(a.name) == a
     assert resolve_grid("held-out") == HELD_OUT and resolve_grid([a.name for a in TUNING]) == TUNING
     assert GRIDS["full"] == GRID
+    # the text tower's attacks came after the split: in neither set, nor in the image tower's grid
+    assert len(TEXT_GRID) == 30 and GRIDS["text"] == TEXT_GRID and {a.params for a in TEXT_GRID} == {"text"}
+    assert not set(TEXT_GRID) & (set(GRID) | set(TUNING) | set(HELD_OUT))
+    assert all(Attack.parse(a.name) == a for a in TEXT_GRID)
 
 
 @pytest.mark.parametrize("bad, match", [("nope", "Unknown relearning grid"), (["forget-k5 adam"], "not a relearning"),
@@ -110,6 +115,17 @@ def test_the_cli_takes_a_grid_and_steps(data_slice, lip_run, tmp_path, capsys):
     assert main(["audit", str(out), "--attacks", "relearning", "--relearn-steps", "5,x", "--overwrite",
                  "--data-root", str(data_slice), "--quiet"]) != 0
     assert "--relearn-steps takes whole numbers" in capsys.readouterr().err
+    # a second audit beside the first (--out): a text attack, the run's own audit left as it was
+    first = (out / "audit" / "audit.json").read_bytes()
+    assert main(["audit", str(out), "--attacks", "relearning", "--relearning", "forget-k1 adam text lr=1e-4",
+                 "--relearn-steps", "1", "--out", str(tmp_path / "text"), "--data-root", str(data_slice), "--quiet"]) == 0
+    assert f"audit written to {tmp_path / 'text'}" in capsys.readouterr().out
+    text = json.loads((tmp_path / "text" / "audit.json").read_text())
+    assert text["relearning_grid"] == ["forget-k1 adam text lr=0.0001"] and text["run"]["folder"] == "../run"
+    assert (out / "audit" / "audit.json").read_bytes() == first
+    assert main(["audit", str(out), "--attacks", "relearning", "--out", str(tmp_path / "text"),
+                 "--data-root", str(data_slice), "--quiet"]) != 0  # never overwritten unasked
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def _blind(case, other: int):
@@ -181,3 +197,55 @@ def test_relearning_r_of_the_original_audited_as_forgotten(data_slice, lip_run):
     r = relearning(case)
     assert r["curves"]["forgotten"] == r["curves"]["original"]
     assert r["score"]["R"] == pytest.approx(1.0) and r["score"]["R_floor"] == pytest.approx(1.0)
+
+
+def test_a_text_attack_trains_the_text_tower_as_a_hand_written_loop_does(data_slice, lip_run):
+    """The text attack against an independent reference: plain SGD (momentum 0.9) on a copy's text tower,
+    the image features fixed, the class weights recomputed from the prompts at every step."""
+    import dataclasses
+
+    from clipunlearn.audit.attacks import _load_pixels
+    from clipunlearn.audit.relearning import RelearnData, relearn_curve
+
+    case = load_case(read_run(lip_run), None, str(data_slice), need_train=True)
+    clip = case.models["original"]
+    rows = draw_rows(case)["forget-k5"]  # the class's images, labelled as another class: the curve must fall
+    other = next(c for c in range(len(case.classnames)) if c not in case.targets)
+    data = RelearnData(_load_pixels(case, "train", rows), torch.full((len(rows),), other), rows)
+    test_rows = np.flatnonzero(case.is_target("test"))
+    test_px, test_y = _load_pixels(case, "test", test_rows.tolist()), case.labels("test")[test_rows]
+    prompts = [case.template.format(c) for c in case.classnames]
+    attack = Attack.parse("forget-k5 sgd text lr=0.1")
+    before = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    curve = relearn_curve(clip, attack, data, test_px, test_y, case.classifier("original"), (1, 5), 0, prompts)
+    assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())  # the model is left alone
+
+    ref = dataclasses.replace(clip, model=copy.deepcopy(clip.model))
+    ref.model.eval()
+    text_params = [p for n, p in ref.model.named_parameters() if not n.startswith("visual.")]
+    for n, p in ref.model.named_parameters():
+        p.requires_grad_(not n.startswith("visual."))
+    with torch.no_grad():
+        feats = F.normalize(ref.encode_image(data.pixels).float(), dim=-1)
+        test_feats = F.normalize(ref.encode_image(test_px).float(), dim=-1)
+    opt = torch.optim.SGD(text_params, lr=0.1, momentum=0.9)
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            w = F.normalize(ref.encode_text(prompts).float(), dim=-1)
+        return float(((test_feats @ w.T).argmax(1).numpy() == test_y).mean())
+
+    expected = [accuracy()]
+    for step in range(1, 6):  # five images: one batch, the same every step
+        w = F.normalize(ref.encode_text(prompts).float(), dim=-1)
+        loss = F.cross_entropy(100.0 * feats @ w.T, data.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step in (1, 5):
+            expected.append(accuracy())
+    assert curve == pytest.approx(expected) and expected[-1] != expected[0], expected  # it moved, as the reference did
+    assert expected[0] == pytest.approx(relearn_curve(clip, Attack.parse("forget-k5 sgd tower lr=0.01"), data, test_px,
+                                                       test_y, case.classifier("original"), (1,), 0)[0])
+    with pytest.raises(ClipUnlearnError, match="needs one prompt per class"):
+        relearn_curve(clip, attack, data, test_px, test_y, case.classifier("original"), (1,), 0)

@@ -655,3 +655,13 @@ def test_records_keep_paths_relative_to_the_suite_folder_and_only_names_outside_
     assert portable(tree, root) == {"out": "runs/a", "root": ".", "list": ["audit.toml", "a/b"],
                                     "text": "lr 1e-4 / 2", "n": 3, "none": None, "lines": "/first\n/second"}
     assert portable(str(tmp_path / "suite2" / "f"), root) == "f"  # a sibling whose name starts alike is outside
+
+
+def test_a_command_on_a_page_names_no_folder_of_the_machine(tmp_path):
+    from clipunlearn.benchmark.report import shown_command
+
+    words = ["python", "benchmarks/x.py", "--out", "/elsewhere/bench/m", "--data-root=/data/x", str(tmp_path / "a b.md"),
+             "--page", "docs/p.md", "--cache-dir", str(tmp_path / "c"), "/elsewhere/f", "--n", "3"]
+    assert shown_command(words, tmp_path) == ("python benchmarks/x.py --out OUT --data-root=DATA_ROOT 'a b.md' "
+                                              "--page docs/p.md --cache-dir c PATH --n 3")
+    assert shown_command(["x", "--out", str(tmp_path)], tmp_path) == "x --out ."

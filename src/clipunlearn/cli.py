@@ -447,7 +447,7 @@ def cmd_audit(args) -> int:
     _setup_logging(args.quiet)
     # a grid by name, or attacks ("DATA OPTIMIZER PARAMS lr=LR", separated by ';')
     grid = args.relearning if " " not in args.relearning.strip() else [a for a in args.relearning.split(";") if a.strip()]
-    audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root,
+    audit = audit_run(args.run, oracle=args.oracle, attacks=args.attacks, data_root=args.data_root, out=args.out,
                       overwrite=args.overwrite, seed=args.seed, relearning=grid,
                       relearn_steps=_int_list(args.relearn_steps, "--relearn-steps"), cache_dir=args.cache_dir,
                       dataset_dir=args.dataset_dir, precision=args.precision)
@@ -458,7 +458,7 @@ def cmd_audit(args) -> int:
     task = describe_task(audit)
     if task:
         print(task)
-    print(f"audit written to {Path(args.run) / 'audit'} (audit.md, audit.json, plots)")
+    print(f"audit written to {args.out or Path(args.run) / 'audit'} (audit.md, audit.json, plots)")
     return 0
 
 
@@ -752,8 +752,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                                                    "weights,oracle (default: all; oracle only with --oracle; on a "
                                                    "concept run probe, prototype, relearning and mia are skipped)")
     p.add_argument("--relearning", default="held-out",
-                   help="the relearning attacks: held-out (the verdict's, default), tuning, full (all 60), or "
-                        "attacks separated by ';' ('forget-k5 adam tower lr=1e-05;retain sgd lora lr=0.0001')")
+                   help="the relearning attacks: held-out (the verdict's, default), tuning, full (the image tower's "
+                        "60), text (the text tower's 30), or attacks separated by ';' ('forget-k5 adam tower "
+                        "lr=1e-05;retain sgd lora lr=0.0001')")
     p.add_argument("--relearn-steps", default="5,25,100", help="steps at which each relearning curve is read")
     p.add_argument("--cache-dir", default=None, help="a folder for the original's and the oracle's relearning "
                                                      "curves, shared by audits of the same class")
@@ -761,7 +762,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     _dataset_dir_arg(p, of_run=True)
     p.add_argument("--seed", type=int, default=0)
     _precision_arg(p, what="; the audit computes on the CPU")
-    p.add_argument("--overwrite", action="store_true", help="replace RUN/audit if it exists")
+    p.add_argument("--out", default=None, help="the audit's folder (default RUN/audit): another audit of the same run "
+                                               "beside the first, e.g. --relearning text")
+    p.add_argument("--overwrite", action="store_true", help="replace the audit's folder if it exists")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_audit)
 

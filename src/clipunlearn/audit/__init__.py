@@ -59,7 +59,7 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     the run's task is reported as ``{"skipped": reason}`` with an undefined verdict.
 
     ``relearning``: the relearning grid's attacks, by grid name (``held-out``, the verdict's; ``tuning``;
-    ``full``) or as attacks; ``relearn_steps``: the step counts each curve is read at. ``cache_dir``: a
+    ``full``, the image tower's; ``text``, the text tower's) or as attacks; ``relearn_steps``: the step counts each curve is read at. ``cache_dir``: a
     folder for the original's and the oracle's relearning curves, shared by every audit of their class
     (``relearning/`` inside it); without it they are computed anew each time. ``dataset_dir``: where the
     class-folder tree of a run made with ``--dataset-dir`` is now, when it has moved (default: the

@@ -260,6 +260,7 @@ def relearning(case: AuditCase) -> dict[str, Any]:
     test_px = _load_pixels(case, "test", test_rows.tolist())
     test_y = case.labels("test")[test_rows]
     key_case = case_key(case)
+    prompts = [case.template.format(c) for c in case.classnames]  # what a text attack trains the classifier through
     cached = {name: name != "forgotten" for name in case.models}  # the forgotten model is new each run
     curves: dict[str, dict[str, list[float]]] = {name: {} for name in case.models}
     computed = {name: 0 for name in case.models}
@@ -272,7 +273,7 @@ def relearning(case: AuditCase) -> dict[str, Any]:
             if curve is None:
                 t0 = time.process_time()
                 curve = relearn_curve(clip, attack, data[attack.data], test_px, test_y, case.classifier(name),
-                                      case.relearn_steps, case.seed)
+                                      case.relearn_steps, case.seed, prompts)
                 computed[name] += 1
                 cpu[name] += time.process_time() - t0
                 if cached[name]:

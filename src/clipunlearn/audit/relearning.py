@@ -2,7 +2,9 @@
 
 An attack (:class:`Attack`) fine-tunes a copy of a model's image tower with the zero-shot cross-entropy
 over the dataset's classes (the text tower and so the classifier stay fixed) and reads the forgotten
-class's test accuracy at step 0 and after each of :data:`STEPS`. Its axes (``docs/audit.md``):
+class's test accuracy at step 0 and after each of :data:`STEPS`; a ``text`` attack trains the text
+tower instead (the image features fixed, the classifier recomputed at every step). Its axes
+(``docs/audit.md``):
 
 * data: ``forget-k1`` / ``forget-k5`` / ``forget-k10``: k train images of each forgotten class (the
   same seeded draw for every model); ``retain``: train images of the *other* classes only, never one
@@ -11,10 +13,13 @@ class's test accuracy at step 0 and after each of :data:`STEPS`. Its axes (``doc
   class weights with the run's template: the same classes for every model);
 * optimiser: ``adam`` (torch's defaults) or ``sgd`` (momentum 0.9);
 * what trains: ``tower`` (every tensor of the image tower) or ``lora`` (rank-4 LoRA adapters on every
-  Conv2d / Linear weight of the image tower, through ``training.lora``);
+  Conv2d / Linear weight of the image tower, through ``training.lora``); ``text`` (every tensor of the
+  text tower, the image tower frozen: the side a method that edits the text tower changed);
 * learning rate: 1e-6, 1e-5, 1e-4.
 
-:data:`GRID` is every combination (60 attacks). :data:`TUNING` are the attacks a forgetting method may
+:data:`GRID` is every combination on the image tower (60 attacks); :data:`TEXT_GRID` the 30 on the text
+tower, added after the split below was fixed and in neither of its sets (``--relearning text``, a
+deeper look). :data:`TUNING` are the attacks a forgetting method may
 train against; :data:`HELD_OUT` the ones the verdict and the relearning score R read, never trained
 against; both were fixed before any method was tuned on them (``docs/audit.md``, "The attack grid"),
 and no attack moves between them. The original's and the oracle's curves depend only on those models
@@ -37,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ClipUnlearnError
-from ..evaluation import hash_tensors
+from ..evaluation import LOGIT_SCALE, hash_tensors
 from ..io import write_json
 from ..models import Clip
 from ..precision import cache_tag, forward_pass
@@ -48,7 +53,7 @@ if TYPE_CHECKING:
 
 DATA_KINDS = ("forget-k1", "forget-k5", "forget-k10", "retain", "related")
 OPTIMIZERS = ("adam", "sgd")
-PARAMS = ("tower", "lora")
+PARAMS = ("tower", "lora", "text")
 LRS = (1e-6, 1e-5, 1e-4)
 #: the step counts at which a curve is read (step 0, before any step, is read too)
 STEPS = (5, 25, 100)
@@ -102,8 +107,10 @@ class Attack:
         return int(self.data.removeprefix("forget-k")) if self.data.startswith("forget-k") else None
 
 
-GRID: tuple[Attack, ...] = tuple(Attack(d, o, p, lr) for d in DATA_KINDS for o in OPTIMIZERS for p in PARAMS
+GRID: tuple[Attack, ...] = tuple(Attack(d, o, p, lr) for d in DATA_KINDS for o in OPTIMIZERS for p in ("tower", "lora")
                                  for lr in LRS)
+#: the text tower's attacks: every kind of data, both optimisers, every rate (not in GRID, TUNING or HELD_OUT)
+TEXT_GRID: tuple[Attack, ...] = tuple(Attack(d, o, "text", lr) for d in DATA_KINDS for o in OPTIMIZERS for lr in LRS)
 
 
 #: the attacks a forgetting method may simulate and train against: the classic relearning attack (Adam
@@ -120,7 +127,7 @@ HELD_OUT: tuple[Attack, ...] = tuple(
                                     Attack(d, "adam", "lora", 1e-4), Attack(d, "sgd", "tower", 1e-4))
     if a not in TUNING)
 #: named sets of attacks (``clipunlearn audit --relearning NAME``)
-GRIDS: dict[str, tuple[Attack, ...]] = {"held-out": HELD_OUT, "tuning": TUNING, "full": GRID}
+GRIDS: dict[str, tuple[Attack, ...]] = {"held-out": HELD_OUT, "tuning": TUNING, "full": GRID, "text": TEXT_GRID}
 
 
 def resolve_grid(grid: str | Iterable[str | Attack]) -> tuple[Attack, ...]:
@@ -131,7 +138,7 @@ def resolve_grid(grid: str | Iterable[str | Attack]) -> tuple[Attack, ...]:
         return GRIDS[grid]
     attacks = tuple(a if isinstance(a, Attack) else Attack.parse(a) for a in grid)
     if not attacks:
-        raise ClipUnlearnError("The relearning grid is empty. Name a grid (held-out, tuning, full) or some attacks.")
+        raise ClipUnlearnError("The relearning grid is empty. Name a grid (held-out, tuning, full, text) or some attacks.")
     return tuple(dict.fromkeys(attacks))
 
 
@@ -175,9 +182,11 @@ def related_classes(case: AuditCase) -> list[int]:
 
 
 def relearn_curve(clip: Clip, attack: Attack, data: RelearnData, test_px: torch.Tensor, test_y: np.ndarray,
-                  text: torch.Tensor, steps: Sequence[int] = STEPS, seed: int = 0) -> list[float]:
+                  text: torch.Tensor, steps: Sequence[int] = STEPS, seed: int = 0,
+                  prompts: Sequence[str] = ()) -> list[float]:
     """The forgotten class's test accuracy at step 0 and after each of ``steps`` steps of ``attack`` on a
-    copy of ``clip`` (``clip`` is left as it was); ``text``: the fixed unit-norm class weights (C×D)."""
+    copy of ``clip`` (``clip`` is left as it was); ``text``: the fixed unit-norm class weights (C×D);
+    ``prompts``: one per class (the run's template), the classifier a ``text`` attack trains through."""
     from ..training.finetune import signed_prompt_ce
     from ..training.loop import Loop, OptimConfig, run_loop
     from ..training.lora import LoraSpec, lora_targets
@@ -189,6 +198,8 @@ def relearn_curve(clip: Clip, attack: Attack, data: RelearnData, test_px: torch.
                                "or leave the attack out.")
     model = copy.deepcopy(clip.model)
     tuned = dataclasses.replace(clip, model=model)
+    if attack.params == "text":
+        return _relearn_text(tuned, attack, data, test_px, test_y, steps, seed, prompts)
     names = tower_tensors(model, "all", image=True, text=False)["image"]
     if attack.params == "lora":
         names = lora_targets(model, names)
@@ -219,13 +230,60 @@ def relearn_curve(clip: Clip, attack: Attack, data: RelearnData, test_px: torch.
     return curve
 
 
+def _relearn_text(tuned: Clip, attack: Attack, data: RelearnData, test_px: torch.Tensor, test_y: np.ndarray,
+                  steps: Sequence[int], seed: int, prompts: Sequence[str]) -> list[float]:
+    """:func:`relearn_curve` for a ``text`` attack: the image features of the data and of the test images
+    are computed once (the image tower does not train); each step recomputes the class weights from
+    ``prompts`` through the training text tower, and the zero-shot cross-entropy (100 · cosine) trains it."""
+    from ..training.loop import Loop, OptimConfig, run_loop
+    from ..training.params import tower_tensors
+    from ..training.relabel import ShuffledBatches
+
+    if len(prompts) == 0:
+        raise ClipUnlearnError(f"The text attack {attack.name!r} needs one prompt per class to train the classifier "
+                               "through.")
+    feats = _image_features(tuned, data.pixels)
+    test_feats = _image_features(tuned, test_px)
+    names = tower_tensors(tuned.model, "all", image=False, text=True)["text"]
+    betas = (SGD_MOMENTUM, 0.999) if attack.optimizer == "sgd" else (0.9, 0.999)
+    reads = sorted(set(int(s) for s in steps))
+    batches = ShuffledBatches(len(data.pixels), BATCH, torch.Generator().manual_seed(seed))
+    curve: list[float] = []
+    done = {"steps": 0}
+
+    def measure() -> dict[str, float]:
+        if done["steps"] == 0 or done["steps"] in reads:
+            with torch.no_grad(), forward_pass(tuned.device):
+                weights = F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
+            curve.append(float(((test_feats @ weights.T).argmax(1).cpu().numpy() == test_y).mean()))
+        done["steps"] += 1
+        return {}
+
+    def step(stage, epoch: int, s: int):
+        idx = batches.indices((epoch - 1) % batches.steps)
+        with forward_pass(tuned.device):
+            weights = F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
+        ce = F.cross_entropy(LOGIT_SCALE * feats[idx] @ weights.T, data.labels[idx].to(tuned.device))
+        return ce, {"ce": float(ce)}
+
+    loop = Loop(towers={"text": names}, optim=OptimConfig(attack.optimizer, attack.lr, betas, 1e-8),
+                max_epochs=reads[-1], steps_per_epoch=1)
+    run_loop(tuned, loop, step, measure)
+    return curve
+
+
 @torch.no_grad()
-def _target_accuracy(clip: Clip, pixels: torch.Tensor, labels: np.ndarray, text: torch.Tensor) -> float:
+def _image_features(clip: Clip, pixels: torch.Tensor) -> torch.Tensor:
     clip.model.eval()
     with forward_pass(clip.device):
         feats = torch.cat([clip.encode_image(pixels[i:i + 128].to(clip.device)).float()
                            for i in range(0, len(pixels), 128)])
-    feats = F.normalize(feats, dim=-1)
+    return F.normalize(feats, dim=-1)
+
+
+@torch.no_grad()
+def _target_accuracy(clip: Clip, pixels: torch.Tensor, labels: np.ndarray, text: torch.Tensor) -> float:
+    feats = _image_features(clip, pixels)
     return float(((feats @ text.T.float()).argmax(1).cpu().numpy() == labels).mean())
 
 
@@ -273,6 +331,6 @@ def model_hash(clip: Clip) -> str:
     return hash_tensors(clip.model, lambda name: True)
 
 
-__all__ = ["Attack", "BATCH", "DATA_KINDS", "GRID", "GRIDS", "HELD_OUT", "LRS", "OPTIMIZERS", "PARAMS",
+__all__ = ["Attack", "BATCH", "DATA_KINDS", "GRID", "GRIDS", "TEXT_GRID", "HELD_OUT", "LRS", "OPTIMIZERS", "PARAMS",
            "RELATED_CLASSES", "RETAIN_PER_CLASS", "STEPS", "TUNING", "CurveCache", "RelearnData", "case_key",
            "draw_rows", "model_hash", "related_classes", "relearn_curve", "resolve_grid"]

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -789,6 +791,23 @@ def shown_path(path: str | os.PathLike[str], dest: Path, placeholder: str = "DIR
     if target == page or page in target.parents or target in page.parents:
         return Path(os.path.relpath(target, page)).as_posix()
     return placeholder
+
+
+def shown_command(words: list[str], here: Path | None = None) -> str:
+    """A command line as a page prints it: each absolute path relative to ``here`` (default: the
+    working folder) when it lies there, else the option's name in capitals (``--out /x/y`` -> ``--out
+    OUT``; ``PATH`` for a bare one), so that a page names no folder of the machine that made it."""
+    base, shown = (here or Path.cwd()).resolve(), []
+    for i, word in enumerate(words):
+        option, sep, value = word.partition("=") if word.startswith("--") and "=" in word else ("", "", word)
+        if value.startswith("/"):
+            path = Path(value).resolve()
+            before = words[i - 1] if i else ""
+            name = (option or (before if before.startswith("--") and "=" not in before else "")).lstrip("-")
+            value = (os.path.relpath(path, base) if path == base or base in path.parents
+                     else re.sub(r"[^A-Z0-9]+", "_", name.upper()) or "PATH")
+        shown.append(shlex.quote(option + sep + value))
+    return " ".join(shown)
 
 
 def _intro(layout: dict[str, Any] | None, root: Path, dest: Path, n_runs: int, stale: dict[str, str],

@@ -173,7 +173,7 @@ class Suite:
     classes: ClassRule = field(default_factory=ClassRule)
     audit_attacks: tuple[str, ...] | None = None  # None: every attack (oracle where the cell has one)
     audit_seed: int = 0
-    audit_relearning: str = "held-out"  # the relearning grid of the audits (held-out, tuning, full)
+    audit_relearning: str = "held-out"  # the relearning grid of the audits (held-out, tuning, full, text)
     oracles: tuple[OracleSpec, ...] = ()
     precision: str = "auto"  # every cell's (and its audit's); part of a cell's run id when not auto
 
