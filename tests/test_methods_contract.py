@@ -59,11 +59,15 @@ def _state(clip):
     return {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
 
 
+#: the knobs that make a method cheap enough for a unit test, set where a method's config has them
+SMALL = (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("align_steps", 2), ("remind_steps", 2),
+         ("fisher_images", 4), ("noise_per_class", 8), ("retain_noise_per_class", 2))
+
+
 def _small(cls, preset="paper", family="resnet"):
     """The preset made cheap enough for a unit test, through the same option mechanism users have."""
     cfg = cls.build_config(preset, family)
-    for field, value in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("batch_size", 8),
-                         ("align_steps", 2), ("remind_steps", 2), ("fisher_images", 4)):
+    for field, value in (*SMALL, ("batch_size", 8)):
         if hasattr(cfg, field):
             setattr(cfg, field, value)
     return cfg
@@ -117,8 +121,7 @@ def test_context_refuses_undeclared_data(mini_rn_random):
 @pytest.mark.parametrize("model", ["mini-rn", "mini-vit"])
 def test_pipeline_on_the_mini_zoo_writes_the_one_schema(name, model, data_slice, tmp_path):
     cls = get_method(name)
-    options = {k: v for k, v in (("n_draws", 2), ("retain_steps", 2), ("noise_steps", 2), ("align_steps", 2),
-                                 ("remind_steps", 2), ("fisher_images", 4)) if hasattr(cls.config_cls(), k)}
+    options = {k: v for k, v in SMALL if hasattr(cls.config_cls(), k)}
     out = tmp_path / name
     if {"mini-rn": "resnet", "mini-vit": "vit"}[model] not in cls.families:
         with pytest.raises(ClipUnlearnError):
