@@ -166,6 +166,29 @@ def test_rank_layers_is_deterministic_and_inputs_are_checked():
 
 # --- the signed zero-shot CE and the Lipschitz terms ------------------------------------------------
 
+def test_relative_fisher_masks_keep_the_share_of_highest_ratio_by_hand():
+    from clipunlearn.training.fisher import relative_fisher_mask
+
+    forget = {"a": torch.tensor([[4.0, 0.0], [1.0, 1.0]]), "b": torch.tensor([[2.0, 2.0]]), "c": torch.tensor([3.0])}
+    retain = {"a": torch.tensor([[1.0, 1.0], [1.0, 1.0]]), "b": torch.tensor([[4.0, 4.0]]), "c": torch.tensor([1.0])}
+    # channels: forget rows (4, 2), (4), c's one element (3); retain rows (2, 2), (8), (1); mean retain 13/4
+    floor = 1e-3 * 13 / 4
+    ratios = {"a0": 4 / (2 + floor), "a1": 2 / (2 + floor), "b0": 4 / (8 + floor), "c": 3 / (1 + floor)}
+    assert sorted(ratios, key=ratios.get, reverse=True)[:2] == ["c", "a0"]
+    m = relative_fisher_mask(forget, retain, share=0.5, unit="channel")
+    assert m["a"].tolist() == [[1.0, 1.0], [0.0, 0.0]] and m["b"].tolist() == [[0.0, 0.0]] and m["c"].tolist() == [1.0]
+    # elements: ratios about 4, 0, 1, 1 | 0.5, 0.5 | 3 (floor 1e-3 · 13/7): the top 2 of 7 are a[0, 0] and c
+    m = relative_fisher_mask(forget, retain, share=2 / 7, unit="element")
+    assert m["a"].tolist() == [[1.0, 0.0], [0.0, 0.0]] and not m["b"].any() and m["c"].tolist() == [1.0]
+    assert all(m[k].shape == forget[k].shape and m[k].dtype == forget[k].dtype for k in forget)
+    for bad, match in ((dict(share=0.0), "must lie in"), (dict(share=1.5), "must lie in"),
+                       (dict(share=0.5, unit="layer"), "Unknown Fisher unit"), (dict(share=0.5, eps=0.0), "eps")):
+        with pytest.raises(TrainingError, match=match):
+            relative_fisher_mask(forget, retain, **bad)
+    with pytest.raises(TrainingError, match="different tensors"):
+        relative_fisher_mask(forget, {"a": retain["a"]}, 0.5)
+
+
 def test_signed_prompt_ce_against_class_prompt_ce(mini_rn_random):
     clip = mini_rn_random
     pixels = torch.rand(3, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(1))

@@ -63,3 +63,46 @@ def test_a_vit_needs_the_documented_alternative(make_context):
         _run(copy.deepcopy(vit), make_context)
     _, trace = _run(copy.deepcopy(vit), make_context, remind_alignment=False, forget_lr=1e-2)
     assert "bn_loss_before" not in trace.info and "remind: 2 steps" in trace.stopped_because
+
+
+@pytest.mark.parametrize("unit", ["channel", "element"])
+def test_finer_fisher_units_change_only_the_masked_weights(mini_rn_random, make_context, unit, monkeypatch):
+    """fisher_unit channel / element: forgetting, reminding and the soup move only the masked share of
+    the candidate weights, every other element stays the original's."""
+    from clipunlearn.training.fisher import relative_fisher_mask
+
+    clip = copy.deepcopy(mini_rn_random)
+    before = _state(clip)
+    masks = {}
+    real = relative_fisher_mask
+
+    def spy(*args, **kwargs):
+        masks.update(real(*args, **kwargs))
+        return masks
+
+    monkeypatch.setattr("clipunlearn.methods.forget_remind_restore.relative_fisher_mask", spy)
+    _, trace = _run(clip, make_context, fisher_unit=unit, fisher_share=0.02, forget_lr=1e-2, soup_alphas=[0.0, 0.5])
+    after = _state(clip)
+    assert trace.info["fisher_unit"] == unit and trace.info["masked_layers"]
+    share = sum(float(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    assert share == pytest.approx(0.02, abs=0.01 if unit == "channel" else 1e-4)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= set(masks)
+    moved = 0.0
+    for name in changed:  # outside the mask, every element is the original's (to the EMA's and soup's rounding)
+        outside, inside = masks[name] == 0, masks[name] == 1
+        assert torch.allclose(after[name][outside], before[name][outside], atol=1e-6), name
+        if inside.any():
+            moved = max(moved, float((after[name][inside] - before[name][inside]).abs().max()))
+    assert moved > 1e-4  # while the masked ones moved
+    if unit == "channel":
+        for name, m in masks.items():  # whole rows
+            rows = m.reshape(m.shape[0], -1)
+            assert bool(((rows == 0).all(1) | (rows == 1).all(1)).all()), name
+
+
+def test_fisher_settings_are_refused_before_the_model_loads():
+    for options, match in (({"fisher_unit": "row"}, "Unknown fisher_unit 'row'"),
+                           ({"fisher_unit": "channel", "fisher_share": 0.0}, "fisher_share.*must lie in")):
+        with pytest.raises(ClipUnlearnError, match=match):
+            FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])

@@ -28,13 +28,18 @@ label). Only the image tower changes (the classifier's prompts are the coarse la
    original model never got right is left out, as in the Score); ties go to the smaller α, which
    keeps more forgetting. ``soup_alpha`` fixes α instead (Table 5).
 
+Beyond the paper, ``fisher_unit`` = ``channel`` or ``element`` ranks output channels or single weights
+instead of layers by the same ratio: the ``fisher_share`` of them with the highest ratio, over every
+candidate weight together, are the only ones forgetting and reminding change (a gradient mask, no
+LoRA), so that a layer both sets use can still give up what only the forget set needs.
+
 Settings where the paper is silent (LoRA rank, learning rates, steps, α grid) are ours: see
 docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,11 +62,13 @@ from ..training import (
 from ..training.bn_stats import align_to_bn_statistics, batch_norm_layers
 from ..training.finetune import class_features
 from ..training.fisher import (
+    UNITS,
     diagonal_fisher,
     layer_fisher,
     layer_of,
     rank_layers,
     relative_fisher,
+    relative_fisher_mask,
 )
 from ..training.lora import LoraSpec, lora_targets
 from ..training.merge import EMA, choose_soup
@@ -77,6 +84,10 @@ class ForgetRemindRestoreConfig:
     relative_fisher: bool = True  # False: plain Fisher of the forget images ranks the layers (ablation)
     fisher_eps: float = 1e-3  # added to the retain Fisher, as a share of its mean over layers
     top_layers: int = 3
+    # "layer": LoRA on the top_layers (the paper); "channel" / "element": the fisher_share of output
+    # channels / elements of highest relative Fisher among the candidates train directly, gradient-masked
+    fisher_unit: str = "layer"
+    fisher_share: float = 0.01
     skip_first: float = 0.0  # share of the tower's layers (in forward order) never chosen: 0.5 = later half only
     lora: bool = True  # False: fine-tune the chosen layers' weights themselves (ablation)
     lora_rank: int = 4
@@ -119,8 +130,13 @@ class ForgetRemindRestore(Method):
         "no-restore": {"restore": False},
     }
 
+    def check_classes(self, classnames: Sequence[str]) -> None:
+        """A bad setting is refused before the model loads (the forget pipeline and suites call this first)."""
+        _check(self.config)
+
     def run(self, ctx: ForgetContext) -> Trace:
         cfg, clip = self.config, ctx.clip
+        _check(cfg)
         if cfg.remind_steps > 0 and cfg.remind_alignment:
             try:
                 batch_norm_layers(clip)
@@ -139,15 +155,24 @@ class ForgetRemindRestore(Method):
         trace = Trace(info={"forget_images": len(forget), "retain_images": len(retain)})
         run = _Run(ctx, cfg, forget, retain, text, trace)
 
-        chosen, forgot_because = _forget(run)
+        chosen, mask, forgot_because = _forget(run)
         n_cal, calibration, reminded = _hold_out(run)
-        remind_because = _remind(run, chosen, reminded)
+        remind_because = _remind(run, chosen, mask, reminded)
         restore_because = _restore(run, original, calibration, n_cal)
 
         trace.changed_tensors = [n for n in original if not torch.equal(original[n], clip.model.state_dict()[n])]
         trace.kept_any_step = bool(trace.changed_tensors)
         trace.stopped_because = f"forget: {forgot_because}; remind: {remind_because}; restore: {restore_because}"
         return trace
+
+
+def _check(cfg: ForgetRemindRestoreConfig) -> None:
+    """One-line errors for settings the method cannot run with, each naming the knob and the fix."""
+    if cfg.fisher_unit not in ("layer", *UNITS):
+        raise TrainingError(f"Unknown fisher_unit {cfg.fisher_unit!r}; use one of layer, {', '.join(UNITS)}.")
+    if cfg.fisher_unit != "layer" and not 0.0 < cfg.fisher_share <= 1.0:
+        raise TrainingError(f"forget-remind-restore's fisher_share is the share of {cfg.fisher_unit}s that may change: "
+                            f"it must lie in (0, 1], got {cfg.fisher_share}.")
 
 
 @dataclass
@@ -177,8 +202,10 @@ class _Run:
 
 
 # --- 1. forgetting: relative Fisher ranks the layers, LoRA on the top ones --------------------------------
-def _choose_layers(run: _Run) -> list[str]:
-    """The weights of the ``top_layers`` image-tower layers of highest relative Fisher information (Eq. 2)."""
+def _choose(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None]:
+    """The weights forgetting and reminding change, and their 0/1 mask: the ``top_layers`` image-tower
+    layers of highest relative Fisher information (Eq. 2) and no mask; with ``fisher_unit`` channel or
+    element, every candidate weight and the mask of its ``fisher_share`` of channels or elements."""
     cfg, clip, forget, retain, text = run.cfg, run.clip, run.forget, run.retain, run.text
     t0 = time.time()
     candidates = lora_targets(clip.model, tower_tensors(clip.model, "all", image=True, text=False)["image"])
@@ -190,11 +217,19 @@ def _choose_layers(run: _Run) -> list[str]:
         return (feats * text[labels.to(text.device)]).sum(-1).mean()
 
     n = cfg.fisher_images
-    fisher_f = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, forget.images[:n], forget.labels[:n]))
+    element_f = diagonal_fisher(clip.model, candidates, similarity, forget.images[:n], forget.labels[:n])
+    element_r = {k: torch.zeros_like(v) for k, v in element_f.items()}  # no relative Fisher: the forget's alone
     if cfg.relative_fisher:
         pick = torch.randperm(len(retain), generator=run.ctx.generator(21))[:n]
-        fisher_r = layer_fisher(diagonal_fisher(clip.model, candidates, similarity, retain.images[pick],
-                                                retain.labels[pick]))
+        element_r = diagonal_fisher(clip.model, candidates, similarity, retain.images[pick], retain.labels[pick])
+    if cfg.fisher_unit != "layer":
+        mask = relative_fisher_mask(element_f, element_r, cfg.fisher_share, cfg.fisher_unit, cfg.fisher_eps)
+        run.trace.info.update({"fisher_unit": cfg.fisher_unit, "fisher_seconds": round(time.time() - t0, 2),
+                               "masked_layers": sorted({layer_of(k) for k, m in mask.items() if bool(m.any())})})
+        return candidates, mask
+    fisher_f = layer_fisher(element_f)
+    if cfg.relative_fisher:
+        fisher_r = layer_fisher(element_r)
         eps = cfg.fisher_eps * (sum(fisher_r.values()) / max(1, len(fisher_r))) + 1e-30
         scores = relative_fisher(fisher_f, fisher_r, eps)
     else:
@@ -202,14 +237,15 @@ def _choose_layers(run: _Run) -> list[str]:
     layers = rank_layers(scores, cfg.top_layers)
     run.trace.info.update({"layers": layers, "layer_scores": {k: scores[k] for k in layers},
                            "fisher_seconds": round(time.time() - t0, 2)})
-    return [n for n in candidates if layer_of(n) in set(layers)]
+    return [n for n in candidates if layer_of(n) in set(layers)], None
 
 
-def _forget(run: _Run) -> tuple[list[str], str]:
-    """Fine-tune the chosen layers (LoRA) away from each forget image's coarse-label prompt (Eq. 3),
-    until the forget images are no longer called by it; the chosen weights, and why it stopped."""
+def _forget(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None, str]:
+    """Fine-tune the chosen layers (LoRA) or masked weights away from each forget image's coarse-label
+    prompt (Eq. 3), until the forget images are no longer called by it; the chosen weights, their mask,
+    and why it stopped."""
     cfg, clip, ctx = run.cfg, run.clip, run.ctx
-    chosen = _choose_layers(run)
+    chosen, mask = _choose(run)
     f_imgs, f_labels = run.forget.images, run.forget.labels
     coarse_text = run.text[f_labels.to(run.text.device)]  # each forget image's coarse-label prompt
     batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
@@ -220,13 +256,13 @@ def _forget(run: _Run) -> tuple[list[str], str]:
         sim = (feats * coarse_text[idx]).sum(-1).mean()
         return sim, {"similarity": float(sim.detach())}
 
-    lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora else None
+    lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora and mask is None else None
     loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
-                max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps, selection="all",
-                keep=KeepRule(), stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora,
-                batch_size=cfg.batch_size)
+                max_epochs=ctx.epochs(cfg.forget_epochs), steps_per_epoch=batches.steps,
+                selection="all" if mask is None else "mask", mask=mask, keep=KeepRule(),
+                stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora, batch_size=cfg.batch_size)
     run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
-    return chosen, run.trace.stopped_because
+    return chosen, mask, run.trace.stopped_because
 
 
 # --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------------------
@@ -242,9 +278,10 @@ def _hold_out(run: _Run) -> tuple[int, torch.Tensor, torch.Tensor]:
     return n_cal, order[:n_cal], order[n_cal:]
 
 
-def _remind(run: _Run, chosen: list[str], reminded: torch.Tensor) -> str:
-    """Fine-tune the ``chosen`` weights on the ``reminded`` retain images (aligned to the batch-norm
-    statistics, Eq. 4) for ``remind_steps`` steps, keeping an EMA of the weights (Eq. 5); what was done."""
+def _remind(run: _Run, chosen: list[str], mask: dict[str, torch.Tensor] | None, reminded: torch.Tensor) -> str:
+    """Fine-tune the ``chosen`` weights (where ``mask`` allows) on the ``reminded`` retain images (aligned
+    to the batch-norm statistics, Eq. 4) for ``remind_steps`` steps, keeping an EMA of the weights (Eq. 5);
+    what was done."""
     cfg, clip, ctx, retain, text, trace = run.cfg, run.clip, run.ctx, run.retain, run.text, run.trace
     if cfg.remind_steps <= 0:
         return "skipped (remind_steps 0)"
@@ -262,8 +299,8 @@ def _remind(run: _Run, chosen: list[str], reminded: torch.Tensor) -> str:
         return loss, {"ce": float(loss.detach())}
 
     loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
-                max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all", keep=KeepRule(),
-                stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model),
+                max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all" if mask is None else "mask",
+                mask=mask, keep=KeepRule(), stop=StopRule(), phase="remind", after_step=lambda: ema.update(clip.model),
                 batch_size=cfg.batch_size)
     run_loop(clip, loop, remind_step, None, ctx.knobs.progress, trace)
     ema.copy_to(clip.model)

@@ -76,6 +76,7 @@ from .fisher import (  # noqa: E402
     layer_of,
     rank_layers,
     relative_fisher,
+    relative_fisher_mask,
 )
 from .lipschitz import encode_perturbed, image_lipschitz_loss, similarity_terms  # noqa: E402
 
@@ -92,6 +93,7 @@ __all__ += [
     "layer_of",
     "rank_layers",
     "relative_fisher",
+    "relative_fisher_mask",
     "signed_prompt_ce",
     "similarity_terms",
 ]

@@ -6,6 +6,10 @@ Fisher information of CVPR'25 §4.1 (Eq. 1-2) that ranks the layers worth changi
     F(layer)      = mean of F(θ) over every element of the layer's tensors
     F_rel(layer)  = F_forget(layer) / (F_retain(layer) + eps)              (Eq. 2)
 
+Finer than layers (:func:`relative_fisher_mask`, beyond the paper): the same ratio per output channel
+(the Fisher summed over the rest of a weight's dimensions) or per element, and a 0/1 mask of the given
+share of channels or elements with the highest ratio over every tensor together.
+
 A layer is the module a tensor belongs to (:func:`layer_of`): ``visual.layer1.0.conv1`` for
 ``visual.layer1.0.conv1.weight``. Layers that the forget images' loss depends on and the retain
 images' does not score high; the forgetting stage changes those (CVPR'25: "Layers with higher relative
@@ -108,3 +112,45 @@ def rank_layers(scores: Mapping[str, float], top: int) -> list[str]:
     names = list(scores)
     order = sorted(range(len(names)), key=lambda i: -scores[names[i]])
     return [names[i] for i in order[:top]]
+
+
+UNITS = ("channel", "element")
+
+
+def relative_fisher_mask(forget: Mapping[str, torch.Tensor], retain: Mapping[str, torch.Tensor], share: float,
+                         unit: str = "channel", eps: float = 1e-3) -> dict[str, torch.Tensor]:
+    """0/1 masks (the shapes of the tensors) of the ``share`` of output channels (``unit="channel"``:
+    whole rows of dimension 0) or of elements with the highest relative Fisher ``F_forget / (F_retain +
+    eps · mean F_retain)``, ranked over every tensor together; ties broken by position (as
+    :func:`~clipunlearn.training.saliency.saliency_mask`). ``forget`` and ``retain``: element-wise Fisher
+    of the same tensors (:func:`diagonal_fisher`)."""
+    from .saliency import saliency_mask
+
+    if unit not in UNITS:
+        raise TrainingError(f"Unknown Fisher unit {unit!r}; use one of {UNITS}.")
+    if not 0.0 < share <= 1.0:
+        raise TrainingError(f"The share of {unit}s that may change must lie in (0, 1], got {share}.")
+    if eps <= 0:
+        raise TrainingError(f"eps must be positive (it keeps the ratio finite where the retain Fisher is 0), "
+                            f"got {eps}.")
+    if set(forget) != set(retain) or any(forget[n].shape != retain[n].shape for n in forget):
+        raise TrainingError("The forget and retain Fisher informations cover different tensors; compute both over "
+                            "the same tensors.")
+
+    def per_unit(f: torch.Tensor) -> torch.Tensor:
+        f = f.double()
+        return f.reshape(f.shape[0], -1).sum(1) if unit == "channel" and f.dim() > 1 else f
+
+    f_units = {n: per_unit(forget[n]) for n in forget}
+    r_units = {n: per_unit(retain[n]) for n in retain}
+    mean_r = float(torch.cat([r.flatten() for r in r_units.values()]).mean())
+    floor = eps * mean_r + 1e-30
+    ratios = {n: f_units[n] / (r_units[n] + floor) for n in forget}
+    picked = saliency_mask(ratios, sparsity=1.0 - share)
+    masks = {}
+    for name, m in picked.items():
+        shape = forget[name].shape
+        if unit == "channel" and len(shape) > 1:
+            m = m.reshape(-1, *([1] * (len(shape) - 1))).expand(shape)
+        masks[name] = m.to(forget[name].dtype).contiguous()
+    return masks
