@@ -264,7 +264,7 @@ def _relearn_text(tuned: Clip, attack: Attack, data: RelearnData, test_px: torch
         with forward_pass(tuned.device):
             weights = F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
         ce = F.cross_entropy(LOGIT_SCALE * feats[idx] @ weights.T, data.labels[idx].to(tuned.device))
-        return ce, {"ce": float(ce)}
+        return ce, {"ce": float(ce.detach())}
 
     loop = Loop(towers={"text": names}, optim=OptimConfig(attack.optimizer, attack.lr, betas, 1e-8),
                 max_epochs=reads[-1], steps_per_epoch=1)
