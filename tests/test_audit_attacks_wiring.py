@@ -495,8 +495,9 @@ def _relearning_case(monkeypatch, grid, curves, stored=None) -> tuple[Case, list
 
     computed: list[tuple[Any, ...]] = []
 
-    def relearn_curve(clip, attack, data, test_px, test_y, text, steps, seed):
+    def relearn_curve(clip, attack, data, test_px, test_y, text, steps, seed, prompts):
         assert data.labels.dtype == torch.long  # from int32 labels
+        assert prompts == ["a photo of a a.", "a photo of a b.", "a photo of a c.", "a photo of a d."]  # text attacks'
         computed.append((clip.name, attack.name, data.rows, data.labels.tolist(), data.pixels.tolist(),
                          test_px.tolist(), test_y.tolist(), text, steps, seed))
         return list(curves[clip.name][GRID.index(attack)])

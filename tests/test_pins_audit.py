@@ -116,7 +116,7 @@ def test_relearning_puts_each_models_curves_in_its_place_in_r(data_slice, lip_ru
     name_of = {id(m): name for name, m in case.models.items()}
     seen = []
 
-    def known_curve(clip, attack, data, test_px, test_y, text, steps, seed):
+    def known_curve(clip, attack, data, test_px, test_y, text, steps, seed, prompts):
         name = name_of[id(clip)]
         seen.append((name, attack.name, tuple(steps)))
         return list(CURVES[name][SMALL_GRID.index(attack)])

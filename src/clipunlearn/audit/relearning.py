@@ -32,7 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,7 @@ from ..precision import cache_tag, forward_pass
 from ..version import __version__
 
 if TYPE_CHECKING:
+    from ..training.lora import LoraSpec
     from .case import AuditCase
 
 DATA_KINDS = ("forget-k1", "forget-k5", "forget-k10", "retain", "related")
@@ -186,88 +187,78 @@ def relearn_curve(clip: Clip, attack: Attack, data: RelearnData, test_px: torch.
                   prompts: Sequence[str] = ()) -> list[float]:
     """The forgotten class's test accuracy at step 0 and after each of ``steps`` steps of ``attack`` on a
     copy of ``clip`` (``clip`` is left as it was); ``text``: the fixed unit-norm class weights (C×D);
-    ``prompts``: one per class (the run's template), the classifier a ``text`` attack trains through."""
+    ``prompts``: one per class (the run's template), the classifier a ``text`` attack trains through.
+
+    An image-tower attack trains the tower (or LoRA adapters on it) against the fixed ``text``; a
+    ``text`` attack computes the image features once (the image tower does not train) and recomputes
+    the class weights from ``prompts`` through the training text tower at every step. Either way the
+    loss is the zero-shot cross-entropy (100 · cosine) of the data's labels."""
     from ..training.finetune import signed_prompt_ce
-    from ..training.loop import Loop, OptimConfig, run_loop
     from ..training.lora import LoraSpec, lora_targets
     from ..training.params import tower_tensors
-    from ..training.relabel import ShuffledBatches
 
     if len(data.pixels) == 0:
         raise ClipUnlearnError(f"The relearning data {attack.data!r} holds no image. Use a dataset with more classes "
                                "or leave the attack out.")
-    model = copy.deepcopy(clip.model)
-    tuned = dataclasses.replace(clip, model=model)
-    if attack.params == "text":
-        return _relearn_text(tuned, attack, data, test_px, test_y, steps, seed, prompts)
-    names = tower_tensors(model, "all", image=True, text=False)["image"]
-    if attack.params == "lora":
-        names = lora_targets(model, names)
-    betas = (SGD_MOMENTUM, 0.999) if attack.optimizer == "sgd" else (0.9, 0.999)
-    reads = sorted(set(int(s) for s in steps))
-    gen = torch.Generator().manual_seed(seed)
-    batches = ShuffledBatches(len(data.pixels), BATCH, gen)
-    text = text.to(clip.device)
-    curve: list[float] = []
-    done = {"steps": 0}
-
-    def measure() -> dict[str, float]:
-        if done["steps"] == 0 or done["steps"] in reads:
-            curve.append(_target_accuracy(tuned, test_px, test_y, text))
-        done["steps"] += 1
-        return {}
-
-    def step(stage, epoch: int, s: int):
-        idx = batches.indices((epoch - 1) % batches.steps)
-        loss, ce = signed_prompt_ce(tuned, data.pixels[idx].to(clip.device), data.labels[idx],
-                                    torch.ones(len(idx)), text)
-        return loss, {"ce": float(ce.mean())}
-
-    loop = Loop(towers={"image": names}, optim=OptimConfig(attack.optimizer, attack.lr, betas, 1e-8),
-                max_epochs=reads[-1], steps_per_epoch=1,
-                lora=LoraSpec(seed=seed) if attack.params == "lora" else None)
-    run_loop(tuned, loop, step, measure)
-    return curve
-
-
-def _relearn_text(tuned: Clip, attack: Attack, data: RelearnData, test_px: torch.Tensor, test_y: np.ndarray,
-                  steps: Sequence[int], seed: int, prompts: Sequence[str]) -> list[float]:
-    """:func:`relearn_curve` for a ``text`` attack: the image features of the data and of the test images
-    are computed once (the image tower does not train); each step recomputes the class weights from
-    ``prompts`` through the training text tower, and the zero-shot cross-entropy (100 · cosine) trains it."""
-    from ..training.loop import Loop, OptimConfig, run_loop
-    from ..training.params import tower_tensors
-    from ..training.relabel import ShuffledBatches
-
-    if len(prompts) == 0:
+    if attack.params == "text" and len(prompts) == 0:
         raise ClipUnlearnError(f"The text attack {attack.name!r} needs one prompt per class to train the classifier "
                                "through.")
-    feats = _image_features(tuned, data.pixels)
-    test_feats = _image_features(tuned, test_px)
-    names = tower_tensors(tuned.model, "all", image=False, text=True)["text"]
+    tuned = dataclasses.replace(clip, model=copy.deepcopy(clip.model))
+    if attack.params == "text":
+        feats, test_feats = _image_features(tuned, data.pixels), _image_features(tuned, test_px)
+
+        def weights() -> torch.Tensor:
+            with forward_pass(tuned.device):
+                return F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
+
+        def loss(idx: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(LOGIT_SCALE * feats[idx] @ weights().T, data.labels[idx].to(tuned.device))
+
+        def accuracy() -> float:
+            with torch.no_grad():
+                return float(((test_feats @ weights().T).argmax(1).cpu().numpy() == test_y).mean())
+
+        towers = {"text": tower_tensors(tuned.model, "all", image=False, text=True)["text"]}
+        return _curve(tuned, attack, towers, len(data.pixels), steps, seed, loss, accuracy)
+    text = text.to(clip.device)
+    names = tower_tensors(tuned.model, "all", image=True, text=False)["image"]
+
+    def image_loss(idx: torch.Tensor) -> torch.Tensor:
+        return signed_prompt_ce(tuned, data.pixels[idx].to(clip.device), data.labels[idx], torch.ones(len(idx)),
+                                text)[0]
+
+    return _curve(tuned, attack, {"image": lora_targets(tuned.model, names) if attack.params == "lora" else names},
+                  len(data.pixels), steps, seed, image_loss, lambda: _target_accuracy(tuned, test_px, test_y, text),
+                  LoraSpec(seed=seed) if attack.params == "lora" else None)
+
+
+def _curve(tuned: Clip, attack: Attack, towers: dict[str, list[str]], n_images: int, steps: Sequence[int], seed: int,
+           loss: Callable[[torch.Tensor], torch.Tensor], accuracy: Callable[[], float],
+           lora: LoraSpec | None = None) -> list[float]:
+    """Train ``towers`` of ``tuned`` with ``attack``'s optimiser on ``loss`` of seeded shuffled batches of
+    the ``n_images`` images (one step an epoch), reading ``accuracy`` before the first step and after
+    each of ``steps``."""
+    from ..training.loop import Loop, OptimConfig, run_loop
+    from ..training.relabel import ShuffledBatches
+
     betas = (SGD_MOMENTUM, 0.999) if attack.optimizer == "sgd" else (0.9, 0.999)
     reads = sorted(set(int(s) for s in steps))
-    batches = ShuffledBatches(len(data.pixels), BATCH, torch.Generator().manual_seed(seed))
+    batches = ShuffledBatches(n_images, BATCH, torch.Generator().manual_seed(seed))
     curve: list[float] = []
     done = {"steps": 0}
 
     def measure() -> dict[str, float]:
         if done["steps"] == 0 or done["steps"] in reads:
-            with torch.no_grad(), forward_pass(tuned.device):
-                weights = F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
-            curve.append(float(((test_feats @ weights.T).argmax(1).cpu().numpy() == test_y).mean()))
+            curve.append(accuracy())
         done["steps"] += 1
         return {}
 
     def step(stage, epoch: int, s: int):
-        idx = batches.indices((epoch - 1) % batches.steps)
-        with forward_pass(tuned.device):
-            weights = F.normalize(tuned.encode_text(list(prompts)).float(), dim=-1)
-        ce = F.cross_entropy(LOGIT_SCALE * feats[idx] @ weights.T, data.labels[idx].to(tuned.device))
-        return ce, {"ce": float(ce.detach())}
+        value = loss(batches.indices((epoch - 1) % batches.steps))
+        return value, {"ce": float(value.detach())}
 
-    loop = Loop(towers={"text": names}, optim=OptimConfig(attack.optimizer, attack.lr, betas, 1e-8),
-                max_epochs=reads[-1], steps_per_epoch=1)
+    loop = Loop(towers=towers, optim=OptimConfig(attack.optimizer, attack.lr, betas, 1e-8), max_epochs=reads[-1],
+                steps_per_epoch=1, lora=lora)
     run_loop(tuned, loop, step, measure)
     return curve
 
