@@ -17,8 +17,6 @@ NOT_YET_REMADE = {
     "docs/results/cvpr-mini-rn/report.md",
     "docs/results/wacv-mini-rn/report.md",
     "docs/results/sweeps/forget-remind-restore-mini-rn/report.md",
-    "docs/results/subgroup-merge-mini-rn.md",
-    "docs/results/subgroup-merge-sum-mini-rn.md",
 }
 
 
