@@ -151,6 +151,14 @@ def cmd_eval(args) -> int:
     precision = parse_precision(args.precision)
     for n in names:  # fail on a bad name or folder before loading the model
         load_image_set(n, args.data_root, args.split, download=args.download)
+    coarse_labels = None
+    if args.coarse is not None:
+        from .evaluation.coarse import coarse_request
+
+        if "coarse" in names:
+            raise ClipUnlearnError("A dataset named 'coarse' would share its key in --json with the coarse labels' "
+                                   "results; rename its folder, or leave --coarse out.")
+        coarse_labels = coarse_request(names, args.data_root, args.split, split_names(args.coarse) or None)
     clip = _load(args)
     templates = _templates(args)
     evaluator = Evaluator(clip, FeatureCache(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
@@ -162,6 +170,20 @@ def cmd_eval(args) -> int:
     print(f"{'dataset':<{width}}  {'top1':>6}  {'n':>6}")
     for name, r in out.items():
         print(f"{name:<{width}}  {r['top1']:6.3f}  {r['n']:6d}")
+    if coarse_labels is not None:
+        from .evaluation.coarse import coarse_accuracy
+
+        coarse = coarse_accuracy(evaluator, coarse_labels)
+        width = max(len(x.label) for x in coarse.labels)
+        print(f"\ncoarse labels ({len(coarse.vocabulary)}, {coarse.template!r}): top-1 among them of the images "
+              f"whose class carries the label")
+        print(f"{'label':<{width}}  {'top1':>6}  {'n':>6}  classes")
+        for x in coarse.labels:
+            print(f"{x.label:<{width}}  {x.top1:6.3f}  {x.n:6d}  {len(x.classes)}")
+        print(f"{'mean':<{width}}  {coarse.mean:6.3f}")
+        if coarse.without_images:
+            print(f"(no class of these datasets carries: {', '.join(coarse.without_images)})")
+        out["coarse"] = coarse.to_json()
     if not args.quiet:
         print(f"({clip.arch}, {clip.source}, {args.split} split, {resolve_precision(precision, clip.device).value}, "
               f"{time.time() - t0:.1f}s)", file=sys.stderr)
@@ -598,7 +620,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _dataset_dir_arg(p)
     p.add_argument("--split", default="test", choices=["train", "test"])
     _templates_arg(p)
-    p.add_argument("--json", default=None, help="write {dataset: {top1, n, per_class}} here")
+    p.add_argument("--json", default=None, help="write {dataset: {top1, n, per_class}} here (and \"coarse\" with "
+                   "--coarse)")
+    p.add_argument("--coarse", nargs="?", const="", default=None, metavar="LABELS",
+                   help="also classify the images of every class that carries a coarse label among those labels "
+                        "alone (\"a photo of a dog.\"): top-1 per label (superclasses.toml; default labels: the "
+                        "subgroup settings' 14, or comma-separated LABELS)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
