@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,70 @@ def test_eval_coarse_refuses_what_cannot_be_asked(data_slice, tmp_path, capsys, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_zoo_card_holds_what_eval_measures(data_slice, tmp_path, capsys):
+    """`zoo card` on given weights: its figures are `eval --coarse`'s on the same weights, and the card names the
+    weights' hash; the card is never overwritten unasked."""
+    from clipunlearn.io import file_hash
+    from clipunlearn.models import load_clip
+    from clipunlearn.models.zoo import weights_path
+
+    torch.manual_seed(0)
+    random_weights = tmp_path / "random.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in load_clip("mini-rn", "none").model.state_dict().items()},
+              str(random_weights))
+    for weights in (str(random_weights),):  # not the shipped ones: a card that measured those would differ
+        card_file, eval_file = tmp_path / f"{Path(weights).stem}.card.json", tmp_path / f"{Path(weights).stem}.eval.json"
+        common = ["--data-root", str(data_slice), "--workers", "0", "--quiet"]
+        assert main(["zoo", "card", "mini-rn", "--weights-file", weights, "--datasets", "caltech101,cifar10",
+                     "--out", str(card_file), *common]) == 0
+        assert main(["eval", "--model", "mini-rn", "--pretrained", weights, "--datasets", "caltech101,cifar10",
+                     "--coarse", "--json", str(eval_file), *common]) == 0
+        card, measured = json.loads(card_file.read_text()), json.loads(eval_file.read_text())
+        assert card["weights"] == file_hash(weights) != file_hash(weights_path("mini-rn"))
+        assert card["model"] == "mini-rn"
+        assert card["fine"] == {d: {"top1": pytest.approx(measured[d]["top1"]), "n": measured[d]["n"]}
+                                for d in ("caltech101", "cifar10")}
+        assert card["coarse"]["mean"] == pytest.approx(measured["coarse"]["mean"])
+        assert {k: v["top1"] for k, v in card["coarse"]["labels"].items()} == pytest.approx(
+            {k: v["top1"] for k, v in measured["coarse"]["labels"].items()})
+    printed = capsys.readouterr().out
+    assert "coarse top-1 among 14 labels" in printed
+    assert main(["zoo", "card", "mini-rn", "--datasets", "cifar10", "--out", str(card_file), *common]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["zoo", "card", "mini-rn", "--weights-file", str(tmp_path / "nope.safetensors"), *common]) == 2
+    assert "No weights file" in capsys.readouterr().err
+
+
+def test_every_shipped_card_names_the_shipped_weights():
+    """A card measured on older weights is caught: each zoo model ships a card whose hash is its weights', over
+    the eight datasets the zoo trains on, and `clipunlearn models` prints it."""
+    from clipunlearn.data import zoo_datasets
+    from clipunlearn.io import file_hash
+    from clipunlearn.models.zoo import ZOO_MODELS, read_card, weights_path
+
+    for name in ZOO_MODELS:
+        card = read_card(name)
+        assert card is not None, f"no card ships with {name}: clipunlearn zoo card {name} --data-root DATA"
+        assert card["model"] == name and card["weights"] == file_hash(weights_path(name)), name
+        assert list(card["fine"]) == zoo_datasets()
+        assert card["fine_mean"] == pytest.approx(np.mean([v["top1"] for v in card["fine"].values()]))
+        assert card["coarse"]["vocabulary"] == default_vocabulary()
+        assert card["coarse"]["mean"] == pytest.approx(np.mean([v["top1"] for v in card["coarse"]["labels"].values()]))
+
+
+def test_models_lists_the_zoo_with_its_cards(capsys):
+    from clipunlearn.models.zoo import ZOO_MODELS, read_card
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in ZOO_MODELS:
+        line = next(x for x in lines if x.split()[0] == name)
+        assert f"coarse {read_card(name)['coarse']['mean']:.3f}" in line
+        assert main(["models", "--card", name]) == 0
+        assert f"{read_card(name)['fine']['caltech101']['top1']:.3f}" in capsys.readouterr().out
+    assert main(["models", "--card", "mini-rx"]) == 2
+    assert "mini-rn" in capsys.readouterr().err

@@ -52,6 +52,7 @@ def test_the_calibrated_soup_reports_each_alpha(mini_rn_random, make_context):
     _, trace = _run(clip, make_context, soup_alphas=[0.0, 0.5], forget_lr=1e-2)
     assert set(trace.info["soup_scores"]) == {"0.0", "0.5"} and trace.info["soup_alpha"] in (0.0, 0.5)
     assert [r["phase"] for r in trace.steps][-2:] == ["remind (EMA)", "restore"]
+    assert all("negatives" not in r for r in trace.steps)  # remind_negatives 0: the paper's reminding loss
 
 
 def test_a_vit_needs_the_documented_alternative(make_context):
@@ -104,5 +105,62 @@ def test_finer_fisher_units_change_only_the_masked_weights(mini_rn_random, make_
 def test_fisher_settings_are_refused_before_the_model_loads():
     for options, match in (({"fisher_unit": "row"}, "Unknown fisher_unit 'row'"),
                            ({"fisher_unit": "channel", "fisher_share": 0.0}, "fisher_share.*must lie in")):
+        with pytest.raises(ClipUnlearnError, match=match):
+            FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])
+
+
+def test_reminding_with_the_forgotten_subgroup_as_negatives(mini_rn_random, make_context, monkeypatch):
+    """remind_negatives > 0: each reminding step adds −log(1 − p(coarse label | forget image)) at that weight,
+    on a batch of forget images (recomputed here by hand from the step's logits); 0 is the paper's loss."""
+    from clipunlearn.methods import forget_remind_restore as frr
+
+    seen = []
+    real = frr.zero_shot_logits
+
+    def spy(clip, images, text):
+        out = real(clip, images, text)
+        seen.append((images.shape[0], out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(frr, "zero_shot_logits", spy)
+    clip = copy.deepcopy(mini_rn_random)
+    _, trace = _run(clip, make_context, remind_negatives=2.0, restore=False, forget_lr=1e-2)
+    (row,) = [r for r in trace.steps if r.get("phase") == "remind" and r["epoch"] >= 1]  # 1 epoch of 2 steps: means
+    assert len(seen) == 4  # per step: the retain batch, then the forget batch
+    # the toy request forgets class 1 ("dog"): every forget label is 1
+    per_step = [float(-torch.log1p(-logits.softmax(-1)[:, 1]).mean()) for _, logits in seen[1::2]]
+    assert row["negatives"] == pytest.approx(sum(per_step) / 2, rel=1e-4)
+    assert row["loss"] == pytest.approx(row["ce"] + 2.0 * row["negatives"], rel=1e-4)
+    assert "as negatives (weight 2.0)" in trace.stopped_because
+
+
+def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
+    """soup_calibration "wide": the α score has a third column, synthetic images of classes to keep made before
+    forgetting (so from the original model), classified among their names; the run declares and sees them."""
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
+    from tests.conftest import TOY_CLASSES, FakeSource
+
+    clip = copy.deepcopy(mini_rn_random)
+    method = FRR(FRR.build_config("default", clip.family, None,
+                                  {**SMALL, "soup_calibration": "wide", "soup_alphas": [0.0, 0.5, 1.0],
+                                   "forget_lr": 1e-2}))
+    assert method.data_kinds == {"real_forget", "real_retain", "synthetic_retain"}
+    assert FRR.zero_shot(method.data_kinds) == "not ZS"
+    source = FakeSource(clip, seed=1)
+    ctx = ForgetContext(clip, ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}."), source, method.data_kinds,
+                        Knobs(seed=1, max_epochs=2, max_steps=2), method.name)
+    trace = method.run(ctx)
+    assert set(ctx.data_seen) == {"real_forget", "real_retain", "synthetic_retain"}
+    assert source.calls.count("synthetic_retain") == 1 and trace.info["calibration_synthetic"] > 0
+    # α = 1 is the original model: every column at its BF, so the forget column scores 0 and the kept ones 1
+    kept = [c for c in ("calibration", "synthetic kept classes") if c not in trace.info["soup_left_out"]]
+    assert "synthetic kept classes" in kept  # the random model gets some of its own synthetic images right
+    terms = [1.0] * len(kept) + ([0.0] if "forget" not in trace.info["soup_left_out"] else [])
+    assert trace.info["soup_scores"]["1.0"] == pytest.approx(sum(terms) / len(terms), abs=1e-4)
+
+
+def test_the_new_reminding_and_calibration_settings_are_refused_when_wrong():
+    for options, match in (({"soup_calibration": "everything"}, "Unknown soup_calibration 'everything'"),
+                           ({"remind_negatives": -1.0}, "remind_negatives is a loss weight")):
         with pytest.raises(ClipUnlearnError, match=match):
             FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])

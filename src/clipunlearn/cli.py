@@ -228,12 +228,59 @@ def cmd_zoo_train(args) -> int:
 
 def cmd_models(args) -> int:
     from .models import available_models
-    from .models.zoo import ZOO_MODELS
+    from .models.zoo import ZOO_MODELS, read_card
+    from .zoo.card import card_lines, card_summary
 
+    if args.card is not None:
+        if args.card not in ZOO_MODELS:
+            from .errors import unknown
+
+            raise unknown("zoo model", args.card, ZOO_MODELS)
+        card = read_card(args.card)
+        if card is None:
+            raise ClipUnlearnError(f"No card ships with {args.card}; write one with `clipunlearn zoo card {args.card} "
+                                   "--data-root DATA`.")
+        print("\n".join(card_lines(card)))
+        return 0
     names = available_models()
     if not args.all:
         names = [n for n in names if n in ZOO_MODELS or n.startswith(("RN", "ViT-B", "ViT-L"))]
-    print("\n".join(names))
+    width = max(len(n) for n in ZOO_MODELS)
+    for n in names:
+        card = read_card(n) if n in ZOO_MODELS else None
+        print(f"{n:<{width}}  zoo: {card_summary(card)} (clipunlearn models --card {n})" if card else n)
+    return 0
+
+
+def cmd_zoo_card(args) -> int:
+    from .evaluation import Evaluator, FeatureCache
+    from .io import check_output_free, write_json
+    from .models import load_clip
+    from .models.zoo import ZOO_MODELS, weights_path
+    from .zoo import RECIPES
+    from .zoo.card import card_lines, make_card
+    from .zoo.train import TRAIN_ARCHITECTURES
+
+    if args.name not in ZOO_MODELS and args.name not in RECIPES:
+        from .errors import unknown
+
+        raise unknown("zoo model", args.name, sorted({*ZOO_MODELS, *RECIPES}))
+    weights = Path(args.weights_file) if args.weights_file else weights_path(args.name)
+    if not weights.is_file():
+        raise ClipUnlearnError(f"No weights file {str(weights)!r} for {args.name}; pass the one `clipunlearn zoo train "
+                               f"{args.name}` wrote with --weights-file.")
+    out = Path(args.out or f"{args.name}.card.json")
+    check_output_free(out, args.overwrite, "card")
+    from .data import load_image_set, split_names, zoo_datasets
+
+    for dataset in split_names(args.datasets) or zoo_datasets():  # a missing dataset fails before the model loads
+        load_image_set(dataset, args.data_root, "test")
+    clip = load_clip(TRAIN_ARCHITECTURES.get(args.name, args.name), str(weights))
+    evaluator = Evaluator(clip, FeatureCache(args.cache_dir), workers=args.workers, progress=not args.quiet)
+    card = make_card(args.name, clip, weights, evaluator, args.data_root, split_names(args.datasets) or None)
+    write_json(out, card)
+    print("\n".join(card_lines(card)))
+    print(f"card: {out}")
     return 0
 
 
@@ -656,12 +703,26 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
                         "training resumes from it, to the same weights as an uninterrupted one")
     _track_arg(z, "the weights file's folder")
     z.set_defaults(func=cmd_zoo_train)
+    c = zsub.add_parser("card", help="measure a zoo model's card: zero-shot top-1 per dataset and per coarse label")
+    c.add_argument("name", help="a zoo model or recipe (mini-rn, mini-vit, mini-rn-h)")
+    c.add_argument("--data-root", default=None)
+    c.add_argument("--weights-file", default=None, help="the weights to measure (default: the shipped ones)")
+    c.add_argument("--datasets", default=None, help="measure these datasets only (default: the eight the zoo trains "
+                                                    "on; a shipped card has all eight)")
+    c.add_argument("--out", default=None, help="card file (default NAME.card.json; the shipped card lives in "
+                                               "src/clipunlearn/models/zoo/)")
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--cache-dir", default=None, help="keep image features here across runs")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_zoo_card)
 
 
 def _add_listings(sub: argparse._SubParsersAction) -> None:
     """clipunlearn models, datasets and methods: what there is."""
     p = sub.add_parser("models", help="list model names")
     p.add_argument("--all", action="store_true", help="every open_clip architecture")
+    p.add_argument("--card", default=None, metavar="NAME", help="print a zoo model's card")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list dataset names and default templates")
     p.set_defaults(func=cmd_datasets)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -129,3 +130,20 @@ def save_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> N
     """Call ``writer(tmp)`` and move ``tmp`` onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (remembered per path, size and mtime within the process)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()[:16]
+    return _FILE_HASHES[key]

@@ -22,7 +22,7 @@ from ..errors import ClipUnlearnError, DataError
 from ..evaluation import LOGIT_SCALE, Evaluator, hash_tensors, zero_shot_classifier
 from ..models import Clip, load_clip
 from ..runs.results import read_results
-from ..runs.spec import file_hash
+from ..io import file_hash
 from .relearning import HELD_OUT, STEPS, Attack, CurveCache
 from .tasks import (
     CLASS,

@@ -156,7 +156,7 @@ def _synthetic(run: Path, classnames: list[str]) -> tuple[list[Image.Image], lis
     (quantised to 8 bits) labelled by their class's index in ``classnames``."""
     from torchvision.transforms.functional import to_pil_image
 
-    from ..runs.spec import file_hash
+    from ..io import file_hash
     from ..synthetic import load_synthetic
 
     path = run / SYNTHETIC_FILE

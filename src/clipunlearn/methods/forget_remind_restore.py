@@ -104,10 +104,16 @@ class ForgetRemindRestoreConfig:
     remind_lr: float = 1e-4
     ema_beta: float = 0.9
     calibration_share: float = 0.25  # retain images held out of reminding, for choosing α
+    # beyond the paper: weight of −log(1 − p(coarse label | forget image)) in each reminding step, so that
+    # the siblings come back without the forgotten subgroup (0: the paper's reminding)
+    remind_negatives: float = 0.0
     # 3. restoring
     restore: bool = True  # False: no soup (ablation)
     soup_alphas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     soup_alpha: float | None = None  # a fixed α instead of the calibrated one (Table 5)
+    # "request": α scored on the forget and held-out retain images (the paper); "wide": also on synthetic
+    # images of the other coarse labels and of everyday concepts, each classified among their names
+    soup_calibration: str = "request"
     retain_per_subgroup: int | None = 50  # retain train images per subgroup (None: all)
     forget_per_subgroup: int | None = 50
 
@@ -129,6 +135,11 @@ class ForgetRemindRestore(Method):
         "no-remind": {"remind_steps": 0},
         "no-restore": {"restore": False},
     }
+
+    @property
+    def data_kinds(self) -> frozenset[str]:
+        """The wide soup calibration also sees synthetic images of classes to keep (made from their names)."""
+        return self.needs | {"synthetic_retain"} if self.config.soup_calibration == "wide" else self.needs
 
     def check_classes(self, classnames: Sequence[str]) -> None:
         """A bad setting is refused before the model loads (the forget pipeline and suites call this first)."""
@@ -153,7 +164,11 @@ class ForgetRemindRestore(Method):
         text = class_features(clip, ctx.request.classnames, ctx.request.template)
         original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
         trace = Trace(info={"forget_images": len(forget), "retain_images": len(retain)})
-        run = _Run(ctx, cfg, forget, retain, text, trace)
+        keep = None  # made now, from the original model: what the wide soup calibration keeps
+        if cfg.soup_calibration == "wide" and cfg.restore and cfg.soup_alpha is None:
+            keep = ctx.synthetic_retain()
+            trace.info["calibration_synthetic"] = len(keep)
+        run = _Run(ctx, cfg, forget, retain, text, trace, keep)
 
         chosen, mask, forgot_because = _forget(run)
         n_cal, calibration, reminded = _hold_out(run)
@@ -173,6 +188,15 @@ def _check(cfg: ForgetRemindRestoreConfig) -> None:
     if cfg.fisher_unit != "layer" and not 0.0 < cfg.fisher_share <= 1.0:
         raise TrainingError(f"forget-remind-restore's fisher_share is the share of {cfg.fisher_unit}s that may change: "
                             f"it must lie in (0, 1], got {cfg.fisher_share}.")
+    if cfg.soup_calibration not in CALIBRATIONS:
+        raise TrainingError(f"Unknown soup_calibration {cfg.soup_calibration!r}; use one of {', '.join(CALIBRATIONS)}.")
+    if cfg.remind_negatives < 0:
+        raise TrainingError(f"forget-remind-restore's remind_negatives is a loss weight: it must be >= 0, got "
+                            f"{cfg.remind_negatives}.")
+
+
+#: how the soup's α is scored: on the request's images, or on synthetic images of classes to keep too
+CALIBRATIONS = ("request", "wide")
 
 
 @dataclass
@@ -186,6 +210,7 @@ class _Run:
     retain: ImageBatch
     text: torch.Tensor  # the coarse labels' prompt features (class_features)
     trace: Trace
+    keep: ImageBatch | None = None  # synthetic images of classes to keep ("wide" soup calibration)
 
     @property
     def clip(self) -> Clip:
@@ -291,12 +316,19 @@ def _remind(run: _Run, chosen: list[str], mask: dict[str, torch.Tensor] | None, 
         trace.info.update({k: round(v, 4) for k, v in bn.items()})
     ema = EMA(clip.model, cfg.ema_beta, chosen)
     r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(24))
+    f_batches = ShuffledBatches(len(run.forget), cfg.batch_size, ctx.generator(25))
 
     def remind_step(stage: Stage, epoch: int, s: int):
         idx = r_batches.indices(s % r_batches.steps)
-        loss = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text),
-                               r_labels[idx].to(text.device))
-        return loss, {"ce": float(loss.detach())}
+        ce = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text), r_labels[idx].to(text.device))
+        if cfg.remind_negatives <= 0:
+            return ce, {"ce": float(ce.detach())}
+        fdx = f_batches.indices(s % f_batches.steps)  # the forgotten subgroup as negatives of its coarse label
+        p = zero_shot_logits(clip, run.forget.images[fdx].to(clip.device), text).softmax(-1)
+        p_label = p.gather(1, run.forget.labels[fdx].to(p.device)[:, None]).squeeze(1)
+        negatives = -torch.log1p(-p_label.clamp(max=1 - 1e-6)).mean()
+        loss = ce + cfg.remind_negatives * negatives
+        return loss, {"ce": float(ce.detach()), "negatives": float(negatives.detach())}
 
     loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.remind_lr, (0.9, 0.999), 1e-8),
                 max_epochs=1, steps_per_epoch=cfg.remind_steps, selection="all" if mask is None else "mask",
@@ -306,29 +338,35 @@ def _remind(run: _Run, chosen: list[str], mask: dict[str, torch.Tensor] | None, 
     ema.copy_to(clip.model)
     trace.steps.append({"epoch": trace.steps[-1]["epoch"], "phase": "remind (EMA)",
                         "retain_acc": run.accuracy(r_imgs, r_labels), **run.forget_acc(), "kept": True})
-    return f"{cfg.remind_steps} steps, EMA β={cfg.ema_beta}"
+    negatives = f", forgotten subgroup as negatives (weight {cfg.remind_negatives})" if cfg.remind_negatives > 0 else ""
+    return f"{cfg.remind_steps} steps, EMA β={cfg.ema_beta}{negatives}"
 
 
 # --- 3. restoring: a soup with the original model, α on the calibration set ---------------------------------
 def _soup_score(run: _Run, original: dict[str, torch.Tensor], calibration: torch.Tensor) -> Callable[[], float]:
     """The paper's ratio Score of the forget and calibration images (1 - AF/BF, min(1, AF/BF)), BF
-    measured on the ``original`` weights; a set the original never got right is left out."""
+    measured on the ``original`` weights; a set the original never got right is left out. With
+    ``soup_calibration`` "wide", synthetic images of classes to keep (the other coarse labels and
+    everyday concepts, classified among their own names) are a third column, kept as min(1, AF/BF)."""
     f_imgs, f_labels = run.forget.images, run.forget.labels
-    c_imgs, c_labels = run.retain.images[calibration], run.retain.labels[calibration]
+    columns: list[tuple[str, Callable[[], float], bool]] = [  # (name, accuracy now, forgotten?)
+        ("forget", lambda: run.accuracy(f_imgs, f_labels), True),
+        ("calibration", lambda: run.accuracy(run.retain.images[calibration], run.retain.labels[calibration]), False)]
+    keep = run.keep
+    if keep is not None:
+        template = [run.ctx.request.template]
+        columns.append(("synthetic kept classes",
+                        lambda: image_scores(run.clip, keep.images, keep.labels, keep.classnames, template)[0], False))
     with _original(run.clip, original):
-        bf_forget = run.accuracy(f_imgs, f_labels)
-        bf_cal = run.accuracy(c_imgs, c_labels)
-    left_out = [n for n, b in (("forget", bf_forget), ("calibration", bf_cal)) if b <= 0]
-    run.trace.info["soup_left_out"] = left_out  # never recognised before: no ratio (as the Score)
+        before = {name: acc() for name, acc, _ in columns}
+    run.trace.info["soup_left_out"] = [n for n, b in before.items() if b <= 0]  # never recognised: no ratio
 
     def score_fn() -> float:
         terms = []
-        if bf_forget > 0:
-            af = run.accuracy(f_imgs, f_labels)
-            terms.append(min(1.0, max(0.0, 1.0 - af / bf_forget)))
-        if bf_cal > 0:
-            af = run.accuracy(c_imgs, c_labels)
-            terms.append(min(1.0, af / bf_cal))
+        for name, acc, forgotten in columns:
+            if before[name] > 0:
+                ratio = acc() / before[name]
+                terms.append(min(1.0, max(0.0, 1.0 - ratio)) if forgotten else min(1.0, ratio))
         return sum(terms) / len(terms) if terms else 0.0
 
     return score_fn

@@ -54,7 +54,7 @@ from ..training import Trace
 from ..version import __version__
 from .data import RunData, train_split
 from .results import SCHEMA_VERSION
-from .spec import file_hash
+from ..io import file_hash
 
 log = logging.getLogger("clipunlearn")
 _RUN_LOGS: list[logging.Handler] = []  # the log.txt of the run in progress

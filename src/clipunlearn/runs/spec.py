@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..io import file_hash
 from ..version import __version__
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_hash(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes (remembered per path, size and mtime within the process)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()[:16]
-    return _FILE_HASHES[key]
-
 
 def weights_id(model: str, pretrained: str | None = "default", weights: str | None = None) -> str:
     """What identifies a model's weights: the hash of the zoo file or of the checkpoint file given,
