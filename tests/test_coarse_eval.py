@@ -81,7 +81,8 @@ def test_eval_coarse_from_the_cli(data_slice, tmp_path, capsys):
 
 @pytest.mark.parametrize("labels, message", [
     ("dog", "at least two labels"),
-    ("unicorn,dragon", "No class of caltech101 carries any"),
+    ("dgo,person", "Unknown coarse label 'dgo'"),  # a typo, with a suggestion
+    ("bird,fish", "No class of caltech101 carries any"),  # known labels, none of them in the dataset
     ("person,face,car", "'face' of caltech101 carries 2"),  # caltech101's face is a person, and is named face
 ])
 def test_eval_coarse_refuses_what_cannot_be_asked(data_slice, tmp_path, capsys, labels, message):
@@ -90,6 +91,8 @@ def test_eval_coarse_refuses_what_cannot_be_asked(data_slice, tmp_path, capsys, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    if labels.startswith("dgo"):
+        assert "Did you mean 'dog'" in err
 
 
 def test_a_zoo_card_holds_what_eval_measures(data_slice, tmp_path, capsys):

@@ -98,6 +98,24 @@ def test_cli_subgroup_flags_are_checked(data_slice, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_bad_method_setting_of_a_subgroup_run_is_refused_before_the_model_loads(shared_data, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from clipunlearn.runs import subgroup
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(subgroup, "load_clip", no_model)
+    for option, message in (("soup_calibration=all", "Unknown soup_calibration 'all'"),
+                            ("remind_negatives=-2", "remind_negatives is a loss weight"),
+                            ("fisher_unit=row", "Unknown fisher_unit 'row'")):
+        assert main(["forget", "--model", "mini-rn", "--setting", "in-domain-car", "--data-root", str(shared_data),
+                     "--out", str(tmp_path / "run"), "--set", option]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 @dataclass
 class _Targets:  # the part of SubgroupTargets that the score reads
     columns: list

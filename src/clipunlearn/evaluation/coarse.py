@@ -27,7 +27,7 @@ from ..data import load_image_set
 from ..data.registry import DEFAULT_TEMPLATE
 from ..data.subgroups import Subgroup
 from ..data.superclasses import shipped_table
-from ..errors import DataError, UnknownNameError
+from ..errors import DataError, UnknownNameError, suggest
 from .zeroshot import Evaluator
 
 
@@ -77,8 +77,13 @@ def coarse_request(datasets: Sequence[str], data_root: str | None, split: str = 
         raise DataError(f"Coarse accuracy needs at least two labels to choose among, not {vocab}; pass more, e.g. "
                         "--coarse dog,flower,car.")
     members: dict[str, list[Subgroup]] = {label: [] for label in vocab}
-    for dataset in datasets:
-        images = load_image_set(dataset, data_root, split)
+    sets = [load_image_set(dataset, data_root, split) for dataset in datasets]
+    known = {x.lower(): x for x in shipped_table().labels} | {c.lower(): c for s in sets for c in s.classnames}
+    typos = [label for label in vocab if label.lower() not in known]
+    if typos:
+        raise DataError(f"Unknown coarse label {typos[0]!r}: neither a label of superclasses.toml nor a class of "
+                        f"{', '.join(datasets)}.{suggest(typos[0], known.values())} Fix the name in --coarse.")
+    for images in sets:
         for classname in images.classnames:
             label = carried_label(images.name, classname, vocab)
             if label is not None:

@@ -219,6 +219,8 @@ def forget_subgroup(s: SubgroupSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     setting = resolve_setting(s.setting, s.data_root, s.other_datasets)
     method_cls = get_method(s.method)
+    # a bad option or setting of the method is refused before the model loads (as in the class pipeline)
+    method_cls(method_cls.build_config(s.preset, "resnet", s.ablation, s.options)).check_classes(setting.coarse_labels)
     targets = resolve_subgroup_targets(setting, s.data_root)
     torch.manual_seed(s.seed)
     clip = load_clip(s.model, s.pretrained, s.weights, device)
