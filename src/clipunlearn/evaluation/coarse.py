@@ -78,7 +78,9 @@ def coarse_request(datasets: Sequence[str], data_root: str | None, split: str = 
                         "--coarse dog,flower,car.")
     members: dict[str, list[Subgroup]] = {label: [] for label in vocab}
     sets = [load_image_set(dataset, data_root, split) for dataset in datasets]
-    known = {x.lower(): x for x in shipped_table().labels} | {c.lower(): c for s in sets for c in s.classnames}
+    # a label asked for must be one a class can carry: a superclass, a class name, or a default label
+    known = {x.lower(): x for x in (*shipped_table().labels, *default_vocabulary())}
+    known |= {c.lower(): c for s in sets for c in s.classnames}
     typos = [label for label in vocab if label.lower() not in known]
     if typos:
         raise DataError(f"Unknown coarse label {typos[0]!r}: neither a label of superclasses.toml nor a class of "
