@@ -11,14 +11,11 @@ test accuracy reaches 0.5 (CVPR'25 stand-ins must know the superclass).
 from __future__ import annotations
 
 import argparse
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from clipunlearn.data import load_image_set
-from clipunlearn.data.subgroups import Subgroup, column_images
+from clipunlearn.data.subgroups import Subgroup, coarse_vocabulary, column_images
 from clipunlearn.evaluation import Evaluator
 from clipunlearn.models import load_clip
 
@@ -45,8 +42,7 @@ def main() -> None:
     ap.add_argument("--superclass", action="append", required=True, help="LABEL=DATASET")
     ap.add_argument("--top", type=int, default=8)
     args = ap.parse_args()
-    raw = tomllib.loads(Path(str(resources.files("clipunlearn.data") / "subgroups.toml")).read_text())
-    vocab = list(raw["vocabularies"]["coarse"])
+    vocab = coarse_vocabulary()
     evaluator = Evaluator(load_clip(args.model), progress=False)
     print(f"model {args.model}; classifier: {len(vocab)} coarse labels {vocab}")
     for item in args.superclass:

@@ -157,6 +157,11 @@ def _dataset_classes(dataset: str, listed: list[str] | None) -> list[str]:
     return list(listed)
 
 
+def coarse_vocabulary() -> list[str]:
+    """The coarse labels the shipped in-domain settings classify among (``[vocabularies] coarse``)."""
+    return list(tomllib.loads(_settings_file().read_text(encoding="utf-8"))["vocabularies"]["coarse"])
+
+
 def setting_names() -> list[str]:
     return sorted(_shipped())
 
@@ -174,8 +179,7 @@ def custom_setting(dataset: str, forget: Sequence[str], retain: Sequence[str], c
     keep ``retain`` (same coarse label); the classifier chooses among ``vocabulary`` (default: the
     in-domain coarse labels, with ``coarse_label`` added if missing)."""
     if vocabulary is None:
-        raw = tomllib.loads(_settings_file().read_text(encoding="utf-8"))
-        vocabulary = list(raw["vocabularies"]["coarse"])
+        vocabulary = coarse_vocabulary()
     vocab = list(dict.fromkeys(vocabulary))
     if coarse_label not in vocab:
         vocab.append(coarse_label)

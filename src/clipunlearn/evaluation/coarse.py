@@ -17,15 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
-import tomllib
 import torch
 
 from ..data import load_image_set
 from ..data.registry import DEFAULT_TEMPLATE
-from ..data.subgroups import Subgroup
+from ..data.subgroups import Subgroup, coarse_vocabulary
 from ..data.superclasses import shipped_table
 from ..errors import DataError, UnknownNameError, suggest
 from .zeroshot import Evaluator
@@ -33,8 +30,7 @@ from .zeroshot import Evaluator
 
 def default_vocabulary() -> list[str]:
     """The subgroup settings' coarse labels (``data/subgroups.toml``, ``[vocabularies] coarse``)."""
-    path = Path(str(resources.files("clipunlearn.data") / "subgroups.toml"))
-    return list(tomllib.loads(path.read_text(encoding="utf-8"))["vocabularies"]["coarse"])
+    return coarse_vocabulary()
 
 
 def carried_label(dataset: str, classname: str, vocabulary: Sequence[str]) -> str | None:
