@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
-    p.add_argument("--model", required=True, help="open_clip architecture (RN50, ViT-B-16, ...) or zoo model (mini-rn, mini-vit)")
+    p.add_argument("--model", required=True, help="open_clip architecture (RN50, ViT-B-16, ...) or zoo model (mini-rn, mini-vit, mini-rn-h)")
     p.add_argument("--pretrained", default="default",
                    help="open_clip tag (openai), checkpoint file, 'zoo' or 'none' (random); default: zoo weights "
                         "for zoo models, 'openai' for OpenAI architectures")
@@ -257,14 +257,12 @@ def cmd_zoo_card(args) -> int:
     from .io import check_output_free, write_json
     from .models import load_clip
     from .models.zoo import ZOO_MODELS, weights_path
-    from .zoo import RECIPES
     from .zoo.card import card_lines, make_card
-    from .zoo.train import TRAIN_ARCHITECTURES
 
-    if args.name not in ZOO_MODELS and args.name not in RECIPES:
+    if args.name not in ZOO_MODELS:
         from .errors import unknown
 
-        raise unknown("zoo model", args.name, sorted({*ZOO_MODELS, *RECIPES}))
+        raise unknown("zoo model", args.name, ZOO_MODELS)
     weights = Path(args.weights_file) if args.weights_file else weights_path(args.name)
     if not weights.is_file():
         raise ClipUnlearnError(f"No weights file {str(weights)!r} for {args.name}; pass the one `clipunlearn zoo train "
@@ -275,7 +273,7 @@ def cmd_zoo_card(args) -> int:
 
     for dataset in split_names(args.datasets) or zoo_datasets():  # a missing dataset fails before the model loads
         load_image_set(dataset, args.data_root, "test")
-    clip = load_clip(TRAIN_ARCHITECTURES.get(args.name, args.name), str(weights))
+    clip = load_clip(args.name, str(weights))
     evaluator = Evaluator(clip, FeatureCache(args.cache_dir), workers=args.workers, progress=not args.quiet)
     card = make_card(args.name, clip, weights, evaluator, args.data_root, split_names(args.datasets) or None)
     write_json(out, card)
@@ -704,7 +702,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     _track_arg(z, "the weights file's folder")
     z.set_defaults(func=cmd_zoo_train)
     c = zsub.add_parser("card", help="measure a zoo model's card: zero-shot top-1 per dataset and per coarse label")
-    c.add_argument("name", help="a zoo model or recipe (mini-rn, mini-vit, mini-rn-h)")
+    c.add_argument("name", help="a zoo model (mini-rn, mini-vit, mini-rn-h)")
     c.add_argument("--data-root", default=None)
     c.add_argument("--weights-file", default=None, help="the weights to measure (default: the shipped ones)")
     c.add_argument("--datasets", default=None, help="measure these datasets only (default: the eight the zoo trains "

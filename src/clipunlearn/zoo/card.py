@@ -23,7 +23,7 @@ DESCRIPTIONS: dict[str, str] = {
     "mini-rn": "ModifiedResNet (attention pool) 64 px + 4-block text tower, trained here on class-name captions",
     "mini-vit": "ViT (patch 8, 6 blocks) 64 px + 4-block text tower, trained here on class-name captions",
     "mini-rn-h": "mini-rn's architecture trained on captions at three levels (class, class with its superclass, "
-                 "superclass alone): knows 'dog' and 'food' as well as breeds and dishes",
+                 "superclass alone): knows 'dog' and 'food' besides breeds and dishes",
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 ZOO_DIR = Path(__file__).resolve().parent
-ZOO_MODELS: tuple[str, ...] = ("mini-rn", "mini-vit")
+ZOO_MODELS: tuple[str, ...] = ("mini-rn", "mini-vit", "mini-rn-h")
 
 
 def register_with_open_clip() -> None:
