@@ -196,7 +196,7 @@ def cmd_zoo_train(args) -> int:
     from .io import check_output_free, write_json
     from .zoo import RECIPES, train_zoo_model
 
-    if args.name not in RECIPES:  # a recipe may come before its model is shipped (mini-rn-h)
+    if args.name not in RECIPES:
         from .errors import unknown
 
         raise unknown("zoo model recipe", args.name, RECIPES)

@@ -103,9 +103,6 @@ RECIPES: dict[str, ZooRecipe] = {
     "mini-rn-h": HierarchyRecipe(epochs=24),
 }
 
-#: zoo names trained on another zoo model's architecture (their own config is not registered yet)
-TRAIN_ARCHITECTURES: dict[str, str] = {"mini-rn-h": "mini-rn"}
-
 
 def check_captions(captions: tuple[tuple[str, float], ...]) -> None:
     """A policy names known levels, each once, with positive shares that add up to 1."""
@@ -339,8 +336,7 @@ def _seeded_model(name: str, recipe: ZooRecipe) -> Clip:
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
-    clip = load_clip(TRAIN_ARCHITECTURES.get(name, name), pretrained="none")
-    clip.arch = name  # the weights file says which zoo model it holds
+    clip = load_clip(name, pretrained="none")
     if clip.family == "resnet":
         clip.model.to(memory_format=torch.channels_last)
     return clip
