@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from clipunlearn.cli import main
 from clipunlearn.data import load_image_set
+from clipunlearn.data.subgroups import coarse_vocabulary
 from clipunlearn.errors import DataError
 from clipunlearn.evaluation import Evaluator
-from clipunlearn.evaluation.coarse import carried_label, coarse_accuracy, coarse_request, default_vocabulary
+from clipunlearn.evaluation.coarse import carried_label, coarse_accuracy, coarse_request
 
 # the data slice: caltech101 face, leopard, motorbike, accordion; cifar10 airplane, automobile, bird
 VOCAB = ["airplane", "car", "bird", "person", "motorbike", "dog"]
@@ -22,7 +23,7 @@ EXPECTED = {"airplane": ["cifar10:airplane"], "car": ["cifar10:automobile"], "bi
 
 
 def test_a_class_carries_a_label_by_superclass_or_by_name():
-    vocab = default_vocabulary()
+    vocab = coarse_vocabulary()
     assert carried_label("stanford_dogs", "Leonberg", vocab) == "dog"  # dog -> mammal -> animal
     assert carried_label("stanford_cars", "2012 Toyota Camry Sedan", vocab) == "car"  # sedan -> car
     assert carried_label("cifar10", "cat", vocab) == "cat"  # a "feline" in the table, "cat" by name
@@ -144,7 +145,7 @@ def test_every_shipped_card_names_the_shipped_weights():
         assert card["model"] == name and card["weights"] == file_hash(weights_path(name)), name
         assert list(card["fine"]) == zoo_datasets()
         assert card["fine_mean"] == pytest.approx(np.mean([v["top1"] for v in card["fine"].values()]))
-        assert card["coarse"]["vocabulary"] == default_vocabulary()
+        assert card["coarse"]["vocabulary"] == coarse_vocabulary()
         assert card["coarse"]["mean"] == pytest.approx(np.mean([v["top1"] for v in card["coarse"]["labels"].values()]))
 
 

@@ -28,11 +28,6 @@ from ..errors import DataError, UnknownNameError, suggest
 from .zeroshot import Evaluator
 
 
-def default_vocabulary() -> list[str]:
-    """The subgroup settings' coarse labels (``data/subgroups.toml``, ``[vocabularies] coarse``)."""
-    return coarse_vocabulary()
-
-
 def carried_label(dataset: str, classname: str, vocabulary: Sequence[str]) -> str | None:
     """The one label of ``vocabulary`` that class ``classname`` of ``dataset`` carries (by superclass or by
     name; a dataset or class outside superclasses.toml by name only), or None. Two: a DataError naming the
@@ -65,17 +60,17 @@ class CoarseRequest:
 
 def coarse_request(datasets: Sequence[str], data_root: str | None, split: str = "test",
                    vocabulary: Sequence[str] | None = None) -> CoarseRequest:
-    """The classes of ``datasets`` under each label of ``vocabulary`` (default :func:`default_vocabulary`),
+    """The classes of ``datasets`` under each label of ``vocabulary`` (default: the settings' :func:`coarse_vocabulary`),
     checked before any model is loaded: fewer than two labels, or no class under any label, is a
     DataError naming the fix."""
-    vocab = list(dict.fromkeys(vocabulary if vocabulary is not None else default_vocabulary()))
+    vocab = list(dict.fromkeys(vocabulary if vocabulary is not None else coarse_vocabulary()))
     if len(vocab) < 2:
         raise DataError(f"Coarse accuracy needs at least two labels to choose among, not {vocab}; pass more, e.g. "
                         "--coarse dog,flower,car.")
     members: dict[str, list[Subgroup]] = {label: [] for label in vocab}
     sets = [load_image_set(dataset, data_root, split) for dataset in datasets]
     # a label asked for must be one a class can carry: a superclass, a class name, or a default label
-    known = {x.lower(): x for x in (*shipped_table().labels, *default_vocabulary())}
+    known = {x.lower(): x for x in (*shipped_table().labels, *coarse_vocabulary())}
     known |= {c.lower(): c for s in sets for c in s.classnames}
     typos = [label for label in vocab if label.lower() not in known]
     if typos:
@@ -157,5 +152,4 @@ def coarse_accuracy(evaluator: Evaluator, request: CoarseRequest, template: str 
     return CoarseResult(request.vocabulary, template, request.split, tuple(out))
 
 
-__all__ = ["CoarseLabel", "CoarseRequest", "CoarseResult", "carried_label", "coarse_accuracy", "coarse_request",
-           "default_vocabulary"]
+__all__ = ["CoarseLabel", "CoarseRequest", "CoarseResult", "carried_label", "coarse_accuracy", "coarse_request"]

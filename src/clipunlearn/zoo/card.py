@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data import zoo_datasets
+from ..data import load_image_set, zoo_datasets
 from ..evaluation import Evaluator
 from ..evaluation.coarse import coarse_accuracy, coarse_request
-from ..models.factory import Clip
 from ..io import file_hash
+from ..models.factory import Clip
 
 #: what each zoo model is, in a line (its config and recipe: docs/zoo.md)
 DESCRIPTIONS: dict[str, str] = {
@@ -32,8 +32,6 @@ def make_card(name: str, clip: Clip, weights_file: str | Path, evaluator: Evalua
     """Measure ``clip`` (the weights in ``weights_file``) for the card of zoo model ``name``."""
     names = datasets or zoo_datasets()
     request = coarse_request(names, data_root, "test")  # checked before the long part
-    from ..data import load_image_set
-
     fine = {}
     for dataset in names:
         result = evaluator.evaluate(load_image_set(dataset, data_root, "test"))
