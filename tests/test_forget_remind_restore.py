@@ -134,6 +134,48 @@ def test_reminding_with_the_forgotten_subgroup_as_negatives(mini_rn_random, make
     assert "as negatives (weight 2.0)" in trace.stopped_because
 
 
+def test_forgetting_keeps_the_retain_images_at_the_forget_keep_weight(mini_rn_random, make_context, monkeypatch):
+    """forget_keep > 0: each forgetting step adds the cross-entropy of a batch of retain images (their coarse
+    label) at that weight, recomputed here from the step's logits; none of them is held out for the soup."""
+    import torch.nn.functional as F
+
+    from clipunlearn.methods import forget_remind_restore as frr
+
+    held, seen = {}, []
+    real_hold, real_logits = frr._hold_out, frr.zero_shot_logits
+
+    def hold(run):
+        out = real_hold(run)
+        held.update(retain=run.retain, calibration=set(out[1].tolist()))
+        return out
+
+    def spy(clip, images, text):
+        out = real_logits(clip, images, text)
+        seen.append((images.detach().cpu().clone(), out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(frr, "_hold_out", hold)
+    monkeypatch.setattr(frr, "zero_shot_logits", spy)
+    clip = copy.deepcopy(mini_rn_random)
+    _, trace = _run(clip, make_context, forget_keep=3.0, remind_steps=0, forget_lr=1e-2, soup_alphas=[0.0, 0.5])
+    rows = [r for r in trace.steps if r.get("phase") == "forget" and "keep_ce" in r]
+    assert rows and seen and len(seen) % len(rows) == 0  # reminding is off: every call is a forgetting step's
+    retain = held["retain"]
+    flat = retain.images.flatten(1)
+    ces = []
+    for images, logits in seen:
+        idx = [int((flat == img.flatten()).all(1).nonzero()[0]) for img in images]
+        assert not set(idx) & held["calibration"]
+        ces.append(float(F.cross_entropy(logits, retain.labels[idx].to(logits.device))))
+    per_epoch = len(seen) // len(rows)
+    for i, row in enumerate(rows):
+        assert row["keep_ce"] == pytest.approx(sum(ces[i * per_epoch:(i + 1) * per_epoch]) / per_epoch, rel=1e-4)
+        assert row["loss"] == pytest.approx(row["similarity"] + 3.0 * row["keep_ce"], rel=1e-4)
+    assert "retain images kept at weight 3.0" in trace.stopped_because
+    _, plain = _run(copy.deepcopy(mini_rn_random), make_context, remind_steps=0, forget_lr=1e-2)
+    assert all("keep_ce" not in r for r in plain.steps)  # forget_keep 0: the paper's forgetting loss
+
+
 def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
     """soup_calibration "wide": the α score has a third column, synthetic images of classes to keep made before
     forgetting (so from the original model), classified among their names; the run declares and sees them."""
@@ -161,6 +203,7 @@ def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
 
 def test_the_new_reminding_and_calibration_settings_are_refused_when_wrong():
     for options, match in (({"soup_calibration": "everything"}, "Unknown soup_calibration 'everything'"),
-                           ({"remind_negatives": -1.0}, "remind_negatives is a loss weight")):
+                           ({"remind_negatives": -1.0}, "remind_negatives is a loss weight"),
+                           ({"forget_keep": -0.5}, "forget_keep is a loss weight")):
         with pytest.raises(ClipUnlearnError, match=match):
             FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])

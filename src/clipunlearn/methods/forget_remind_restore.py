@@ -31,7 +31,11 @@ label). Only the image tower changes (the classifier's prompts are the coarse la
 Beyond the paper, ``fisher_unit`` = ``channel`` or ``element`` ranks output channels or single weights
 instead of layers by the same ratio: the ``fisher_share`` of them with the highest ratio, over every
 candidate weight together, are the only ones forgetting and reminding change (a gradient mask, no
-LoRA), so that a layer both sets use can still give up what only the forget set needs.
+LoRA), so that a layer both sets use can still give up what only the forget set needs. ``forget_keep``
+adds the retain images' cross-entropy to each forgetting step, so that the siblings are kept while the
+subgroup goes rather than repaired afterwards by reminding; ``remind_negatives`` adds the forget images as
+negatives of their coarse label to each reminding step; ``soup_calibration`` "wide" also scores α on
+synthetic images of classes to keep.
 
 Settings where the paper is silent (LoRA rank, learning rates, steps, α grid) are ours: see
 docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
@@ -95,6 +99,9 @@ class ForgetRemindRestoreConfig:
     forget_lr: float = 1e-3
     forget_epochs: int = 10
     forget_stop: float = 0.0  # stop once at most this share of forget images is called by its coarse label
+    # beyond the paper: weight of the reminding retain images' cross-entropy (their coarse label) in each
+    # forgetting step, so that forgetting separates the subgroup from its siblings (0: the paper's forgetting)
+    forget_keep: float = 0.0
     batch_size: int = 32
     # 2. reminding
     remind_steps: int = 20  # Table 4; 0 skips reminding (ablation)
@@ -170,8 +177,8 @@ class ForgetRemindRestore(Method):
             trace.info["calibration_synthetic"] = len(keep)
         run = _Run(ctx, cfg, forget, retain, text, trace, keep)
 
-        chosen, mask, forgot_because = _forget(run)
-        n_cal, calibration, reminded = _hold_out(run)
+        n_cal, calibration, reminded = _hold_out(run)  # the calibration images are seen by no training step
+        chosen, mask, forgot_because = _forget(run, reminded)
         remind_because = _remind(run, chosen, mask, reminded)
         restore_because = _restore(run, original, calibration, n_cal)
 
@@ -190,6 +197,9 @@ def _check(cfg: ForgetRemindRestoreConfig) -> None:
                             f"it must lie in (0, 1], got {cfg.fisher_share}.")
     if cfg.soup_calibration not in CALIBRATIONS:
         raise TrainingError(f"Unknown soup_calibration {cfg.soup_calibration!r}; use one of {', '.join(CALIBRATIONS)}.")
+    if cfg.forget_keep < 0:
+        raise TrainingError(f"forget-remind-restore's forget_keep is a loss weight: it must be >= 0, got "
+                            f"{cfg.forget_keep}.")
     if cfg.remind_negatives < 0:
         raise TrainingError(f"forget-remind-restore's remind_negatives is a loss weight: it must be >= 0, got "
                             f"{cfg.remind_negatives}.")
@@ -265,21 +275,28 @@ def _choose(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     return [n for n in candidates if layer_of(n) in set(layers)], None
 
 
-def _forget(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None, str]:
+def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, torch.Tensor] | None, str]:
     """Fine-tune the chosen layers (LoRA) or masked weights away from each forget image's coarse-label
-    prompt (Eq. 3), until the forget images are no longer called by it; the chosen weights, their mask,
-    and why it stopped."""
-    cfg, clip, ctx = run.cfg, run.clip, run.ctx
+    prompt (Eq. 3), until the forget images are no longer called by it; with ``forget_keep``, the
+    ``reminded`` retain images' cross-entropy is kept low in the same steps. The chosen weights, their
+    mask, and why it stopped."""
+    cfg, clip, ctx, text = run.cfg, run.clip, run.ctx, run.text
     chosen, mask = _choose(run)
     f_imgs, f_labels = run.forget.images, run.forget.labels
-    coarse_text = run.text[f_labels.to(run.text.device)]  # each forget image's coarse-label prompt
+    coarse_text = text[f_labels.to(text.device)]  # each forget image's coarse-label prompt
     batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
+    r_imgs, r_labels = run.retain.images[reminded], run.retain.labels[reminded]
+    r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(26))
 
     def forget_step(stage: Stage, epoch: int, s: int):
         idx = batches.indices(s)
         feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
         sim = (feats * coarse_text[idx]).sum(-1).mean()
-        return sim, {"similarity": float(sim.detach())}
+        if cfg.forget_keep <= 0:
+            return sim, {"similarity": float(sim.detach())}
+        rdx = r_batches.indices(s % r_batches.steps)  # the siblings kept under their coarse label meanwhile
+        ce = F.cross_entropy(zero_shot_logits(clip, r_imgs[rdx].to(clip.device), text), r_labels[rdx].to(text.device))
+        return sim + cfg.forget_keep * ce, {"similarity": float(sim.detach()), "keep_ce": float(ce.detach())}
 
     lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora and mask is None else None
     loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
@@ -287,7 +304,8 @@ def _forget(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None, str]:
                 selection="all" if mask is None else "mask", mask=mask, keep=KeepRule(),
                 stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora, batch_size=cfg.batch_size)
     run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
-    return chosen, mask, run.trace.stopped_because
+    keep = f" (retain images kept at weight {cfg.forget_keep})" if cfg.forget_keep > 0 else ""
+    return chosen, mask, run.trace.stopped_because + keep
 
 
 # --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------------------
