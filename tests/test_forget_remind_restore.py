@@ -176,6 +176,61 @@ def test_forgetting_keeps_the_retain_images_at_the_forget_keep_weight(mini_rn_ra
     assert all("keep_ce" not in r for r in plain.steps)  # forget_keep 0: the paper's forgetting loss
 
 
+def test_forgetting_anchors_the_features_of_the_retain_and_synthetic_kept_images(mini_rn_random, monkeypatch):
+    """forget_anchor > 0: the run also sees synthetic images of classes to keep; the anchor holds the reminding
+    retain images (none held out for the soup) and those, with the original model's features; each
+    forgetting step adds W · (1 − cos) over a batch of them, zero while the weights have not moved."""
+    import torch.nn.functional as F
+
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
+    from clipunlearn.methods import forget_remind_restore as frr
+    from tests.conftest import TOY_CLASSES, FakeSource
+
+    anchors, held = [], {}
+    real_anchor, real_hold = frr._Anchor, frr._hold_out
+
+    def spy(run, images):
+        anchors.append((real_anchor(run, images), run))
+        return anchors[-1][0]
+
+    def hold(run):
+        out = real_hold(run)
+        held["calibration"] = run.retain.images[out[1]]
+        return out
+
+    monkeypatch.setattr(frr, "_Anchor", spy)
+    monkeypatch.setattr(frr, "_hold_out", hold)
+    traces = {}
+    for lr in (0.0, 1e-2):
+        clip = copy.deepcopy(mini_rn_random)
+        original = copy.deepcopy(clip)
+        method = FRR(FRR.build_config("default", clip.family, None,
+                                      {**SMALL, "forget_anchor": 4.0, "forget_lr": lr, "remind_steps": 0,
+                                       "soup_alphas": [0.0, 0.5], "forget_stop": -1.0}))  # both epochs run
+        assert method.data_kinds == {"real_forget", "real_retain", "synthetic_retain"}
+        source = FakeSource(clip, seed=1)
+        ctx = ForgetContext(clip, ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}."), source,
+                            method.data_kinds, Knobs(seed=1, max_epochs=2, max_steps=2), method.name)
+        traces[lr] = method.run(ctx)
+        anchor, run = anchors[-1]
+        assert source.calls.count("synthetic_retain") == 1 and run.keep is not None
+        assert len(anchor.images) == len(run.retain) - len(held["calibration"]) + len(run.keep)
+        flat = anchor.images.flatten(1)
+        assert not any(bool((flat == img.flatten()).all(1).any()) for img in held["calibration"])
+        with torch.no_grad():
+            expected = F.normalize(original.encode_image(anchor.images), dim=-1)
+        assert torch.allclose(anchor.original, expected, atol=1e-5)
+    for lr, trace in traces.items():
+        rows = [r for r in trace.steps if r.get("phase") == "forget" and "anchor_drift" in r]
+        assert rows and "features anchored at weight 4.0" in trace.stopped_because
+        for row in rows:
+            assert row["loss"] == pytest.approx(row["similarity"] + 4.0 * row["anchor_drift"], rel=1e-4, abs=1e-6)
+        if lr == 0.0:
+            assert all(abs(r["anchor_drift"]) < 1e-5 for r in rows)  # unmoved weights: the original features
+        else:
+            assert max(r["anchor_drift"] for r in rows) > 1e-4
+
+
 def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
     """soup_calibration "wide": the α score has a third column, synthetic images of classes to keep made before
     forgetting (so from the original model), classified among their names; the run declares and sees them."""
@@ -193,7 +248,7 @@ def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
                         Knobs(seed=1, max_epochs=2, max_steps=2), method.name)
     trace = method.run(ctx)
     assert set(ctx.data_seen) == {"real_forget", "real_retain", "synthetic_retain"}
-    assert source.calls.count("synthetic_retain") == 1 and trace.info["calibration_synthetic"] > 0
+    assert source.calls.count("synthetic_retain") == 1 and trace.info["keep_synthetic"] > 0
     # α = 1 is the original model: every column at its BF, so the forget column scores 0 and the kept ones 1
     kept = [c for c in ("calibration", "synthetic kept classes") if c not in trace.info["soup_left_out"]]
     assert "synthetic kept classes" in kept  # the random model gets some of its own synthetic images right
@@ -204,6 +259,7 @@ def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
 def test_the_new_reminding_and_calibration_settings_are_refused_when_wrong():
     for options, match in (({"soup_calibration": "everything"}, "Unknown soup_calibration 'everything'"),
                            ({"remind_negatives": -1.0}, "remind_negatives is a loss weight"),
-                           ({"forget_keep": -0.5}, "forget_keep is a loss weight")):
+                           ({"forget_keep": -0.5}, "forget_keep is a loss weight"),
+                           ({"forget_anchor": -2.0}, "forget_anchor is a loss weight")):
         with pytest.raises(ClipUnlearnError, match=match):
             FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])

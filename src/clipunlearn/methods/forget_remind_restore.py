@@ -33,7 +33,9 @@ instead of layers by the same ratio: the ``fisher_share`` of them with the highe
 candidate weight together, are the only ones forgetting and reminding change (a gradient mask, no
 LoRA), so that a layer both sets use can still give up what only the forget set needs. ``forget_keep``
 adds the retain images' cross-entropy to each forgetting step, so that the siblings are kept while the
-subgroup goes rather than repaired afterwards by reminding; ``remind_negatives`` adds the forget images as
+subgroup goes rather than repaired afterwards by reminding; ``forget_anchor`` keeps the image features of
+the retain images and of synthetic images of other classes at the original model's in those steps;
+``remind_negatives`` adds the forget images as
 negatives of their coarse label to each reminding step; ``soup_calibration`` "wide" also scores α on
 synthetic images of classes to keep.
 
@@ -102,6 +104,10 @@ class ForgetRemindRestoreConfig:
     # beyond the paper: weight of the reminding retain images' cross-entropy (their coarse label) in each
     # forgetting step, so that forgetting separates the subgroup from its siblings (0: the paper's forgetting)
     forget_keep: float = 0.0
+    # beyond the paper: weight of 1 − cos(feature, the original model's feature) on the reminding retain
+    # images and synthetic images of classes to keep, in each forgetting step, so that the rest of the
+    # image space stays where it was (0: none)
+    forget_anchor: float = 0.0
     batch_size: int = 32
     # 2. reminding
     remind_steps: int = 20  # Table 4; 0 skips reminding (ablation)
@@ -145,8 +151,9 @@ class ForgetRemindRestore(Method):
 
     @property
     def data_kinds(self) -> frozenset[str]:
-        """The wide soup calibration also sees synthetic images of classes to keep (made from their names)."""
-        return self.needs | {"synthetic_retain"} if self.config.soup_calibration == "wide" else self.needs
+        """The wide soup calibration and the forgetting's anchor also see synthetic images of classes to keep
+        (made from their names)."""
+        return self.needs | {"synthetic_retain"} if _keeps_synthetic(self.config) else self.needs
 
     def check_classes(self, classnames: Sequence[str]) -> None:
         """A bad setting is refused before the model loads (the forget pipeline and suites call this first)."""
@@ -171,10 +178,10 @@ class ForgetRemindRestore(Method):
         text = class_features(clip, ctx.request.classnames, ctx.request.template)
         original = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
         trace = Trace(info={"forget_images": len(forget), "retain_images": len(retain)})
-        keep = None  # made now, from the original model: what the wide soup calibration keeps
-        if cfg.soup_calibration == "wide" and cfg.restore and cfg.soup_alpha is None:
+        keep = None  # made now, from the original model: what the anchor and the wide soup calibration keep
+        if _keeps_synthetic(cfg):
             keep = ctx.synthetic_retain()
-            trace.info["calibration_synthetic"] = len(keep)
+            trace.info["keep_synthetic"] = len(keep)
         run = _Run(ctx, cfg, forget, retain, text, trace, keep)
 
         n_cal, calibration, reminded = _hold_out(run)  # the calibration images are seen by no training step
@@ -188,6 +195,12 @@ class ForgetRemindRestore(Method):
         return trace
 
 
+def _keeps_synthetic(cfg: ForgetRemindRestoreConfig) -> bool:
+    """Whether the run uses synthetic images of classes to keep: the forgetting's anchor, or the wide soup
+    calibration where α is calibrated."""
+    return cfg.forget_anchor > 0 or (cfg.soup_calibration == "wide" and cfg.restore and cfg.soup_alpha is None)
+
+
 def _check(cfg: ForgetRemindRestoreConfig) -> None:
     """One-line errors for settings the method cannot run with, each naming the knob and the fix."""
     if cfg.fisher_unit not in ("layer", *UNITS):
@@ -197,12 +210,10 @@ def _check(cfg: ForgetRemindRestoreConfig) -> None:
                             f"it must lie in (0, 1], got {cfg.fisher_share}.")
     if cfg.soup_calibration not in CALIBRATIONS:
         raise TrainingError(f"Unknown soup_calibration {cfg.soup_calibration!r}; use one of {', '.join(CALIBRATIONS)}.")
-    if cfg.forget_keep < 0:
-        raise TrainingError(f"forget-remind-restore's forget_keep is a loss weight: it must be >= 0, got "
-                            f"{cfg.forget_keep}.")
-    if cfg.remind_negatives < 0:
-        raise TrainingError(f"forget-remind-restore's remind_negatives is a loss weight: it must be >= 0, got "
-                            f"{cfg.remind_negatives}.")
+    for knob in ("forget_keep", "forget_anchor", "remind_negatives"):
+        if getattr(cfg, knob) < 0:
+            raise TrainingError(f"forget-remind-restore's {knob} is a loss weight: it must be >= 0, got "
+                                f"{getattr(cfg, knob)}.")
 
 
 #: how the soup's α is scored: on the request's images, or on synthetic images of classes to keep too
@@ -220,7 +231,7 @@ class _Run:
     retain: ImageBatch
     text: torch.Tensor  # the coarse labels' prompt features (class_features)
     trace: Trace
-    keep: ImageBatch | None = None  # synthetic images of classes to keep ("wide" soup calibration)
+    keep: ImageBatch | None = None  # synthetic images of classes to keep (the anchor, the "wide" soup calibration)
 
     @property
     def clip(self) -> Clip:
@@ -278,8 +289,9 @@ def _choose(run: _Run) -> tuple[list[str], dict[str, torch.Tensor] | None]:
 def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, torch.Tensor] | None, str]:
     """Fine-tune the chosen layers (LoRA) or masked weights away from each forget image's coarse-label
     prompt (Eq. 3), until the forget images are no longer called by it; with ``forget_keep``, the
-    ``reminded`` retain images' cross-entropy is kept low in the same steps. The chosen weights, their
-    mask, and why it stopped."""
+    ``reminded`` retain images' cross-entropy is kept low in the same steps, with ``forget_anchor`` their
+    and the synthetic kept classes' features near the original's. The chosen weights, their mask, and
+    why it stopped."""
     cfg, clip, ctx, text = run.cfg, run.clip, run.ctx, run.text
     chosen, mask = _choose(run)
     f_imgs, f_labels = run.forget.images, run.forget.labels
@@ -287,16 +299,22 @@ def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, tor
     batches = ShuffledBatches(len(f_imgs), cfg.batch_size, ctx.generator(22))
     r_imgs, r_labels = run.retain.images[reminded], run.retain.labels[reminded]
     r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(26))
+    anchor = _Anchor(run, r_imgs) if cfg.forget_anchor > 0 else None
 
     def forget_step(stage: Stage, epoch: int, s: int):
         idx = batches.indices(s)
         feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
         sim = (feats * coarse_text[idx]).sum(-1).mean()
-        if cfg.forget_keep <= 0:
-            return sim, {"similarity": float(sim.detach())}
-        rdx = r_batches.indices(s % r_batches.steps)  # the siblings kept under their coarse label meanwhile
-        ce = F.cross_entropy(zero_shot_logits(clip, r_imgs[rdx].to(clip.device), text), r_labels[rdx].to(text.device))
-        return sim + cfg.forget_keep * ce, {"similarity": float(sim.detach()), "keep_ce": float(ce.detach())}
+        loss, parts = sim, {"similarity": float(sim.detach())}
+        if cfg.forget_keep > 0:  # the siblings kept under their coarse label meanwhile
+            rdx = r_batches.indices(s % r_batches.steps)
+            ce = F.cross_entropy(zero_shot_logits(clip, r_imgs[rdx].to(clip.device), text),
+                                 r_labels[rdx].to(text.device))
+            loss, parts["keep_ce"] = loss + cfg.forget_keep * ce, float(ce.detach())
+        if anchor is not None:  # the rest of the image space kept where the original model had it
+            drift = anchor.drift(s)
+            loss, parts["anchor_drift"] = loss + cfg.forget_anchor * drift, float(drift.detach())
+        return loss, parts
 
     lora = LoraSpec(cfg.lora_rank, cfg.lora_alpha, seed=ctx.knobs.seed) if cfg.lora and mask is None else None
     loop = Loop(towers={"image": chosen}, optim=OptimConfig("adam", cfg.forget_lr, (0.9, 0.999), 1e-8),
@@ -304,8 +322,28 @@ def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, tor
                 selection="all" if mask is None else "mask", mask=mask, keep=KeepRule(),
                 stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora, batch_size=cfg.batch_size)
     run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
-    keep = f" (retain images kept at weight {cfg.forget_keep})" if cfg.forget_keep > 0 else ""
-    return chosen, mask, run.trace.stopped_because + keep
+    kept = [f"retain images kept at weight {cfg.forget_keep}"] if cfg.forget_keep > 0 else []
+    kept += [f"features anchored at weight {cfg.forget_anchor}"] if anchor is not None else []
+    return chosen, mask, run.trace.stopped_because + (f" ({'; '.join(kept)})" if kept else "")
+
+
+class _Anchor:
+    """Images whose features forgetting keeps near the original model's: the given retain images and the
+    run's synthetic images of classes to keep. ``drift(step)`` is the mean 1 − cos(feature, original
+    feature) over a batch of them; the original features are taken when the anchor is made."""
+
+    def __init__(self, run: _Run, retain_images: torch.Tensor):
+        parts = [retain_images] + ([run.keep.images] if run.keep is not None else [])
+        self.clip, self.images = run.clip, torch.cat([p.to(retain_images.device) for p in parts])
+        self.batches = ShuffledBatches(len(self.images), run.cfg.batch_size, run.ctx.generator(27))
+        with torch.no_grad():
+            self.original = torch.cat([F.normalize(self.clip.encode_image(self.images[i:i + 64].to(self.clip.device)),
+                                                   dim=-1) for i in range(0, len(self.images), 64)])
+
+    def drift(self, step: int) -> torch.Tensor:
+        idx = self.batches.indices(step % self.batches.steps)
+        feats = F.normalize(self.clip.encode_image(self.images[idx].to(self.clip.device)), dim=-1)
+        return (1.0 - (feats * self.original[idx.to(self.original.device)]).sum(-1)).mean()
 
 
 # --- 2. reminding: BN-aligned retain images, fine-tuning with an EMA of the weights -------------------------
