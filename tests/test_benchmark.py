@@ -528,9 +528,14 @@ goal = { method = "ga", score = 85 }
     assert _suite(tmp_path, text=text).tables[0].goal == (("method", "ga"), ("score", 85.0))
     for change, message in ((('method = "ga", score', 'method = "gaa", score'), "goal.method: 'gaa' is not a method"),
                             (("goal = { method = \"ga\", score = 85 }", "goal = { method = \"ga\" }"), "needs method, score"),
-                            (('show = "subgroup"', 'show = "forgetting"'), 'a goal is for show = "subgroup"')):
+                            (('show = "subgroup"', 'show = "forgetting"'), 'a goal is for show = "subgroup"'),
+                            (('method = "ga", score', 'method = "ga", preset = "paper", score'),
+                             "ga has no row of preset 'paper' in table 'sub' (its presets there: default)"),
+                            (('method = "ga", score', 'method = "ga", presets = "x", score'), "presets")):
         with pytest.raises(ClipUnlearnError, match=re.escape(message)):
             _suite(tmp_path, text=text.replace(*change))
+    with_preset = text.replace('method = "ga", score', 'method = "ga", preset = "default", score')
+    assert dict(_suite(tmp_path, text=with_preset).tables[0].goal) == {"method": "ga", "preset": "default", "score": 85.0}
 
 
 def test_a_bar_verdict_names_the_other_datasets_that_limit_it():

@@ -378,6 +378,21 @@ def test_a_subgroup_goal_line_per_setting_says_met_or_each_reason_missed():
         "- mini, e-bird: ours not run yet", ""]
 
 
+def test_a_subgroup_goal_of_a_preset_is_judged_against_the_other_methods_only():
+    """goal.preset: the row of that preset is the goal's; the method's other rows (its default, other options)
+    are not "other methods"."""
+    df, table = _scores([("a", "ours", 0, 95.0), ("a", "ours (deep)", 0, 88.0), ("a", "ours [x=1]", 0, 99.0),
+                         ("a", "ga", 0, 80.0), ("b", "ours (deep)", 0, 84.0), ("b", "ours", 0, 70.0),
+                         ("b", "ourselves", 0, 90.0)])
+    lines = goal_lines(df, {**table, "goal": {"method": "ours", "preset": "deep", "score": 85}})
+    assert lines[0] == "Goal: ours (deep)'s Score at least 85 and above every other method's (means over seeds):"
+    assert lines[2:4] == ["- mini, a: ours (deep) 88.0, best other ga 80.0: meets the goal",
+                          "- mini, b: ours (deep) 84.0, best other ourselves 90.0: misses (Score 84.0 < 85; below "
+                          "ourselves)"]
+    default = goal_lines(df, {**table, "goal": {"method": "ours", "preset": "default", "score": 85}})
+    assert default[2] == "- mini, a: ours 95.0, best other ga 80.0: meets the goal"
+
+
 def test_a_subgroup_goal_has_no_lines_without_a_goal_cells_or_scores():
     df, table = _scores([("a", "ours", 0, 90.0)])
     assert goal_lines(df, {**table, "goal": {}}) == []

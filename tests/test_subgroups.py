@@ -201,7 +201,7 @@ def test_suites_take_subgroup_tables(tmp_path, shared_data):
     cvpr = load_suite("cvpr")
     check_suite(cvpr, str(shared_data))
     cells = cvpr.table_cells(cvpr.table("table1"), "mini-rn")
-    assert len(cells) == 7 * 5 * 3  # methods × settings (flower, car, person, dog, food) × seeds
+    assert len(cells) == 8 * 5 * 3  # methods (forget-remind-restore twice: anchored, default) × settings (flower, car, person, dog, food) × seeds
     spec = cells[0].spec
     assert spec.subgroup == "in-domain-flower" and spec.dataset == "in-domain-flower"
     assert spec.classes == ("king protea",) and not spec.template_change

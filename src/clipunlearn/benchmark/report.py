@@ -341,13 +341,15 @@ def _table_rows(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame:
 
 
 def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
-    """Per setting (the table's rows without the method), whether the goal's method has a mean ratio
-    Score of at least the goal's and above every other method's."""
+    """Per setting (the table's rows without the method), whether the goal's method (its row of the goal's
+    ``preset``, else of its default) has a mean ratio Score of at least the goal's and above every other
+    method's (the method's own other rows are not others)."""
     goal = table.get("goal") or {}
     rows = _table_rows(df, table)
     if not goal or rows.empty or "Score" not in rows.columns:
         return []
-    method, least = goal["method"], float(goal["score"])
+    name, least = goal["method"], float(goal["score"])
+    method = name + ("" if goal.get("preset", "default") == "default" else f" ({goal['preset']})")  # as _label
     keys = ["model", *[k for k in table["group_by"] if k != "method"]]
     lines = [f"Goal: {method}'s Score at least {least:g} and above every other method's (means over seeds):", ""]
     for key, group in rows.groupby(keys, dropna=False):
@@ -356,7 +358,8 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
         if method not in scores:
             lines.append(f"- {where}: {method} not run yet")
             continue
-        ours, others = scores[method], scores.drop(method)
+        own = [label for label in scores.index if label == name or label.startswith(name + " ")]
+        ours, others = scores[method], scores.drop(own)
         best = (f"best other {others.idxmax()} {others.max():.1f}" if len(others) else "no other method yet")
         missed = ([f"Score {ours:.1f} < {least:g}"] if ours < least else []) + (
             [f"below {others.idxmax()}"] if len(others) and others.max() >= ours else [])

@@ -80,8 +80,9 @@ TABLE_KEYS = {"name", "title", "show", "group_by", "methods", "targets", "datase
               "cells",
               "seeds", "bar", "goal", "claims"}
 #: a subgroup table's goal (``show = "subgroup"``): this method's ratio Score at least ``score`` and
-#: above every other method's, per setting
+#: above every other method's, per setting; ``preset`` (optional) names which of the method's rows
 GOAL_KEYS = {"method", "score"}
+GOAL_OPTIONAL = {"preset"}
 #: a forgetting-depth table's goal (``show = "depth"``): this method's mean R over the held-out attacks
 #: at most ``r``, no cell recovered by prompts, images or membership, every other dataset keeping at
 #: least ``kept`` of its accuracy, an Avg. Score no worse than the best other method's and an R below
@@ -351,8 +352,9 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                                          "set it, or drop goal")
         keys, example = ((GOAL_KEYS, '{ method = "ga", score = 85 }') if show == "subgroup"
                          else (DEPTH_GOAL_KEYS, '{ method = "uproot", r = 0.3, kept = 0.95 }'))
-        check_keys(f"{where}: goal", goal, keys)
-        if set(goal) != keys:
+        optional = GOAL_OPTIONAL if show == "subgroup" else set()
+        check_keys(f"{where}: goal", goal, keys | optional)
+        if set(goal) - optional != keys:
             raise fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
     claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
@@ -365,7 +367,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
                      together=together, vary=tuple((k, tuple(_frozen(v) for v in vs)) for k, vs in vary.items()),
                      cells=cells, seeds=tuple(int(x) for x in t["seeds"]) if "seeds" in t else None,
                      bar=tuple((k, float(v)) for k, v in {**BAR_KEYS, **bar}.items()) if show == "bar" else (),
-                     goal=tuple((k, str(v) if k == "method" else float(v)) for k, v in sorted(goal.items())),
+                     goal=tuple((k, str(v) if k in ("method", "preset") else float(v)) for k, v in sorted(goal.items())),
                      claims=claims)
 
 
@@ -465,6 +467,13 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
             if m not in names:
                 raise fail(f"{where}: table {t.name!r}: {field_name}", f"{m!r} is not a method of its cells "
                            f"(table {shown.name!r})", m, names)
+        goal = dict(t.goal)
+        if "preset" in goal:
+            presets = sorted({m.preset for m in shown.methods if m.method == goal["method"]})
+            if goal["preset"] not in presets:
+                raise fail(f"{where}: table {t.name!r}: goal.preset", f"{goal['method']} has no row of preset "
+                           f"{goal['preset']!r} in table {shown.name!r} (its presets there: {', '.join(presets)})",
+                           goal["preset"], presets)
         if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
             raise fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,

@@ -140,7 +140,12 @@ class ForgetRemindRestore(Method):
     # paper: every Conv2d / Linear layer of the image tower may be chosen (§4.1); default: only its last
     # quarter (on mini-rn layer4 and the attention pool): earlier layers, which every image passes,
     # were chosen by the relative Fisher and forgetting there took other datasets down (docs/methods.md)
-    presets = {"default": {"skip_first": 0.75}, "paper": {}}
+    # anchored (beyond the paper; measured on mini-rn-h, docs/methods.md): the rest of the image space held
+    # at the original's while forgetting runs up to 40 epochs, reminding on the raw retain images (their
+    # batch-norm alignment took them away from their label) with the forgotten subgroup as negatives
+    presets = {"default": {"skip_first": 0.75}, "paper": {},
+               "anchored": {"skip_first": 0.75, "forget_epochs": 40, "forget_anchor": 10.0, "remind_negatives": 1.0,
+                            "remind_alignment": False}}
     families = ("resnet",)  # reminding needs batch norm; a ViT runs with --set remind_alignment=false
     ablations = {
         "no-relative-fisher": {"relative_fisher": False},
