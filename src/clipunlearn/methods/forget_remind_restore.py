@@ -35,9 +35,9 @@ LoRA), so that a layer both sets use can still give up what only the forget set 
 adds the retain images' cross-entropy to each forgetting step, so that the siblings are kept while the
 subgroup goes rather than repaired afterwards by reminding; ``forget_anchor`` keeps the image features of
 the retain images and of synthetic images of other classes at the original model's in those steps;
-``remind_negatives`` adds the forget images as
-negatives of their coarse label to each reminding step; ``soup_calibration`` "wide" also scores α on
-synthetic images of classes to keep.
+``remind_negatives`` adds the forget images as negatives of their coarse label to each reminding step;
+``soup_calibration`` "wide" also scores α on synthetic images of classes to keep. The preset ``anchored``
+combines the anchor and the negatives with reminding on the raw retain images (docs/methods.md).
 
 Settings where the paper is silent (LoRA rank, learning rates, steps, α grid) are ours: see
 docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
