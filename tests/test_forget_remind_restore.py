@@ -231,6 +231,27 @@ def test_forgetting_anchors_the_features_of_the_retain_and_synthetic_kept_images
             assert max(r["anchor_drift"] for r in rows) > 1e-4
 
 
+def test_the_anchored_preset_anchors_reminds_on_raw_images_with_negatives(mini_rn_random):
+    """The anchored preset: the features anchored while forgetting, reminding on the raw retain images (no
+    batch-norm alignment) with the forgotten subgroup as negatives, the synthetic kept classes seen."""
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
+    from tests.conftest import TOY_CLASSES, FakeSource
+
+    clip = copy.deepcopy(mini_rn_random)
+    cfg = FRR.build_config("anchored", clip.family, None, {**SMALL, "forget_lr": 1e-2})
+    assert (cfg.forget_anchor, cfg.remind_negatives, cfg.remind_alignment, cfg.skip_first) == (10.0, 1.0, False, 0.75)
+    method = FRR(cfg)
+    source = FakeSource(clip, seed=1)
+    ctx = ForgetContext(clip, ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}."), source, method.data_kinds,
+                        Knobs(seed=1, max_epochs=2, max_steps=2), method.name)
+    trace = method.run(ctx)
+    assert set(ctx.data_seen) == {"real_forget", "real_retain", "synthetic_retain"}
+    assert "bn_loss_before" not in trace.info  # reminded on the raw images
+    assert any("anchor_drift" in r for r in trace.steps) and any("negatives" in r for r in trace.steps)
+    assert "features anchored at weight 10.0" in trace.stopped_because and "as negatives (weight 1.0)" in \
+        trace.stopped_because
+
+
 def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
     """soup_calibration "wide": the α score has a third column, synthetic images of classes to keep made before
     forgetting (so from the original model), classified among their names; the run declares and sees them."""
