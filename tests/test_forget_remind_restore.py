@@ -284,3 +284,61 @@ def test_the_new_reminding_and_calibration_settings_are_refused_when_wrong():
                            ({"forget_anchor": -2.0}, "forget_anchor is a loss weight")):
         with pytest.raises(ClipUnlearnError, match=match):
             FRR(FRR.build_config("default", "resnet", None, options)).check_classes(["a"])
+
+
+@pytest.mark.parametrize("remind_views", [False, True])
+def test_forgetting_on_random_views_of_the_forget_images(mini_rn_random, make_context, monkeypatch, remind_views):
+    """forget_views: each forgetting step encodes a random view of its batch of forget images (the batch handed
+    to random_views is forget images, what is encoded is its output); remind_views: the retain batch and the
+    negatives of each reminding step too. Off, no view is drawn; on, the run repeats itself under its seed."""
+    from clipunlearn.methods import forget_remind_restore as frr
+
+    calls, encoded = [], []
+    real_views = frr.random_views
+
+    def views_spy(images, views, generator):
+        out = real_views(images, views, generator)
+        calls.append((images.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(frr, "random_views", views_spy)
+    clip = copy.deepcopy(mini_rn_random)
+    real_encode = clip.encode_image
+
+    def encode_spy(images):
+        encoded.append(images.detach().cpu().clone())
+        return real_encode(images)
+
+    clip.encode_image = encode_spy
+    options = dict(forget_views=True, remind_views=remind_views, remind_negatives=1.0, restore=False, forget_lr=1e-2)
+    ctx, trace = _run(clip, make_context, **options)
+    forget = ctx.real_forget(per_class=None).images.flatten(1)
+    forget_steps = sum(1 for r in trace.steps if r.get("phase") == "forget" and r["epoch"] >= 1)
+    assert forget_steps and len(calls) >= forget_steps
+    for given_images, out in calls[:forget_steps]:
+        assert all(bool((forget == img.flatten()).all(1).any()) for img in given_images)  # forget images in
+        assert any(bool((e.shape == out.shape) and torch.equal(e, out)) for e in encoded)  # their views encoded
+        assert not torch.equal(given_images, out)
+    assert (len(calls) > forget_steps) == remind_views  # reminding: 2 steps x (retain batch, negatives)
+    if remind_views:
+        assert len(calls) == forget_steps + 4
+    again = copy.deepcopy(mini_rn_random)
+    _, trace_again = _run(again, make_context, **options)
+    assert [r.get("loss") for r in trace_again.steps] == [r.get("loss") for r in trace.steps]
+    calls.clear()
+    _run(copy.deepcopy(mini_rn_random), make_context, restore=False, remind_negatives=1.0)
+    assert not calls
+
+
+@pytest.mark.parametrize("ablation,knob", [("no-anchor", "forget_anchor"), ("no-negatives", "remind_negatives"),
+                                           ("aligned-reminding", "remind_alignment"),
+                                           ("short-forgetting", "forget_epochs")])
+def test_each_ablation_of_the_anchored_preset_takes_back_one_of_its_parts(ablation, knob):
+    """On top of preset anchored, each ablation differs from it in its one knob, set to the default's value."""
+    import dataclasses
+
+    anchored = dataclasses.asdict(FRR.build_config("anchored"))
+    ablated = dataclasses.asdict(FRR.build_config("anchored", ablation=ablation))
+    default = dataclasses.asdict(FRR.build_config("default"))
+    assert {k for k in anchored if anchored[k] != ablated[k]} == {knob}
+    assert ablated[knob] == default[knob]

@@ -414,3 +414,22 @@ def test_a_rebuilt_report_drops_the_pages_of_runs_it_no_longer_has(tmp_path):
                                                                        if n != page_name(audited.run_id)]
     assert not (dest / "cells" / audited.run_id).exists() and not (dest / "audits" / audited.run_id).exists()
     assert (dest / "cells" / "notes.txt").read_text() == "mine"
+
+
+def test_a_report_rebuilt_from_records_keeps_the_images_an_earlier_build_copied(tmp_path):
+    """Records hold no image: a page rebuilt from a suite folder whose runs lost their PNGs links the copies
+    its earlier build made of the same runs; a run never copied shows no image, and no broken link."""
+    suite = make_fake_suite(tmp_path / "suite")
+    dest = tmp_path / "page"
+    write_report(suite, dest)
+    audited = next(c for c in build_view(suite, dest).cells if c.audit is not None)
+    before = re.findall(r'<img src="([^"]+)"', (dest / "cells" / page_name(audited.run_id)).read_text("utf-8"))
+    assert len(before) == 2
+    for png in suite.rglob("*.png"):
+        png.unlink()
+    write_report(suite, dest)
+    after = re.findall(r'<img src="([^"]+)"', (dest / "cells" / page_name(audited.run_id)).read_text("utf-8"))
+    assert after == before and all((dest / "cells" / s).resolve().is_file() for s in after)
+    fresh = tmp_path / "fresh"
+    write_report(suite, fresh)  # no earlier build: nothing to link
+    assert "<img" not in (fresh / "cells" / page_name(audited.run_id)).read_text("utf-8")

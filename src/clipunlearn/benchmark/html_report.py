@@ -376,14 +376,28 @@ def render_index(view: View) -> str:
 # --- one page per run -----------------------------------------------------------------------------------
 
 
-def _image(src: Path, view: View, copied_as: Path) -> str:
+def _image(src: Path, view: View, copied_as: Path) -> str | None:
     """The ``src`` of an image of a run on its page (``cells/``): the file itself where the report is
-    written into the suite's folder, else its copy ``copied_as`` under the report (copied here)."""
-    target = src
-    if view.dest.resolve() != view.root.resolve():
-        save_with(copied_as, lambda tmp: shutil.copyfile(src, tmp))
+    written into the suite's folder, else its copy ``copied_as`` under the report (copied here). A run
+    folder rebuilt from a page's records holds no image: the copy an earlier build of the page made of
+    the same run (same run id) is linked then. None where there is neither."""
+    elsewhere = view.dest.resolve() != view.root.resolve()
+    if src.is_file():
+        target = src
+        if elsewhere:
+            save_with(copied_as, lambda tmp: shutil.copyfile(src, tmp))
+            target = copied_as
+    elif elsewhere and copied_as.is_file():
         target = copied_as
+    else:
+        return None
     return quote(os.path.relpath(target, view.dest / "cells").replace(os.sep, "/"))
+
+
+def _figures(images: list[tuple[str | None, str]]) -> list[str]:
+    """``<figure>`` elements of the (src, caption) pairs that have a src."""
+    return [f'<figure><img src="{e(src)}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
+            for src, caption in images if src is not None]
 
 
 def _before_after(row: dict[str, Any], cell: Cell) -> str:
@@ -433,10 +447,8 @@ def _audit(cell: Cell, view: View) -> str:
                    f"<td>{e(v.get('figure', ''))}</td><td>{e(v.get('threshold', ''))}</td></tr>"
                    for v in cell.audit.get("verdict", []))
     copies = view.dest / "audits" / cell.run_id
-    plots = [f'<figure><img src="{e(_image(cell.audit_folder / name, view, copies / name))}" alt="{e(name)}">'
-             f"<figcaption>{e(name)}</figcaption></figure>"
-             for name in cell.audit.get("plots", [])
-             if Path(name).name == name and (cell.audit_folder / name).is_file()]  # a file of the audit folder
+    plots = _figures([(_image(cell.audit_folder / name, view, copies / name), name)
+                      for name in cell.audit.get("plots", []) if Path(name).name == name])  # a file of the audit folder
     return ('<h2>Audit</h2>\n<p>Does the class come back? Thresholds and attacks: docs/audit.md.</p>\n'
             '<table class="figures"><thead><tr><th scope="col">attack</th><th scope="col">verdict</th>'
             f'<th scope="col">figure</th><th scope="col">threshold</th></tr></thead><tbody>{rows}</tbody></table>\n'
@@ -448,9 +460,7 @@ def render_cell(cell: Cell, row: dict[str, Any], view: View) -> str:
     r = cell.results
     title = f"Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model.get('arch', '?')}"
     copies = view.dest / "cells" / page_name(cell.run_id).removesuffix(".html")
-    images = [f'<figure><img src="{e(_image(cell.folder / name, view, copies / name))}" alt="{e(caption)}">'
-              f"<figcaption>{e(caption)}</figcaption></figure>"
-              for name, caption in RUN_IMAGES if (cell.folder / name).is_file()]
+    images = _figures([(_image(cell.folder / name, view, copies / name), caption) for name, caption in RUN_IMAGES])
     body = (f'<header><p><a href="../index.html">← the report</a></p><h1>{e(title)}</h1>\n'
             f"{_facts(cell, row)}</header>\n"
             f"<main>\n{_before_after(row, cell)}\n" + ("<h2>Images</h2>\n" + "\n".join(images) if images else "")

@@ -36,8 +36,10 @@ adds the retain images' cross-entropy to each forgetting step, so that the sibli
 subgroup goes rather than repaired afterwards by reminding; ``forget_anchor`` keeps the image features of
 the retain images and of synthetic images of other classes at the original model's in those steps;
 ``remind_negatives`` adds the forget images as negatives of their coarse label to each reminding step;
-``soup_calibration`` "wide" also scores α on synthetic images of classes to keep. The preset ``anchored``
-combines the anchor and the negatives with reminding on the raw retain images (docs/methods.md).
+``soup_calibration`` "wide" also scores α on synthetic images of classes to keep; ``forget_views`` and
+``remind_views`` train on random views (crop, flip) of the images instead of the same pixels. The preset
+``anchored`` combines the anchor and the negatives with reminding on the raw retain images, and its
+ablations take each part back (docs/methods.md).
 
 Settings where the paper is silent (LoRA rank, learning rates, steps, α grid) are ours: see
 docs/methods.md and the sweep in benchmarks/subgroup_sweep.py.
@@ -79,6 +81,7 @@ from ..training.fisher import (
 from ..training.lora import LoraSpec, lora_targets
 from ..training.merge import EMA, choose_soup
 from ..training.relabel import ShuffledBatches, zero_shot_logits
+from ..training.views import Views, random_views
 from .base import Method, register_method
 from .context import ForgetContext, ImageBatch
 
@@ -108,6 +111,9 @@ class ForgetRemindRestoreConfig:
     # images and synthetic images of classes to keep, in each forgetting step, so that the rest of the
     # image space stays where it was (0: none)
     forget_anchor: float = 0.0
+    # beyond the paper: each forgetting step sees a random view (crop, flip) of its forget images rather than
+    # the same pixels, so that forgetting holds on the subgroup's other images, not only on these
+    forget_views: bool = False
     batch_size: int = 32
     # 2. reminding
     remind_steps: int = 20  # Table 4; 0 skips reminding (ablation)
@@ -120,6 +126,7 @@ class ForgetRemindRestoreConfig:
     # beyond the paper: weight of −log(1 − p(coarse label | forget image)) in each reminding step, so that
     # the siblings come back without the forgotten subgroup (0: the paper's reminding)
     remind_negatives: float = 0.0
+    remind_views: bool = False  # beyond the paper: random views of the retain (and negative) images in reminding
     # 3. restoring
     restore: bool = True  # False: no soup (ablation)
     soup_alphas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -152,6 +159,11 @@ class ForgetRemindRestore(Method):
         "no-lora": {"lora": False},
         "no-remind": {"remind_steps": 0},
         "no-restore": {"restore": False},
+        # the anchored preset's parts, each taken back on its own (run on top of preset "anchored")
+        "no-anchor": {"forget_anchor": 0.0},
+        "no-negatives": {"remind_negatives": 0.0},
+        "aligned-reminding": {"remind_alignment": True},
+        "short-forgetting": {"forget_epochs": 10},
     }
 
     @property
@@ -220,6 +232,9 @@ def _check(cfg: ForgetRemindRestoreConfig) -> None:
             raise TrainingError(f"forget-remind-restore's {knob} is a loss weight: it must be >= 0, got "
                                 f"{getattr(cfg, knob)}.")
 
+
+#: the random views of forget_views and remind_views: half to all of the image area, flipped half the time
+VIEWS = Views(scale=(0.5, 1.0), flip=0.5)
 
 #: how the soup's α is scored: on the request's images, or on synthetic images of classes to keep too
 CALIBRATIONS = ("request", "wide")
@@ -305,10 +320,12 @@ def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, tor
     r_imgs, r_labels = run.retain.images[reminded], run.retain.labels[reminded]
     r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(26))
     anchor = _Anchor(run, r_imgs) if cfg.forget_anchor > 0 else None
+    views_gen = ctx.generator(28)
 
     def forget_step(stage: Stage, epoch: int, s: int):
         idx = batches.indices(s)
-        feats = F.normalize(clip.encode_image(f_imgs[idx].to(clip.device)), dim=-1)
+        batch = random_views(f_imgs[idx], VIEWS, views_gen) if cfg.forget_views else f_imgs[idx]
+        feats = F.normalize(clip.encode_image(batch.to(clip.device)), dim=-1)
         sim = (feats * coarse_text[idx]).sum(-1).mean()
         loss, parts = sim, {"similarity": float(sim.detach())}
         if cfg.forget_keep > 0:  # the siblings kept under their coarse label meanwhile
@@ -378,14 +395,19 @@ def _remind(run: _Run, chosen: list[str], mask: dict[str, torch.Tensor] | None, 
     ema = EMA(clip.model, cfg.ema_beta, chosen)
     r_batches = ShuffledBatches(len(r_imgs), cfg.batch_size, ctx.generator(24))
     f_batches = ShuffledBatches(len(run.forget), cfg.batch_size, ctx.generator(25))
+    views_gen = ctx.generator(29)
+
+    def view(images: torch.Tensor) -> torch.Tensor:
+        return random_views(images, VIEWS, views_gen) if cfg.remind_views else images
 
     def remind_step(stage: Stage, epoch: int, s: int):
         idx = r_batches.indices(s % r_batches.steps)
-        ce = F.cross_entropy(zero_shot_logits(clip, r_imgs[idx].to(clip.device), text), r_labels[idx].to(text.device))
+        ce = F.cross_entropy(zero_shot_logits(clip, view(r_imgs[idx]).to(clip.device), text),
+                             r_labels[idx].to(text.device))
         if cfg.remind_negatives <= 0:
             return ce, {"ce": float(ce.detach())}
         fdx = f_batches.indices(s % f_batches.steps)  # the forgotten subgroup as negatives of its coarse label
-        p = zero_shot_logits(clip, run.forget.images[fdx].to(clip.device), text).softmax(-1)
+        p = zero_shot_logits(clip, view(run.forget.images[fdx]).to(clip.device), text).softmax(-1)
         p_label = p.gather(1, run.forget.labels[fdx].to(p.device)[:, None]).squeeze(1)
         negatives = -torch.log1p(-p_label.clamp(max=1 - 1e-6)).mean()
         loss = ce + cfg.remind_negatives * negatives
