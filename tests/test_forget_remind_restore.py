@@ -342,3 +342,42 @@ def test_each_ablation_of_the_anchored_preset_takes_back_one_of_its_parts(ablati
     default = dataclasses.asdict(FRR.build_config("default"))
     assert {k for k in anchored if anchored[k] != ablated[k]} == {knob}
     assert ablated[knob] == default[knob]
+
+
+def test_the_anchor_can_hold_the_forgotten_labels_own_synthetic_images(mini_rn_random, monkeypatch):
+    """anchor_concept: the run also sees synthetic images of the forgotten coarse label (synthetic_forget, made
+    from the original model); they join the anchor after the retain and kept images, with the original
+    model's features; without forget_anchor the setting is refused in one line."""
+    import torch.nn.functional as F
+
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
+    from clipunlearn.methods import forget_remind_restore as frr
+    from tests.conftest import TOY_CLASSES, FakeSource
+
+    anchors = []
+    real_anchor = frr._Anchor
+
+    def spy(run, images):
+        anchors.append((real_anchor(run, images), run, images))
+        return anchors[-1][0]
+
+    monkeypatch.setattr(frr, "_Anchor", spy)
+    clip = copy.deepcopy(mini_rn_random)
+    original = copy.deepcopy(clip)
+    method = FRR(FRR.build_config("anchored", clip.family, None, {**SMALL, "anchor_concept": True, "forget_lr": 1e-2}))
+    assert method.data_kinds == {"real_forget", "real_retain", "synthetic_retain", "synthetic_forget"}
+    source = FakeSource(clip, seed=1)
+    ctx = ForgetContext(clip, ForgetRequest("toy", TOY_CLASSES, [1], "a photo of a {}."), source, method.data_kinds,
+                        Knobs(seed=1, max_epochs=2, max_steps=2), method.name)
+    trace = method.run(ctx)
+    (anchor, run, retain_images), = anchors
+    concept = ctx.synthetic_forget()
+    assert run.concept is not None and trace.info["anchor_concept"] == len(concept) > 0
+    assert torch.equal(anchor.images[-len(concept):].cpu(), concept.images.cpu())
+    assert len(anchor.images) == len(retain_images) + len(run.keep) + len(concept)
+    with torch.no_grad():
+        expected = F.normalize(original.encode_image(anchor.images), dim=-1)
+    assert torch.allclose(anchor.original, expected, atol=1e-5)
+    assert "with the coarse label's synthetic images" in trace.stopped_because
+    with pytest.raises(ClipUnlearnError, match="forget_anchor > 0"):
+        FRR(FRR.build_config("default", "resnet", None, {"anchor_concept": True})).check_classes(["a", "b"])

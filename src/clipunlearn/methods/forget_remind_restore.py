@@ -111,6 +111,10 @@ class ForgetRemindRestoreConfig:
     # images and synthetic images of classes to keep, in each forgetting step, so that the rest of the
     # image space stays where it was (0: none)
     forget_anchor: float = 0.0
+    # beyond the paper: synthetic images of the forgotten coarse label itself, made from the original model's
+    # prompt of it, join the anchor, so that the concept stays where the subgroup's real images are not (the
+    # other domain of a cross-domain setting, the siblings of an in-domain one); needs forget_anchor > 0
+    anchor_concept: bool = False
     # beyond the paper: each forgetting step sees a random view (crop, flip) of its forget images rather than
     # the same pixels, so that forgetting holds on the subgroup's other images, not only on these
     forget_views: bool = False
@@ -170,7 +174,8 @@ class ForgetRemindRestore(Method):
     def data_kinds(self) -> frozenset[str]:
         """The wide soup calibration and the forgetting's anchor also see synthetic images of classes to keep
         (made from their names)."""
-        return self.needs | {"synthetic_retain"} if _keeps_synthetic(self.config) else self.needs
+        kinds = self.needs | {"synthetic_retain"} if _keeps_synthetic(self.config) else self.needs
+        return kinds | {"synthetic_forget"} if self.config.anchor_concept else kinds
 
     def check_classes(self, classnames: Sequence[str]) -> None:
         """A bad setting is refused before the model loads (the forget pipeline and suites call this first)."""
@@ -199,7 +204,10 @@ class ForgetRemindRestore(Method):
         if _keeps_synthetic(cfg):
             keep = ctx.synthetic_retain()
             trace.info["keep_synthetic"] = len(keep)
-        run = _Run(ctx, cfg, forget, retain, text, trace, keep)
+        concept = ctx.synthetic_forget() if cfg.anchor_concept else None  # the coarse label, from the original
+        if concept is not None:
+            trace.info["anchor_concept"] = len(concept)
+        run = _Run(ctx, cfg, forget, retain, text, trace, keep, concept)
 
         n_cal, calibration, reminded = _hold_out(run)  # the calibration images are seen by no training step
         chosen, mask, forgot_because = _forget(run, reminded)
@@ -227,6 +235,9 @@ def _check(cfg: ForgetRemindRestoreConfig) -> None:
                             f"it must lie in (0, 1], got {cfg.fisher_share}.")
     if cfg.soup_calibration not in CALIBRATIONS:
         raise TrainingError(f"Unknown soup_calibration {cfg.soup_calibration!r}; use one of {', '.join(CALIBRATIONS)}.")
+    if cfg.anchor_concept and cfg.forget_anchor <= 0:
+        raise TrainingError("forget-remind-restore's anchor_concept adds images to the forgetting's anchor: set "
+                            "forget_anchor > 0 too (e.g. --preset anchored).")
     for knob in ("forget_keep", "forget_anchor", "remind_negatives"):
         if getattr(cfg, knob) < 0:
             raise TrainingError(f"forget-remind-restore's {knob} is a loss weight: it must be >= 0, got "
@@ -252,6 +263,7 @@ class _Run:
     text: torch.Tensor  # the coarse labels' prompt features (class_features)
     trace: Trace
     keep: ImageBatch | None = None  # synthetic images of classes to keep (the anchor, the "wide" soup calibration)
+    concept: ImageBatch | None = None  # synthetic images of the forgotten coarse label (anchor_concept)
 
     @property
     def clip(self) -> Clip:
@@ -345,17 +357,19 @@ def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, tor
                 stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora, batch_size=cfg.batch_size)
     run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
     kept = [f"retain images kept at weight {cfg.forget_keep}"] if cfg.forget_keep > 0 else []
-    kept += [f"features anchored at weight {cfg.forget_anchor}"] if anchor is not None else []
+    kept += [f"features anchored at weight {cfg.forget_anchor}"
+             + (" with the coarse label's synthetic images" if run.concept is not None else "")] if anchor is not None else []
     return chosen, mask, run.trace.stopped_because + (f" ({'; '.join(kept)})" if kept else "")
 
 
 class _Anchor:
-    """Images whose features forgetting keeps near the original model's: the given retain images and the
-    run's synthetic images of classes to keep. ``drift(step)`` is the mean 1 − cos(feature, original
-    feature) over a batch of them; the original features are taken when the anchor is made."""
+    """Images whose features forgetting keeps near the original model's: the given retain images, the
+    run's synthetic images of classes to keep and, with ``anchor_concept``, of the forgotten coarse label.
+    ``drift(step)`` is the mean 1 − cos(feature, original feature) over a batch of them; the original
+    features are taken when the anchor is made."""
 
     def __init__(self, run: _Run, retain_images: torch.Tensor):
-        parts = [retain_images] + ([run.keep.images] if run.keep is not None else [])
+        parts = [retain_images] + [b.images for b in (run.keep, run.concept) if b is not None]
         self.clip, self.images = run.clip, torch.cat([p.to(retain_images.device) for p in parts])
         self.batches = ShuffledBatches(len(self.images), run.cfg.batch_size, run.ctx.generator(27))
         with torch.no_grad():
