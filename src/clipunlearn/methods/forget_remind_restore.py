@@ -34,7 +34,8 @@ candidate weight together, are the only ones forgetting and reminding change (a 
 LoRA), so that a layer both sets use can still give up what only the forget set needs. ``forget_keep``
 adds the retain images' cross-entropy to each forgetting step, so that the siblings are kept while the
 subgroup goes rather than repaired afterwards by reminding; ``forget_anchor`` keeps the image features of
-the retain images and of synthetic images of other classes at the original model's in those steps;
+the retain images and of synthetic images of other classes at the original model's in those steps (with
+``anchor_concept``, of synthetic images of the forgotten coarse label too);
 ``remind_negatives`` adds the forget images as negatives of their coarse label to each reminding step;
 ``soup_calibration`` "wide" also scores α on synthetic images of classes to keep; ``forget_views`` and
 ``remind_views`` train on random views (crop, flip) of the images instead of the same pixels. The preset
