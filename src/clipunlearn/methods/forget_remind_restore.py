@@ -174,7 +174,7 @@ class ForgetRemindRestore(Method):
     @property
     def data_kinds(self) -> frozenset[str]:
         """The wide soup calibration and the forgetting's anchor also see synthetic images of classes to keep
-        (made from their names)."""
+        (made from their names); ``anchor_concept``, synthetic images of the forgotten coarse label."""
         kinds = self.needs | {"synthetic_retain"} if _keeps_synthetic(self.config) else self.needs
         return kinds | {"synthetic_forget"} if self.config.anchor_concept else kinds
 
@@ -358,8 +358,9 @@ def _forget(run: _Run, reminded: torch.Tensor) -> tuple[list[str], dict[str, tor
                 stop=StopRule("forget_acc", cfg.forget_stop), phase="forget", lora=lora, batch_size=cfg.batch_size)
     run_loop(clip, loop, forget_step, run.forget_acc, ctx.knobs.progress, run.trace)
     kept = [f"retain images kept at weight {cfg.forget_keep}"] if cfg.forget_keep > 0 else []
-    kept += [f"features anchored at weight {cfg.forget_anchor}"
-             + (" with the coarse label's synthetic images" if run.concept is not None else "")] if anchor is not None else []
+    if anchor is not None:
+        concept = " with the coarse label's synthetic images" if run.concept is not None else ""
+        kept.append(f"features anchored at weight {cfg.forget_anchor}{concept}")
     return chosen, mask, run.trace.stopped_because + (f" ({'; '.join(kept)})" if kept else "")
 
 
