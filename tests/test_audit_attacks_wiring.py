@@ -477,7 +477,7 @@ class _Curves:
     """The curve cache: ``stored`` by key; what was asked and put is recorded."""
 
     def __init__(self, stored: dict[str, list[float]]):
-        self.stored, self.asked, self.put_ = stored, [], []
+        self.stored, self.asked, self.put_, self.locked = stored, [], [], []
 
     def key(self, mhash: str, case_key: str, attack: Attack, steps: tuple[int, ...], seed: int) -> str:
         return f"{mhash}|{case_key}|{attack.name}|{steps}|{seed}"
@@ -488,6 +488,12 @@ class _Curves:
 
     def put(self, key: str, curve: list[float], what: str) -> None:
         self.put_.append((key, curve, what))
+
+    def lock(self, key: str):
+        from contextlib import nullcontext
+
+        self.locked.append(key)
+        return nullcontext()
 
 
 def _relearning_case(monkeypatch, grid, curves, stored=None) -> tuple[Case, list[tuple[Any, ...]]]:
@@ -537,7 +543,10 @@ def test_relearning_runs_each_attack_on_each_model_and_reads_the_cache_for_all_b
         ("forgotten", *near, "class weights of forgotten", (2, 1), 3),
         ("oracle", *one, "class weights of oracle", (2, 1), 3), ("oracle", *near, "class weights of oracle", (2, 1), 3)]
     cache = case.curve_cache
-    assert [key.split("|")[0] for key in cache.asked] == ["hash of original"] * 2 + ["hash of oracle"] * 2
+    # a miss is asked again under the key's lock (another cell may have written it meanwhile): the original's
+    # first curve is a hit (asked once), its second and the oracle's two are misses (asked twice each)
+    assert [key.split("|")[0] for key in cache.asked] == ["hash of original"] * 3 + ["hash of oracle"] * 4
+    assert cache.locked == [key for key, _, _ in cache.put_]
     assert cache.put_ == [(f"hash of original|case|{related}|(2, 1)|3", list(CURVES["original"][1]), related),
                           (f"hash of oracle|case|{k1}|(2, 1)|3", list(CURVES["oracle"][0]), k1),
                           (f"hash of oracle|case|{related}|(2, 1)|3", list(CURVES["oracle"][1]), related)]
@@ -910,3 +919,45 @@ def test_prompt_rows_and_image_features_are_computed_under_the_active_precision_
         attacks._encode(clip, torch.ones(2, 1, 1, 2))
     attacks._prompt_row(clip, ["a photo of 1"])
     assert clip.autocast == [True, True, False]
+
+
+def test_cells_audited_side_by_side_compute_a_shared_curve_once(tmp_path):
+    """Two cells audited at once (a worker pool) ask for the original's curve of the same key: the second
+    waits on the key's lock and reads what the first wrote, instead of computing it again."""
+    import threading
+    import time
+
+    from clipunlearn.audit.relearning import CurveCache
+
+    cache = CurveCache(tmp_path / "curves")
+    calls: list[int] = []
+
+    def compute() -> list[float]:
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        return [0.9, 0.5, 0.7]
+
+    got: list[list[float]] = []
+    threads = [threading.Thread(target=lambda: got.append(attacks._cached_curve(cache, "k", "sgd", compute)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and got == [[0.9, 0.5, 0.7]] * 2
+    assert attacks._cached_curve(cache, "k", "sgd", compute) == [0.9, 0.5, 0.7] and len(calls) == 1
+    assert json.loads((tmp_path / "curves" / "k.json").read_text())["attack"] == "sgd"
+
+
+def test_without_a_cache_folder_each_curve_is_computed():
+    from clipunlearn.audit.relearning import CurveCache
+
+    calls: list[int] = []
+
+    def compute() -> list[float]:
+        calls.append(1)
+        return [float(len(calls))]
+
+    cache = CurveCache(None)
+    assert attacks._cached_curve(cache, "k", "sgd", compute) == [1.0]
+    assert attacks._cached_curve(cache, "k", "sgd", compute) == [2.0]

@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from ..precision import forward_pass
 from ..synthetic.cupl import normalise
 from .case import AuditCase
 from .scores import classifier_auc, mean_kl, membership_scores, probe_auc, threshold_auc
+
+if TYPE_CHECKING:
+    from .relearning import CurveCache
 
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.json")
 AUGMENTATIONS = ("crop", "flip", "colour", "jpeg30")
@@ -240,6 +243,21 @@ def _load_pixels(case: AuditCase, split: str, rows: list[int]) -> torch.Tensor:
     return torch.stack([to_pixels(images.load(i)) for i in rows])
 
 
+def _cached_curve(cache: CurveCache, key: str, what: str, compute: Callable[[], list[float]]) -> list[float]:
+    """The cached curve of ``key``, or ``compute()``'s, stored; under the key's lock, so that cells audited
+    side by side compute the same original's or oracle's curve once (the others wait, then read it)."""
+    found = cache.get(key)
+    if found is not None:
+        return found
+    with cache.lock(key):
+        found = cache.get(key)
+        if found is not None:
+            return found
+        curve = compute()
+        cache.put(key, curve, what)
+        return curve
+
+
 def relearning(case: AuditCase) -> dict[str, Any]:
     """The relearning grid (:mod:`.relearning`): each attack of ``case.relearn_grid`` on a copy of each
     model, the forgotten classes' test accuracy at step 0 and after each of ``case.relearn_steps``; the
@@ -247,7 +265,7 @@ def relearning(case: AuditCase) -> dict[str, Any]:
     relearning score over the attacks (:func:`clipunlearn.metrics.relearning_score`), against the
     oracle's curves, and against an accuracy-0 floor."""
     from ..metrics import relearning_score
-    from .relearning import RelearnData, case_key, draw_rows, model_hash, related_classes, relearn_curve
+    from .relearning import Attack, RelearnData, case_key, draw_rows, model_hash, related_classes, relearn_curve
 
     rows = draw_rows(case)
     train_labels = case.labels("train")
@@ -268,17 +286,20 @@ def relearning(case: AuditCase) -> dict[str, Any]:
     for name, clip in case.models.items():
         mhash = model_hash(clip) if cached[name] else ""
         for attack in case.relearn_grid:
-            key = case.curve_cache.key(mhash, key_case, attack, case.relearn_steps, case.seed) if cached[name] else ""
-            curve = case.curve_cache.get(key) if cached[name] else None
-            if curve is None:
+
+            def compute(clip: Clip = clip, attack: Attack = attack, name: str = name) -> list[float]:
                 t0 = time.process_time()
                 curve = relearn_curve(clip, attack, data[attack.data], test_px, test_y, case.classifier(name),
                                       case.relearn_steps, case.seed, prompts)
                 computed[name] += 1
                 cpu[name] += time.process_time() - t0
-                if cached[name]:
-                    case.curve_cache.put(key, curve, attack.name)
-            curves[name][attack.name] = curve
+                return curve
+
+            if not cached[name]:
+                curves[name][attack.name] = compute()
+                continue
+            key = case.curve_cache.key(mhash, key_case, attack, case.relearn_steps, case.seed)
+            curves[name][attack.name] = _cached_curve(case.curve_cache, key, attack.name, compute)
     names = [a.name for a in case.relearn_grid]
     per_model = {name: [curves[name][a] for a in names] for name in case.models}
     oracle = per_model.get("oracle")

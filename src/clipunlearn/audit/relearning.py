@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -308,6 +309,13 @@ class CurveCache:
     def put(self, key: str, curve: list[float], what: str) -> None:
         if self.folder is not None:
             write_json(self.folder / f"{key}.json", {"curve": curve, "attack": what})
+
+    def lock(self, key: str) -> AbstractContextManager[None]:
+        """Held while one process computes the curve of ``key``: cells audited side by side (a worker
+        pool, Ray tasks) compute the original's and the oracle's curves once; the others wait, then read."""
+        from ..io import exclusive
+
+        return nullcontext() if self.folder is None else exclusive(self.folder / f"{key}.lock")
 
 
 def case_key(case: AuditCase) -> str:
