@@ -391,9 +391,10 @@ def test_each_committed_page_opens_offline_with_every_table_of_its_report(browse
         assert len(rows) == len(pd.read_csv(csv)), csv.name
 
 
-def test_the_audit_and_wacv_pages_are_committed_with_their_html():
+def test_the_audit_wacv_and_cvpr_pages_are_committed_with_their_html():
     """The pages the browser test above opens are there (made by the report command, never by hand)."""
-    assert {"audit", "audit-vit", "wacv-mini-vit"} <= {p.parent.name for p in COMMITTED.glob("*/index.html")}
+    assert {"audit", "audit-vit", "wacv-mini-vit", "cvpr-mini-rn-h"} <= {
+        p.parent.name for p in COMMITTED.glob("*/index.html")}
 
 
 def test_a_rebuilt_report_drops_the_pages_of_runs_it_no_longer_has(tmp_path):
