@@ -1059,6 +1059,9 @@ def test_the_intro_names_the_stale_runs_the_records_and_a_suite_file_beside_the_
     assert below[0].startswith("Made by `clipunlearn benchmark report suite --to .` from 3 run folders")
     assert below[2] == ("Cells made by `clipunlearn benchmark --suite custom.toml --model m --out suite` (3 of 3 cells "
                         "finished).")
+    layout["source"] = "benchmarks/suites/custom.toml"  # as typed, relative to where the suite ran: kept as typed
+    assert report._intro(layout, page / "suite", page, 3, {}, False, set())[2].startswith(
+        "Cells made by `clipunlearn benchmark --suite benchmarks/suites/custom.toml --model m --out suite`")
     for suite, shown in (("quick", "quick"), ("custom", "custom")):  # no source: the suite's name
         bare = {k: v for k, v in layout.items() if k != "source"} | {"suite": suite}
         assert f"--suite {shown} --model m --out suite`" in report._intro(bare, page / "suite", page, 3, {}, False, set())[2]

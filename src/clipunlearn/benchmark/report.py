@@ -841,7 +841,10 @@ def _intro(layout: dict[str, Any] | None, root: Path, dest: Path, n_runs: int, s
         from .suite import shipped_suites
 
         source = layout.get("source", layout["suite"])
+        # a suite file named relative to where the suite was run is shown as typed (it names no folder of
+        # the machine); an absolute one relative to the page where it can be, else by its file name
         suite_arg = (layout["suite"] if layout["suite"] in shipped_suites()
+                     else source if not Path(source).is_absolute()
                      else shown_path(source, dest, Path(source).name))
         out_arg = "DIR" if from_records else folder
         lines += [f"Cells made by `clipunlearn benchmark --suite {suite_arg} --model {','.join(models)} --out "
