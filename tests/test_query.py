@@ -233,6 +233,44 @@ def test_benchmark_status_counts_the_cells_of_a_suite_folder(suite_dir, capsys):
                       ["stale", "lip-b:"]]
 
 
+def test_benchmark_status_of_some_tables_and_seeds(suite_dir, capsys):
+    out = suite_dir  # lip-a, lip-b, amns-a done (seed 0 in their settings; the layout's seeds below)
+    cell = lambda rid, seed=None: {"model": "mini-rn", "run_id": rid, "setting": "",  # noqa: E731
+                                   **({} if seed is None else {"seed": seed})}
+    layout = {"suite": "mine", "source": str(out / "mine.toml"), "seeds": [0, 1], "tables": [
+        {"name": "t1", "show": "forgetting", "cells": [cell("lip-a", 0), cell("lip-b", 1), cell("ulip-a", 1)]},
+        {"name": "t2", "show": "forgetting", "cells": [cell("amns-a", 0), cell("salun-a", 0)]},
+        # a layout written before cells named their seed: read from the run id
+        {"name": "t3", "show": "forgetting", "cells": [cell("emmn-x-y-s1-0123456789ab")]}]}
+    (out / "suite.json").write_text(json.dumps(layout))
+    status = lambda *a: (main(["benchmark", "status", str(out), *a]), capsys.readouterr())  # noqa: E731
+    code, printed = status("--tables", "t2")
+    assert code == 0 and printed.out.splitlines()[0] == ("suite mine (tables t2): 2 cells, 1 done (0 of them stale), "
+                                                          "0 failed, 1 still to run")
+    assert printed.out.splitlines()[-1].endswith(f"--out {out} --tables t2")
+    code, printed = status("--seeds", "1", "--tables", "t1,t3")
+    assert code == 0 and printed.out.splitlines()[0] == ("suite mine (tables t1, t3; seeds 1): 3 cells, 1 done "
+                                                          "(0 of them stale), 0 failed, 2 still to run")
+    assert printed.out.splitlines()[-1].endswith("--tables t1,t3 --seeds 1")
+    code, printed = status("--seeds", "0")
+    assert code == 0 and printed.out.splitlines()[0].startswith("suite mine (seeds 0): 3 cells, 2 done")
+    # bad inputs: one line naming the problem and what to pass
+    for args, says in [(["--tables", "t9"], "no table 't9'. Pass some of: t1, t2, t3."),
+                       (["--seeds", "4"], "no cell of seed 4 (its seeds: 0, 1)"),
+                       (["--seeds", "one"], "--seeds 'one' is not a list of integers")]:
+        code, printed = status(*args)
+        assert code == 2 and says in printed.err and len(printed.err.strip().splitlines()) == 1, args
+
+
+def test_a_suite_layout_names_each_cells_seed(tmp_path):
+    from clipunlearn.benchmark import load_suite
+    from clipunlearn.benchmark.runner import layout
+
+    suite = load_suite("quick")
+    cells = [c for t in layout(suite, tmp_path)["tables"] for c in t["cells"]]
+    assert cells and all(c["run_id"].endswith(f"-s{c['seed']}-" + c["run_id"][-12:]) for c in cells)
+
+
 def test_benchmark_status_of_a_folder_that_is_no_suite(suite_dir, tmp_path, capsys):
     assert main(["benchmark", "status", str(suite_dir)]) == 2  # runs, but no suite.json
     assert "holds no suite.json" in capsys.readouterr().err

@@ -540,16 +540,23 @@ def cmd_subgroups(args) -> int:
     return 0
 
 
-def _seeds(text: str, suite) -> list[int]:
-    """``--seeds 0,1``: integers among the suite's seeds."""
+def _seed_numbers(text: str) -> list[int]:
+    """``--seeds 0,1`` as integers."""
     from .data import split_names
     from .errors import ClipUnlearnError
 
-    known = sorted({*suite.seeds, *(x for t in suite.tables for x in (t.seeds or ()))})
     try:
-        seeds = [int(x) for x in split_names(text)]
+        return [int(x) for x in split_names(text)]
     except ValueError:
         raise ClipUnlearnError(f"--seeds {text!r} is not a list of integers; pass e.g. --seeds 0,1.") from None
+
+
+def _seeds(text: str, suite) -> list[int]:
+    """``--seeds 0,1``: integers among the suite's seeds."""
+    from .errors import ClipUnlearnError
+
+    known = sorted({*suite.seeds, *(x for t in suite.tables for x in (t.seeds or ()))})
+    seeds = _seed_numbers(text)
     for seed in seeds:
         if seed not in known:
             raise ClipUnlearnError(f"--seeds: the suite {suite.name!r} has no seed {seed} (its seeds: "
@@ -609,7 +616,11 @@ def cmd_benchmark_report(args) -> int:
 def cmd_benchmark_status(args) -> int:
     from .benchmark.status import status_lines, suite_status
 
-    print("\n".join(status_lines(suite_status(args.folder), args.folder, cells=args.cells)))
+    from .data import split_names
+
+    seeds = _seed_numbers(args.seeds) if args.seeds else None
+    status = suite_status(args.folder, tables=split_names(args.tables) or None, seeds=seeds)
+    print("\n".join(status_lines(status, args.folder, cells=args.cells)))
     return 0
 
 
@@ -916,6 +927,9 @@ def _add_benchmark_status(sub: argparse._SubParsersAction) -> None:
                                                 "seconds the done ones took (also: benchmark status DIR)")
     p.add_argument("folder", help="the --out folder of clipunlearn benchmark")
     p.add_argument("--cells", action="store_true", help="list every cell with its state (and seconds)")
+    p.add_argument("--tables", default=None, help="the cells of these tables only (comma-separated names, as in "
+                                                  "clipunlearn benchmark --tables)")
+    p.add_argument("--seeds", default=None, help="the cells of these seeds only (comma-separated, e.g. 1,2)")
     p.set_defaults(func=cmd_benchmark_status)
 
 

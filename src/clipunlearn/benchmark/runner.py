@@ -142,7 +142,7 @@ def layout(suite: Suite, out: str | Path, models: list[str] | None = None, data_
         result["classes"][model] = {d: [{"name": c.name, "top1": c.top1, "reason": c.reason,
                                          "split": c.split, "text": c.describe()} for c in cs] for d, cs in chosen.items()}
     for table in suite.tables:
-        cells = [{"model": m, "run_id": c.spec.resolved().run_id, "setting": c.setting}
+        cells = [{"model": m, "run_id": c.spec.resolved().run_id, "setting": c.setting, "seed": c.spec.seed}
                  for m, chosen in picks.items() for c in suite.table_cells(table, m, chosen)]
         result["tables"].append({"name": table.name, "title": table.title, "show": table.show,
                                  "group_by": list(table.group_by), "cells": cells, "bar": dict(table.bar),

@@ -4,12 +4,14 @@ and still to run, and the seconds the finished ones took.
 The cells are those of the layout the runner writes before its first cell (``DIR/suite.json``: every
 table's cells, for every model run into the folder), each classified by the runner's own rule
 (:func:`.runner.cell_state`); the seconds are the run view's (:mod:`clipunlearn.runs.view`): a cell's
-run, and its audit where a table audits it. Nothing is loaded but files: no model, no data.
+run, and its audit where a table audits it. Nothing is loaded but files: no model, no data. Like the
+runner, it can look at some tables and some seeds only (``--tables table1,bar --seeds 1,2``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import statistics
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ class SuiteStatus:
     stale: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> how its config differs
     seconds: dict[str, float] = field(default_factory=dict)  # run id of a done cell -> its run's + audit's
     models: list[str] = field(default_factory=list)  # the models the folder's cells are of
+    tables: list[str] | None = None  # the tables looked at, where not every one
+    seeds: list[int] | None = None  # the seeds looked at, where not every one
 
     @property
     def cells(self) -> int:
@@ -77,15 +81,52 @@ def _seconds(out: Path, done: list[str]) -> dict[str, float]:
     return {rid: by_id[rid] for rid in done if rid in by_id}
 
 
-def suite_status(folder: str | os.PathLike[str]) -> SuiteStatus:
-    """The cells of the suite in ``folder`` by state, and the seconds of the done ones."""
+_SEED_IN_RUN_ID = re.compile(r"-s(\d+)-[0-9a-f]{12}$")  # RunSpec.run_id: ...-s{seed}-{digest}
+
+
+def _seed(cell: dict) -> int:
+    """A layout cell's seed (layouts written before cells carried it: read from the run id)."""
+    if "seed" in cell:
+        return int(cell["seed"])
+    m = _SEED_IN_RUN_ID.search(cell["run_id"])
+    if m is None:
+        raise ClipUnlearnError(f"cell {cell['run_id']!r} of suite.json names no seed. Run the suite into the folder "
+                               "again (--dry-run is enough) to rewrite suite.json, or leave out --seeds.")
+    return int(m.group(1))
+
+
+def _tables(layout: dict, names: list[str] | None) -> list[dict]:
+    """The layout's tables, or the named ones (a name the layout lacks is an error naming those it has)."""
+    tables = layout.get("tables", [])
+    if not names:
+        return tables
+    known = [t["name"] for t in tables]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ClipUnlearnError(f"--tables: the suite folder has no table {unknown[0]!r}. Pass some of: "
+                               f"{', '.join(known)}.")
+    return [t for t in tables if t["name"] in names]
+
+
+def suite_status(folder: str | os.PathLike[str], tables: list[str] | None = None,
+                 seeds: list[int] | None = None) -> SuiteStatus:
+    """The cells of the suite in ``folder`` by state, and the seconds of the done ones; ``tables`` and
+    ``seeds``: the cells of these tables and seeds only."""
     out = Path(folder)
     layout = read_layout(out)
-    tables = layout.get("tables", [])
-    cells = list(dict.fromkeys(c["run_id"] for t in tables for c in t["cells"]))  # a cell shown twice is one
-    audited = {c["run_id"] for t in tables if t.get("show") == "audit" for c in t["cells"]}
+    shown = _tables(layout, tables)
+    if seeds is not None:
+        known = sorted({*layout.get("seeds", []), *(_seed(c) for t in shown for c in t["cells"])})
+        missing = [x for x in seeds if x not in known]
+        if missing:
+            raise ClipUnlearnError(f"--seeds: the suite folder has no cell of seed {missing[0]} (its seeds: "
+                                   f"{', '.join(map(str, known))}).")
+    keep = (lambda c: True) if seeds is None else (lambda c: _seed(c) in seeds)  # noqa: E731
+    cells = list(dict.fromkeys(c["run_id"] for t in shown for c in t["cells"] if keep(c)))  # shown twice: one
+    audited = {c["run_id"] for t in shown if t.get("show") == "audit" for c in t["cells"]}
     s = SuiteStatus(layout.get("suite", "?"), layout.get("source", ""),
-                    models=sorted({c["model"] for t in tables for c in t["cells"]}))
+                    models=sorted({c["model"] for t in shown for c in t["cells"] if keep(c)}),
+                    tables=list(tables) if tables else None, seeds=list(seeds) if seeds is not None else None)
     for rid in cells:
         state, why = cell_state(out, rid, rid in audited)
         if state == "done":
@@ -111,7 +152,9 @@ def _duration(seconds: float) -> str:
 def status_lines(s: SuiteStatus, folder: str, cells: bool = False, shown: int = 5) -> list[str]:
     """What ``clipunlearn benchmark status`` prints: the counts, the seconds, the failed and stale cells
     (the first ``shown`` of each; every cell with ``cells``) and the command that runs the rest."""
-    lines = [f"suite {s.suite}: {s.cells} cells, {len(s.done)} done ({len(s.stale)} of them stale), "
+    only = "; ".join(([f"tables {', '.join(s.tables)}"] if s.tables else [])
+                     + ([f"seeds {', '.join(map(str, s.seeds))}"] if s.seeds is not None else []))
+    lines = [f"suite {s.suite}" + (f" ({only})" if only else "") + f": {s.cells} cells, {len(s.done)} done ({len(s.stale)} of them stale), "
              f"{len(s.failed)} failed, {len(s.todo)} still to run"]
     if s.seconds:
         per = sorted(s.seconds.values())
@@ -131,6 +174,8 @@ def status_lines(s: SuiteStatus, folder: str, cells: bool = False, shown: int = 
     if s.failed or s.todo or s.stale:
         flags = (" --retry-failed" if s.failed else "") + (" --rerun-stale" if s.stale else "")
         models = f" --model {','.join(s.models)}" if s.models else ""
+        flags += (f" --tables {','.join(s.tables)}" if s.tables else "") + (
+            f" --seeds {','.join(map(str, s.seeds))}" if s.seeds is not None else "")
         lines.append(f"to run the rest: clipunlearn benchmark --suite {shlex.quote(_suite_arg(s))}{models} "
                      f"--out {shlex.quote(folder)}{flags}")
     return lines
