@@ -483,3 +483,50 @@ def test_the_room_check_looks_only_at_entries_written_to_disk(tmp_path, monkeypa
     assert asked == [scratch] and str(e.value) == (
         f"The features of the forgotten model need 1.5 GiB in {scratch}, but its disk has 0.0 GiB free. "
         "Free space there, or pass --cache-dir on a larger disk (TMPDIR for features that are not kept).")
+
+
+# ---------------------------------------------------------------------------------- computed once, side by side
+
+
+def test_an_entry_asked_for_side_by_side_is_computed_once_and_its_second_look_is_not_a_miss(tmp_path):
+    import threading
+    import time
+
+    from clipunlearn.io import computed_once, exclusive
+
+    store: dict[str, int] = {}
+    looks: list[bool] = []
+    computes: list[int] = []
+
+    def look(first: bool) -> int | None:
+        looks.append(first)
+        return store.get("k")
+
+    def compute() -> int:
+        computes.append(1)
+        time.sleep(0.2)  # long enough for the other thread to wait on the lock
+        store["k"] = 7
+        return 7
+
+    got: list[tuple[int, bool]] = []
+    threads = [threading.Thread(target=lambda: got.append(
+        computed_once(look, lambda: exclusive(tmp_path / "k.lock"), compute))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert computes == [1] and sorted(got) == [(7, False), (7, True)]
+    assert looks.count(True) == 2 and looks.count(False) == 2  # each thread looked once before and once under it
+    looks.clear()
+    assert computed_once(look, lambda: exclusive(tmp_path / "k.lock"), compute) == (7, True) and looks == [True]
+
+
+def test_a_failed_computation_stores_nothing_and_frees_the_lock(tmp_path):
+    from clipunlearn.io import computed_once, exclusive
+
+    def boom() -> int:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="^boom$"):
+        computed_once(lambda first: None, lambda: exclusive(tmp_path / "k.lock"), boom)
+    assert computed_once(lambda first: None, lambda: exclusive(tmp_path / "k.lock"), lambda: 3) == (3, False)

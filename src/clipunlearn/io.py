@@ -8,9 +8,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 from .errors import RunExistsError
 
@@ -124,6 +126,23 @@ def exclusive(path: str | os.PathLike[str]) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def computed_once(look: Callable[[bool], T | None], lock: Callable[[], AbstractContextManager[Any]],
+                  compute: Callable[[], T]) -> tuple[T, bool]:
+    """A cache entry computed by one process of those that ask for it side by side: ``look(True)``'s
+    entry if there is one; else, holding ``lock()`` (e.g. :func:`exclusive` on the entry's lock file),
+    ``look(False)``'s (another process computed it while this one waited) or ``compute()``'s, which
+    stores it. ``look``'s argument: whether it is the first look (a cache counts only that one's miss).
+    Returns the entry and whether it was found."""
+    found = look(True)
+    if found is not None:
+        return found, True
+    with lock():
+        found = look(False)
+        if found is not None:
+            return found, True
+        return compute(), False
 
 
 def save_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:

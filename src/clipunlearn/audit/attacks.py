@@ -34,6 +34,7 @@ from torchvision import transforms as T
 
 from ..data import CHANGED_TEMPLATES
 from ..errors import ClipUnlearnError, DataError
+from ..io import computed_once
 from ..evaluation import LOGIT_SCALE
 from ..metrics import precision_at_k
 from ..models import Clip
@@ -246,16 +247,13 @@ def _load_pixels(case: AuditCase, split: str, rows: list[int]) -> torch.Tensor:
 def _cached_curve(cache: CurveCache, key: str, what: str, compute: Callable[[], list[float]]) -> list[float]:
     """The cached curve of ``key``, or ``compute()``'s, stored; under the key's lock, so that cells audited
     side by side compute the same original's or oracle's curve once (the others wait, then read it)."""
-    found = cache.get(key)
-    if found is not None:
-        return found
-    with cache.lock(key):
-        found = cache.get(key)
-        if found is not None:
-            return found
+
+    def computed() -> list[float]:
         curve = compute()
         cache.put(key, curve, what)
         return curve
+
+    return computed_once(lambda first: cache.get(key), lambda: cache.lock(key), computed)[0]
 
 
 def relearning(case: AuditCase) -> dict[str, Any]:

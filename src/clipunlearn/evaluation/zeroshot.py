@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageSet
 from ..errors import DataError
+from ..io import computed_once
 from ..memory import HalvingBatch
 from ..models.catalogue import image_family
 from ..models.factory import Clip
@@ -275,12 +276,8 @@ class Evaluator:
                         return found
                 return None
 
-            found = cached(True)
-            if found is not None:
-                return found
-            with self.cache.lock(self._key(images, hashes, n_stages)):  # cells side by side compute it once
-                found = cached(False)
-                return found if found is not None else self._compute_features(images, hashes)
+            whole = self._key(images, hashes, n_stages)  # cells side by side compute it once
+            return computed_once(cached, lambda: self.cache.lock(whole), lambda: self._compute_features(images, hashes))[0]
 
     def _run_from(self, inputs: Features, cut: int, key: str, images: ImageSet) -> Features:
         """The stages from ``cut`` on, over a cached entry, a batch at a time, into the entry ``key``."""

@@ -10,6 +10,7 @@ import torch
 
 from ..data import ImageSet, load_image_set
 from ..errors import ClipUnlearnError, DataError
+from ..io import computed_once
 from ..methods import ForgetRequest, ImageBatch
 from ..models import Clip
 from ..precision import cache_tag
@@ -104,16 +105,14 @@ class RunData:
         cache = SyntheticCache(self.synthetic_cache)
         tag = cache_tag()  # a set made at another precision than fp32 is kept apart (fp32 keys as before)
         key = cache.key(self._model_hash, arch=self.clip.arch, **what, **({"precision": tag} if tag else {}))
-        found = cache.get(key)
-        if found is not None:
-            return found, True
-        with cache.lock(key):  # cells running side by side make a shared set once
-            found = cache.get(key)
-            if found is not None:
-                return found, True
+
+        def made() -> SyntheticSet:
             s = make()
             cache.put(key, s)
-            return s, False
+            return s
+
+        # cells running side by side make a shared set once
+        return computed_once(lambda first: cache.get(key), lambda: cache.lock(key), made)
 
     # --- synthetic ----------------------------------------------------------------------------
     def synthetic_forget(self, request: ForgetRequest, prompts: str = "template") -> ImageBatch:
