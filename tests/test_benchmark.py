@@ -511,7 +511,7 @@ def test_a_subgroup_goal_is_checked_per_setting_against_every_other_method(tmp_p
     df = pd.DataFrame([{"run_id": f"r{i}", "model": "mini-rn", "dataset": d, "method": m, "seed": s, "Score": v}
                        for i, (d, m, s, v) in enumerate(rows)])
     table = {"group_by": ["dataset", "method"], "goal": {"method": "ours", "score": 85.0},
-             "cells": [{"model": "mini-rn", "run_id": f"r{i}", "setting": ""} for i in range(len(rows))]}
+             "cells": [{"model": "mini-rn", "run_id": f"r{i}", "setting": "", "seed": r[2]} for i, r in enumerate(rows)]}
     lines = goal_lines(df, table)
     assert "- mini-rn, in-domain-car: ours 85.0, best other ga 84.0: meets the goal" in lines  # mean of two seeds
     assert "- mini-rn, in-domain-flower: ours 93.0, best other ga 95.0: misses (below ga)" in lines
@@ -608,7 +608,8 @@ def test_rows_with_the_same_figures_in_every_common_cell_are_named():
              ("c", 0, 0.1, 0.2), ("c", 1, 0.3, 0.41), ("d", 0, 0.1, 0.2)]
     df = pd.DataFrame([{"run_id": f"r{i}", "model": "m", "method": m, "dataset": "x", "classes": "k", "seed": s,
                         "target BF": 0.9, "target AF": t, "Avg. Score": a} for i, (m, s, t, a) in enumerate(cells)])
-    table = {"cells": [{"model": "m", "run_id": f"r{i}", "setting": ""} for i in range(len(cells))]}
+    # the cells as the runner lays them out (with their seeds, which the runs' own figures also give)
+    table = {"cells": [{"model": "m", "run_id": f"r{i}", "setting": "", "seed": c[1]} for i, c in enumerate(cells)]}
     lines = identical_lines(df, table)
     assert [line for line in lines if line.startswith("- ")] == [
         "- m: `b` gives exactly the figures of `a` in all 2 cells both finished: on this model the setting that "

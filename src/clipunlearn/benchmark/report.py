@@ -334,7 +334,7 @@ def generic_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _table_rows(df: pd.DataFrame, table: dict[str, Any]) -> pd.DataFrame:
     """The rows of the finished cells of one table of a suite layout (the preset's setting named)."""
-    cells = pd.DataFrame(table["cells"]) if table["cells"] else pd.DataFrame(columns=["model", "run_id", "setting"])
+    cells = pd.DataFrame(table["cells"], columns=["model", "run_id", "setting"])  # the run gives the rest (its seed)
     rows = df.drop(columns=["model"]).merge(cells, on="run_id")  # inner: the finished cells
     rows["setting"] = rows["setting"].replace("", "preset")
     return rows
