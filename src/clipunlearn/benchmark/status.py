@@ -121,7 +121,10 @@ def suite_status(folder: str | os.PathLike[str], tables: list[str] | None = None
         if missing:
             raise ClipUnlearnError(f"--seeds: the suite folder has no cell of seed {missing[0]} (its seeds: "
                                    f"{', '.join(map(str, known))}).")
-    keep = (lambda c: True) if seeds is None else (lambda c: _seed(c) in seeds)  # noqa: E731
+
+    def keep(cell: dict) -> bool:
+        return seeds is None or _seed(cell) in seeds
+
     cells = list(dict.fromkeys(c["run_id"] for t in shown for c in t["cells"] if keep(c)))  # shown twice: one
     audited = {c["run_id"] for t in shown if t.get("show") == "audit" for c in t["cells"]}
     s = SuiteStatus(layout.get("suite", "?"), layout.get("source", ""),
@@ -154,8 +157,8 @@ def status_lines(s: SuiteStatus, folder: str, cells: bool = False, shown: int = 
     (the first ``shown`` of each; every cell with ``cells``) and the command that runs the rest."""
     only = "; ".join(([f"tables {', '.join(s.tables)}"] if s.tables else [])
                      + ([f"seeds {', '.join(map(str, s.seeds))}"] if s.seeds is not None else []))
-    lines = [f"suite {s.suite}" + (f" ({only})" if only else "") + f": {s.cells} cells, {len(s.done)} done ({len(s.stale)} of them stale), "
-             f"{len(s.failed)} failed, {len(s.todo)} still to run"]
+    lines = [f"suite {s.suite}" + (f" ({only})" if only else "") + f": {s.cells} cells, {len(s.done)} done "
+             f"({len(s.stale)} of them stale), {len(s.failed)} failed, {len(s.todo)} still to run"]
     if s.seconds:
         per = sorted(s.seconds.values())
         slowest = max(s.seconds, key=s.seconds.__getitem__)

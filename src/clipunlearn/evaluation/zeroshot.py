@@ -277,7 +277,9 @@ class Evaluator:
                 return None
 
             whole = self._key(images, hashes, n_stages)  # cells side by side compute it once
-            return computed_once(cached, lambda: self.cache.lock(whole), lambda: self._compute_features(images, hashes))[0]
+            found, _ = computed_once(cached, lambda: self.cache.lock(whole),
+                                     lambda: self._compute_features(images, hashes))
+            return found
 
     def _run_from(self, inputs: Features, cut: int, key: str, images: ImageSet) -> Features:
         """The stages from ``cut`` on, over a cached entry, a batch at a time, into the entry ``key``."""
