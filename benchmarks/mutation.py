@@ -68,7 +68,7 @@ MODULES: dict[str, list[str]] = {
     # real model) pin the same fields end to end, but reach every function and would run under each of its mutants
     "runs/pipeline.py": ["tests/test_pipeline_wiring.py"],
     # the counts, seconds and command `clipunlearn benchmark status` prints
-    "benchmark/status.py": [f"tests/test_query.py::{t}" for t in (
+    "benchmark/status.py": ["tests/test_status_lines.py"] + [f"tests/test_query.py::{t}" for t in (
         "test_benchmark_status_counts_the_cells_of_a_suite_folder", "test_benchmark_status_of_some_tables_and_seeds",
         "test_benchmark_status_of_a_folder_that_is_no_suite")],
     # the attacks on hand-made cases and stand-in models (milliseconds a test), and test_pins_audit's two on a

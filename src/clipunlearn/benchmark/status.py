@@ -66,7 +66,7 @@ def _first_error_line(out: Path, run_id: str) -> str:
         error = json.loads((out / "failed" / f"{run_id}.json").read_text(encoding="utf-8")).get("error") or "?"
     except (OSError, json.JSONDecodeError):
         return "(its failure record cannot be read)"
-    return error.strip().splitlines()[0] if error.strip() else "?"
+    return error.strip().splitlines()[0].rstrip() if error.strip() else "?"
 
 
 def _seconds(out: Path, done: list[str]) -> dict[str, float]:
