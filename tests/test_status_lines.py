@@ -14,7 +14,7 @@ from clipunlearn.errors import ClipUnlearnError
 
 @pytest.mark.parametrize("seconds, shown", [
     (0, "0s"), (59.4, "59s"), (59.6, "1m 00s"), (60, "1m 00s"), (61, "1m 01s"), (3599, "59m 59s"),
-    (3600, "1h 00m"), (3661, "1h 01m"), (7325, "2h 02m"), (36000, "10h 00m")])
+    (3600, "1h 00m"), (3661, "1h 01m"), (7140, "1h 59m"), (7325, "2h 02m"), (36000, "10h 00m")])
 def test_a_duration_reads_in_hours_minutes_or_seconds(seconds, shown):
     assert status_module._duration(seconds) == shown
 
@@ -65,6 +65,9 @@ def test_a_layout_without_a_name_source_tables_or_seeds_still_answers(tmp_path):
     (tmp_path / "suite.json").write_text(json.dumps({"suite": "mine", "seeds": [0, 2], "tables": [
         {"name": "t", "show": "forgetting", "cells": [cell]}]}))
     assert suite_status(tmp_path, seeds=[2]).cells == 0  # a seed of the suite with no cell in the folder yet
+    assert suite_status(tmp_path).todo == ["lip-x-y-s0-0123456789ab"]
+    (tmp_path / "suite.json").write_text(json.dumps({"tables": [{"name": "t", "show": "forgetting", "cells": [cell]}]}))
+    assert suite_status(tmp_path, seeds=[0]).todo == ["lip-x-y-s0-0123456789ab"]  # no seeds listed: the cells' own
     assert status_lines(suite_status(tmp_path), "x")[-1] == "to run the rest: clipunlearn benchmark --suite mine " \
                                                             "--model m --out x"
 
