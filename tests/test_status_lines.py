@@ -66,10 +66,10 @@ def test_a_layout_without_a_name_source_tables_or_seeds_still_answers(tmp_path):
         {"name": "t", "show": "forgetting", "cells": [cell]}]}))
     assert suite_status(tmp_path, seeds=[2]).cells == 0  # a seed of the suite with no cell in the folder yet
     assert suite_status(tmp_path).todo == ["lip-x-y-s0-0123456789ab"]
-    (tmp_path / "suite.json").write_text(json.dumps({"tables": [{"name": "t", "show": "forgetting", "cells": [cell]}]}))
-    assert suite_status(tmp_path, seeds=[0]).todo == ["lip-x-y-s0-0123456789ab"]  # no seeds listed: the cells' own
     assert status_lines(suite_status(tmp_path), "x")[-1] == "to run the rest: clipunlearn benchmark --suite mine " \
                                                             "--model m --out x"
+    (tmp_path / "suite.json").write_text(json.dumps({"tables": [{"name": "t", "show": "forgetting", "cells": [cell]}]}))
+    assert suite_status(tmp_path, seeds=[0]).todo == ["lip-x-y-s0-0123456789ab"]  # no seeds listed: the cells' own
 
 
 def test_a_failed_cells_line_is_its_errors_first_line_or_says_why_there_is_none(tmp_path):
