@@ -34,8 +34,8 @@ from torchvision import transforms as T
 
 from ..data import CHANGED_TEMPLATES
 from ..errors import ClipUnlearnError, DataError
-from ..io import computed_once
 from ..evaluation import LOGIT_SCALE
+from ..io import computed_once
 from ..metrics import precision_at_k
 from ..models import Clip
 from ..precision import forward_pass
