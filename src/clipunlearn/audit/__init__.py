@@ -19,7 +19,7 @@ from ..io import check_output_free, staged_dir
 from ..precision import computing, parse_precision
 from ..version import __version__
 from .attacks import ATTACKS, NEEDS_TRAIN, NO_FEATURES
-from .case import load_case, read_run, with_dataset_dir
+from .case import AuditCase, load_case, read_run, with_dataset_dir
 from .relearning import STEPS, Attack, CurveCache, resolve_grid
 from .tasks import CONCEPT, SUBGROUP, also_named_in, coarse_reading, exclude_flags, refuse_oracle
 from .verdict import Thresholds, verdicts
@@ -84,20 +84,7 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
         case = load_case(info, oracle, data_root, need_train=any(a in NEEDS_TRAIN for a in names), seed=seed,
                          relearn_grid=grid, relearn_steps=tuple(sorted({int(s) for s in relearn_steps})),
                          curve_cache=cache)
-        results: dict[str, Any] = {}
-        seconds: dict[str, dict[str, float]] = {}
-        t_cpu, t_wall = time.process_time(), time.time()
-        splits = ["test", "train"] if case.train is not None else ["test"]
-        for model in case.models if any(a not in NO_FEATURES and a not in case.skipped for a in names) else ():
-            for split in splits:  # the image features most attacks share, computed once and timed apart
-                case.features(model, split)
-        seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
-        for name in names:
-            t_cpu, t_wall = time.process_time(), time.time()
-            log.info("audit: %s ...", name)
-            results[name] = {"skipped": case.skipped[name]} if name in case.skipped else ATTACKS[name](case)
-            seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
-            log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
+        results, seconds = _run_attacks(case, names)
         audit: dict[str, Any] = {
             # paths relative to the audit folder, so that a page that copies the audit names no machine's folders
             "run": {"folder": os.path.relpath(info.run_dir, target), "model": info.model, "pretrained": info.pretrained,
@@ -123,7 +110,27 @@ def audit_run(run_dir: str | os.PathLike[str], oracle: str | os.PathLike[str] | 
     return audit
 
 
-def _task_block(case, has_oracle: bool) -> dict[str, Any] | None:
+def _run_attacks(case: AuditCase, names: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Each attack's result (``{"skipped": reason}`` where it cannot run on the task) and the CPU and
+    wall seconds it took; the image features most attacks share are computed first, timed apart."""
+    results: dict[str, Any] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    t_cpu, t_wall = time.process_time(), time.time()
+    splits = ["test", "train"] if case.train is not None else ["test"]
+    for model in case.models if any(a not in NO_FEATURES and a not in case.skipped for a in names) else ():
+        for split in splits:
+            case.features(model, split)
+    seconds["features"] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+    for name in names:
+        t_cpu, t_wall = time.process_time(), time.time()
+        log.info("audit: %s ...", name)
+        results[name] = {"skipped": case.skipped[name]} if name in case.skipped else ATTACKS[name](case)
+        seconds[name] = {"cpu": round(time.process_time() - t_cpu, 2), "wall": round(time.time() - t_wall, 2)}
+        log.info("audit: %s done in %.1fs", name, seconds[name]["wall"])
+    return results, seconds
+
+
+def _task_block(case: AuditCase, has_oracle: bool) -> dict[str, Any] | None:
     """What audit.json says about a subgroup or a concept run (None for a class run): a subgroup's
     setting, what each model calls its test images among the setting's coarse labels (the run's own
     measure) and the other datasets with a class of its name (an ``--exclude`` oracle left those out

@@ -12,6 +12,7 @@ original's?), so drift on the kept classes cannot hide what happened to the clas
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -121,76 +122,86 @@ def verdicts(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
     return sorted(lines, key=lambda v: rank.get(v["attack"].partition(" ")[0], len(ORDER)))  # stable
 
 
+def _judge_prompts(r: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    best = r["best_after"]
+    if best is None:
+        return [_line("prompts", UNDEFINED, "no other prompt", "—")]
+    tried = [f["accuracy"] for f in r["families"] if f["family"] != "run template"]
+    line = _best_of_attack("prompts", best["accuracy"]["forgotten"], r["before"], tried, th.prompts_share,
+                           th.accuracy_margin, "best other-prompt accuracy")
+    line["figure"] += f" ({best['family']} {best['prompt']!r})"
+    return [line]
+
+
+def _judge_images(r: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    best = r["best_after"]
+    tried = [r["accuracy"][a] for a in r["augmentations"]]
+    line = _best_of_attack("images", best["accuracy"]["forgotten"], r["before"], tried, th.images_share,
+                           th.accuracy_margin, "best augmented accuracy")
+    rt = r["retrieval"]
+    line["figure"] += (f" ({best['augmentation']}; retrieval P@{rt['k']} {rt['precision']['forgotten']:.3f} vs "
+                       f"before {rt['precision']['original']:.3f})" if rt else f" ({best['augmentation']})")
+    return [line]
+
+
+def _judge_probe(r: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    auc = r["auc"]
+    if "oracle" not in auc:
+        return [_share("probe", auc["forgotten"], auc["original"], th.probe_share, "probe AUC after", strict=False)]
+    return [_beyond_oracle("probe", auc, th.probe_share, th.probe_margin, "probe AUC after",
+                           "AUC ", "the oracle, which never saw the class, separates it as well: a probe "
+                           "cannot tell knowledge from generic features", strict=False)]
+
+
+def _judge_prototype(r: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    acc = r["accuracy"].get(str(th.prototype_k))
+    rule = f"prototype accuracy with k={th.prototype_k}"
+    if acc is None:
+        return [_line("prototype", UNDEFINED, f"no reading with k={th.prototype_k}", rule)]
+    if "oracle" not in acc:
+        return [_share("prototype", acc["forgotten"], acc["original"], th.prototype_share, rule + " after")]
+    return [_beyond_oracle("prototype", acc, th.prototype_share, th.prototype_margin, rule + ": after",
+                           "", "the oracle's features find the class as well: prototypes cannot tell "
+                           "knowledge from generic features")]
+
+
+def _judge_relearning(r: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    score, n = r["score"], len(r["attacks"])
+    with_oracle = bool(score.get("with_oracle"))
+    value = score["R"] if with_oracle else score["R_floor"]
+    name = "R" if with_oracle else "R against an accuracy-0 floor (no oracle)"
+    rule = f"{name} over {n} attacks > {th.relearn_r:g}"
+    before = r["before"]
+    if value is None:  # the oracle relearns the class as well as the original knew it
+        return [_line("relearning", UNDEFINED, f"original {before:.3f} at step 0",
+                      rule + " (undefined: the oracle relearns the class as well as the original knew it)")]
+    return [_line("relearning", RECOVERED if value > th.relearn_r else NOT_RECOVERED,
+                  f"{name} {value:.3f} (original at step 0: {before:.3f})", rule)]
+
+
+def _judge_weights(w: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
+    barrier = "no other images" if w["barrier_others"] is None else f"{w['barrier_others']:.4f}"
+    return [_line("weights", "moved" if w["touched"] else "unchanged",
+                  f"{w['touched']} tensors changed, L2 {w['l2']:.4g} ({w['relative_l2']:.3%} of their norm), "
+                  f"loss barrier {barrier}", "reported, not judged")]
+
+
+#: each attack's verdict lines from its result
+JUDGES: dict[str, Callable[[dict[str, Any], Thresholds], list[dict[str, str]]]] = {
+    "prompts": _judge_prompts,
+    "images": _judge_images,
+    "probe": _judge_probe,
+    "prototype": _judge_prototype,
+    "relearning": _judge_relearning,
+    "mia": lambda r, th: [_mia(r)],
+    "weights": _judge_weights,
+    "oracle": lambda r, th: _oracle(r["kl_to_oracle"], th),
+}
+
+
 def _judge(results: dict[str, Any], th: Thresholds) -> list[dict[str, str]]:
     """The verdict lines of the attacks that ran."""
-    lines = []
-    if "prompts" in results:
-        r = results["prompts"]
-        best = r["best_after"]
-        if best is None:
-            lines.append(_line("prompts", UNDEFINED, "no other prompt", "—"))
-        else:
-            label = f"{best['family']} {best['prompt']!r}"
-            tried = [f["accuracy"] for f in r["families"] if f["family"] != "run template"]
-            line = _best_of_attack("prompts", best["accuracy"]["forgotten"], r["before"], tried, th.prompts_share,
-                                   th.accuracy_margin, "best other-prompt accuracy")
-            line["figure"] += f" ({label})"
-            lines.append(line)
-    if "images" in results:
-        r = results["images"]
-        best = r["best_after"]
-        tried = [r["accuracy"][a] for a in r["augmentations"]]
-        line = _best_of_attack("images", best["accuracy"]["forgotten"], r["before"], tried, th.images_share,
-                               th.accuracy_margin, "best augmented accuracy")
-        rt = r["retrieval"]
-        line["figure"] += (f" ({best['augmentation']}; retrieval P@{rt['k']} {rt['precision']['forgotten']:.3f} vs "
-                           f"before {rt['precision']['original']:.3f})" if rt else f" ({best['augmentation']})")
-        lines.append(line)
-    if "probe" in results:
-        auc = results["probe"]["auc"]
-        if "oracle" not in auc:
-            lines.append(_share("probe", auc["forgotten"], auc["original"], th.probe_share, "probe AUC after",
-                                strict=False))
-        else:
-            lines.append(_beyond_oracle("probe", auc, th.probe_share, th.probe_margin, "probe AUC after",
-                                        "AUC ", "the oracle, which never saw the class, separates it as well: a probe "
-                                        "cannot tell knowledge from generic features", strict=False))
-    if "prototype" in results:
-        acc = results["prototype"]["accuracy"].get(str(th.prototype_k))
-        rule = f"prototype accuracy with k={th.prototype_k}"
-        if acc is None:
-            lines.append(_line("prototype", UNDEFINED, f"no reading with k={th.prototype_k}", rule))
-        elif "oracle" not in acc:
-            lines.append(_share("prototype", acc["forgotten"], acc["original"], th.prototype_share, rule + " after"))
-        else:
-            lines.append(_beyond_oracle("prototype", acc, th.prototype_share, th.prototype_margin, rule + ": after",
-                                        "", "the oracle's features find the class as well: prototypes cannot tell "
-                                        "knowledge from generic features"))
-    if "relearning" in results:
-        r = results["relearning"]
-        score, n = r["score"], len(r["attacks"])
-        with_oracle = bool(score.get("with_oracle"))
-        value = score["R"] if with_oracle else score["R_floor"]
-        name = "R" if with_oracle else "R against an accuracy-0 floor (no oracle)"
-        rule = f"{name} over {n} attacks > {th.relearn_r:g}"
-        before = r["before"]
-        if value is None:  # the oracle relearns the class as well as the original knew it
-            lines.append(_line("relearning", UNDEFINED, f"original {before:.3f} at step 0",
-                               rule + " (undefined: the oracle relearns the class as well as the original knew it)"))
-        else:
-            lines.append(_line("relearning", RECOVERED if value > th.relearn_r else NOT_RECOVERED,
-                               f"{name} {value:.3f} (original at step 0: {before:.3f})", rule))
-    if "mia" in results:
-        lines.append(_mia(results["mia"]))
-    if "weights" in results:
-        w = results["weights"]
-        barrier = "no other images" if w["barrier_others"] is None else f"{w['barrier_others']:.4f}"
-        lines.append(_line("weights", "moved" if w["touched"] else "unchanged",
-                           f"{w['touched']} tensors changed, L2 {w['l2']:.4g} ({w['relative_l2']:.3%} of their norm), "
-                           f"loss barrier {barrier}", "reported, not judged"))
-    if "oracle" in results:
-        lines += _oracle(results["oracle"]["kl_to_oracle"], th)
-    return lines
+    return [line for name, judge in JUDGES.items() if name in results for line in judge(results[name], th)]
 
 
 #: the verdicts of attacks that could have found the class (an attack that was undefined, or a line that

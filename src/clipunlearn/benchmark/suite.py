@@ -399,25 +399,20 @@ def _claims(where: str, value: Any, show: str) -> tuple[Claim, ...]:
     return tuple(out)
 
 
-def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
-    """A shipped suite by name (``quick``) or a TOML file, checked field by field."""
-    text_name = str(name_or_path)
+def _suite_path(text_name: str) -> Path:
+    """The file of a suite: ``text_name`` itself, or the shipped suite of that name."""
     path = Path(text_name)
-    if not path.is_file():
-        if text_name in shipped_suites():
-            path = Path(str(resources.files("clipunlearn.benchmark") / "suites" / f"{text_name}.toml"))
-        else:
-            hint = suggest(text_name, shipped_suites())
-            raise ClipUnlearnError(f"No suite file {text_name!r} and no shipped suite of that name.{hint} "
-                                   f"Shipped: {', '.join(shipped_suites())}; or pass a .toml file.")
-    where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ClipUnlearnError(f"{where}: not valid TOML ({e}). Fix the file.") from None
-    check_keys(where, data, SUITE_KEYS)
-    if not data.get("models"):
-        raise fail(where, "field 'models' is missing or empty")
+    if path.is_file():
+        return path
+    if text_name in shipped_suites():
+        return Path(str(resources.files("clipunlearn.benchmark") / "suites" / f"{text_name}.toml"))
+    hint = suggest(text_name, shipped_suites())
+    raise ClipUnlearnError(f"No suite file {text_name!r} and no shipped suite of that name.{hint} "
+                           f"Shipped: {', '.join(shipped_suites())}; or pass a .toml file.")
+
+
+def _tables(where: str, data: dict[str, Any]) -> list[TableSpec]:
+    """The suite's ``[[tables]]``, or the three tables of the short form (top-level methods and targets)."""
     tables: list[TableSpec] = []
     if data.get("tables"):
         if "methods" in data or "targets" in data:
@@ -427,20 +422,20 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
             if table.name in {x.name for x in tables}:
                 raise fail(f"{where}: tables[{i}]", f"a second table named {table.name!r}; names must differ")
             tables.append(table)
-    else:  # the short form: one set of cells, shown per method, per class and by retrieval
-        for key in ("methods", "targets"):
-            if not data.get(key):
-                raise fail(where, f"field {key!r} is missing or empty (or give [[tables]])")
-        base = TableSpec("methods", "Forgetting per method", "forgetting", ("dataset", "method"),
-                         _methods(f"{where}: methods", data["methods"]), _targets(f"{where}: targets", data["targets"]))
-        tables = [base, TableSpec("classes", "Forgetting per class", "forgetting", ("dataset", "classes", "method"),
-                                  cells="methods"),
-                  TableSpec("retrieval", "Retrieval precision@k of the forgotten class", "retrieval",
-                            ("dataset", "method"), cells="methods")]
-    rule = data.get("classes") or {}
-    check_keys(f"{where}: classes", rule, CLASS_KEYS)
-    classes = ClassRule(paper={k: tuple(v) for k, v in (rule.get("paper") or {}).items()},
-                        min_top1=float(rule.get("min_top1", 0.3)), per_dataset=int(rule.get("per_dataset", 3)))
+        return tables
+    for key in ("methods", "targets"):
+        if not data.get(key):
+            raise fail(where, f"field {key!r} is missing or empty (or give [[tables]])")
+    base = TableSpec("methods", "Forgetting per method", "forgetting", ("dataset", "method"),
+                     _methods(f"{where}: methods", data["methods"]), _targets(f"{where}: targets", data["targets"]))
+    return [base, TableSpec("classes", "Forgetting per class", "forgetting", ("dataset", "classes", "method"),
+                            cells="methods"),
+            TableSpec("retrieval", "Retrieval precision@k of the forgotten class", "retrieval",
+                      ("dataset", "method"), cells="methods")]
+
+
+def _audit_settings(where: str, data: dict[str, Any]) -> tuple[tuple[str, ...] | None, int, str]:
+    """The suite's ``[audit]``: its attacks (None: the audit's own), seed and relearning grid, checked."""
     audit = data.get("audit") or {}
     check_keys(f"{where}: audit", audit, AUDIT_KEYS)
     attacks = audit.get("attacks")
@@ -459,6 +454,11 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     if relearning not in GRIDS:
         raise fail(f"{where}: audit.relearning", f"unknown relearning grid {relearning!r} (known: {', '.join(GRIDS)})",
                    str(relearning), list(GRIDS))
+    return (None if attacks is None else tuple(attacks)), int(audit.get("seed", 0)), relearning
+
+
+def _check_references(where: str, tables: list[TableSpec]) -> None:
+    """Every method a claim or a goal names is one of its table's cells; an audit table reads class runs."""
     for t in tables:
         shown = _source(tables, t)
         names = sorted({m.method for m in shown.methods})
@@ -476,14 +476,33 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
                            goal["preset"], presets)
         if t.show == "audit" and t.cells and suite_table_subgroups(tables, t):
             raise fail(f"{where}: table {t.name!r}", "the audit reads class runs only; its cells are subgroup runs")
+
+
+def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
+    """A shipped suite by name (``quick``) or a TOML file, checked field by field."""
+    path = _suite_path(str(name_or_path))
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ClipUnlearnError(f"{where}: not valid TOML ({e}). Fix the file.") from None
+    check_keys(where, data, SUITE_KEYS)
+    if not data.get("models"):
+        raise fail(where, "field 'models' is missing or empty")
+    tables = _tables(where, data)
+    rule = data.get("classes") or {}
+    check_keys(f"{where}: classes", rule, CLASS_KEYS)
+    classes = ClassRule(paper={k: tuple(v) for k, v in (rule.get("paper") or {}).items()},
+                        min_top1=float(rule.get("min_top1", 0.3)), per_dataset=int(rule.get("per_dataset", 3)))
+    attacks, audit_seed, relearning = _audit_settings(where, data)
+    _check_references(where, tables)
     return Suite(name=data.get("name", path.stem), source=where, models=list(data["models"]), tables=tables,
                  seeds=[int(s) for s in data.get("seeds", [0])],
                  other_datasets=data.get("other_datasets"), n_per_class=int(data.get("n_per_class", 64)),
                  max_steps=data.get("max_steps"), max_epochs=data.get("max_epochs"),
                  retrieval=bool(data.get("retrieval", True)), template_change=bool(data.get("template_change", True)),
                  description=data.get("description", ""), classes=classes,
-                 audit_attacks=None if attacks is None else tuple(attacks), audit_seed=int(audit.get("seed", 0)),
-                 audit_relearning=relearning,
+                 audit_attacks=attacks, audit_seed=audit_seed, audit_relearning=relearning,
                  oracles=parse_oracles(f"{where}: oracles", data.get("oracles")),
                  precision=_precision(where, data.get("precision", "auto")))
 

@@ -208,6 +208,48 @@ def weights_dir() -> Path:
     return Path(os.environ.get(ENV_WEIGHTS, Path.home() / ".cache" / "clipunlearn" / "weights")).expanduser()
 
 
+def _pretrained_checkpoint(model: str, pretrained: str | None) -> tuple[Path | None, bool, str]:
+    """The checkpoint a resolved ``pretrained`` value names, whether its open_clip tag asks for
+    QuickGELU, and the source the model reports (``random``, ``zoo``, ``open_clip:TAG`` or the path)."""
+    if pretrained in (None, "none"):
+        return None, False, "random"
+    assert pretrained is not None
+    if pretrained == "zoo":
+        checkpoint = weights_path(model)
+        if not checkpoint.exists():
+            raise WeightsError(
+                f"The zoo weights of {model} are not in the package ({checkpoint}). Reinstall clipunlearn, "
+                f"or make them with `clipunlearn zoo train {model}`, or pass --pretrained none."
+            )
+        return checkpoint, False, "zoo"
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if cfg:
+        return _find_or_download(model, pretrained, cfg), bool(cfg.get("quick_gelu", False)), f"open_clip:{pretrained}"
+    if Path(pretrained).expanduser().is_file():
+        path = Path(pretrained).expanduser()
+        return path, False, str(path)
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    raise WeightsError(
+        f"--pretrained {pretrained!r} is neither an open_clip tag of {model} (tags: {tags or 'none'}) "
+        "nor an existing file. Pass a tag, a checkpoint path, or 'none' for random weights."
+    )
+
+
+def _checkpoint_quick_gelu(paths: list[Path], model: str, quick_gelu: bool) -> bool:
+    """Whether the model needs QuickGELU, as the checkpoints say (their metadata; OpenAI's TorchScript
+    archives always do), else ``quick_gelu``; a checkpoint of another architecture is refused."""
+    for path in paths:
+        _, meta = read_checkpoint(path)
+        if meta.get(META_ARCH) and meta[META_ARCH] != model:
+            raise WeightsError(f"{str(path)!r} holds a {meta[META_ARCH]} model, not {model}. "
+                               f"Pass --model {meta[META_ARCH]}.")
+        if META_QUICK_GELU in meta:
+            quick_gelu = meta[META_QUICK_GELU] == "true"
+        elif _is_jit(path):
+            quick_gelu = True  # OpenAI's models all use QuickGELU
+    return quick_gelu
+
+
 def load_clip(
     model: str,
     pretrained: str | None = "default",
@@ -220,55 +262,19 @@ def load_clip(
     if model not in names:
         raise unknown("model", model, names)
     pretrained = _resolve_pretrained(model, pretrained)
-    quick_gelu = False
-    checkpoint: Path | None = None
-    source = "random"
-    if pretrained not in (None, "none"):
-        if pretrained == "zoo":
-            checkpoint = weights_path(model)
-            if not checkpoint.exists():
-                raise WeightsError(
-                    f"The zoo weights of {model} are not in the package ({checkpoint}). Reinstall clipunlearn, "
-                    f"or make them with `clipunlearn zoo train {model}`, or pass --pretrained none."
-                )
-            source = "zoo"
-        elif open_clip.get_pretrained_cfg(model, pretrained):
-            cfg = open_clip.get_pretrained_cfg(model, pretrained)
-            checkpoint = _find_or_download(model, pretrained, cfg)
-            quick_gelu = bool(cfg.get("quick_gelu", False))
-            source = f"open_clip:{pretrained}"
-        elif Path(pretrained).expanduser().is_file():
-            checkpoint = Path(pretrained).expanduser()
-            source = str(checkpoint)
-        else:
-            tags = open_clip.list_pretrained_tags_by_model(model)
-            raise WeightsError(
-                f"--pretrained {pretrained!r} is neither an open_clip tag of {model} (tags: {tags or 'none'}) "
-                "nor an existing file. Pass a tag, a checkpoint path, or 'none' for random weights."
-            )
+    checkpoint, quick_gelu, source = _pretrained_checkpoint(model, pretrained)
     weight_file = Path(weights).expanduser() if weights else None
     if weight_file is not None and not weight_file.is_file():
         raise WeightsError(f"The weights file {str(weight_file)!r} does not exist. Pass the path of a "
                            "model.safetensors written by clipunlearn, or of a checkpoint of this architecture.")
-    state = None
-    for path in (checkpoint, weight_file):
-        if path is None:
-            continue
-        state, meta = read_checkpoint(path)
-        if meta.get(META_ARCH) and meta[META_ARCH] != model:
-            raise WeightsError(f"{str(path)!r} holds a {meta[META_ARCH]} model, not {model}. "
-                               f"Pass --model {meta[META_ARCH]}.")
-        if META_QUICK_GELU in meta:
-            quick_gelu = meta[META_QUICK_GELU] == "true"
-        elif _is_jit(path):
-            quick_gelu = True  # OpenAI's models all use QuickGELU
+    paths = [p for p in (checkpoint, weight_file) if p is not None]
+    quick_gelu = _checkpoint_quick_gelu(paths, model, quick_gelu)
     with _quiet_random_init_warning():  # the weights are loaded below; "none" is logged by the caller's choice
         net = open_clip.create_model(model, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
-    if checkpoint is None and weight_file is None:
+    if not paths:
         logger.info("%s: random initialisation (pretrained='none')", model)
-    for path in (checkpoint, weight_file):
-        if path is not None:
-            _load_state(net, read_weights(path, net.state_dict()), model, path)
+    for path in paths:
+        _load_state(net, read_weights(path, net.state_dict()), model, path)
     if weight_file is not None:
         source = f"{source}+{weight_file}"
     net.eval()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageSet
-from ..data.subgroups import SubgroupSetting, check_setting, column_images, get_setting
+from ..data.subgroups import Subgroup, SubgroupSetting, check_setting, column_images, get_setting
 from ..errors import ClipUnlearnError
 from ..evaluation import Evaluator, FeatureCache
 from ..evaluation.subgroups import (
@@ -120,6 +120,74 @@ class StyleRecipe:
 STYLE_RECIPE = StyleRecipe()
 
 
+@dataclass
+class _StyleData:
+    """What the style fine-tuning reads: every subgroup's train images under its coarse label, and
+    plain photos of the dataset's other classes with their features before (the anchor)."""
+    groups: list[Subgroup]
+    sets: list[ImageSet]
+    images: torch.Tensor
+    labels: torch.Tensor
+    anchors: torch.Tensor
+    anchor_feats: torch.Tensor
+
+
+def _style_data(clip: Clip, setting: SubgroupSetting, data_root: str | None, seed: int,
+                recipe: StyleRecipe) -> _StyleData:
+    from ..data import load_image_set
+    from .data import sample_per_class
+
+    groups = [*setting.forget, *setting.retain, *(g for c in setting.keep for g in c.subgroups)]
+    sets = [column_images([g], setting.vocabulary, data_root, "train", g.label) for g in groups]
+    images = torch.cat([decode(x, list(range(len(x))), clip) for x in sets])
+    labels = torch.tensor([y for x in sets for y in x.labels], dtype=torch.long)
+    plain = load_image_set(groups[0].dataset, data_root, "train")
+    others = [c for c in range(len(plain.classnames)) if plain.classnames[c] not in {g.name for g in groups}]
+    anchors = decode(plain, sample_per_class(plain.labels, others, recipe.anchor_per_class, seed), clip)
+    with torch.no_grad():
+        anchor_feats = torch.cat([F.normalize(clip.encode_image(anchors[i:i + 64].to(clip.device)), dim=-1)
+                                  for i in range(0, len(anchors), 64)])
+    return _StyleData(groups, sets, images, labels, anchors, anchor_feats)
+
+
+def _fine_tune_styles(clip: Clip, setting: SubgroupSetting, data: _StyleData, seed: int,
+                      recipe: StyleRecipe) -> dict[str, Any]:
+    """The image tower trained on the styled subgroups' coarse labels (cross-entropy against the
+    vocabulary's prompts) while the anchors' features stay where they were (squared drift)."""
+    from ..evaluation.zeroshot import image_scores
+    from ..training import KeepRule, Loop, OptimConfig, StopRule, run_loop, tower_tensors
+    from ..training.finetune import class_features
+    from ..training.relabel import ShuffledBatches, zero_shot_logits
+
+    images, labels, anchors = data.images, data.labels, data.anchors
+    text = class_features(clip, list(setting.vocabulary), setting.template)
+    batches = ShuffledBatches(len(images), recipe.batch_size, torch.Generator().manual_seed(seed + 31))
+    anchor_batches = ShuffledBatches(len(anchors), recipe.batch_size, torch.Generator().manual_seed(seed + 32))
+
+    def step(stage, epoch: int, s: int):
+        idx = batches.indices(s)
+        ce = F.cross_entropy(zero_shot_logits(clip, images[idx].to(clip.device), text), labels[idx].to(text.device))
+        a = anchor_batches.indices(s % anchor_batches.steps)
+        drift = (F.normalize(clip.encode_image(anchors[a].to(clip.device)), dim=-1) - data.anchor_feats[a]).pow(2).sum(-1)
+        return ce + recipe.anchor_weight * drift.mean(), {"ce": float(ce.detach()), "drift": float(drift.detach().mean())}
+
+    def styled_acc() -> dict[str, float]:  # per group, the train images' top-1 under the coarse label
+        out, start = {}, 0
+        for g, x in zip(data.groups, data.sets):
+            out[g.label] = round(image_scores(clip, images[start:start + len(x)], labels[start:start + len(x)],
+                                              list(setting.vocabulary), [setting.template])[0], 4)
+            start += len(x)
+        return out
+
+    loop = Loop(towers=tower_tensors(clip.model, "all", image=True, text=False),
+                optim=OptimConfig("adam", recipe.lr, (0.9, 0.999), 1e-8), max_epochs=recipe.epochs,
+                steps_per_epoch=batches.steps, keep=KeepRule(), stop=StopRule())
+    before = styled_acc()
+    trace = run_loop(clip, loop, step)
+    return {"train_acc_before": before, "train_acc_after": styled_acc(),
+            "steps": [{k: round(v, 4) for k, v in r.items() if k in ("ce", "drift")} for r in trace.steps[1:]]}
+
+
 def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, cache_dir: str | None,
                   seed: int = 0, recipe: StyleRecipe = STYLE_RECIPE) -> dict[str, Any] | None:
     """Make ``clip`` the model a setting starts from, in place: for ``prepare = "fine-tune-styles"``,
@@ -133,19 +201,7 @@ def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, c
                                "is fine-tune-styles.")
     from safetensors.torch import load_file
 
-    from ..data import load_image_set
     from ..evaluation import hash_tensors
-    from ..training import (
-        KeepRule,
-        Loop,
-        OptimConfig,
-        StopRule,
-        run_loop,
-        tower_tensors,
-    )
-    from ..training.finetune import class_features
-    from ..training.relabel import ShuffledBatches, zero_shot_logits
-    from .data import sample_per_class
 
     info: dict[str, Any] = {"prepare": setting.prepare, "recipe": asdict(recipe)}
     key = hashlib.blake2b(repr((hash_tensors(clip.model, lambda n: True), setting.to_json(), info, seed)).encode(),
@@ -156,49 +212,13 @@ def prepare_model(clip: Clip, setting: SubgroupSetting, data_root: str | None, c
         clip.model.load_state_dict(load_file(str(cached)))
         return {**info, "cached": True}
     t0 = time.time()
-    groups = [*setting.forget, *setting.retain, *(g for c in setting.keep for g in c.subgroups)]
-    sets = [column_images([g], setting.vocabulary, data_root, "train", g.label) for g in groups]
-    images = torch.cat([decode(x, list(range(len(x))), clip) for x in sets])
-    labels = torch.tensor([y for x in sets for y in x.labels], dtype=torch.long)
-    plain = load_image_set(groups[0].dataset, data_root, "train")
-    others = [c for c in range(len(plain.classnames)) if plain.classnames[c] not in {g.name for g in groups}]
-    anchors = decode(plain, sample_per_class(plain.labels, others, recipe.anchor_per_class, seed), clip)
-    with torch.no_grad():
-        anchor_feats = torch.cat([F.normalize(clip.encode_image(anchors[i:i + 64].to(clip.device)), dim=-1)
-                                  for i in range(0, len(anchors), 64)])
-    text = class_features(clip, list(setting.vocabulary), setting.template)
-    gen = torch.Generator().manual_seed(seed + 31)
-    batches = ShuffledBatches(len(images), recipe.batch_size, gen)
-    anchor_batches = ShuffledBatches(len(anchors), recipe.batch_size, torch.Generator().manual_seed(seed + 32))
-
-    def step(stage, epoch: int, s: int):
-        idx = batches.indices(s)
-        ce = F.cross_entropy(zero_shot_logits(clip, images[idx].to(clip.device), text), labels[idx].to(text.device))
-        a = anchor_batches.indices(s % anchor_batches.steps)
-        drift = (F.normalize(clip.encode_image(anchors[a].to(clip.device)), dim=-1) - anchor_feats[a]).pow(2).sum(-1)
-        return ce + recipe.anchor_weight * drift.mean(), {"ce": float(ce.detach()), "drift": float(drift.detach().mean())}
-
-    loop = Loop(towers=tower_tensors(clip.model, "all", image=True, text=False),
-                optim=OptimConfig("adam", recipe.lr, (0.9, 0.999), 1e-8), max_epochs=recipe.epochs,
-                steps_per_epoch=batches.steps, keep=KeepRule(), stop=StopRule())
-    from ..evaluation.zeroshot import image_scores
-
-    def styled_acc() -> dict[str, float]:  # per group, the train images' top-1 under the coarse label
-        out, start = {}, 0
-        for g, x in zip(groups, sets):
-            out[g.label] = round(image_scores(clip, images[start:start + len(x)], labels[start:start + len(x)],
-                                              list(setting.vocabulary), [setting.template])[0], 4)
-            start += len(x)
-        return out
-
-    before = styled_acc()
-    trace = run_loop(clip, loop, step)
-    info.update({"train_acc_before": before, "train_acc_after": styled_acc()})
+    data = _style_data(clip, setting, data_root, seed, recipe)
+    trained = _fine_tune_styles(clip, setting, data, seed, recipe)
     if cached is not None:
         clip.save(cached)
-    return {**info, "cached": False, "images": len(labels), "anchor_images": len(anchors),
-            "seconds": round(time.time() - t0, 2),
-            "steps": [{k: round(v, 4) for k, v in r.items() if k in ("ce", "drift")} for r in trace.steps[1:]]}
+    steps = trained.pop("steps")
+    return {**info, **trained, "cached": False, "images": len(data.labels), "anchor_images": len(data.anchors),
+            "seconds": round(time.time() - t0, 2), "steps": steps}
 
 
 def resolve_setting(setting: SubgroupSetting | str, data_root: str | None,

@@ -481,6 +481,25 @@ def _as_shipped(clip: Clip) -> None:
                 t.copy_(t.half().float())
 
 
+def _train_epochs(t: _Training, checkpoint: Path | None, settings: dict, stop_after: int | None, log) -> bool:
+    """The epochs still to do, each one's mean loss logged and kept, the checkpoint rewritten after
+    every epoch but the last; False when ``stop_after`` stopped the training first."""
+    recipe, clip, t_train = t.recipe, t.clip, time.time()
+    for epoch in range(t.first_epoch, recipe.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            log(f"stopped after epoch {epoch} of {recipe.epochs}; rerun the same command to resume from {checkpoint}")
+            return False
+        clip.model.train()
+        losses = [_train_step(t, parts) for parts in _epoch_batches(t)]
+        t.epoch_losses.append(round(float(np.mean(losses)), 4))
+        log(f"epoch {epoch + 1}/{recipe.epochs}  loss {np.mean(losses):.3f}  "
+            f"scale {clip.model.logit_scale.exp().item():.1f}  {t.seconds_before + time.time() - t_train:.0f}s")
+        if checkpoint is not None and epoch + 1 < recipe.epochs:
+            _write_checkpoint(checkpoint, _checkpoint_state(t, settings, epoch + 1,
+                                                            t.seconds_before + time.time() - t_train))
+    return True
+
+
 def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRecipe | None = None,
                     log=print, datasets: list[str] | None = None, exclude: list[str] = (),
                     checkpoint: Path | None = None, restart: bool = False, stop_after: int | None = None) -> dict:
@@ -517,18 +536,8 @@ def train_zoo_model(name: str, data_root, out: Path | None = None, recipe: ZooRe
         _resume(t, state)
         log(f"resuming from {checkpoint}: {t.first_epoch} of {recipe.epochs} epochs done")
     t_train = time.time()
-    for epoch in range(t.first_epoch, recipe.epochs):
-        if stop_after is not None and epoch >= stop_after:
-            log(f"stopped after epoch {epoch} of {recipe.epochs}; rerun the same command to resume from {checkpoint}")
-            return {}
-        clip.model.train()
-        losses = [_train_step(t, parts) for parts in _epoch_batches(t)]
-        t.epoch_losses.append(round(float(np.mean(losses)), 4))
-        log(f"epoch {epoch + 1}/{recipe.epochs}  loss {np.mean(losses):.3f}  "
-            f"scale {clip.model.logit_scale.exp().item():.1f}  {t.seconds_before + time.time() - t_train:.0f}s")
-        if checkpoint is not None and epoch + 1 < recipe.epochs:
-            _write_checkpoint(checkpoint, _checkpoint_state(t, settings, epoch + 1,
-                                                            t.seconds_before + time.time() - t_train))
+    if not _train_epochs(t, checkpoint, settings, stop_after, log):
+        return {}
     train_seconds = t.seconds_before + time.time() - t_train
     _as_shipped(clip)
     top1 = zero_shot_top1(clip, test)
