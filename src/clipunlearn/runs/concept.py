@@ -39,6 +39,7 @@ from ..methods import (
 from ..metrics import avg_score
 from ..models import Clip, load_clip, resolve_device
 from ..precision import computing, parse_precision
+from ..synthetic import SyntheticSet
 from .data import RunData, decode
 from .pipeline import (
     RunSettings,
@@ -174,6 +175,31 @@ def forget_concept(s: ConceptSettings) -> dict[str, Any]:
         return _forget_in(run, s, r, others, clip, method, request)
 
 
+def _concept_score(before: float | None, after: float | None, datasets: dict[str, dict[str, float]],
+                   agreement: float | None) -> float | None:
+    """The Avg. Score of a concept run: the concept's photos before -> after against every other
+    dataset kept and, with retain photos, their agreement with the original model (1.0 before);
+    None without concept photos."""
+    if not before:
+        return None
+    kept_pairs = [(v["before"], v["after"]) for v in datasets.values() if v["before"] > 0]
+    if agreement is not None:
+        kept_pairs.append((1.0, agreement))
+    return avg_score((before, after), kept_pairs)
+
+
+def _measured(s: ConceptSettings, r: ConceptRequest, syn: SyntheticSet | None, others: list[ImageSet]) -> dict[str, Any]:
+    """What the run measured on: the user's concept and retain photos (with the files skipped), the
+    synthetic images and the other datasets' sizes."""
+    def photos(folder: str | None, found: FolderImages | None) -> dict[str, Any] | None:
+        return None if found is None else {"folder": folder, "n": len(found.images), "skipped": len(found.skipped),
+                                           "skipped_files": found.skipped[:20]}
+
+    return {"concept images": photos(s.images, r.images), "retain images": photos(s.retain_images, r.retain),
+            "synthetic images": None if syn is None else {"n": len(syn)},
+            "other datasets": {d.name: len(d) for d in others}}
+
+
 def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[ImageSet], clip: Clip, method: Method,
                request: ForgetRequest) -> dict[str, Any]:
     seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
@@ -201,20 +227,8 @@ def _forget_in(run: Path, s: ConceptSettings, r: ConceptRequest, others: list[Im
     if r.retain is not None:
         agreement = float((before["retain_top1"] == after["retain_top1"]).mean())
     datasets = {k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]}
-    score = None
-    if before.get("concept"):
-        kept_pairs = [(v["before"], v["after"]) for v in datasets.values() if v["before"] > 0]
-        if agreement is not None:
-            kept_pairs.append((1.0, agreement))
-        score = avg_score((before["concept"], after["concept"]), kept_pairs)
-    measured = {"concept images": None if r.images is None else {
-        "folder": s.images, "n": len(r.images.images), "skipped": len(r.images.skipped),
-        "skipped_files": r.images.skipped[:20]},
-        "retain images": None if r.retain is None else {
-        "folder": s.retain_images, "n": len(r.retain.images), "skipped": len(r.retain.skipped),
-        "skipped_files": r.retain.skipped[:20]},
-        "synthetic images": None if syn is None else {"n": len(syn)},
-        "other datasets": {d.name: len(d) for d in others}}
+    score = _concept_score(before.get("concept"), after.get("concept"), datasets, agreement)
+    measured = _measured(s, r, syn, others)
     return write_run(run, clip, method, s.preset, s.ablation, ctx, trace, seconds, dict(asdict(s)), {
         "task": "concept",
         "concepts": names,

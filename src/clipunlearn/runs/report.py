@@ -189,6 +189,20 @@ def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
         return "\n".join(_concept_head(r, has_grid) + _steps_and_tensors(r, has_plot))
     if raw.get("task") == "subgroup":
         return "\n".join(_subgroup_head(r) + _steps_and_tensors(r, has_plot))
+    lines = _class_head(r) + _template_change(r.template_change) + _retrieval(r.retrieval)
+    if r.raw.get("synthetic"):
+        sy = r.raw["synthetic"]
+        lines += ["## Synthetic forget set", "",
+                  f"{sy['n']} images ({sy['source']}), {sy['accepted']} accepted, mean target probability "
+                  f"{sy['mean_prob']:.3f}, final threshold {sy['final_threshold']:.3f}.", ""]
+        if has_grid:
+            lines += ["![synthetic images](synthetic.png)", ""]
+    return "\n".join(lines + _steps_and_tensors(r, has_plot))
+
+
+def _class_head(r: RunResults) -> list[str]:
+    """A class run's title, method, stop, the data it saw, the before/after table, Avg. Score and time."""
+    raw = r.raw
     lines = [f"# Forgetting {', '.join(r.classes)} ({r.dataset}) in {r.model['arch']}", ""]
     lines += [f"Method **{r.method}** ({raw.get('zero_shot', '?')}), preset **{r.preset}**"
               + (f", ablation **{r.ablation}**" if r.ablation else "") + f"; model weights from `{r.model['source']}`"
@@ -216,41 +230,40 @@ def render_report(r: RunResults, has_grid: bool, has_plot: bool) -> str:
     if r.synthetic_acc.before is not None:
         row("synthetic forget set", r.synthetic_acc)
     lines += ["", f"**Avg. Score** (WACV'25 Eq. 10, lower is better): {_fmt(r.avg_score)}", ""]
-    s = r.seconds
-    lines += ["Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in s.items()) + ".", ""]
-    tc = r.template_change
-    if tc:
-        lines += ["## Other templates (WACV'25 §6.3)", "",
-                  "Mean accuracy over the templates " + ", ".join(f"\"{t}\"" for t in tc["templates"]) + ":", "",
-                  "| measured | before | after |", "|---|---|---|",
-                  f"| target | {_fmt(tc['before']['target'])} | {_fmt(tc['after']['target'])} |",
-                  f"| other classes | {_fmt(tc['before']['other_classes'])} | {_fmt(tc['after']['other_classes'])} |"]
-        lines += [f"| {k} | {_fmt(v)} | {_fmt(tc['after']['datasets'][k])} |" for k, v in tc["before"]["datasets"].items()]
-        lines += ["", f"Avg. Score under these templates: {_fmt(tc.get('avg_score'))}", ""]
-    rt = r.retrieval
-    if rt:
-        b, a = rt["before"], rt["after"]
-        lines += ["## Retrieval precision@k (WACV'25 §5.8)", "",
-                  f"Database: {b['database']['images']} test images of {', '.join(b['database']['datasets'])}; "
-                  "lower on the target means less of it is retrieved.", "",
-                  "| task | queries | " + " | ".join(f"P@{k} before | P@{k} after" for k in b["ks"]) + " |",
-                  "|---|---|" + "---|---|" * len(b["ks"])]
-        for task, title in (("ift", "image from text"), ("ifi", "image from image")):
-            for who in ("target", "other_classes"):
-                pb, pa = b[task].get(who), a[task].get(who)
-                if pb is None:
-                    continue
-                lines.append(f"| {title} | {who.replace('_', ' ')} | "
-                             + " | ".join(f"{_fmt(pb[str(k)])} | {_fmt(pa[str(k)])}" for k in b["ks"]) + " |")
-        lines.append("")
-    if r.raw.get("synthetic"):
-        sy = r.raw["synthetic"]
-        lines += ["## Synthetic forget set", "",
-                  f"{sy['n']} images ({sy['source']}), {sy['accepted']} accepted, mean target probability "
-                  f"{sy['mean_prob']:.3f}, final threshold {sy['final_threshold']:.3f}.", ""]
-        if has_grid:
-            lines += ["![synthetic images](synthetic.png)", ""]
-    return "\n".join(lines + _steps_and_tensors(r, has_plot))
+    return lines + ["Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items()) + ".", ""]
+
+
+def _template_change(tc: dict[str, Any] | None) -> list[str]:
+    """The section of accuracies under the other templates (WACV'25 §6.3), where measured."""
+    if not tc:
+        return []
+    lines = ["## Other templates (WACV'25 §6.3)", "",
+             "Mean accuracy over the templates " + ", ".join(f"\"{t}\"" for t in tc["templates"]) + ":", "",
+             "| measured | before | after |", "|---|---|---|",
+             f"| target | {_fmt(tc['before']['target'])} | {_fmt(tc['after']['target'])} |",
+             f"| other classes | {_fmt(tc['before']['other_classes'])} | {_fmt(tc['after']['other_classes'])} |"]
+    lines += [f"| {k} | {_fmt(v)} | {_fmt(tc['after']['datasets'][k])} |" for k, v in tc["before"]["datasets"].items()]
+    return lines + ["", f"Avg. Score under these templates: {_fmt(tc.get('avg_score'))}", ""]
+
+
+def _retrieval(rt: dict[str, Any] | None) -> list[str]:
+    """The section of retrieval precision@k before and after (WACV'25 §5.8), where measured."""
+    if not rt:
+        return []
+    b, a = rt["before"], rt["after"]
+    lines = ["## Retrieval precision@k (WACV'25 §5.8)", "",
+             f"Database: {b['database']['images']} test images of {', '.join(b['database']['datasets'])}; "
+             "lower on the target means less of it is retrieved.", "",
+             "| task | queries | " + " | ".join(f"P@{k} before | P@{k} after" for k in b["ks"]) + " |",
+             "|---|---|" + "---|---|" * len(b["ks"])]
+    for task, title in (("ift", "image from text"), ("ifi", "image from image")):
+        for who in ("target", "other_classes"):
+            pb, pa = b[task].get(who), a[task].get(who)
+            if pb is None:
+                continue
+            lines.append(f"| {title} | {who.replace('_', ' ')} | "
+                         + " | ".join(f"{_fmt(pb[str(k)])} | {_fmt(pa[str(k)])}" for k in b["ks"]) + " |")
+    return lines + [""]
 
 
 def _steps_and_tensors(r: RunResults, has_plot: bool) -> list[str]:
