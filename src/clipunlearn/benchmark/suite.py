@@ -54,7 +54,7 @@ known name.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -307,6 +307,41 @@ def _targets(where: str, entries: Any) -> tuple[Target, ...]:
     return tuple(out)
 
 
+def _check_cells(where: str, t: dict[str, Any], names: list[str]) -> None:
+    """A table takes the cells of an earlier table (``cells``) or lists its own: methods, and targets,
+    datasets or subgroups (never subgroups with class targets)."""
+    cells = t.get("cells")
+    if cells is not None:
+        if cells not in names:
+            raise fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
+        if any(k in t for k in ("methods", "targets", "datasets", "subgroups", "together", "vary", "seeds")):
+            raise fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
+        return
+    if not t.get("methods"):
+        raise fail(where, "field 'methods' is missing or empty")
+    if not t.get("targets") and not t.get("datasets") and not t.get("subgroups"):
+        raise fail(where, "needs 'targets', 'datasets' (classes chosen by the suite's [classes] rule) or "
+                          "'subgroups' (shipped subgroup settings)")
+    if t.get("subgroups") and (t.get("targets") or t.get("datasets")):
+        raise fail(where, "mixes subgroup settings with class targets; give them tables of their own")
+
+
+def _goal(where: str, goal: dict[str, Any], show: str) -> dict[str, Any]:
+    """A table's goal, checked: a ratio Score to beat (show = "subgroup") or an audit depth (show = "depth")."""
+    if not goal:
+        return goal
+    if show not in ("subgroup", "depth"):
+        raise fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score) or "depth" (the audit); '
+                                     "set it, or drop goal")
+    keys, example = ((GOAL_KEYS, '{ method = "ga", score = 85 }') if show == "subgroup"
+                     else (DEPTH_GOAL_KEYS, '{ method = "uproot", r = 0.3, kept = 0.95 }'))
+    optional = GOAL_OPTIONAL if show == "subgroup" else set()
+    check_keys(f"{where}: goal", goal, keys | optional)
+    if set(goal) - optional != keys:
+        raise fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
+    return goal
+
+
 def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     check_keys(where, t, TABLE_KEYS)
     if not t.get("name"):
@@ -322,19 +357,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
             raise fail(f"{where}: group_by", f"unknown row key {key!r} (known: {', '.join(GROUP_KEYS)})", key,
                        list(GROUP_KEYS))
     cells = t.get("cells")
-    if cells is not None:
-        if cells not in names:
-            raise fail(f"{where}: cells", f"no earlier table named {cells!r}", cells, names)
-        if any(k in t for k in ("methods", "targets", "datasets", "subgroups", "together", "vary", "seeds")):
-            raise fail(where, "takes the cells of another table ('cells'), so it cannot list its own; drop one")
-    else:
-        if not t.get("methods"):
-            raise fail(where, "field 'methods' is missing or empty")
-        if not t.get("targets") and not t.get("datasets") and not t.get("subgroups"):
-            raise fail(where, "needs 'targets', 'datasets' (classes chosen by the suite's [classes] rule) or "
-                              "'subgroups' (shipped subgroup settings)")
-        if t.get("subgroups") and (t.get("targets") or t.get("datasets")):
-            raise fail(where, "mixes subgroup settings with class targets; give them tables of their own")
+    _check_cells(where, t, names)
     vary = t.get("vary") or {}
     if not isinstance(vary, dict):
         raise fail(f"{where}: vary", "must be a table of setting = [values]")
@@ -345,17 +368,7 @@ def _table(where: str, t: dict[str, Any], names: list[str]) -> TableSpec:
     if bar and show != "bar":
         raise fail(f"{where}: bar", 'thresholds are for show = "bar"; set it, or drop bar')
     check_keys(f"{where}: bar", bar, set(BAR_KEYS))
-    goal = t.get("goal") or {}
-    if goal:
-        if show not in ("subgroup", "depth"):
-            raise fail(f"{where}: goal", 'a goal is for show = "subgroup" (a ratio Score) or "depth" (the audit); '
-                                         "set it, or drop goal")
-        keys, example = ((GOAL_KEYS, '{ method = "ga", score = 85 }') if show == "subgroup"
-                         else (DEPTH_GOAL_KEYS, '{ method = "uproot", r = 0.3, kept = 0.95 }'))
-        optional = GOAL_OPTIONAL if show == "subgroup" else set()
-        check_keys(f"{where}: goal", goal, keys | optional)
-        if set(goal) - optional != keys:
-            raise fail(f"{where}: goal", f"needs {', '.join(sorted(keys))}, e.g. {example}")
+    goal = _goal(where, t.get("goal") or {}, show)
     claims = _claims(f"{where}: claims", t.get("claims"), show)
     together = tuple(int(k) for k in t.get("together", ()))
     if any(k < 1 for k in together):
@@ -527,11 +540,60 @@ def suite_table_subgroups(tables: list[TableSpec], table: TableSpec) -> bool:
     return bool(_source(tables, table).subgroups)
 
 
+def _check_dataset(name: str, data_root: str | None, where: str, classes: Sequence[str] | None = None) -> None:
+    """Dataset ``name`` is known and its test split can be read under ``data_root``, with ``classes`` in it
+    (when given: then an empty list is refused)."""
+    from ..data import get_dataset_spec, load_image_set
+
+    try:
+        get_dataset_spec(name)
+        images = load_image_set(name, data_root, "test")
+        if classes is not None:
+            images.class_indices(list(classes))
+    except ClipUnlearnError as e:
+        raise ClipUnlearnError(f"{where}: {e}") from None
+
+
+def _check_methods(table: TableSpec, tw: str) -> None:
+    """Each method of ``table`` exists and builds with its preset, ablation and options, and with every
+    value the table varies; each varied key is a cell setting or an option of the method."""
+    from ..methods import get_method, method_names
+
+    for i, m in enumerate(table.methods):
+        w = f"{tw}: methods[{i}]"
+        if m.method not in method_names():
+            raise fail(w, f"unknown method {m.method!r}", m.method, method_names())
+        method = get_method(m.method)
+        options = {f.name for f in fields(method.config_cls)}
+        for key, _ in table.vary:
+            if key not in SPEC_SETTINGS and key not in options:
+                raise fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
+                           sorted(SPEC_SETTINGS) + sorted(options))
+        trials = [dict(m.options)] + [{**dict(m.options), k: v} for k, vs in table.vary for v in vs
+                                      if k not in SPEC_SETTINGS]
+        for tried in trials:
+            try:
+                method.build_config(m.preset, "resnet", m.ablation, tried)
+            except ClipUnlearnError as e:
+                raise ClipUnlearnError(f"{w}: {e}") from None
+
+
+def _check_subgroups(table: TableSpec, tw: str, data_root: str | None) -> None:
+    """Each subgroup setting of ``table`` is known and its images can be read under ``data_root``."""
+    from ..data.subgroups import check_setting, get_setting, setting_names
+
+    for name in table.subgroups:
+        if name not in setting_names():
+            raise fail(f"{tw}: subgroups", f"unknown subgroup setting {name!r}", name, setting_names())
+        try:
+            check_setting(get_setting(name), data_root)
+        except ClipUnlearnError as e:
+            raise ClipUnlearnError(f"{tw}: subgroups: {e}") from None
+
+
 def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = None) -> None:
     """Every method, preset, ablation, option, varied setting, model, dataset and class name exists:
     before any cell runs."""
-    from ..data import get_dataset_spec, load_image_set
-    from ..methods import get_method, method_names
     from ..models import available_models
     from ..models.zoo import ZOO_MODELS
 
@@ -540,58 +602,18 @@ def check_suite(suite: Suite, data_root: str | None, models: list[str] | None = 
     for model in models or suite.models:
         if model not in known_models:
             raise fail(f"{where}: models", f"unknown model {model!r}", model, sorted(known_models))
-
-    def dataset(name: str, w: str):
-        try:
-            get_dataset_spec(name)
-            return load_image_set(name, data_root, "test")
-        except ClipUnlearnError as e:
-            raise ClipUnlearnError(f"{w}: {e}") from None
-
     for table in suite.tables:
         tw = f"{where}: table {table.name!r}"
-        for i, m in enumerate(table.methods):
-            w = f"{tw}: methods[{i}]"
-            if m.method not in method_names():
-                raise fail(w, f"unknown method {m.method!r}", m.method, method_names())
-            method = get_method(m.method)
-            for key, values in table.vary:
-                if key not in SPEC_SETTINGS and key not in {f.name for f in fields(method.config_cls)}:
-                    known = sorted(SPEC_SETTINGS) + sorted(f.name for f in fields(method.config_cls))
-                    raise fail(f"{tw}: vary", f"{key!r} is neither a cell setting nor an option of {m.method}", key,
-                               known)
-            trials = [dict(m.options)] + [{**dict(m.options), k: v} for k, vs in table.vary for v in vs
-                                          if k not in SPEC_SETTINGS]
-            for options in trials:
-                try:
-                    method.build_config(m.preset, "resnet", m.ablation, options)
-                except ClipUnlearnError as e:
-                    raise ClipUnlearnError(f"{w}: {e}") from None
+        _check_methods(table, tw)
         for i, t in enumerate(table.targets):
-            images = dataset(t.dataset, f"{tw}: targets[{i}]")
-            try:
-                images.class_indices(list(t.classes))
-            except ClipUnlearnError as e:
-                raise ClipUnlearnError(f"{tw}: targets[{i}]: {e}") from None
+            _check_dataset(t.dataset, data_root, f"{tw}: targets[{i}]", t.classes)
         for name in table.datasets:
-            dataset(name, f"{tw}: datasets")
-        for name in table.subgroups:
-            from ..data.subgroups import check_setting, get_setting, setting_names
-
-            if name not in setting_names():
-                raise fail(f"{tw}: subgroups", f"unknown subgroup setting {name!r}", name, setting_names())
-            try:
-                check_setting(get_setting(name), data_root)
-            except ClipUnlearnError as e:
-                raise ClipUnlearnError(f"{tw}: subgroups: {e}") from None
+            _check_dataset(name, data_root, f"{tw}: datasets")
+        _check_subgroups(table, tw, data_root)
     for name, classes in suite.classes.paper.items():
-        images = dataset(name, f"{where}: classes.paper")
-        try:
-            images.class_indices(list(classes))
-        except ClipUnlearnError as e:
-            raise ClipUnlearnError(f"{where}: classes.paper.{name}: {e}") from None
+        _check_dataset(name, data_root, f"{where}: classes.paper.{name}", classes)
     for name in suite.other_datasets or []:
-        dataset(name, f"{where}: other_datasets")
+        _check_dataset(name, data_root, f"{where}: other_datasets")
     check_oracles(where, suite.oracles, data_root)
     if suite.oracles and not any(t.show == "audit" for t in suite.tables):
         raise fail(f"{where}: oracles", 'are for audits, and no table has show = "audit"; add one, or drop oracles')
