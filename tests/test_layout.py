@@ -15,8 +15,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "clipunlearn"
-#: generous on purpose: aim at a screen (about 60 lines); this only catches a function that grew past two
-MAX_FUNCTION_LINES = 100
+#: about a screen: 60 lines of code, with room for a docstring (the longest today: audit_run, 65)
+MAX_FUNCTION_LINES = 70
 
 
 def _modules(src: Path) -> dict[str, Path]:

@@ -211,6 +211,61 @@ def render_markdown(audit: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _prompts_plot(plt: Any, prompts: dict[str, Any], models: list[str]) -> Any:
+    """Each model's accuracy on the forgotten class under each prompt family, bars side by side."""
+    fams = prompts["families"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(fams)), 5))
+    width = 0.8 / len(models)
+    for j, m in enumerate(models):
+        ax.bar([i + j * width for i in range(len(fams))], [f["accuracy"][m] for f in fams], width, label=m)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(fams))])
+    ax.set_xticklabels([f"{f['family']}\n{f['prompt'][:32]}" for f in fams], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("accuracy on the forgotten class")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return fig
+
+
+def _relearning_plot(plt: Any, rl: dict[str, Any]) -> Any:
+    """One panel per kind of relearning attack: the forgotten model's curves over the bands of the
+    original's and the oracle's curves."""
+    kinds = list(dict.fromkeys(a.split()[0] for a in rl["attacks"]))
+    x = list(range(len(rl["steps"])))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        attacks = [a for a in rl["attacks"] if a.split()[0] == kind]
+        for m, colour in (("original", "tab:green"), ("oracle", "tab:grey")):
+            if m in rl["curves"]:
+                vals = [rl["curves"][m][a] for a in attacks]
+                ax.fill_between(x, [min(v[i] for v in vals) for i in x], [max(v[i] for v in vals) for i in x],
+                                color=colour, alpha=0.25, label=m)
+        for a in attacks:
+            ax.plot(x, rl["curves"]["forgotten"][a], marker="o", lw=1, label=" ".join(a.split()[1:]))
+        ax.set_title(kind)
+        ax.set_xticks(x, [str(s) for s in rl["steps"]])
+        ax.set_xlabel("relearning steps")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("accuracy on the forgotten class")
+    return fig
+
+
+def _mia_plot(plt: Any, mia: dict[str, Any], models: list[str]) -> Any:
+    """Each model's ROC curve of the loss-threshold membership attack, with its AUC (and interval)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for m in models:
+        roc = mia["roc"][m]
+        iv = mia.get("threshold_auc_interval", {}).get(m)
+        ax.plot(roc["fpr"], roc["tpr"], label=f"{m} (AUC {mia['threshold_auc'][m]:.2f}"
+                + (f", {format_interval(iv)})" if iv else ")"))
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("loss-threshold membership attack")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def write_plots(folder: Path, audit: dict[str, Any]) -> list[str]:
     """The PNG plots of the attacks that ran; returns their file names."""
     import matplotlib
@@ -219,59 +274,19 @@ def write_plots(folder: Path, audit: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
 
     r, models, written = _ran(audit["results"]), audit["models"], []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        save_with(folder / name, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-        plt.close(fig)
-        written.append(name)
-
+    figures = []
     if "prompts" in r:
-        fams = r["prompts"]["families"]
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(fams)), 5))
-        width = 0.8 / len(models)
-        for j, m in enumerate(models):
-            ax.bar([i + j * width for i in range(len(fams))], [f["accuracy"][m] for f in fams], width, label=m)
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(fams))])
-        ax.set_xticklabels([f"{f['family']}\n{f['prompt'][:32]}" for f in fams], rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("accuracy on the forgotten class")
-        ax.set_ylim(0, 1)
-        ax.legend()
-        save(fig, PLOTS["prompts"])
+        figures.append(("prompts", lambda: _prompts_plot(plt, r["prompts"], models)))
     if "relearning" in r:
-        rl = r["relearning"]
-        kinds = list(dict.fromkeys(a.split()[0] for a in rl["attacks"]))
-        x = list(range(len(rl["steps"])))
-        fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.4), squeeze=False)
-        for ax, kind in zip(axes[0], kinds):
-            attacks = [a for a in rl["attacks"] if a.split()[0] == kind]
-            for m, colour in (("original", "tab:green"), ("oracle", "tab:grey")):
-                if m in rl["curves"]:
-                    vals = [rl["curves"][m][a] for a in attacks]
-                    ax.fill_between(x, [min(v[i] for v in vals) for i in x], [max(v[i] for v in vals) for i in x],
-                                    color=colour, alpha=0.25, label=m)
-            for a in attacks:
-                ax.plot(x, rl["curves"]["forgotten"][a], marker="o", lw=1, label=" ".join(a.split()[1:]))
-            ax.set_title(kind)
-            ax.set_xticks(x, [str(s) for s in rl["steps"]])
-            ax.set_xlabel("relearning steps")
-            ax.set_ylim(-0.02, 1.02)
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("accuracy on the forgotten class")
-        save(fig, PLOTS["relearning"])
+        figures.append(("relearning", lambda: _relearning_plot(plt, r["relearning"])))
     if "mia" in r and "roc" in r["mia"]:
-        fig, ax = plt.subplots(figsize=(4.2, 4))
-        for m in models:
-            roc = r["mia"]["roc"][m]
-            iv = r["mia"].get("threshold_auc_interval", {}).get(m)
-            ax.plot(roc["fpr"], roc["tpr"], label=f"{m} (AUC {r['mia']['threshold_auc'][m]:.2f}"
-                    + (f", {format_interval(iv)})" if iv else ")"))
-        ax.plot([0, 1], [0, 1], "k:", lw=1)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title("loss-threshold membership attack")
-        ax.legend(fontsize=8)
-        save(fig, PLOTS["mia"])
+        figures.append(("mia", lambda: _mia_plot(plt, r["mia"], models)))
+    for attack, draw in figures:
+        fig = draw()
+        fig.tight_layout()
+        save_with(folder / PLOTS[attack], lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+        written.append(PLOTS[attack])
     return written
 
 

@@ -264,6 +264,19 @@ def _describe(m: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in {**m["columns"], **m["datasets"]}.items())
 
 
+def _kept_columns_and_avg_score(t: SubgroupTargets, before: dict[str, Any],
+                                after: dict[str, Any]) -> tuple[dict[str, dict[str, float]], float | None]:
+    """The measured-only columns and other datasets, before and after, and the WACV Avg. Score of the
+    forgotten subgroup against the retained subgroups and those (None if the target was never known)."""
+    b, a = before["columns"], after["columns"]
+    keep_cols = [c.name for c, _ in t.columns if c.role == "keep" and c.name != "retain"]
+    datasets = {**{k: {"before": b[k], "after": a[k]} for k in keep_cols},
+                **{k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]}}
+    others = [(v["before"], v["after"]) for v in [{"before": b["retain"], "after": a["retain"]}, *datasets.values()]
+              if v["before"] > 0]
+    return datasets, (avg_score((b["target"], a["target"]), others) if b["target"] > 0 else None)
+
+
 def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: SubgroupTargets, clip: Clip,
                method: Method, request: ForgetRequest, prepared: dict[str, Any] | None) -> dict[str, Any]:
     seconds = {"generation": 0.0, "forgetting": 0.0, "evaluation": 0.0}
@@ -293,12 +306,7 @@ def _forget_in(run: Path, s: SubgroupSettings, setting: SubgroupSetting, t: Subg
     if score is None:
         _info("the model never recognised the forgotten subgroup before forgetting: the Score is undefined")
     b, a = before["columns"], after["columns"]
-    keep_cols = [c.name for c, _ in t.columns if c.role == "keep" and c.name != "retain"]
-    datasets = {**{k: {"before": b[k], "after": a[k]} for k in keep_cols},
-                **{k: {"before": before["datasets"][k], "after": after["datasets"][k]} for k in before["datasets"]}}
-    others = [(v["before"], v["after"]) for v in [{"before": b["retain"], "after": a["retain"]}, *datasets.values()]
-              if v["before"] > 0]
-    wacv = avg_score((b["target"], a["target"]), others) if b["target"] > 0 else None
+    datasets, wacv = _kept_columns_and_avg_score(t, before, after)
     return write_run(run, clip, method, s.preset, s.ablation, ctx, trace, seconds,
                      {**asdict(s), "setting": setting.name}, {
         "task": "subgroup",
