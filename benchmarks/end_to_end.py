@@ -43,14 +43,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from official import (
-    check_default_loop,
-    forget_one_draw_at_a_time,
-    full_evaluation,
-    generate_one_at_a_time,
-    sync,
-)
-
 from clipunlearn.benchmark.report import shown_command
 from clipunlearn.data import split_names
 from clipunlearn.errors import ClipUnlearnError
@@ -65,6 +57,13 @@ from clipunlearn.runs.data import RunData
 from clipunlearn.runs.pipeline import resolve_targets
 from clipunlearn.runs.spec import weights_id
 from clipunlearn.training import RetainAnchor
+from official import (
+    check_default_loop,
+    forget_one_draw_at_a_time,
+    full_evaluation,
+    generate_one_at_a_time,
+    sync,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("generation", "forgetting", "evaluation", "other")

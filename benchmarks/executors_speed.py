@@ -34,8 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from clipunlearn.benchmark.report import shown_command
 from clipunlearn.benchmark import ExecutorOptions, load_suite, plan, run_suite
+from clipunlearn.benchmark.report import shown_command
 from clipunlearn.data import split_names
 from clipunlearn.io import write_text
 

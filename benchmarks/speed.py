@@ -26,14 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from official import full_evaluation, generate_one_at_a_time, reference_backward
-from official import sync as _sync
-
 from clipunlearn.data import load_image_set
 from clipunlearn.evaluation import Evaluator, FeatureCache
 from clipunlearn.models import eligible_names, load_clip
 from clipunlearn.synthetic import GenerationConfig, generate_synthetic
 from clipunlearn.training import draw_perturbations, lipschitz_loss, select_top_k
+from official import full_evaluation, generate_one_at_a_time, reference_backward
+from official import sync as _sync
 
 
 def bench_generation(clip, classnames, n: int, steps: int, device: str) -> dict:

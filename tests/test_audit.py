@@ -42,7 +42,6 @@ from clipunlearn.cli import main
 from clipunlearn.errors import ClipUnlearnError, UnknownNameError
 from clipunlearn.evaluation import zero_shot_classifier
 from clipunlearn.models import load_clip
-from clipunlearn.runs import ForgetSettings, forget
 
 #: a two-attack relearning grid read after 1 and 2 steps: small enough for the data slice
 SMALL_GRID = (Attack.parse("forget-k1 adam tower lr=0.0001"), Attack.parse("retain sgd lora lr=0.0001"))

@@ -11,10 +11,6 @@ import time
 
 import pytest
 import torch
-from conftest import AMNS_ENTRY as AMNS
-from conftest import LIP_ENTRY as LIP
-from conftest import SMALL_SUITE as SMALL
-from conftest import SUITE_HEADER
 
 from clipunlearn.benchmark import (
     check_suite,
@@ -24,6 +20,10 @@ from clipunlearn.benchmark import (
     shipped_suites,
 )
 from clipunlearn.errors import ClipUnlearnError
+from conftest import AMNS_ENTRY as AMNS
+from conftest import LIP_ENTRY as LIP
+from conftest import SMALL_SUITE as SMALL
+from conftest import SUITE_HEADER
 
 
 def _drawn(path) -> bool:

@@ -13,9 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AMNS_ENTRY as AMNS
-from conftest import LIP_ENTRY as LIP
-from conftest import SMALL_SUITE as SMALL
 
 from clipunlearn.benchmark import (
     ExecutorOptions,
@@ -25,6 +22,9 @@ from clipunlearn.benchmark import (
     run_suite,
 )
 from clipunlearn.errors import ClipUnlearnError
+from conftest import AMNS_ENTRY as AMNS
+from conftest import LIP_ENTRY as LIP
+from conftest import SMALL_SUITE as SMALL
 
 
 def _suite(tmp_path: Path, methods: str = LIP + AMNS):

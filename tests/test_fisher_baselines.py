@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from conftest import TOY_CLASSES, FakeSource
 from torch import nn
 
 from clipunlearn.errors import TrainingError
@@ -29,6 +28,7 @@ from clipunlearn.training import (
     similarity_terms,
 )
 from clipunlearn.training.relabel import class_prompt_ce, zero_shot_logits
+from conftest import TOY_CLASSES, FakeSource
 
 TEMPLATE = "a photo of a {}."
 

@@ -181,10 +181,10 @@ def test_forgetting_anchors_the_features_of_the_retain_and_synthetic_kept_images
     retain images (none held out for the soup) and those, with the original model's features; each
     forgetting step adds W · (1 − cos) over a batch of them, zero while the weights have not moved."""
     import torch.nn.functional as F
+    from tests.conftest import TOY_CLASSES, FakeSource
 
     from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
     from clipunlearn.methods import forget_remind_restore as frr
-    from tests.conftest import TOY_CLASSES, FakeSource
 
     anchors, held = [], {}
     real_anchor, real_hold = frr._Anchor, frr._hold_out
@@ -234,8 +234,9 @@ def test_forgetting_anchors_the_features_of_the_retain_and_synthetic_kept_images
 def test_the_anchored_preset_anchors_reminds_on_raw_images_with_negatives(mini_rn_random):
     """The anchored preset: the features anchored while forgetting, reminding on the raw retain images (no
     batch-norm alignment) with the forgotten subgroup as negatives, the synthetic kept classes seen."""
-    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
     from tests.conftest import TOY_CLASSES, FakeSource
+
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
 
     clip = copy.deepcopy(mini_rn_random)
     cfg = FRR.build_config("anchored", clip.family, None, {**SMALL, "forget_lr": 1e-2})
@@ -255,8 +256,9 @@ def test_the_anchored_preset_anchors_reminds_on_raw_images_with_negatives(mini_r
 def test_the_wide_soup_calibration_also_keeps_synthetic_classes(mini_rn_random):
     """soup_calibration "wide": the α score has a third column, synthetic images of classes to keep made before
     forgetting (so from the original model), classified among their names; the run declares and sees them."""
-    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
     from tests.conftest import TOY_CLASSES, FakeSource
+
+    from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
 
     clip = copy.deepcopy(mini_rn_random)
     method = FRR(FRR.build_config("default", clip.family, None,
@@ -349,10 +351,10 @@ def test_the_anchor_can_hold_the_forgotten_labels_own_synthetic_images(mini_rn_r
     from the original model); they join the anchor after the retain and kept images, with the original
     model's features; without forget_anchor the setting is refused in one line."""
     import torch.nn.functional as F
+    from tests.conftest import TOY_CLASSES, FakeSource
 
     from clipunlearn.methods import ForgetContext, ForgetRequest, Knobs
     from clipunlearn.methods import forget_remind_restore as frr
-    from tests.conftest import TOY_CLASSES, FakeSource
 
     anchors = []
     real_anchor = frr._Anchor

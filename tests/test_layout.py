@@ -110,7 +110,7 @@ def package_circles(src: Path = SRC) -> list[str]:
     packages = sorted(name for name, path in modules.items() if path.name == "__init__.py")
     report = []
     for package in packages:
-        def member(module: str) -> str | None:
+        def member(module: str, package: str = package) -> str | None:
             """The module of ``package`` that ``module`` is or lies in (None: outside the package)."""
             if module == package:
                 return package

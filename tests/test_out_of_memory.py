@@ -194,9 +194,8 @@ def test_a_method_that_runs_out_of_memory_names_its_batch_size(mini_rn_random, m
 
 def test_a_suite_records_the_cell_that_ran_out_of_memory_and_goes_on(tmp_path, data_slice, monkeypatch,
                                                                      mini_rn_random):
-    from conftest import AMNS_ENTRY, LIP_ENTRY, SMALL_SUITE
-
     from clipunlearn.benchmark import jobs, load_suite, plan, run_suite
+    from conftest import AMNS_ENTRY, LIP_ENTRY, SMALL_SUITE
 
     ran: list[str] = []
 

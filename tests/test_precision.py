@@ -186,9 +186,8 @@ def test_precision_is_recorded_in_results_and_in_the_run_id(data_slice, tmp_path
 
 
 def test_a_suite_passes_its_precision_to_every_cell(tmp_path):
-    from conftest import SMALL_SUITE
-
     from clipunlearn.benchmark import load_suite
+    from conftest import SMALL_SUITE
 
     path = tmp_path / "s.toml"
     path.write_text(SMALL_SUITE.replace('name = "small"', 'name = "small"\nprecision = "bf16"')

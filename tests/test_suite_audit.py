@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SUITE_HEADER
 
 from clipunlearn.benchmark import check_suite, load_suite, plan, run_suite
 from clipunlearn.benchmark.oracles import OracleSpec, oracle_path
 from clipunlearn.benchmark.report import audit_figures, write_report
 from clipunlearn.errors import ClipUnlearnError
+from conftest import SUITE_HEADER
 
 AUDITED = SUITE_HEADER.format(name="audited") + """retrieval = false
 template_change = false

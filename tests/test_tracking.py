@@ -8,12 +8,12 @@ import json
 import sys
 
 import pytest
-from conftest import AMNS_ENTRY, LIP_ENTRY, SMALL_SUITE
 
 from clipunlearn.cli import main
 from clipunlearn.errors import ClipUnlearnError
 from clipunlearn.tracking import parse_track
 from clipunlearn.tracking.records import trace_series
+from conftest import AMNS_ENTRY, LIP_ENTRY, SMALL_SUITE
 
 pytest.importorskip("mlflow", reason='the tracking extra: pip install -e ".[tracking]"')
 pytest.importorskip("tensorboard", reason='the tracking extra: pip install -e ".[tracking]"')

@@ -107,8 +107,14 @@ def test_class_captions_and_loss_are_drawn_as_the_shipped_models_were():
 
     import torch.nn.functional as F
 
-    from clipunlearn.zoo.train import (CLASS_CAPTIONS, TRAIN_TEMPLATES, TrainClass, contrastive_loss, draw_level,
-                                       step_captions)
+    from clipunlearn.zoo.train import (
+        CLASS_CAPTIONS,
+        TRAIN_TEMPLATES,
+        TrainClass,
+        contrastive_loss,
+        draw_level,
+        step_captions,
+    )
 
     own = ("a photo of a {}, a type of flower.",)
     names = ["rose", "tree mallow", "rose", "gazania"]  # a name twice: two classes, two captions, as ever

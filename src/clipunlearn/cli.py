@@ -615,7 +615,6 @@ def cmd_benchmark_report(args) -> int:
 
 def cmd_benchmark_status(args) -> int:
     from .benchmark.status import status_lines, suite_status
-
     from .data import split_names
 
     seeds = _seed_numbers(args.seeds) if args.seeds else None

@@ -20,9 +20,9 @@ import torch
 from ..data import ImageSet, load_image_set
 from ..errors import ClipUnlearnError, DataError
 from ..evaluation import LOGIT_SCALE, Evaluator, hash_tensors, zero_shot_classifier
+from ..io import file_hash
 from ..models import Clip, load_clip
 from ..runs.results import read_results
-from ..io import file_hash
 from .relearning import HELD_OUT, STEPS, Attack, CurveCache
 from .tasks import (
     CLASS,

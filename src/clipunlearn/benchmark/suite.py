@@ -54,13 +54,12 @@ known name.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..errors import ClipUnlearnError, suggest
 from ..precision import PRECISIONS

@@ -20,14 +20,13 @@ forget and retain sets before any compute.
 """
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..errors import DataError, unknown
 from .loaders import ImageSet, load_image_set

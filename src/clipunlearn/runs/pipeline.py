@@ -33,7 +33,7 @@ from ..evaluation.forgetting import (
     score,
     template_change,
 )
-from ..io import check_output_free, staged_dir, write_json
+from ..io import check_output_free, file_hash, staged_dir, write_json
 from ..methods import (
     ForgetContext,
     ForgetRequest,
@@ -54,7 +54,6 @@ from ..training import Trace
 from ..version import __version__
 from .data import RunData, train_split
 from .results import SCHEMA_VERSION
-from ..io import file_hash
 
 log = logging.getLogger("clipunlearn")
 _RUN_LOGS: list[logging.Handler] = []  # the log.txt of the run in progress

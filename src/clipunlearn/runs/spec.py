@@ -15,6 +15,7 @@ from typing import Any
 from ..io import file_hash
 from ..version import __version__
 
+
 def weights_id(model: str, pretrained: str | None = "default", weights: str | None = None) -> str:
     """What identifies a model's weights: the hash of the zoo file or of the checkpoint file given,
     else the open_clip tag (``openai``, ``none``)."""

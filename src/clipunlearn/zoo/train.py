@@ -427,7 +427,7 @@ def _epoch_batches(t: _Training) -> list[list[tuple[int, torch.Tensor]]]:
     recipe, train, gen = t.recipe, t.train, t.gen
     batches = []
     if recipe.batching == "per_dataset":
-        for d, (_, images, pixels, _) in enumerate(train):
+        for d, (_, _, pixels, _) in enumerate(train):
             perm = torch.randperm(len(pixels), generator=gen)
             batches += [[(d, perm[i:i + recipe.batch_size])] for i in range(0, len(perm), recipe.batch_size)]
         t.rng.shuffle(batches)
