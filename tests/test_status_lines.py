@@ -33,15 +33,46 @@ def test_the_lines_name_what_is_left_and_the_command_that_runs_it():
     assert lines[0] == ("suite mine (tables t1, bar; seeds 1, 2): 16 cells, 2 done (0 of them stale), 7 failed, "
                         "7 still to run")
     assert lines[1] == "the 1 finished cells took 30s (30s); per cell: mean 30s, median 30s, max 30s (d1)"
-    assert lines[2:8] == [f"  failed  f{i}: boom {i}" for i in range(5)] + [
+    assert lines[2] == ("the 14 cells left should take about 7m 00s of cell time (14 by the mean of all finished "
+                        "cells); divided among the workers that run them")
+    assert lines[3:9] == [f"  failed  f{i}: boom {i}" for i in range(5)] + [
         "  ... and 2 more failed (--cells lists every cell)"]
-    assert lines[8] == ("to run the rest: clipunlearn benchmark --suite /suites/mine.toml --model mini-rn,mini-vit "
+    assert lines[9] == ("to run the rest: clipunlearn benchmark --suite /suites/mine.toml --model mini-rn,mini-vit "
                         "--out runs/x --retry-failed --tables t1,bar --seeds 1,2")
-    assert len(lines) == 9
+    assert len(lines) == 10
     every = status_lines(s, "runs/x", cells=True)
-    assert every[2:4] == ["  done    d1: 30s", "  done    d2"]  # d2's run has no seconds
-    assert every[4:11] == [f"  failed  f{i}: boom {i}" for i in range(7)]
-    assert every[11:18] == [f"  to run  t{i}" for i in range(7)]
+    assert every[3:5] == ["  done    d1: 30s", "  done    d2"]  # d2's run has no seconds
+    assert every[5:12] == [f"  failed  f{i}: boom {i}" for i in range(7)]
+    assert every[12:19] == [f"  to run  t{i}" for i in range(7)]
+
+
+def _rid(stem: str, seed: int) -> str:
+    return f"{stem}-s{seed}-{seed:012x}"
+
+
+def test_the_cells_left_are_estimated_by_the_same_cell_then_its_method_then_every_cell():
+    """Each way of estimating, checked against the sums written out by hand; a method whose name
+    starts another's (lip, lip-foster) is told apart by the longest name."""
+    seconds = {_rid("lip-caltech101-minaret", 0): 10.0, _rid("lip-caltech101-minaret", 1): 20.0,
+               _rid("lip-caltech101-euphonium", 0): 40.0, _rid("lip-foster-caltech101-minaret", 0): 100.0,
+               _rid("forget-remind-restore@no-anchor-in-domain-car-car", 0): 300.0}
+    methods = {rid: rid.split("-caltech101")[0].split("-in-domain")[0].split("@")[0] for rid in seconds}
+    assert methods[_rid("lip-foster-caltech101-minaret", 0)] == "lip-foster"
+    todo = [_rid("lip-caltech101-minaret", 2),  # same cell: mean(10, 20) = 15
+            _rid("lip-caltech101-platypus", 0),  # same method: lip's cells 10, 20, 40 -> 70 / 3
+            _rid("lip-foster-caltech101-euphonium", 1),  # same method, lip-foster (not lip): 100
+            _rid("forget-remind-restore@short-forgetting-in-domain-car-car", 0),  # same method (an ablation): 300
+            _rid("emb-caltech101-minaret", 0)]  # no finished cell of emb: the mean of all, 470 / 5 = 94
+    s = _status(done=list(seconds), seconds=seconds, methods=methods, todo=todo[:4], failed={todo[4]: "boom"})
+    rest = status_module.estimate_rest(s)
+    assert rest is not None
+    assert rest.seconds == pytest.approx(15 + 70 / 3 + 100 + 300 + 94)
+    assert rest.by == {"same cell at another seed": 1, "same method": 3, "mean of all finished cells": 1}
+    line = status_lines(s, "x")[2]
+    assert line == ("the 5 cells left should take about 8m 52s of cell time (1 by the same cell at another seed, "
+                    "3 by the same method, 1 by the mean of all finished cells); divided among the workers that run them")
+    assert status_module.estimate_rest(_status(todo=["t"])) is None  # nothing finished: no estimate
+    assert status_module.estimate_rest(_status(done=["d"], seconds={"d": 5.0})) is None  # nothing left
 
 
 def test_a_folder_with_nothing_left_prints_no_command_and_a_shipped_suite_is_named():
@@ -117,7 +148,9 @@ def test_a_done_cells_seconds_are_its_runs_and_its_audits(tmp_path, monkeypatch)
     import clipunlearn.runs.view as view
 
     monkeypatch.setattr(view, "runs_view", lambda out: pd.DataFrame(
-        {"run_id": ["a", "b", "c"], "seconds": [10.0, None, 5.0], "audit_seconds": [2.5, 4.0, None]}))
-    assert status_module._seconds(Path(tmp_path), ["a", "b", "c", "gone"]) == {"a": 12.5, "b": 4.0, "c": 5.0}
-    assert all(type(v) is float for v in status_module._seconds(Path(tmp_path), ["a", "b"]).values())
-    assert status_module._seconds(Path(tmp_path), []) == {}
+        {"run_id": ["a", "b", "c"], "seconds": [10.0, None, 5.0], "audit_seconds": [2.5, 4.0, None],
+         "method": ["lip", "emb", "lip"]}))
+    seconds, methods = status_module._seconds(Path(tmp_path), ["a", "b", "c", "gone"])
+    assert seconds == {"a": 12.5, "b": 4.0, "c": 5.0} and methods == {"a": "lip", "b": "emb", "c": "lip"}
+    assert all(type(v) is float for v in status_module._seconds(Path(tmp_path), ["a", "b"])[0].values())
+    assert status_module._seconds(Path(tmp_path), []) == ({}, {})

@@ -32,6 +32,7 @@ class SuiteStatus:
     todo: list[str] = field(default_factory=list)
     stale: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> how its config differs
     seconds: dict[str, float] = field(default_factory=dict)  # run id of a done cell -> its run's + audit's
+    methods: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> its method
     models: list[str] = field(default_factory=list)  # the models the folder's cells are of
     tables: list[str] | None = None  # the tables looked at, where not every one
     seeds: list[int] | None = None  # the seeds looked at, where not every one
@@ -69,16 +70,17 @@ def _first_error_line(out: Path, run_id: str) -> str:
     return error.strip().splitlines()[0].rstrip() if error.strip() else "?"
 
 
-def _seconds(out: Path, done: list[str]) -> dict[str, float]:
-    """Each done cell's seconds from the run view (its run's and, where audited, its audit's)."""
+def _seconds(out: Path, done: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Each done cell's seconds from the run view (its run's and, where audited, its audit's), and its method."""
     if not done:
-        return {}
+        return {}, {}
     from ..runs.view import runs_view
 
     view = runs_view(out)
     total = view["seconds"].fillna(0.0) + view["audit_seconds"].fillna(0.0)
     by_id = dict(zip(view["run_id"], total.astype(float)))
-    return {rid: by_id[rid] for rid in done if rid in by_id}
+    method = dict(zip(view["run_id"], view["method"]))
+    return {rid: by_id[rid] for rid in done if rid in by_id}, {rid: str(method[rid]) for rid in done if rid in by_id}
 
 
 _SEED_IN_RUN_ID = re.compile(r"-s(\d+)-[0-9a-f]{12}$")  # RunSpec.run_id: ...-s{seed}-{digest}
@@ -140,8 +142,54 @@ def suite_status(folder: str | os.PathLike[str], tables: list[str] | None = None
             s.failed[rid] = _first_error_line(out, rid)
         else:
             s.todo.append(rid)
-    s.seconds = _seconds(out, s.done)
+    s.seconds, s.methods = _seconds(out, s.done)
     return s
+
+
+def _stem(run_id: str) -> str:
+    """A run id without its seed and digest: the same cell at every seed."""
+    m = _SEED_IN_RUN_ID.search(run_id)
+    return run_id[:m.start()] if m else run_id
+
+
+#: the ways a cell left is estimated, best first
+BY = ("same cell at another seed", "same method", "mean of all finished cells")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The seconds the cells still to run should take, from the finished cells' seconds: a cell by the
+    mean of the same cell at its other seeds, else of its method's finished cells, else of every one."""
+
+    seconds: float
+    by: dict[str, int]  # how many cells were estimated each way (the keys of BY)
+
+
+def estimate_rest(s: SuiteStatus) -> Estimate | None:
+    """The estimate of the cells to run and the failed ones (None: nothing left, or nothing finished)."""
+    rest = s.todo + list(s.failed)
+    if not rest or not s.seconds:
+        return None
+    stems: dict[str, list[float]] = {}
+    methods: dict[str, list[float]] = {}
+    for rid, sec in s.seconds.items():
+        stems.setdefault(_stem(rid), []).append(sec)
+        methods.setdefault(s.methods.get(rid, ""), []).append(sec)
+    overall = statistics.mean(s.seconds.values())
+    total, by = 0.0, dict.fromkeys(BY, 0)
+    for rid in rest:
+        stem = _stem(rid)
+        # the method is the longest finished method's name the run id starts with (names hold dashes)
+        method = max((m for m in methods if m and (rid.startswith(m + "-") or rid.startswith(m + "@"))),
+                     key=len, default=None)
+        if stem in stems:
+            total, way = total + statistics.mean(stems[stem]), BY[0]
+        elif method is not None:
+            total, way = total + statistics.mean(methods[method]), BY[1]
+        else:
+            total, way = total + overall, BY[2]
+        by[way] += 1
+    return Estimate(total, {k: v for k, v in by.items() if v})
 
 
 def _duration(seconds: float) -> str:
@@ -165,6 +213,11 @@ def status_lines(s: SuiteStatus, folder: str, cells: bool = False, shown: int = 
         lines.append(f"the {len(per)} finished cells took {_duration(s.total_seconds)} ({s.total_seconds:.0f}s); "
                      f"per cell: mean {s.total_seconds / len(per):.0f}s, median {statistics.median(per):.0f}s, "
                      f"max {per[-1]:.0f}s ({slowest})")
+    rest = estimate_rest(s)
+    if rest is not None:
+        ways = ", ".join(f"{n} by the {way}" for way, n in rest.by.items())
+        lines.append(f"the {len(s.todo) + len(s.failed)} cells left should take about {_duration(rest.seconds)} of "
+                     f"cell time ({ways}); divided among the workers that run them")
     groups: dict[str, list[tuple[str, str]]] = {
         "done": [(rid, f"{s.seconds[rid]:.0f}s" if rid in s.seconds else "") for rid in s.done] if cells else [],
         "failed": list(s.failed.items()), "to run": [(rid, "") for rid in s.todo] if cells else [],
@@ -192,4 +245,4 @@ def _suite_arg(s: SuiteStatus) -> str:
     return s.suite if shipped.is_file() and Path(s.source).name == shipped.name else s.source or s.suite
 
 
-__all__ = ["SuiteStatus", "read_layout", "status_lines", "suite_status"]
+__all__ = ["Estimate", "SuiteStatus", "estimate_rest", "read_layout", "status_lines", "suite_status"]
