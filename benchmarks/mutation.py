@@ -169,8 +169,8 @@ EQUIVALENT: dict[str, str] = {
        "float64 itself, and no loss is negated or compared before" for i in (24, 26)},
     "clipunlearn.audit.verdict.x__best_of_attack__mutmut_39":
         "strict=True left out: True is _beyond_oracle's default",
-    **{f"clipunlearn.audit.verdict.x__judge__mutmut_{i}":
-       "strict=None instead of strict=False: _share and _beyond_oracle only test it for truth" for i in (151, 176)},
+    **{f"clipunlearn.audit.verdict.x__judge_probe__mutmut_{i}":
+       "strict=None instead of strict=False: _share and _beyond_oracle only test it for truth" for i in (12, 36)},
     "clipunlearn.audit.verdict.x_verdicts__mutmut_41":
         'partition("XX XX") instead of partition(" "): only the oracle lines have a space in their name, and ranked '
         "unknown (after every attack) instead of last of ORDER (the oracle) they still come after every other line",
