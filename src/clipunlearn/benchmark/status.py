@@ -174,13 +174,14 @@ def estimate_rest(s: SuiteStatus) -> Estimate | None:
     methods: dict[str, list[float]] = {}
     for rid, sec in s.seconds.items():
         stems.setdefault(_stem(rid), []).append(sec)
-        methods.setdefault(s.methods.get(rid, ""), []).append(sec)
+        if rid in s.methods:
+            methods.setdefault(s.methods[rid], []).append(sec)
     overall = statistics.mean(s.seconds.values())
     total, by = 0.0, dict.fromkeys(BY, 0)
     for rid in rest:
         stem = _stem(rid)
         # the method is the longest finished method's name the run id starts with (names hold dashes)
-        method = max((m for m in methods if m and (rid.startswith(m + "-") or rid.startswith(m + "@"))),
+        method = max((m for m in methods if rid.startswith(m + "-") or rid.startswith(m + "@")),
                      key=len, default=None)
         if stem in stems:
             total, way = total + statistics.mean(stems[stem]), BY[0]
