@@ -255,6 +255,10 @@ def test_benchmark_status_of_some_tables_and_seeds(suite_dir, capsys):
     assert code == 0 and printed.out.splitlines()[0] == ("suite mine (tables t1, t3; seeds 1): 3 cells, 1 done "
                                                           "(0 of them stale), 0 failed, 2 still to run")
     assert printed.out.splitlines()[-1].endswith("--tables t1,t3 --seeds 1")
+    # ulip-a and emmn-x-y, of no finished method, by the mean of every finished cell of the folder, shown or
+    # not: lip-b 60 s, lip-a 60 + its audit's 15 s, amns-a 60 s -> 2 x 65 s (lip-b alone would give 2 x 60 s)
+    assert printed.out.splitlines()[2] == ("the 2 cells left should take about 2m 10s of cell time (2 by the mean "
+                                           "of all finished cells); divided among the workers that run them")
     code, printed = status("--seeds", "0")
     assert code == 0 and printed.out.splitlines()[0].startswith("suite mine (seeds 0): 3 cells, 2 done")
     # bad inputs: one line naming the problem and what to pass

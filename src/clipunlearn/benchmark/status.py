@@ -33,6 +33,8 @@ class SuiteStatus:
     stale: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> how its config differs
     seconds: dict[str, float] = field(default_factory=dict)  # run id of a done cell -> its run's + audit's
     methods: dict[str, str] = field(default_factory=dict)  # run id of a done cell -> its method
+    # every done cell of the folder, shown or not (run id -> seconds): what the cells left are estimated from
+    reference: dict[str, float] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)  # the models the folder's cells are of
     tables: list[str] | None = None  # the tables looked at, where not every one
     seeds: list[int] | None = None  # the seeds looked at, where not every one
@@ -142,8 +144,17 @@ def suite_status(folder: str | os.PathLike[str], tables: list[str] | None = None
             s.failed[rid] = _first_error_line(out, rid)
         else:
             s.todo.append(rid)
-    s.seconds, s.methods = _seconds(out, s.done)
+    s.reference, s.methods = _seconds(out, s.done + _done_elsewhere(out, layout, set(cells)))
+    s.seconds = {rid: s.reference[rid] for rid in s.done if rid in s.reference}
     return s
+
+
+def _done_elsewhere(out: Path, layout: dict, shown: set[str]) -> list[str]:
+    """The done cells of the layout's tables and seeds that are not among the ``shown`` ones."""
+    tables = layout.get("tables", [])
+    audited = {c["run_id"] for t in tables if t.get("show") == "audit" for c in t["cells"]}
+    others = [rid for rid in dict.fromkeys(c["run_id"] for t in tables for c in t["cells"]) if rid not in shown]
+    return [rid for rid in others if cell_state(out, rid, rid in audited)[0] == "done"]
 
 
 def _stem(run_id: str) -> str:
@@ -166,17 +177,19 @@ class Estimate:
 
 
 def estimate_rest(s: SuiteStatus) -> Estimate | None:
-    """The estimate of the cells to run and the failed ones (None: nothing left, or nothing finished)."""
+    """The estimate of the cells to run and the failed ones from every finished cell of the folder, shown
+    or not (``reference``; by hand: ``seconds``); None when nothing is left or nothing finished."""
     rest = s.todo + list(s.failed)
-    if not rest or not s.seconds:
+    finished = s.reference or s.seconds
+    if not rest or not finished:
         return None
     stems: dict[str, list[float]] = {}
     methods: dict[str, list[float]] = {}
-    for rid, sec in s.seconds.items():
+    for rid, sec in finished.items():
         stems.setdefault(_stem(rid), []).append(sec)
         if rid in s.methods:
             methods.setdefault(s.methods[rid], []).append(sec)
-    overall = statistics.mean(s.seconds.values())
+    overall = statistics.mean(finished.values())
     total, by = 0.0, dict.fromkeys(BY, 0)
     for rid in rest:
         stem = _stem(rid)
