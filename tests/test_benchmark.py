@@ -507,16 +507,21 @@ def test_a_subgroup_goal_is_checked_per_setting_against_every_other_method(tmp_p
 
     rows = [("in-domain-car", "ours", 0, 80.0), ("in-domain-car", "ours", 1, 90.0), ("in-domain-car", "ga", 0, 84.0),
             ("in-domain-flower", "ours", 0, 93.0), ("in-domain-flower", "ga", 0, 95.0),
-            ("style", "ours", 0, 90.0), ("style", "ga", 0, 70.0), ("other", "ga", 0, 70.0)]
-    df = pd.DataFrame([{"run_id": f"r{i}", "model": "mini-rn", "dataset": d, "method": m, "seed": s, "Score": v}
+            ("style", "ours", 0, 90.0), ("style", "ga", 0, 70.0), ("other", "ga", 0, 70.0),
+            ("unknown", "ours", 0, None), ("unknown", "ga", 0, None)]  # target BF 0: the Score is undefined
+    df = pd.DataFrame([{"run_id": f"r{i}", "model": "mini-rn", "dataset": d, "method": m, "seed": s, "Score": v,
+                        "target BF": 0.5, "target AF": 0.5 if d == "style" else 0.1}
                        for i, (d, m, s, v) in enumerate(rows)])
     table = {"group_by": ["dataset", "method"], "goal": {"method": "ours", "score": 85.0},
              "cells": [{"model": "mini-rn", "run_id": f"r{i}", "setting": "", "seed": r[2]} for i, r in enumerate(rows)]}
     lines = goal_lines(df, table)
     assert "- mini-rn, in-domain-car: ours 85.0, best other ga 84.0: meets the goal" in lines  # mean of two seeds
     assert "- mini-rn, in-domain-flower: ours 93.0, best other ga 95.0: misses (below ga)" in lines
-    assert "- mini-rn, style: ours 90.0, best other ga 70.0: meets the goal" in lines
+    assert ("- mini-rn, style: ours 90.0, best other ga 70.0: meets the goal; but its target did not fall "
+            "(0.50 -> 0.50): the Score of a model that forgot nothing") in lines  # a target that did not move
     assert "- mini-rn, other: ours not run yet" in lines
+    assert ("- mini-rn, unknown: ours: Score undefined (the model did not recognise the forgotten subgroup before "
+            "forgetting, target BF 0: there is nothing to forget)") in lines
     text = SUITE_HEADER.format(name="g") + """
 [[tables]]
 name = "sub"

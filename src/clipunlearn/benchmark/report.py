@@ -353,19 +353,37 @@ def goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
     keys = ["model", *[k for k in table["group_by"] if k != "method"]]
     lines = [f"Goal: {method}'s Score at least {least:g} and above every other method's (means over seeds):", ""]
     for key, group in rows.groupby(keys, dropna=False):
-        scores = group.groupby("method")["Score"].mean().dropna()
+        means = group.groupby("method")["Score"].mean()
         where = ", ".join(str(k) for k in key)  # grouped by a list of keys: a tuple
-        if method not in scores:
+        if method not in means.index:
             lines.append(f"- {where}: {method} not run yet")
             continue
+        if pd.isna(means[method]):  # the subgroup's ratio Score is undefined where its target was 0 before
+            lines.append(f"- {where}: {method}: Score undefined (the model did not recognise the forgotten subgroup "
+                         "before forgetting, target BF 0: there is nothing to forget)")
+            continue
+        scores = means.dropna()
         own = [label for label in scores.index if label == name or label.startswith(name + " ")]
         ours, others = scores[method], scores.drop(own)
         best = (f"best other {others.idxmax()} {others.max():.1f}" if len(others) else "no other method yet")
         missed = ([f"Score {ours:.1f} < {least:g}"] if ours < least else []) + (
             [f"below {others.idxmax()}"] if len(others) and others.max() >= ours else [])
         lines.append(f"- {where}: {method} {ours:.1f}, {best}: " + ("meets the goal" if not missed else
-                                                                    "misses (" + "; ".join(missed) + ")"))
+                                                                    "misses (" + "; ".join(missed) + ")")
+                     + _unmoved(group[group["method"] == method]))
     return lines + [""]
+
+
+def _unmoved(ours: pd.DataFrame) -> str:
+    """A warning for a goal line whose method did not lower its target (means over seeds): a model left
+    unchanged scores N/(N+1), so its Score says nothing of forgetting."""
+    if not {"target BF", "target AF"} <= set(ours.columns):
+        return ""
+    before, after = ours["target BF"].mean(), ours["target AF"].mean()
+    if pd.isna(before) or pd.isna(after) or after < before:
+        return ""
+    return (f"; but its target did not fall ({before:.2f} -> {after:.2f}): the Score of a model that forgot "
+            "nothing")
 
 
 def depth_goal_lines(df: pd.DataFrame, table: dict[str, Any]) -> list[str]:
