@@ -173,7 +173,7 @@ EQUIVALENT: dict[str, str] = {
        "strict=None instead of strict=False: _share and _beyond_oracle only test it for truth" for i in (12, 36)},
     **{f"clipunlearn.benchmark.status.x_estimate_rest__mutmut_{i}":
        "max of the method names without key=len: every candidate is a prefix of the same run id, and of strings "
-       "that are prefixes of one another the longest is also the greatest" for i in (34, 36)},
+       "that are prefixes of one another the longest is also the greatest" for i in (36, 38)},
     "clipunlearn.audit.verdict.x_verdicts__mutmut_41":
         'partition("XX XX") instead of partition(" "): only the oracle lines have a space in their name, and ranked '
         "unknown (after every attack) instead of last of ORDER (the oracle) they still come after every other line",

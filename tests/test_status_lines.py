@@ -154,3 +154,19 @@ def test_a_done_cells_seconds_are_its_runs_and_its_audits(tmp_path, monkeypatch)
     assert seconds == {"a": 12.5, "b": 4.0, "c": 5.0} and methods == {"a": "lip", "b": "emb", "c": "lip"}
     assert all(type(v) is float for v in status_module._seconds(Path(tmp_path), ["a", "b"])[0].values())
     assert status_module._seconds(Path(tmp_path), []) == ({}, {})
+
+
+def test_the_cells_done_elsewhere_are_the_hidden_ones_judged_with_every_tables_audit(monkeypatch, tmp_path):
+    """The reference for the estimate: the layout's cells that --tables / --seeds hide, in layout order,
+    each judged done as the runner does, audited where any table of the layout audits it."""
+    asked: list[tuple[str, bool]] = []
+
+    def state(out, rid, audited):
+        asked.append((rid, audited))
+        return ("done" if rid != "pending" else "todo"), None
+
+    monkeypatch.setattr(status_module, "cell_state", state)
+    layout = {"tables": [{"name": "t1", "show": "forgetting", "cells": [{"run_id": r} for r in ("a", "b", "pending")]},
+                         {"name": "t2", "show": "audit", "cells": [{"run_id": "b"}, {"run_id": "c"}]}]}
+    assert status_module._done_elsewhere(tmp_path, layout, {"a"}) == ["b", "c"]
+    assert asked == [("b", True), ("pending", False), ("c", True)]
