@@ -58,7 +58,9 @@ MODULES: dict[str, list[str]] = {
         "test_claims_are_checked_on_the_cells_all_their_methods_finished",
         "test_a_bar_verdict_names_the_other_datasets_that_limit_it",
         "test_rows_with_the_same_figures_in_every_common_cell_are_named",
-        "test_a_subgroup_goal_is_checked_per_setting_against_every_other_method")] + [
+        "test_a_subgroup_goal_is_checked_per_setting_against_every_other_method",
+        "test_records_keep_paths_relative_to_the_suite_folder_and_only_names_outside_it",
+        "test_a_command_on_a_page_names_no_folder_of_the_machine")] + [
         f"tests/test_suite_audit.py::{t}" for t in (
             "test_audit_figures_hold_r_and_one_recovered_column_per_judged_attack",
             "test_the_depth_goal_names_each_part_met_or_missed_with_its_figure",
@@ -180,10 +182,13 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.benchmark.report.x_{f}__mutmut_{i}":
        "groupby(dropna=None) instead of dropna=False: pandas reads dropna for its truth only, so the rows whose key "
        "has a missing value are kept as their own group either way" for f, i in (
-           ("_verdicts", 5), ("_mean_std", 15), ("goal_lines", 35), ("tradeoff", 21))},
+           ("_verdicts", 5), ("_mean_std", 15), ("goal_lines", 53), ("tradeoff", 21))},
     **{f"clipunlearn.benchmark.report.x__table_rows__mutmut_{i}":
        'merging on the common columns (on=None, or on left out) instead of on="run_id": the runs\' frame, its model '
-       "dropped, and the layout's cells (model, run_id, setting) have only run_id in common" for i in (18, 20)},
+       "dropped, and the layout's cells (model, run_id, setting) have only run_id in common" for i in (16, 18)},
+    "clipunlearn.benchmark.report.x__unmoved__mutmut_8":
+        'the columns "target BF" and "target AF" asked to be a strict subset of the rows\' columns (< for <=): '
+        "goal_lines hands _unmoved the goal method's rows, which always hold method and Score besides",
     **{f"clipunlearn.benchmark.report.x_build_view__mutmut_{i}":
        'merging the audits\' figures on the common columns (on=None, or on left out) instead of on="run_id": they '
        "hold run_id and columns named \"audit ...\", which no column of the runs' frame is" for i in (67, 70)},
@@ -270,10 +275,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
        '_load_pixels handed another split than "train" (None or another string): it reads the train split for '
        'every split but "test"' for i in (19, 24, 25)},
-    **{f"clipunlearn.audit.attacks.x_relearning__mutmut_{i}":
-       "the forgotten model's placeholder hash or cache key (another string, or the key computed): both are read "
-       "only by the curve cache, which the forgotten model's curves never reach" for i in (63, 66, 77)},
-    "clipunlearn.audit.attacks.x_relearning__mutmut_145":
+    "clipunlearn.audit.attacks.x_relearning__mutmut_65":
+        "the forgotten model's placeholder hash another string: it is read only by the curve cache, which the "
+        "forgotten model's curves never reach",
+    "clipunlearn.audit.attacks.x_relearning__mutmut_146":
         "relearning_score's oracle None left out: None is its default",
     **{f"clipunlearn.audit.attacks.x_prototype__mutmut_{i}":
        "F.normalize without dim, or with dim=+1: the default is 1, which is dim -1 of the 2-D prototypes"
@@ -358,7 +363,9 @@ EQUIVALENT: dict[str, str] = {
           "by this package as UTF-8" for m in ("clipunlearn.benchmark.status.x_read_layout__mutmut_15",
                                                 "clipunlearn.benchmark.status.x_read_layout__mutmut_17",
                                                 "clipunlearn.benchmark.status.x__first_error_line__mutmut_5",
-                                                "clipunlearn.benchmark.status.x__first_error_line__mutmut_11")},
+                                                "clipunlearn.benchmark.status.x__first_error_line__mutmut_11",
+                                                "clipunlearn.benchmark.report.x_write_records__mutmut_36",
+                                                "clipunlearn.benchmark.report.x_write_records__mutmut_38")},
     "clipunlearn.benchmark.status.x__seconds__mutmut_22":
         "astype(None) instead of astype(float) on the seconds: pandas reads dtype None as float64, which float is",
 }

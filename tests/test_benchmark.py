@@ -508,9 +508,11 @@ def test_a_subgroup_goal_is_checked_per_setting_against_every_other_method(tmp_p
     rows = [("in-domain-car", "ours", 0, 80.0), ("in-domain-car", "ours", 1, 90.0), ("in-domain-car", "ga", 0, 84.0),
             ("in-domain-flower", "ours", 0, 93.0), ("in-domain-flower", "ga", 0, 95.0),
             ("style", "ours", 0, 90.0), ("style", "ga", 0, 70.0), ("other", "ga", 0, 70.0),
-            ("unknown", "ours", 0, None), ("unknown", "ga", 0, None)]  # target BF 0: the Score is undefined
+            ("unknown", "ours", 0, None), ("unknown", "ga", 0, None),  # target BF 0: the Score is undefined
+            ("winter", "ours", 0, 90.0), ("winter", "ga", 0, 70.0)]  # a setting after the undefined one
+    unmoved = {("style", "ours"), ("in-domain-car", "ga")}  # only ours counts: style warns, in-domain-car does not
     df = pd.DataFrame([{"run_id": f"r{i}", "model": "mini-rn", "dataset": d, "method": m, "seed": s, "Score": v,
-                        "target BF": 0.5, "target AF": 0.5 if d == "style" else 0.1}
+                        "target BF": 0.5, "target AF": 0.5 if (d, m) in unmoved else 0.1}
                        for i, (d, m, s, v) in enumerate(rows)])
     table = {"group_by": ["dataset", "method"], "goal": {"method": "ours", "score": 85.0},
              "cells": [{"model": "mini-rn", "run_id": f"r{i}", "setting": "", "seed": r[2]} for i, r in enumerate(rows)]}
@@ -522,6 +524,7 @@ def test_a_subgroup_goal_is_checked_per_setting_against_every_other_method(tmp_p
     assert "- mini-rn, other: ours not run yet" in lines
     assert ("- mini-rn, unknown: ours: Score undefined (the model did not recognise the forgotten subgroup before "
             "forgetting, target BF 0: there is nothing to forget)") in lines
+    assert "- mini-rn, winter: ours 90.0, best other ga 70.0: meets the goal" in lines
     text = SUITE_HEADER.format(name="g") + """
 [[tables]]
 name = "sub"

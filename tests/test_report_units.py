@@ -405,6 +405,21 @@ def test_a_subgroup_goal_has_no_lines_without_a_goal_cells_or_scores():
     assert one_key[2] == "- mini: ours 90.0, no other method yet: meets the goal"
 
 
+
+def test_a_goal_line_warns_of_an_unmoved_target_only_where_both_figures_are_there():
+    from clipunlearn.benchmark.report import _unmoved
+
+    def ours(before: list[float | None], after: list[float | None]) -> pd.DataFrame:
+        return pd.DataFrame({"method": "ours", "Score": 90.0, "target BF": before, "target AF": after})
+
+    warning = "; but its target did not fall (0.50 -> 0.50): the Score of a model that forgot nothing"
+    assert _unmoved(ours([0.5], [0.5])) == warning
+    assert _unmoved(ours([0.4, 0.6], [0.6, 0.4])) == warning  # means over seeds
+    assert _unmoved(ours([0.5], [0.6])).startswith("; but its target did not fall (0.50 -> 0.60)")
+    assert _unmoved(ours([0.5], [0.49])) == ""
+    assert _unmoved(ours([None], [0.5])) == "" and _unmoved(ours([0.5], [None])) == ""  # a figure missing: no claim
+    assert _unmoved(ours([0.5], [0.5]).drop(columns=["target AF"])) == ""
+
 # --- a depth table's goal ------------------------------------------------------------------------------------
 
 def _depth(rows: list[tuple[str, str, int, float | None, float, float | None, float, float, float]]
