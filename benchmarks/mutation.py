@@ -186,6 +186,9 @@ EQUIVALENT: dict[str, str] = {
     **{f"clipunlearn.benchmark.report.x__table_rows__mutmut_{i}":
        'merging on the common columns (on=None, or on left out) instead of on="run_id": the runs\' frame, its model '
        "dropped, and the layout's cells (model, run_id, setting) have only run_id in common" for i in (16, 18)},
+    "clipunlearn.benchmark.report.x_shown_command__mutmut_26":
+        'the word before the first one read as "XXXX" instead of "": neither starts with "--", so the first word '
+        "takes no option's name either way",
     "clipunlearn.benchmark.report.x__unmoved__mutmut_8":
         'the columns "target BF" and "target AF" asked to be a strict subset of the rows\' columns (< for <=): '
         "goal_lines hands _unmoved the goal method's rows, which always hold method and Score besides",

@@ -679,3 +679,9 @@ def test_a_command_on_a_page_names_no_folder_of_the_machine(tmp_path):
     assert shown_command(words, tmp_path) == ("python benchmarks/x.py --out OUT --data-root=DATA_ROOT 'a b.md' "
                                               "--page docs/p.md --cache-dir c PATH --n 3")
     assert shown_command(["x", "--out", str(tmp_path)], tmp_path) == "x --out ."
+    # the first word has no option before it (not the last word's); a value holding "=" is split at the first one;
+    # a bare path holding "=" is no option; an option written --name=value names none of the words after it
+    assert shown_command(["/usr/bin/python", "-m", "x", "--verbose"], tmp_path) == "PATH -m x --verbose"
+    assert shown_command(["x", "--data=/elsewhere/a=b", "/elsewhere/k=v"], tmp_path) == "x --data=DATA PATH"
+    assert shown_command(["x", "--data-root=/d", "/elsewhere/f"], tmp_path) == "x --data-root=DATA_ROOT PATH"
+    assert shown_command(["x", "--Xdir", "/elsewhere/f"], tmp_path) == "x --Xdir XDIR"  # only dashes stripped
