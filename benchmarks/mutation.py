@@ -90,6 +90,8 @@ MODULES: dict[str, list[str]] = {
     # (milliseconds a test); test_evaluation's and the pins' evaluations of a real model on decoded images
     # (1-5 s each) reach every function and would run under each of its mutants
     "evaluation/zeroshot.py": ["tests/test_zeroshot_units.py"],
+    # the atomic writes, staged run folders, locks and hashes every run, cache and page goes through
+    "io.py": ["tests/test_io_units.py"],
     # the subgroup figures on hand-placed features and stand-in evaluators; test_subgroups' run end to end
     # (a forget run, ~10 s) would run under each mutant
     "evaluation/subgroups.py": ["tests/test_subgroup_figures.py"],
