@@ -31,7 +31,11 @@ def _dead_pid() -> int:
 def sleeper():
     """A running child process (asked about, never signalled by the code under test), killed after the test
     (list it before monkeypatch, so that it is torn down after it, with the real os.kill)."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    catch_all = ("import signal, sys, time\n"  # any signal it can catch ends it (also one a nohup parent ignores)
+                 "for s in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}:\n"
+                 "    signal.signal(s, lambda *_: sys.exit(3))\n"
+                 "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", catch_all])
     time.sleep(0.3)
     yield child
     child.kill()
