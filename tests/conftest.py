@@ -4,6 +4,9 @@ import csv
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,26 @@ def lip_run(data_slice, tmp_path_factory) -> Path:
                           generation_max_steps=2, options={"n_draws": 2, "retain_steps": 2}, other_datasets=[],
                           retrieval=False, template_change=False, progress=False))
     return out
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process that has exited (what a run killed outright leaves in its temporary names)."""
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out)
+
+
+@pytest.fixture
+def sleeper():
+    """A running child process (asked about, never signalled by the code under test), killed after the test
+    (list it before monkeypatch, so that it is torn down after it, with the real os.kill)."""
+    catch_all = ("import signal, sys, time\n"  # any signal it can catch ends it (also one a nohup parent ignores)
+                 "for s in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}:\n"
+                 "    signal.signal(s, lambda *_: sys.exit(3))\n"
+                 "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", catch_all])
+    time.sleep(0.3)
+    yield child
+    child.kill()
+    child.wait()

@@ -156,34 +156,26 @@ def test_error_analysis_over_chunked_logits_matches_the_full_matrices():
     assert out["other_classes"] == pytest.approx(ref)
 
 
-def test_a_killed_writers_partial_file_is_removed_by_the_next_writer(tmp_path):
-    import subprocess
-    import sys
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True).stdout.strip()  # a process that has exited
+def test_a_killed_writers_partial_file_is_removed_by_the_next_writer(tmp_path, dead_pid, sleeper):
+    dead = dead_pid
     (tmp_path / "c").mkdir()
     orphan = tmp_path / "c" / f".k.npy.{dead}.tmp"
     orphan.write_bytes(b"half")
-    alive = tmp_path / "c" / f".k.npy.{os.getppid()}.tmp"  # a live writer's file stays
+    alive = tmp_path / "c" / f".k.npy.{sleeper.pid}.tmp"  # a live writer's file stays
     alive.write_bytes(b"busy")
     cache = FeatureCache(tmp_path / "c")
     cache.put("k", torch.ones(3, 2))
     assert not orphan.exists() and alive.exists() and (tmp_path / "c" / "k.npy").is_file()
 
 
-def test_a_run_folder_killed_while_staged_is_removed_by_the_next_run_of_it(tmp_path):
+def test_a_run_folder_killed_while_staged_is_removed_by_the_next_run_of_it(tmp_path, dead_pid, sleeper):
     """staged_dir names its temporary folder by its process: one left by a process that died (SIGKILL)
     goes when the same folder is staged again; a live process's, and another folder's, stay."""
-    import subprocess
-    import sys
-
     from clipunlearn.io import staged_dir
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    dead = dead_pid
     orphan = tmp_path / f".run.{dead}.abc123.partial"
-    busy = tmp_path / f".run.{os.getppid()}.def456.partial"
+    busy = tmp_path / f".run.{sleeper.pid}.def456.partial"
     other = tmp_path / f".run2.{dead}.ghi789.partial"
     for d in (orphan, busy, other):
         d.mkdir()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -18,28 +16,6 @@ import torch
 
 from clipunlearn import io
 from clipunlearn.errors import RunExistsError
-
-
-def _dead_pid() -> int:
-    """The id of a process that has exited."""
-    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                         check=True).stdout
-    return int(out)
-
-
-@pytest.fixture
-def sleeper():
-    """A running child process (asked about, never signalled by the code under test), killed after the test
-    (list it before monkeypatch, so that it is torn down after it, with the real os.kill)."""
-    catch_all = ("import signal, sys, time\n"  # any signal it can catch ends it (also one a nohup parent ignores)
-                 "for s in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}:\n"
-                 "    signal.signal(s, lambda *_: sys.exit(3))\n"
-                 "time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, "-c", catch_all])
-    time.sleep(0.3)
-    yield child
-    child.kill()
-    child.wait()
 
 
 def test_an_atomic_write_replaces_the_file_only_when_its_block_succeeds(tmp_path):
@@ -114,8 +90,8 @@ def test_an_overwrite_replaces_the_whole_old_folder_and_leaves_no_copy_of_it(tmp
     assert os.listdir(final) == ["new.json"] and os.listdir(tmp_path) == ["r"]
 
 
-def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tmp_path, sleeper):
-    dead = _dead_pid()
+def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tmp_path, sleeper, dead_pid):
+    dead = dead_pid
     names = {"orphan": f".r[1].{dead}.x.partial",  # a name with glob characters is matched as written
              "alive": f".r[1].{sleeper.pid}.y.partial", "odd": ".r[1].notapid.z.partial",
              "sibling": f".r1.{dead}.w.partial", "other": f".r[1]x.{dead}.v.partial"}
@@ -128,11 +104,11 @@ def test_staging_removes_the_leftovers_of_dead_processes_for_that_folder_only(tm
     assert sleeper.poll() is None  # asked about, not signalled
 
 
-def test_a_process_is_alive_while_it_runs_and_another_users_counts_as_running(sleeper, monkeypatch):
+def test_a_process_is_alive_while_it_runs_and_another_users_counts_as_running(sleeper, dead_pid, monkeypatch):
     assert io.process_alive(os.getpid()) and io.process_alive(sleeper.pid)
     time.sleep(0.2)
     assert sleeper.poll() is None  # still running: the check is signal 0, which no process receives
-    assert not io.process_alive(_dead_pid())
+    assert not io.process_alive(dead_pid)
 
     def denied(pid: int, sig: int) -> None:
         raise PermissionError(pid)
