@@ -76,7 +76,8 @@ def suite_dir(tmp_path) -> Path:
     an audited run; a stale copy, a run being written and a cache that the view must leave out."""
     out = tmp_path / "suite"
     runs = out / "runs"
-    _write(runs / "lip-a", _results("lip-a", "lip", 0.1, 0.38, precision="fp32"), AUDIT)
+    _write(runs / "lip-a", _results("lip-a", "lip", 0.1, 0.38, precision="fp32",
+                                    generation_config={"n_per_class": 16, "seed": 0}), AUDIT)
     _write(runs / "lip-b", _results("lip-b", "lip", 0.15, 0.36, seed=1))
     _write(runs / "amns-a", _results("amns-a", "amns", 0.05, 0.2))
     _write(runs / "emb-a", _results("emb-a", "emb", 0.5, 0.4))  # keeps every dog, but forgets too little
@@ -94,13 +95,13 @@ def test_the_view_has_a_row_per_run_and_each_figure_in_its_column(suite_dir):
                              "runs/lip-b"]
     fixed = [c.name for c in COLUMNS]
     assert [c for c in df.columns if c in fixed] == fixed  # every documented column, in order
-    assert list(df.columns[17:21]) == ["other_cifar10_before", "other_cifar10_after", "other_stanford_dogs_before",
+    assert list(df.columns[18:22]) == ["other_cifar10_before", "other_cifar10_after", "other_stanford_dogs_before",
                                        "other_stanford_dogs_after"]
     row = df.set_index("run_id").loc["lip-a"]
     expected = {
         "path": "runs/lip-a", "kind": "class", "model": "mini-rn", "method": "lip", "preset": "default",
         "dataset": "caltech101", "classes": "minaret", "n_classes": 1, "seed": 0, "precision": "fp32",
-        "target_before": 0.9, "target_after": 0.1, "other_classes_before": 0.61, "other_classes_after": 0.57,
+        "n_per_class": 16, "target_before": 0.9, "target_after": 0.1, "other_classes_before": 0.61, "other_classes_after": 0.57,
         "other_cifar10_before": 0.71, "other_cifar10_after": 0.66, "other_stanford_dogs_before": 0.4,
         "other_stanford_dogs_after": 0.38, "avg_score": 0.123, "synthetic_before": 1.0, "synthetic_after": 0.25,
         "ift_p1_before": 0.95, "ift_p5_before": 0.85, "ift_p10_before": 0.75, "ift_p1_after": 0.05,
@@ -119,7 +120,7 @@ def test_the_view_has_a_row_per_run_and_each_figure_in_its_column(suite_dir):
     assert sub.score == 87.5
     assert (sub.forget_at10_by_label_before, sub.forget_at10_by_label_after) == (0.6, 0.1)
     assert (sub.forget_at10_by_name_before, sub.forget_at10_by_name_after) == (0.8, 0.3)
-    assert sub.isna()[["avg_score", "other_stanford_dogs_before", "ift_p1_before", "audit_r"]].all()
+    assert sub.isna()[["avg_score", "other_stanford_dogs_before", "ift_p1_before", "audit_r", "n_per_class"]].all()
     assert not sub.audited
     dogs = df.set_index("run_id").loc["emb-dogs"]
     assert dogs.dataset == "stanford_dogs" and dogs.isna()["other_stanford_dogs_after"]

@@ -115,6 +115,7 @@ def test_a_forget_run_is_read_back_from_mlflow(tracked_run):
     assert metrics["target_after"] == pytest.approx(results["target_after"])
     assert metrics["other_classes_after"] == pytest.approx(results["other_classes_after"])
     assert metrics["other_cifar10_after"] == pytest.approx(results["datasets"]["cifar10"]["after"])
+    assert "n_per_class" not in metrics  # a setting of the run (a param), not a figure it measured
     # the report and plots
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.md", "log.txt", "synthetic.png", "selected_tensors.png"} <= artifacts

@@ -15,6 +15,8 @@ Columns (a missing figure is null; every column below is always there, in this o
 - ``model``: the architecture (mini-rn, RN50, ...)
 - ``method``, ``preset``, ``ablation`` (null when none), ``options`` (``key=value, ...`` set over the
   preset; null when none)
+- ``n_per_class``: synthetic forget images made per class (a suite may vary it, as the wacv suite's
+  sensitivity table does); null where the run made none (real forget images, or a method that uses none)
 - ``dataset``: the dataset (a subgroup run: its setting; a concept run: ``concept (<vocabulary>)``)
 - ``classes``: the forgotten classes, joined by ``, ``; ``n_classes``: how many
 - ``seed``
@@ -83,6 +85,7 @@ HEAD = (
     Column("kind", _S, "class, subgroup or concept"), Column("model", _S, "the architecture"),
     Column("method", _S, "the method"), Column("preset", _S, "its preset"),
     Column("ablation", _S, "its ablation, null when none"), Column("options", _S, "options set over the preset"),
+    Column("n_per_class", _I, "synthetic forget images made per class, null where none were made"),
     Column("dataset", _S, "the dataset (a subgroup run: its setting)"), Column("classes", _S, "forgotten classes"),
     Column("n_classes", _I, "how many"), Column("seed", _I, "the seed"),
     Column("precision", _S, "the precision it computed at: fp32, tf32 or bf16 (null: written before it was recorded)"),
@@ -187,6 +190,7 @@ def run_row(r: RunResults, path: str, audit: dict[str, Any] | None) -> dict[str,
         "run_id": r.run_id or Path(path).name, "path": path, "kind": r.kind, "model": r.model.get("arch"),
         "method": r.method, "preset": r.preset, "ablation": r.ablation,
         "options": ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or None,
+        "n_per_class": (r.raw.get("generation_config") or {}).get("n_per_class"),
         "dataset": r.dataset, "classes": ", ".join(r.classes), "n_classes": len(r.classes), "seed": r.seed,
         "precision": r.raw.get("precision")}
     _pair(row, "target", r.target)

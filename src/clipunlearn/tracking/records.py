@@ -13,8 +13,8 @@ from ..runs.view import find_audit, run_row
 from .base import Tracked, metric_name
 
 #: the view's columns that name the run (params); its other numbers are the run's final metrics
-PARAM_COLUMNS = ("run_id", "kind", "model", "method", "preset", "ablation", "options", "dataset", "classes",
-                 "n_classes", "seed")
+PARAM_COLUMNS = ("run_id", "kind", "model", "method", "preset", "ablation", "options", "n_per_class", "dataset",
+                 "classes", "n_classes", "seed")
 #: settings that say where things went, not what was run
 NOT_PARAMS = ("out", "overwrite", "progress", "run_spec", "options")
 #: folders of a run that trackers write themselves (never logged back as the run's own files)
