@@ -393,7 +393,8 @@ def test_each_committed_page_opens_offline_with_every_table_of_its_report(browse
 
 def test_the_audit_wacv_and_cvpr_pages_are_committed_with_their_html():
     """The pages the browser test above opens are there (made by the report command, never by hand)."""
-    assert {"audit", "audit-vit", "wacv-mini-vit", "cvpr-mini-rn", "cvpr-mini-rn-h", "wacv-mini-rn-h"} <= {
+    assert {"audit", "audit-vit", "wacv-mini-rn", "wacv-mini-vit", "cvpr-mini-rn", "cvpr-mini-rn-h",
+            "wacv-mini-rn-h"} <= {
         p.parent.name for p in COMMITTED.glob("*/index.html")}
 
 
